@@ -1,0 +1,37 @@
+# inferq: `make up` runs the service, `make test` runs the tests. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= cpu,test
+
+.PHONY: setup up test train bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "inferq needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+up: setup
+	$(PY) -m inferq.launcher
+
+train: setup
+	$(PY) -m trainer --params config/model.json
+
+# pytest exits 5 when a selection (make test PYTEST_ARGS='-k ...') matches no test: say so, not fail.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no test matched the selection"; exit 0; fi; exit $$status
+
+bench: setup
+	$(PY) -m bench $(if $(QUICK),--quick,)
+
+lint: setup
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache

@@ -1,0 +1,74 @@
+"""The HTTP front end: ``create_app(settings)`` builds a Flask app that queues images for the workers.
+
+Served by gunicorn (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``). It never imports
+TensorFlow: images are decoded here and the workers hold the model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from flask import Flask, Response, g, request
+
+from api import health, recognize
+from api.auth import require_api_key
+from api.errors import register_error_handlers
+from api.inference_queue import InferenceQueue
+from api.metrics import ApiMetrics
+from api.runtime import EXTENSION, Runtime
+from api.submitter import Submitter
+from inferq.celery_app import make_celery
+from inferq.jobs import JobStore
+from inferq.redis_connection import connect
+from inferq.settings import Settings
+from inferq.workers import WorkerRegistry
+
+
+def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
+               submitter: Submitter | None = None) -> Flask:
+    """The API app; ``redis_client`` and ``submitter`` replace the ones built from ``settings`` (tests)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        # Each image is one part; a few more for other fields.
+        MAX_FORM_PARTS=settings.max_images_per_request + 16,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+
+    client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
+    store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+    workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
+    submitter = submitter or Submitter(make_celery(settings), max_images_per_message=settings.max_batch_size)
+    metrics = ApiMetrics(store, workers)
+    app.extensions[EXTENSION] = Runtime(
+        settings=settings,
+        queue=InferenceQueue(store, submitter, sync_timeout_s=settings.sync_timeout_s),
+        workers=workers,
+        metrics=metrics,
+        submitter=submitter,
+    )
+
+    register_error_handlers(app)
+    _measure_requests(app, metrics)
+    if settings.api_key:
+        require_api_key(app, settings.api_key)
+    app.register_blueprint(recognize.blueprint)
+    app.register_blueprint(health.blueprint)
+    return app
+
+
+def _measure_requests(app: Flask, metrics: ApiMetrics) -> None:
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.latency.labels(route).observe(time.perf_counter() - g.started)
+        return response

@@ -1,0 +1,66 @@
+"""Is it up, is it ready, what does it serve: ``/healthz``, ``/readyz``, ``/models``, ``/metrics``.
+
+The API knows the workers only by their heartbeats in Redis (they may run on other hosts), so
+readiness and the served model are what live workers last said.
+"""
+
+from __future__ import annotations
+
+import redis
+from flask import Blueprint, Response, jsonify
+
+from api.errors import ApiError, error_response
+from api.runtime import runtime
+from inferq.workers import WorkerStatus
+
+blueprint = Blueprint("health", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> Response:
+    try:
+        serving = _serving_workers()
+    except redis.RedisError:
+        return error_response(503, "not ready: the broker (Redis) does not answer", reason="broker")
+    if not serving:
+        return error_response(503, "not ready: no live worker has a model loaded", reason="no_worker")
+    return jsonify({
+        "status": "ready",
+        "workers": len(serving),
+        "model_versions": sorted({worker.model_version for worker in serving}),
+    })
+
+
+@blueprint.get("/models")
+def models() -> Response:
+    rt = runtime()
+    try:
+        serving = _serving_workers()
+    except redis.RedisError:
+        raise ApiError(503, "the broker (Redis) does not answer") from None
+    newest = max(serving, key=lambda worker: worker.model_version or 0) if serving else None
+    return jsonify({
+        "name": rt.settings.model_name,
+        "versions": sorted({worker.model_version for worker in serving}),
+        "served_version": newest.model_version if newest else None,
+        "spec": newest.model if newest else None,
+        "workers": [
+            {"name": worker.name, "model_version": worker.model_version, "batches": worker.batches,
+             "images": worker.images}
+            for worker in serving
+        ],
+    })
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    return Response(runtime().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def _serving_workers() -> list[WorkerStatus]:
+    return [worker for worker in runtime().workers.live() if worker.model_version is not None]

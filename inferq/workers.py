@@ -1,0 +1,62 @@
+"""Which workers are alive and what they serve: their heartbeats in Redis.
+
+Each model-holding worker process publishes a :class:`WorkerStatus` every heartbeat interval; it
+expires after three missed beats. The API reads them for ``/readyz``, ``/models`` and ``/metrics``
+(the workers' counters travel in the heartbeat, so one scrape of the API shows the whole system).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import redis
+
+from inferq import keys
+
+MISSED_BEATS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStatus:
+    name: str
+    hostname: str
+    pid: int
+    started_at: float
+    model_version: int | None
+    #: The loaded model's inputs and outputs (``worker.model.ModelSpec`` as JSON).
+    model: dict | None
+    batches: int
+    images: int
+    #: Prometheus metric families, as :func:`inferq.metric_snapshots.snapshot` writes them.
+    metrics: list[dict]
+    seen_at: float = 0.0
+
+
+class WorkerRegistry:
+    def __init__(self, client: redis.Redis, *, heartbeat_interval_s: float) -> None:
+        self._redis = client
+        self._ttl = MISSED_BEATS * heartbeat_interval_s
+
+    def publish(self, status: WorkerStatus) -> None:
+        now = time.time()
+        record = json.dumps(dataclasses.asdict(dataclasses.replace(status, seen_at=now)))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.worker(status.name), record, px=int(self._ttl * 1000))
+            pipe.zadd(keys.WORKERS, {status.name: now})
+            pipe.zremrangebyscore(keys.WORKERS, "-inf", now - self._ttl)
+            pipe.execute()
+
+    def remove(self, name: str) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.worker(name))
+            pipe.zrem(keys.WORKERS, name)
+            pipe.execute()
+
+    def live(self) -> list[WorkerStatus]:
+        names = self._redis.zrangebyscore(keys.WORKERS, time.time() - self._ttl, "+inf")
+        if not names:
+            return []
+        records = self._redis.mget([keys.worker(name.decode()) for name in names])
+        return [WorkerStatus(**json.loads(record)) for record in records if record is not None]

@@ -1,0 +1,76 @@
+"""API tests: apps built with their own settings on fakeredis, a stand-in worker answering inline."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from api import create_app
+from api.submitter import SendFailed
+from inferq import messages
+from inferq.jobs import Finished, JobStore, Outcome
+from inferq.model_contract import N_INPUT
+from inferq.settings import Settings
+
+
+def fake_label(pixels: np.ndarray) -> int:
+    """The stand-in worker's answer for one image: a deterministic function of its pixels."""
+    return int(pixels.astype(np.int64).sum() % 10)
+
+
+@dataclasses.dataclass
+class InlineWorker:
+    """Takes the place of Celery and a worker: answers each job as the API sends it."""
+
+    store: JobStore
+    answer: bool = True
+    model_error: str | None = None
+    broker_down: bool = False
+    sent: list[messages.Job] = dataclasses.field(default_factory=list)
+
+    def send(self, job: messages.Job) -> None:
+        if self.broker_down:
+            raise SendFailed("Connection refused")
+        self.sent.append(job)
+        if not self.answer:
+            return
+        self.store.start([job.job_id])
+        if self.model_error:
+            outcome = Outcome.failed(self.model_error)
+        else:
+            pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
+            outcome = Outcome.done([
+                {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": 3} for row in pixels
+            ])
+        self.store.finish([Finished(job.job_id, job.count, job.reply, outcome)])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def make_app(fake_redis):
+    def make(redis_client=None, **overrides):
+        settings = Settings(**{"sync_timeout_s": 0.3, **overrides})
+        client = redis_client or fake_redis
+        worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
+                                       max_queue_depth=settings.max_queue_depth))
+        return create_app(settings, redis_client=client, submitter=worker), worker
+    return make
+
+
+@pytest.fixture
+def app_and_worker(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app_and_worker):
+    return app_and_worker[0].test_client()
+
+
+@pytest.fixture
+def worker(app_and_worker):
+    return app_and_worker[1]

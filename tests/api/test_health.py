@@ -1,0 +1,93 @@
+import time
+
+import pytest
+
+from inferq.workers import WorkerRegistry, WorkerStatus
+from worker.metrics import WorkerMetrics
+
+SPEC = {"version": 4, "inputs": {"inputdata": {"dtype": "float32", "shape": [None, 784]}}}
+
+
+def heartbeat(fake_redis, name="host:1", version=4, batch_sizes=()):
+    metrics = WorkerMetrics()
+    for size in batch_sizes:
+        metrics.batch_images.observe(size)
+    WorkerRegistry(fake_redis, heartbeat_interval_s=2).publish(WorkerStatus(
+        name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
+        model=SPEC if version else None, batches=metrics.batches, images=metrics.images,
+        metrics=metrics.snapshot(),
+    ))
+
+
+def test_healthz_answers_whatever_the_rest(make_app, unreachable_redis):
+    app, _ = make_app(redis_client=unreachable_redis)
+    assert app.test_client().get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_not_ready_without_a_worker(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "no_worker"
+
+
+def test_not_ready_while_a_worker_waits_for_its_model(client, fake_redis):
+    heartbeat(fake_redis, version=None)
+    assert client.get("/readyz").status_code == 503
+
+
+def test_ready_once_a_worker_has_a_model(client, fake_redis):
+    heartbeat(fake_redis)
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "workers": 1, "model_versions": [4]}
+
+
+def test_not_ready_when_the_broker_is_down(make_app, unreachable_redis):
+    app, _ = make_app(redis_client=unreachable_redis)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "broker"
+
+
+def test_a_worker_that_stopped_beating_is_gone(client, fake_redis):
+    heartbeat(fake_redis)
+    fake_redis.zadd("inferq:workers", {"host:1": time.time() - 60})
+    assert client.get("/readyz").status_code == 503
+
+
+def test_models_shows_what_live_workers_serve(client, fake_redis):
+    heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 5])
+    heartbeat(fake_redis, name="b:2", version=5)
+    body = client.get("/models").get_json()
+    assert body["name"] == "mnist"
+    assert body["versions"] == [4, 5]
+    assert body["served_version"] == 5
+    assert {w["name"]: (w["batches"], w["images"]) for w in body["workers"]} == {"a:1": (2, 8), "b:2": (0, 0)}
+
+
+def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
+    heartbeat(fake_redis, name="a:1", batch_sizes=[64, 64])
+    heartbeat(fake_redis, name="b:2", batch_sizes=[32])
+    client.get("/healthz")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'inferq_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
+    assert "inferq_queue_images 0.0" in text
+    assert "inferq_workers 2.0" in text
+    assert "inferq_worker_batch_images_count 3.0" in text
+    assert "inferq_worker_batch_images_sum 160.0" in text
+    assert 'inferq_worker_batch_images_bucket{le="32.0"} 1.0' in text
+
+
+@pytest.mark.parametrize("path", ["/recognize", "/jobs", "/models", "/metrics"])
+def test_an_api_key_guards_every_route_but_the_probes(make_app, path):
+    app, _ = make_app(api_key="s3cret")
+    client = app.test_client()
+    method = client.post if path in ("/recognize", "/jobs") else client.get
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        response = method(path, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "API key" in response.get_json()["error"]
+    assert method(path, headers={"Authorization": "Bearer s3cret"}).status_code != 401
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503

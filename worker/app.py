@@ -1,0 +1,40 @@
+"""The Celery worker: an app whose one task answers batches of queued images.
+
+Run it with ``celery -A worker.main worker`` (the README lists the options ``make up`` uses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery, signals
+from celery_batches import SimpleRequest
+
+from inferq.celery_app import make_celery
+from inferq.messages import TASK_NAME
+from inferq.redis_connection import connect
+from inferq.settings import Settings
+from worker.engine import Engine
+from worker.image_batches import BATCH_DONE, ImageBatches
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings)
+    # A pool process loads TensorFlow and a model before it reports ready.
+    app.conf.worker_proc_alive_timeout = 120
+    engine = Engine(settings)
+
+    @app.task(name=TASK_NAME, base=ImageBatches, max_images=settings.max_batch_size,
+              flush_interval=settings.max_batch_wait_ms / 1000)
+    def recognize(requests: Sequence[SimpleRequest]) -> str:
+        engine.run_batch([request.args[0] for request in requests])
+        return BATCH_DONE
+
+    queue_client = connect(settings.redis_url)
+    recognize.queue_length = lambda: queue_client.llen(settings.queue_name)
+
+    # Each model-holding process (the worker itself with the solo pool, each child with prefork)
+    # builds its engine after any fork: TensorFlow does not survive one.
+    signals.worker_process_init.connect(lambda **_: engine.start(), weak=False)
+    signals.worker_process_shutdown.connect(lambda **_: engine.stop(), weak=False)
+    return app

@@ -1,0 +1,78 @@
+"""One batch, top to bottom: the jobs of a batch's messages through one model call.
+
+1. Decode the messages into jobs (a message that is not one of ours is logged and dropped).
+2. Mark the jobs running: one round trip.
+3. Stack every job's pixels and call the model once.
+4. Split the answers back per job, or fail every job with the model's error.
+5. Write all outcomes in one round trip.
+
+Any error reaching Redis propagates, so that the batch's messages are delivered again rather than
+acknowledged with their jobs unanswered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from inferq import messages
+from inferq.jobs import Finished, JobStore, Outcome
+from inferq.messages import ImageResult
+from inferq.model_contract import N_INPUT
+from worker.metrics import WorkerMetrics
+from worker.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, metrics: WorkerMetrics) -> None:
+    started = time.perf_counter()
+    metrics.messages.inc(len(bodies))
+    jobs = _decode(bodies)
+    if not jobs:
+        return
+    store.start([job.job_id for job in jobs])
+
+    pixels = np.frombuffer(b"".join(job.pixels for job in jobs), np.uint8).reshape(-1, N_INPUT)
+    try:
+        with metrics.model_call_seconds.time():
+            labels, probabilities = model.predict(pixels)
+    except Exception as exc:
+        log.exception("model version %d failed on a batch of %d images", model.version, len(pixels))
+        error = f"model version {model.version} failed on this batch: {exc}"
+        finished = [Finished(job.job_id, job.count, job.reply, Outcome.failed(error)) for job in jobs]
+        metrics.failed_jobs.inc(len(jobs))
+    else:
+        results = _results(labels, probabilities, model.version)
+        finished = []
+        offset = 0
+        for job in jobs:
+            outcome = Outcome.done(results[offset:offset + job.count])
+            finished.append(Finished(job.job_id, job.count, job.reply, outcome))
+            offset += job.count
+
+    store.finish(finished)
+    metrics.batch_images.observe(len(pixels))
+    metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+def _decode(bodies: Sequence[object]) -> list[messages.Job]:
+    jobs = []
+    for body in bodies:
+        try:
+            jobs += messages.decode(body)
+        except messages.MessageError as exc:
+            log.error("dropped a message that is not ours: %s", exc)
+    return jobs
+
+
+def _results(labels: np.ndarray, probabilities: np.ndarray | None, version: int) -> list[ImageResult]:
+    if probabilities is None:
+        return [{"label": label, "probabilities": None, "model_version": version} for label in labels.tolist()]
+    return [
+        {"label": label, "probabilities": row, "model_version": version}
+        for label, row in zip(labels.tolist(), np.round(probabilities, 6).tolist(), strict=True)
+    ]

@@ -1,0 +1,44 @@
+"""A worker process's own metrics, published with each heartbeat (the API's /metrics sums them)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from inferq.metric_snapshots import snapshot
+
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048, 4096)
+SECONDS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.batch_images = Histogram(
+            "inferq_worker_batch_images", "Images per batch, each batch one model call.",
+            buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.model_call_seconds = Histogram(
+            "inferq_worker_model_call_seconds", "Time of one model call.",
+            buckets=SECONDS_BUCKETS, registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "inferq_worker_batch_seconds", "Time of one batch: decoding, model call, writing outcomes.",
+            buckets=SECONDS_BUCKETS, registry=self.registry,
+        )
+        self.messages = Counter(
+            "inferq_worker_messages", "Messages taken from the queue.", registry=self.registry,
+        )
+        self.failed_jobs = Counter(
+            "inferq_worker_failed_jobs", "Jobs answered with an error.", registry=self.registry,
+        )
+
+    @property
+    def batches(self) -> int:
+        return int(self.registry.get_sample_value("inferq_worker_batch_images_count") or 0)
+
+    @property
+    def images(self) -> int:
+        return int(self.registry.get_sample_value("inferq_worker_batch_images_sum") or 0)
+
+    def snapshot(self) -> list[dict]:
+        return snapshot(self.registry)
