@@ -14,7 +14,16 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("inferq", broker=settings.redis_url, backend=settings.redis_url)
     app.conf.update(
         broker_transport=broker.TRANSPORT,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # kombu sweeps for messages of dead workers every 10 x 10 s by default; sweep often
+            # enough that they come back about VISIBILITY_TIMEOUT_S after they were taken.
+            "unacked_restore_interval": max(1, settings.visibility_timeout_s // 6),
+            "unacked_restore_throttle": 1,
+            # Without a socket timeout a publish on a connection that died silently never returns.
+            "socket_timeout": 10,
+            "socket_connect_timeout": 2,
+        },
         broker_connection_retry_on_startup=True,
         # JSON only: a pickled message is code, and the broker is reachable by more than us.
         task_serializer="json",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-import os
 import importlib.resources
 import io
+import os
 import socket
 import subprocess
 from collections.abc import Iterator

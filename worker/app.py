@@ -25,7 +25,7 @@ def create_worker_app(settings: Settings) -> Celery:
     engine = Engine(settings)
 
     @app.task(name=TASK_NAME, base=ImageBatches, max_images=settings.max_batch_size,
-              flush_interval=settings.max_batch_wait_ms / 1000)
+              max_wait_s=settings.max_batch_wait_ms / 1000)
     def recognize(requests: Sequence[SimpleRequest]) -> str:
         engine.run_batch([request.args[0] for request in requests])
         return BATCH_DONE

@@ -2,11 +2,17 @@
 
 Use it for a task whose every call costs much more than each item it handles (a model call) and
 whose messages carry a varying number of items, told by the ``inferq_images`` header. A batch is
-run when it holds ``max_images`` images; or as soon as the broker queue behind it is empty, since
-nothing more is coming to wait for, so a lone image on an idle system is answered at once; or at
-the latest ``flush_interval`` seconds after its first message came (celery-batches' timer). The
-queue is looked at (one LLEN) only when every message seen at the last look has come in, so under
-load, when it is long, it is rarely asked.
+run, whichever comes first:
+
+- when it holds ``max_images`` images;
+- as soon as the broker queue behind it is empty, since nothing more is coming to wait for: a
+  lone image on an idle system is answered at once;
+- ``max_wait_s`` after its first message came.
+
+The queue is looked at (one LLEN) when a batch starts and again only once every message seen at
+the last look has come in, so under load, when the queue is long, it is rarely asked.
+celery-batches buffers the requests and runs the batch in the pool; its own periodic flush is
+replaced by the per-batch deadline above.
 
 Messages are acknowledged once their batch has run and its outcomes are written. If that fails, or
 the pool process running the batch dies, they are rejected back onto the queue for another try.
@@ -39,21 +45,29 @@ class ImageBatches(Batches):
 
     #: Images in a batch at which it is run.
     max_images = 64
-    #: Batches are counted in images, by the strategy below, not in messages.
-    flush_every = sys.maxsize
+    #: Seconds after its first message at which a batch is run however full.
+    max_wait_s = 0.005
     #: Messages waiting in the broker queue; set by the app, called from the consumer.
     queue_length: Callable[[], int]
+
+    # celery-batches' own triggers, off: batches are counted in images and timed per batch, below.
+    flush_every = sys.maxsize
+    flush_interval = 24 * 3600
 
     def __init__(self) -> None:
         super().__init__()
         self._images = 0
         self._expected = 0
+        self._deadline: Any = None
 
     def Strategy(self, task: Batches, app: Celery, consumer: Consumer) -> Callable:
         buffer_message = super().Strategy(task, app, consumer)
+        timer = consumer.timer
 
         def buffer_and_maybe_flush(message: Any, *args: Any, **kwargs: Any) -> None:
             buffer_message(message, *args, **kwargs)
+            if self._deadline is None:
+                self._deadline = timer.call_after(self.max_wait_s, self._do_flush)
             self._images += int(message.headers.get(IMAGES_HEADER, 1))
             self._expected -= 1
             if self._images >= self.max_images or self._queue_drained():
@@ -72,8 +86,11 @@ class ImageBatches(Batches):
         return self._expected == 0
 
     def _do_flush(self) -> None:
-        # What was counted at the last look may have gone to other workers: look again next batch.
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._images = 0
+        # What was counted at the last look may have gone to other workers: look again next batch.
         self._expected = 0
         super()._do_flush()
 

@@ -25,6 +25,10 @@ class ModelLoadError(Exception):
     """A version directory that does not hold a model the contract allows."""
 
 
+class ModelCallError(RuntimeError):
+    """The model refused a batch; the message is TensorFlow's, without its graph dump."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TensorSpec:
     name: str
@@ -84,14 +88,17 @@ class LoadedModel:
 
     def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (int64 ``[N]``) and probabilities (float32 ``[N, 10]`` or None) for uint8 ``[N, 784]``."""
-        fetched = self._run(pixels.astype(np.float32))
+        try:
+            fetched = self._run(pixels.astype(np.float32))
+        except tf.errors.OpError as exc:
+            raise ModelCallError(_first_words(exc.message)) from exc
         return fetched[0], (fetched[1] if self.has_probabilities else None)
 
     def _check(self) -> None:
         """Refuse a model that loads but cannot answer a batch in the contract's shapes."""
         try:
             labels, probabilities = self.predict(np.zeros((2, contract.N_INPUT), np.uint8))
-        except (tf.errors.OpError, ValueError) as exc:
+        except (ModelCallError, ValueError) as exc:
             raise ModelLoadError(f"{self.spec.path}: a test batch failed: {exc}") from exc
         if labels.shape != (2,) or not np.issubdtype(labels.dtype, np.integer):
             raise ModelLoadError(f"{self.spec.path}: labels of shape {labels.shape} and type {labels.dtype}")
@@ -107,6 +114,12 @@ def _tensor_names(signature: object) -> tuple[str, dict[str, str]]:
     if contract.SIGNATURE_LABELS not in outputs:
         raise KeyError(f"signature {contract.SIGNATURE} has no {contract.SIGNATURE_LABELS!r} output")
     return signature.inputs[contract.SIGNATURE_INPUT].name, outputs  # type: ignore[attr-defined]
+
+
+def _first_words(message: str) -> str:
+    """TensorFlow's error without the graph-node lines it appends: ``[[{{node ...}}]]``."""
+    text = " ".join(message.replace("Graph execution error:", "").split())
+    return text.split(" [[", 1)[0][:300]
 
 
 def _spec(tensor: tf.Tensor) -> TensorSpec:

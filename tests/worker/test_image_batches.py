@@ -14,6 +14,18 @@ class Policy(ImageBatches):
     max_images = 8
 
 
+class Timer:
+    """The consumer's timer: records deadlines instead of keeping time."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[float, object]] = []
+
+    def call_after(self, seconds, callback):
+        entry = SimpleNamespace(cancel=lambda: self.pending.remove(entry), seconds=seconds, fire=callback)
+        self.pending.append(entry)
+        return entry
+
+
 @pytest.fixture
 def batches(monkeypatch):
     flushes: list[int] = []
@@ -22,7 +34,8 @@ def batches(monkeypatch):
     task = Policy()
     task.backlog = [0]
     task.queue_length = lambda: task.backlog.pop(0)
-    handle = task.Strategy(task, None, None)
+    task.timer = Timer()
+    handle = task.Strategy(task, None, SimpleNamespace(timer=task.timer))
 
     def deliver(images: int) -> bool:
         before = len(flushes)
@@ -53,6 +66,26 @@ def test_a_batch_runs_when_it_holds_max_images_counted_in_images(batches):
     assert not deliver(3)
     assert not deliver(4)
     assert deliver(2)  # 9 images >= 8
+
+
+def test_a_batch_runs_at_its_deadline_counted_from_its_first_message(batches):
+    task, deliver = batches
+    task.backlog = [100]
+    assert not deliver(1)
+    assert not deliver(1)
+    [deadline] = task.timer.pending
+    assert deadline.seconds == Policy.max_wait_s
+    deadline.fire()
+    assert task.timer.pending == []
+    task.backlog = [100]
+    assert not deliver(1)  # the next batch has a deadline of its own
+    assert len(task.timer.pending) == 1
+
+
+def test_a_batch_run_early_cancels_its_deadline(batches):
+    task, deliver = batches
+    assert deliver(1)
+    assert task.timer.pending == []
 
 
 def test_an_unreadable_queue_length_runs_the_batch_now(batches):

@@ -1,0 +1,72 @@
+"""Integration fixtures: real Redis databases, real worker processes, apps wired to them."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from api import create_app
+from inferq.settings import Settings
+from tests.support.processes import WorkerProcess, worker_env
+from tests.support.seed_model import build_seed_model
+
+#: Database 0 is left to whoever else uses the local Redis.
+_databases = itertools.count(1)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """A Redis database of this test's own, empty."""
+    number = next(_databases) % 15 + 1
+    url = f"{redis_server}/{number}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def seed_model_dir(tmp_path_factory, mnist_train_sample) -> Path:
+    root = tmp_path_factory.mktemp("seed-models")
+    build_seed_model(root / "1", *mnist_train_sample)
+    return root
+
+
+@pytest.fixture
+def start_worker(tmp_path, redis_url) -> Iterator:
+    started: list[WorkerProcess] = []
+
+    def start(model_dir: Path, *, pool: str = "solo", concurrency: int = 1, wait: bool = True,
+              **settings: object) -> WorkerProcess:
+        env = worker_env(redis_url, model_dir, "q", **settings)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log", pool=pool, concurrency=concurrency)
+        started.append(worker)
+        if wait:
+            worker.wait_serving()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def make_client(redis_url) -> Iterator:
+    apps = []
+
+    def make(**settings: object):
+        app = create_app(Settings(redis_url=redis_url, queue_name="q", heartbeat_interval_s=0.5, **settings))
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["inferq"].submitter.close()

@@ -1,0 +1,137 @@
+"""A real worker process on a real Redis, driven through the API app."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+
+from inferq import keys
+from tests.conftest import png_bytes
+from tests.support.models import build_model
+from tests.support.seed_model import seed_style_predict
+from tests.support.waiting import wait_for
+
+
+def files(*images: np.ndarray) -> dict:
+    return {"image": [(io.BytesIO(png_bytes(image)), f"{i}.png") for i, image in enumerate(images)]}
+
+
+def job_status(client, job_id: str) -> str:
+    return client.get(f"/jobs/{job_id}").get_json()["status"]
+
+
+def test_a_model_built_as_the_seed_built_it_is_served(start_worker, make_client, seed_model_dir, mnist_test):
+    start_worker(seed_model_dir)
+    client = make_client()
+    images = mnist_test[0][:20]
+    body = client.post("/recognize", data=files(*images)).get_json()
+    assert [r["labels"][0] for r in body["results"]] == seed_style_predict(seed_model_dir / "1", images).tolist()
+    assert all(r["probabilities"] is None and r["model_version"] == 1 for r in body["results"])
+    spec = client.get("/models").get_json()["spec"]
+    assert spec["signature"] is None
+    assert spec["inputs"]["inputdata"] == {"name": "inputdata:0", "dtype": "float32", "shape": [None, 784]}
+    assert spec["outputs"]["labels"]["name"] == "inference:0"
+
+
+def test_batches_form_from_a_queue_that_filled_up(start_worker, make_client, tmp_path, mnist_test):
+    """200 one-image messages wait; the worker takes them 32 images to a model call.
+
+    The batch window is set long so that what is tested is batching by size, not how many messages
+    this machine's consumer fetches within a few milliseconds (``make bench`` measures that).
+    """
+    build_model(tmp_path / "models", 1, label=4)
+    client = make_client(max_batch_size=32)
+    jobs = [client.post("/jobs", data=files(image)).get_json()["job_id"] for image in mnist_test[0][:200]]
+    worker = start_worker(tmp_path / "models", max_batch_size=32, max_batch_wait_ms=5000)
+    wait_for(lambda: all(job_status(client, job_id) == "done" for job_id in jobs), 60, "200 queued jobs to finish")
+
+    beat = wait_for(lambda: [b for b in worker.heartbeats() if b["images"] == 200], 10, "the final heartbeat")[0]
+    assert beat["images"] / beat["batches"] >= 0.8 * 32, beat
+    sizes = {sample[1]["le"]: sample[2] for family in beat["metrics"] if family["name"] == "inferq_worker_batch_images"
+             for sample in family["samples"] if sample[0].endswith("_bucket")}
+    assert sizes["16.0"] <= 1  # at most the last, partial batch is small
+    assert client.get(f"/jobs/{jobs[-1]}").get_json()["result"]["results"][0]["labels"] == [4]
+
+
+def test_a_lone_image_is_answered_without_waiting_out_the_batch_window(start_worker, make_client, tmp_path,
+                                                                         mnist_test):
+    build_model(tmp_path / "models", 1, label=6)
+    start_worker(tmp_path / "models", max_batch_wait_ms=120_000)
+    client = make_client(sync_timeout_s=30)
+    response = client.post("/recognize", data=files(mnist_test[0][0]))
+    assert response.status_code == 200  # held for the two-minute window it would be a 504
+    assert response.get_json()["labels"] == [6]
+
+
+def test_a_new_version_is_served_without_a_restart_and_a_broken_one_refused(start_worker, make_client, tmp_path,
+                                                                           mnist_test):
+    models = tmp_path / "models"
+    build_model(models, 1, label=1)
+    worker = start_worker(models)
+    client = make_client()
+    assert client.post("/recognize", data=files(mnist_test[0][0])).get_json()["labels"] == [1]
+
+    build_model(models, 2, label=2)
+    worker.wait_serving(version=2, timeout_s=30)
+    body = client.post("/recognize", data=files(mnist_test[0][0])).get_json()
+    assert (body["labels"], body["model_version"]) == ([2], 2)
+
+    broken = models / "3"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    wait_for(lambda: "refused model version 3" in worker.log(), 30, "the broken version to be refused")
+    body = client.post("/recognize", data=files(mnist_test[0][0])).get_json()
+    assert (body["labels"], body["model_version"]) == ([2], 2)
+    assert client.get("/models").get_json()["served_version"] == 2
+
+
+def test_a_failing_model_call_fails_the_jobs_of_its_batch_with_the_reason(start_worker, make_client, tmp_path,
+                                                                          mnist_test):
+    build_model(tmp_path / "models", 1, label=0, fail_when_brighter_than=200)
+    start_worker(tmp_path / "models")
+    client = make_client()
+    response = client.post("/recognize", data=files(mnist_test[0][0]))
+    assert response.status_code == 500
+    assert "pixel too bright for this model" in response.get_json()["error"]
+    job = client.get(f"/jobs/{response.get_json()['job_id']}").get_json()
+    assert job["status"] == "failed" and "pixel too bright" in job["error"]
+    dim = (mnist_test[0][0] // 2).astype(np.uint8)
+    assert client.post("/recognize", data=files(dim)).status_code == 200  # the worker goes on
+
+
+def test_a_job_whose_worker_was_killed_mid_batch_is_delivered_again(start_worker, make_client, tmp_path,
+                                                                    mnist_test, redis_url):
+    build_model(tmp_path / "models", 1, label=8, slow_seconds=3)
+    first = start_worker(tmp_path / "models", visibility_timeout_s=3)
+    client = make_client()
+    response = client.post("/jobs", data=files(mnist_test[0][0]))
+    assert response.status_code == 202
+    job_id = response.get_json()["job_id"]
+    wait_for(lambda: job_status(client, job_id) == "running", 30, "the batch to start")
+    first.kill()
+    assert job_status(client, job_id) == "running"
+
+    start_worker(tmp_path / "models", visibility_timeout_s=3)
+    wait_for(lambda: job_status(client, job_id) == "done", 60, "the job to be delivered again and done")
+    assert client.get(f"/jobs/{job_id}").get_json()["result"]["results"][0]["labels"] == [8]
+    assert first.client.hlen("unacked") == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs /proc to find pool processes")
+def test_a_killed_pool_process_gives_its_batch_back_at_once(start_worker, make_client, tmp_path, mnist_test):
+    build_model(tmp_path / "models", 1, label=5, slow_seconds=3)
+    # A visibility timeout far longer than the test: only rejecting the lost batch can bring it back.
+    worker = start_worker(tmp_path / "models", pool="prefork", concurrency=1, visibility_timeout_s=3600)
+    client = make_client()
+    job_id = client.post("/jobs", data=files(mnist_test[0][0])).get_json()["job_id"]
+    wait_for(lambda: job_status(client, job_id) == "running", 30, "the batch to start")
+    pool_process = worker.heartbeats()[0]["pid"]
+    assert pool_process != worker.process.pid
+    os.kill(pool_process, 9)
+
+    wait_for(lambda: job_status(client, job_id) == "done", 90, "the batch to run again in a new pool process")
+    assert client.get(f"/jobs/{job_id}").get_json()["result"]["results"][0]["labels"] == [5]
+    assert worker.client.llen("q") == 0 and worker.client.get(keys.QUEUED_IMAGES) == b"0"

@@ -1,0 +1,61 @@
+"""Small SavedModels in the contract's shape, for worker tests that need a model to behave a set way.
+
+``build_model`` writes ``<model_dir>/<version>`` as the trainer does (tag ``model``, ``inputdata`` ->
+``inference``, a ``serving_default`` signature with probabilities and labels), atomically, with a
+model that answers ``label`` for every image. It can also be slow (a loop of matrix products before
+answering, to catch a worker mid-batch) or fail (an assertion on the pixels, to fail a batch).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: float = 0.0,
+                fail_when_brighter_than: int | None = None) -> Path:
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
+    os.rmdir(staging)
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        pixels = v1.placeholder(tf.float32, [None, 784], name="inputdata")
+        bias = tf.Variable(tf.one_hot(label, 10) * 10.0)
+        logits = tf.matmul(pixels / 255.0, tf.zeros([784, 10])) + bias
+        if slow_seconds:
+            logits += 0.0 * _busy_work(slow_seconds)
+        if fail_when_brighter_than is not None:
+            check = tf.debugging.assert_less_equal(
+                tf.reduce_max(pixels), float(fail_when_brighter_than), message="pixel too bright for this model")
+            with tf.control_dependencies([check]):
+                logits = tf.identity(logits)
+        probabilities = tf.nn.softmax(logits, name="probabilities")
+        labels = tf.argmax(logits, 1, name="inference", output_type=tf.int64)
+        sess.run(v1.global_variables_initializer())
+        signature = v1.saved_model.predict_signature_def(
+            inputs={"inputdata": pixels}, outputs={"probabilities": probabilities, "labels": labels})
+        builder = v1.saved_model.Builder(str(staging))
+        builder.add_meta_graph_and_variables(sess, ["model"], signature_def_map={"serving_default": signature})
+        builder.save()
+    target = model_dir / str(version)
+    os.rename(staging, target)
+    return target
+
+
+def _busy_work(seconds: float):
+    """About ``seconds`` of matrix products on this machine, data-dependent so nothing folds away."""
+    import tensorflow as tf
+
+    size, per_second = 512, 100
+    steps = max(1, int(seconds * per_second))
+    matrix = tf.random.stateless_uniform([size, size], seed=[1, 2]) / size
+
+    def body(i, acc):
+        return i + 1, tf.matmul(acc, matrix)
+
+    _, result = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), tf.eye(size)])
+    return tf.reduce_sum(result)

@@ -1,0 +1,88 @@
+"""Real inferq processes for integration tests: Celery workers, and a Redis client to watch them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from inferq import keys
+from tests.support.waiting import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+#: A worker imports TensorFlow and loads a model before its first heartbeat.
+WORKER_START_TIMEOUT_S = 90
+
+
+def worker_env(redis_url: str, model_dir: Path, queue: str, **settings: object) -> dict[str, str]:
+    env = dict(os.environ, REDIS_URL=redis_url, MODEL_DIR=str(model_dir), QUEUE_NAME=queue,
+               HEARTBEAT_INTERVAL_S="0.5", PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update({name.upper(): str(value) for name, value in settings.items()})
+    return env
+
+
+class WorkerProcess:
+    """``celery -A worker.main worker`` with the given settings, its output in ``log_path``."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, pool: str = "solo", concurrency: int = 1) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.client = redis.Redis.from_url(env["REDIS_URL"])
+        command = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", pool,
+                   "--concurrency", str(concurrency), "--queues", env["QUEUE_NAME"],
+                   "--hostname", f"{env['QUEUE_NAME']}-{log_path.stem}@%h",
+                   "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def heartbeats(self) -> list[dict]:
+        """The live heartbeats of this worker's model-holding processes."""
+        pids = {self.process.pid, *_children(self.process.pid)}
+        beats = []
+        for name in self.client.zrange(keys.WORKERS, 0, -1):
+            record = self.client.get(keys.worker(name.decode()))
+            if record is not None and json.loads(record)["pid"] in pids:
+                beats.append(json.loads(record))
+        return beats
+
+    def wait_serving(self, version: int | None = None, timeout_s: float = WORKER_START_TIMEOUT_S) -> dict:
+        def serving() -> dict | None:
+            assert self.process.poll() is None, f"worker exited:\n{self.log()}"
+            for beat in self.heartbeats():
+                if beat["model_version"] is not None and version in (None, beat["model_version"]):
+                    return beat
+            return None
+        return wait_for(serving, timeout_s, f"the worker to serve model version {version}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes, as a crash would."""
+        for pid in [*_children(self.process.pid), self.process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        return []
