@@ -1,4 +1,5 @@
-"""Is it up, is it ready, what does it serve: ``/healthz``, ``/readyz``, ``/models``, ``/metrics``.
+"""Is it up, is it ready, what does it serve: ``/healthz``, ``/readyz``, ``/models``, ``/status``,
+``/metrics``.
 
 The API knows the workers only by their heartbeats in Redis (they may run on other hosts), so
 readiness and the served model are what live workers last said.
@@ -54,6 +55,24 @@ def models() -> Response:
              "images": worker.images}
             for worker in serving
         ],
+    })
+
+
+@blueprint.get("/status")
+def status() -> Response:
+    """The system at a glance, for people and the web page: workers, model, queue, recent batches."""
+    rt = runtime()
+    try:
+        serving = _serving_workers()
+        queued = rt.queue.queued_images()
+    except redis.RedisError:
+        raise ApiError(503, "the broker (Redis) does not answer") from None
+    return jsonify({
+        "ready": bool(serving),
+        "workers": len(serving),
+        "model_versions": sorted({worker.model_version for worker in serving}),
+        "queued_images": queued,
+        "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in serving},
     })
 
 

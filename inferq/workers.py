@@ -29,6 +29,8 @@ class WorkerStatus:
     model: dict | None
     batches: int
     images: int
+    #: Images in each of the latest batches, oldest first.
+    recent_batch_sizes: list[int]
     #: Prometheus metric families, as :func:`inferq.metric_snapshots.snapshot` writes them.
     metrics: list[dict]
     seen_at: float = 0.0

@@ -57,6 +57,7 @@ class Heartbeat:
             model=model.spec.to_json() if model else None,
             batches=self._metrics.batches,
             images=self._metrics.images,
+            recent_batch_sizes=list(self._metrics.recent_batch_sizes),
             metrics=self._metrics.snapshot(),
         ))
 

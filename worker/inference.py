@@ -55,8 +55,7 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
             offset += job.count
 
     store.finish(finished)
-    metrics.batch_images.observe(len(pixels))
-    metrics.batch_seconds.observe(time.perf_counter() - started)
+    metrics.record_batch(len(pixels), time.perf_counter() - started)
 
 
 def _decode(bodies: Sequence[object]) -> list[messages.Job]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from inferq.metric_snapshots import snapshot
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 48, 64, 96, 128, 256, 512, 1024, 2048, 4096)
 SECONDS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+#: Sizes of the latest batches kept for the status strip of the web page.
+RECENT_BATCHES = 20
 
 
 class WorkerMetrics:
@@ -31,6 +35,12 @@ class WorkerMetrics:
         self.failed_jobs = Counter(
             "inferq_worker_failed_jobs", "Jobs answered with an error.", registry=self.registry,
         )
+        self.recent_batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)
+
+    def record_batch(self, images: int, seconds: float) -> None:
+        self.batch_images.observe(images)
+        self.batch_seconds.observe(seconds)
+        self.recent_batch_sizes.append(images)
 
     @property
     def batches(self) -> int:

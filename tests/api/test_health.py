@@ -11,11 +11,11 @@ SPEC = {"version": 4, "inputs": {"inputdata": {"dtype": "float32", "shape": [Non
 def heartbeat(fake_redis, name="host:1", version=4, batch_sizes=()):
     metrics = WorkerMetrics()
     for size in batch_sizes:
-        metrics.batch_images.observe(size)
+        metrics.record_batch(size, 0.001)
     WorkerRegistry(fake_redis, heartbeat_interval_s=2).publish(WorkerStatus(
         name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
         model=SPEC if version else None, batches=metrics.batches, images=metrics.images,
-        metrics=metrics.snapshot(),
+        recent_batch_sizes=list(batch_sizes), metrics=metrics.snapshot(),
     ))
 
 
@@ -63,6 +63,13 @@ def test_models_shows_what_live_workers_serve(client, fake_redis):
     assert body["versions"] == [4, 5]
     assert body["served_version"] == 5
     assert {w["name"]: (w["batches"], w["images"]) for w in body["workers"]} == {"a:1": (2, 8), "b:2": (0, 0)}
+
+
+def test_status_sums_up_the_system(client, fake_redis):
+    heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 64])
+    body = client.get("/status").get_json()
+    assert body == {"ready": True, "workers": 1, "model_versions": [4], "queued_images": 0,
+                    "recent_batch_sizes": {"a:1": [3, 64]}}
 
 
 def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
