@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.trainer.helpers import MNIST_DIR
 from trainer import download, mnist_files
-
-REPO = Path(__file__).resolve().parents[2]
-MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
 @pytest.fixture(autouse=True)

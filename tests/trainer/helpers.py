@@ -1,12 +1,16 @@
-"""Small IDX and PNG files made on the spot, for the loaders' tests."""
+"""Where the repository and the real MNIST files are, and small IDX files made on the spot."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 
 
 def idx_bytes(magic: int, array: np.ndarray) -> bytes:

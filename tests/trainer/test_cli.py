@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.trainer.conftest import REPO
+from tests.trainer.helpers import REPO
 from trainer import cli, data
 
 

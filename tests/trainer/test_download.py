@@ -68,14 +68,16 @@ def test_a_file_with_the_wrong_content_is_refused(tmp_path: Path, payload: bytes
     assert not data_dir.exists()
 
 
-def test_offline_says_exactly_where_to_put_the_files(tmp_path: Path) -> None:
+def test_offline_says_exactly_where_to_put_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download, "fetch_url", FakeMirrors({}, failing=download.MIRRORS))
     data_dir = tmp_path / "mnist"
     with pytest.raises(TrainerError) as caught:
-        data.load_mnist(data_dir)  # the autouse guard's fetch_url fails like a machine without network
+        data.load_mnist(data_dir)
     message = str(caught.value)
     assert "\n" not in message
     assert f"MNIST file(s) train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz not found in {data_dir}" in message
-    assert "download failed" in message
+    first_url = f"{download.MIRRORS[0]}train-images-idx3-ubyte.gz"
+    assert f"download failed: {first_url}: <urlopen error no route to host>" in message
     assert ", ".join(mnist_files.ALL_FILES) in message
     assert mnist_files.SHARED_COPY in message
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.conftest import REPO
+from tests.trainer.helpers import REPO
 from trainer.errors import TrainerError
 from trainer.params import KEYS, TrainParams, load_params
 
@@ -34,7 +34,7 @@ def test_shipped_config_holds_the_seeds_keys_and_the_trainers_own() -> None:
     path = REPO / "config" / "model.json"
     raw = json.loads(path.read_text())
     assert set(raw) == set(KEYS)
-    assert SEED_KEYS <= set(raw)
+    assert set(raw) >= SEED_KEYS
     params = load_params(path, {})
     assert (params.save_path, params.data_path) == ("models", "data/mnist")
     assert (params.n_input, params.n_classes, params.n_hidden_1, params.n_hidden_2) == (784, 10, 256, 256)

@@ -1,0 +1,95 @@
+"""Writing the trained MLP as a SavedModel that the seed's Go server could load, and loading it back that way.
+
+The graph is built with the TF1 API because the seed's clients look tensors up by name in a meta graph
+tagged exactly ``model``: placeholder ``inputdata`` (raw 0..255 pixels) -> ``inference`` (int64
+labels). A ``serving_default`` signature (``probabilities``, ``labels``) is added to it and to a second
+meta graph tagged ``serve``, the tag TF Serving and saved_model_cli look for by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from inferq import model_contract
+
+SERVE_TAG = tf.saved_model.SERVING
+
+
+def write_saved_model(layers: Sequence[tuple[np.ndarray, np.ndarray]], export_dir: Path) -> None:
+    """A SavedModel of the dense ``layers`` ((kernel, bias), ReLU between them, logits last) in the
+    empty or absent directory ``export_dir``."""
+    graph = tf.Graph()
+    with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        pixels = tf.compat.v1.placeholder(
+            tf.float32, [None, model_contract.N_INPUT], name=model_contract.INPUT_TENSOR
+        )
+        # Scaling inside the graph is what makes the seed's raw-pixel clients right (the seed's was not).
+        activations = tf.math.divide(pixels, 255.0, name="scaled")
+        feed = {}
+        variables = []
+        for index, (kernel, bias) in enumerate(layers, start=1):
+            weights = tf.compat.v1.get_variable(
+                f"dense_{index}/kernel", kernel.shape, tf.float32, tf.compat.v1.zeros_initializer()
+            )
+            biases = tf.compat.v1.get_variable(
+                f"dense_{index}/bias", bias.shape, tf.float32, tf.compat.v1.zeros_initializer()
+            )
+            # Feeding the trained values to the initialisers keeps them out of the graph (saved once, in
+            # variables/) and adds no assign ops to it.
+            feed.update({weights.initial_value: kernel, biases.initial_value: bias})
+            variables += [weights, biases]
+            activations = tf.matmul(activations, weights) + biases
+            if index < len(layers):
+                activations = tf.nn.relu(activations)
+        logits = tf.identity(activations, name="logits")
+        probabilities = tf.nn.softmax(logits, name=model_contract.SIGNATURE_PROBABILITIES)
+        labels = tf.argmax(logits, 1, name=model_contract.LABELS_TENSOR, output_type=tf.int64)
+        session.run([variable.initializer for variable in variables], feed_dict=feed)
+
+        signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
+            inputs={model_contract.SIGNATURE_INPUT: pixels},
+            outputs={model_contract.SIGNATURE_PROBABILITIES: probabilities, model_contract.SIGNATURE_LABELS: labels},
+        )
+        signatures = {model_contract.SIGNATURE: signature}
+        builder = tf.compat.v1.saved_model.Builder(str(export_dir))
+        # strip_default_attrs lets older TensorFlow runtimes (the Go binding's libtensorflow) load it.
+        builder.add_meta_graph_and_variables(
+            session, [model_contract.TAG], signature_def_map=signatures, strip_default_attrs=True
+        )
+        builder.add_meta_graph([SERVE_TAG], signature_def_map=signatures, strip_default_attrs=True)
+        builder.save()
+
+
+def run_seed_style(export_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``export_dir`` as the seed's Go server did (tags ["model"], feed ``inputdata``, fetch
+    ``inference``) and return those labels with the ``serving_default`` probabilities for ``images``."""
+    graph = tf.Graph()
+    with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, [model_contract.TAG], str(export_dir))
+        signature = meta_graph.signature_def[model_contract.SIGNATURE]
+        pixels = images.astype(np.float32)
+        labels = session.run(f"{model_contract.LABELS_TENSOR}:0", {f"{model_contract.INPUT_TENSOR}:0": pixels})
+        probabilities = session.run(
+            signature.outputs[model_contract.SIGNATURE_PROBABILITIES].name,
+            {signature.inputs[model_contract.SIGNATURE_INPUT].name: pixels},
+        )
+    return labels, probabilities
+
+
+@contextlib.contextmanager
+def _quiet_tf1_deprecations() -> Iterator[None]:
+    """The TF1 SavedModel API is deprecated, but it is what the seed's loader reads: its warnings would
+    only alarm whoever reads the training log."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
