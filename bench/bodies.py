@@ -1,0 +1,45 @@
+"""Request bodies made of real MNIST test digits, as PNG files in multipart form."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trainer.data import load_idx_split
+
+BOUNDARY = "inferqbenchboundary"
+
+
+def test_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test split: images ``[N, 28, 28]`` and labels."""
+    split = load_idx_split(data_dir, "testing")
+    return split.images.reshape(-1, 28, 28), split.labels
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def multipart(files: list[tuple[str, bytes]]) -> bytes:
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
+        for name, data in files
+    ]
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def one_image_bodies(images: np.ndarray, labels: np.ndarray, count: int, out_dir: Path) -> list[Path]:
+    """``count`` one-image bodies, each file named ``<index>_<label>.body`` for the wrk script."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = out_dir / f"{index}_{labels[index]}.body"
+        path.write_bytes(multipart([(f"{index}_{labels[index]}.png", png(images[index]))]))
+        paths.append(path)
+    return paths

@@ -1,0 +1,47 @@
+"""The reference: the seed's Go server ported as is, to measure inferq against.
+
+Flask holds the SavedModel and makes one session call per request (no queue, no batching),
+served by gunicorn with 2 processes x 8 threads: ``gunicorn 'bench.seed_server:create_app()'``.
+Like the seed it loads ``MODEL_DIR/<newest>`` with tags ["model"], feeds the raw pixels of the
+upload to ``inputdata`` and answers ``{"filename": ..., "labels": [...]}`` from ``inference``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import tensorflow as tf
+from flask import Flask, jsonify, request
+from PIL import Image
+
+from inferq.model_contract import newest_version, version_dir
+
+
+def create_app(model_dir: str | None = None) -> Flask:
+    model_dir = model_dir or os.environ.get("MODEL_DIR", "models")
+    version = newest_version(model_dir)
+    if version is None:
+        raise SystemExit(f"no model under {model_dir}")
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        tf.compat.v1.saved_model.loader.load(session, ["model"], str(version_dir(model_dir, version)))
+    recognize_pixels = session.make_callable("inference:0", feed_list=["inputdata:0"])
+
+    app = Flask(__name__)
+
+    @app.post("/recognize")
+    def recognize():
+        upload = request.files.get("image")
+        if upload is None:
+            return jsonify({"error": "Could not read image"}), 400
+        try:
+            pixels = np.asarray(Image.open(io.BytesIO(upload.read())), dtype=np.float32).reshape(1, -1)
+            labels = recognize_pixels(pixels)
+        except Exception:
+            return jsonify({"error": "Invalid image"}), 400
+        return jsonify({"filename": upload.filename, "labels": labels.tolist()})
+
+    return app

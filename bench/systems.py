@@ -1,0 +1,142 @@
+"""The servers a benchmark run measures: inferq (workers + API) and the seed's architecture.
+
+They share one embedded Redis (or REDIS_URL's) and are started and stopped as plain processes,
+with the commands ``make up`` uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+from inferq.launcher import Child, api_command, embedded_redis_command, free_port, worker_command
+from inferq.settings import Settings
+
+START_TIMEOUT_S = 180.0
+
+
+@contextlib.contextmanager
+def redis_server(run_dir: Path) -> Iterator[str]:
+    """REDIS_URL when set, else an embedded Redis for the run."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    port = free_port()
+    data_dir = run_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = Child("redis", [*embedded_redis_command(port, data_dir), "--appendonly", "no"], dict(os.environ))
+    server.start()
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        _wait(lambda: _pings(client), 10, "Redis to start", [server])
+        yield url
+    finally:
+        _stop([server])
+
+
+@contextlib.contextmanager
+def inferq(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[str]:
+    """Workers and the API on a free port; yields the API's base URL once it is ready."""
+    port = free_port()
+    env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, PORT=port, HEARTBEAT_INTERVAL_S=0.5,
+               LOG_LEVEL="WARNING", **settings)
+    config = Settings.from_env(env)
+    children = [Child(f"worker {i}", worker_command(config, i), env) for i in range(workers)]
+    children.append(Child("api", api_command(), env))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for child in children:
+            child.start()
+        _wait(lambda: _answers(f"{base}/readyz"), START_TIMEOUT_S, "inferq to be ready", children)
+        yield base
+    finally:
+        _stop(children)
+
+
+@contextlib.contextmanager
+def workers_only(redis_url: str, model_dir: str, **settings: object) -> Iterator[None]:
+    env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, HEARTBEAT_INTERVAL_S=0.5, LOG_LEVEL="WARNING", **settings)
+    child = Child("worker", worker_command(Settings.from_env(env), 0), env)
+    try:
+        child.start()
+        yield
+    finally:
+        _stop([child])
+
+
+@contextlib.contextmanager
+def seed_reference(model_dir: str, probe_body: bytes) -> Iterator[str]:
+    """The seed's architecture: Flask + the SavedModel, one session call a request, 2 x 8 threads."""
+    port = free_port()
+    env = _env(MODEL_DIR=model_dir)
+    child = Child("seed reference", [
+        sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+        "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "warning",
+        "bench.seed_server:create_app()",
+    ], env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        child.start()
+        _wait(lambda: _recognizes(f"{base}/recognize", probe_body), START_TIMEOUT_S, "the reference server", [child])
+        yield base
+    finally:
+        _stop([child])
+
+
+def _env(**settings: object) -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env.update({name: str(value) for name, value in settings.items()})
+    return env
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _recognizes(url: str, body: bytes) -> bool:
+    request = urllib.request.Request(url, data=body, headers={
+        "Content-Type": "multipart/form-data; boundary=inferqbenchboundary"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait(condition, timeout_s: float, what: str, children: list[Child]) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for child in children:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _stop(children: list[Child]) -> None:
+    deadline = time.monotonic() + 30
+    for child in reversed(children):
+        child.terminate()
+    for child in reversed(children):
+        child.wait_stopped(deadline)

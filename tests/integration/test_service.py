@@ -1,0 +1,107 @@
+"""The whole system as users meet it: real Redis, a real worker on the real model, the API under gunicorn."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MNIST_DIR, REPO, png_bytes
+from tests.support.models import build_model
+from tests.support.processes import ApiProcess, worker_env
+from tests.support.waiting import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mnist_png(tmp_path_factory) -> Path:
+    """``mnist_png/`` as the README makes it: ``python -m trainer export-png --split testing --out mnist_png``."""
+    out = tmp_path_factory.mktemp("checkout") / "mnist_png"
+    subprocess.run([sys.executable, "-m", "trainer", "export-png", "--split", "testing", "--out", str(out),
+                    "--data", str(MNIST_DIR), "--no-download"], cwd=REPO, check=True, capture_output=True)
+    return out
+
+
+def test_the_seeds_curl_example_answers_as_the_seed_did(start_worker, redis_url, trained_model_dir, mnist_png,
+                                                         tmp_path):
+    start_worker(trained_model_dir)
+    api = ApiProcess(worker_env(redis_url, trained_model_dir, "q"), tmp_path / "api.log", free_port())
+    try:
+        answer = subprocess.run(
+            ["curl", "-s", f"{api.base_url.replace('127.0.0.1', 'localhost')}/recognize",
+             "-F", "image=@./mnist_png/testing/9/104.png"],
+            cwd=mnist_png.parent, capture_output=True, text=True, check=True).stdout
+        body = json.loads(answer)
+        assert {key: body[key] for key in ("filename", "labels")} == {"filename": "104.png", "labels": [9]}
+        assert answer.startswith('{"filename":"104.png","labels":[9]')
+    finally:
+        assert api.stop() == 0
+
+
+def test_the_real_model_reads_real_digits(start_worker, make_client, trained_model_dir, mnist_test):
+    start_worker(trained_model_dir)
+    client = make_client()
+    images, labels = mnist_test
+    chosen = range(0, 10000, 50)
+    data = {"image": [(io.BytesIO(png_bytes(images[i])), f"{i}.png") for i in chosen]}
+    results = client.post("/recognize", data=data).get_json()["results"]
+    correct = sum(result["labels"] == [int(labels[i])] for result, i in zip(results, chosen, strict=True))
+    assert correct >= 0.97 * len(chosen)
+    assert all(abs(sum(result["probabilities"]) - 1) < 1e-3 for result in results)
+
+
+def test_a_sync_request_that_outlasts_its_timeout_is_a_504_and_the_job_finishes(start_worker, make_client,
+                                                                                 tmp_path, mnist_test):
+    build_model(tmp_path / "models", 1, label=2, slow_seconds=2)
+    start_worker(tmp_path / "models")
+    client = make_client(sync_timeout_s=0.2)
+    response = client.post("/recognize", data={"image": [(io.BytesIO(png_bytes(mnist_test[0][0])), "a.png")]})
+    assert response.status_code == 504
+    job_id = response.get_json()["job_id"]
+    job = wait_for(lambda: (j := client.get(f"/jobs/{job_id}").get_json())["status"] == "done" and j, 60,
+                   "the job to finish")
+    assert job["result"]["results"][0]["labels"] == [2]
+
+
+def test_backpressure_on_a_real_redis(make_client, digit_104):
+    client = make_client(max_queue_depth=4, max_images_per_request=4)  # no worker: nothing drains
+    two_images = lambda: {"image": [(io.BytesIO(digit_104), "a"), (io.BytesIO(digit_104), "b")]}  # noqa: E731
+    accepted = [client.post("/jobs", data=two_images()).status_code for _ in range(3)]
+    assert accepted == [202, 202, 503]
+    refused = client.post("/recognize", data={"image": [(io.BytesIO(digit_104), "a")]})
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert "queue is full" in refused.get_json()["error"]
+
+
+def test_the_api_answers_503_while_redis_is_down_and_recovers_by_itself(tmp_path, digit_104):
+    from api import create_app
+    from inferq.launcher import embedded_redis_command
+    from inferq.settings import Settings
+
+    port = free_port()
+    client = create_app(Settings(redis_url=f"redis://127.0.0.1:{port}/0", queue_name="q")).test_client()
+    form = lambda: {"image": [(io.BytesIO(digit_104), "104.png")]}  # noqa: E731
+    down = client.post("/jobs", data=form())
+    assert down.status_code == 503
+    assert down.get_json() == {"error": "queue unavailable; try again shortly"}
+    assert client.get("/readyz").get_json()["reason"] == "broker"
+
+    redis_server = subprocess.Popen([*embedded_redis_command(port, tmp_path), "--appendonly", "no"],
+                                    stdout=subprocess.DEVNULL)
+    try:
+        accepted = wait_for(lambda: (r := client.post("/jobs", data=form())).status_code == 202 and r, 15,
+                            "the API to reach Redis again")
+        assert accepted.get_json()["status"] == "queued"
+    finally:
+        redis_server.terminate()
+        redis_server.wait(10)
