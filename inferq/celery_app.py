@@ -20,6 +20,10 @@ def make_celery(settings: Settings) -> Celery:
             # enough that they come back about VISIBILITY_TIMEOUT_S after they were taken.
             "unacked_restore_interval": max(1, settings.visibility_timeout_s // 6),
             "unacked_restore_throttle": 1,
+            # A sweeper killed mid-sweep holds its lock until this expires (kombu: five minutes).
+            "unacked_mutex_expire": max(1, min(settings.visibility_timeout_s, 30)),
+            # One list per queue, so that a worker can take a message safely (inferq.broker).
+            "priority_steps": [0],
             # Without a socket timeout a publish on a connection that died silently never returns.
             "socket_timeout": 10,
             "socket_connect_timeout": 2,
