@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from urllib.parse import parse_qs, urlsplit
+
 from celery import Celery
 from kombu import Queue
 
@@ -48,7 +51,29 @@ def make_celery(settings: Settings) -> Celery:
         # Unacknowledged messages count against the prefetch limit, and a batch holds up to
         # MAX_BATCH_SIZE of them while it fills: leave room for the next one.
         worker_prefetch_multiplier=2 * settings.max_batch_size,
+        broker_use_ssl=_tls(settings.redis_url),
+        redis_backend_use_ssl=_tls(settings.redis_url),
         # A broker that is down must turn into a quick 503, not a request hanging in retries.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
     )
     return app
+
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def _tls(url: str) -> dict | None:
+    """TLS options for a ``rediss://`` URL: certificates verified unless its query says otherwise.
+
+    kombu would otherwise fall back to not verifying them, and Celery's result backend refuses a
+    ``rediss://`` URL without ``ssl_cert_reqs``.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss":
+        return None
+    query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    options: dict = {"ssl_cert_reqs": _CERT_REQS[query.get("ssl_cert_reqs", "required").lower().removeprefix("cert_")]}
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if key in query:
+            options[key] = query[key]
+    return options

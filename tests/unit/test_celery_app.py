@@ -1,0 +1,30 @@
+import ssl
+
+from inferq.celery_app import make_celery
+from inferq.messages import TASK_NAME
+from inferq.settings import Settings
+
+
+def test_json_only_late_acks_and_the_queue_from_settings():
+    conf = make_celery(Settings(queue_name="digits", visibility_timeout_s=60, max_batch_size=32)).conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.result_accept_content == ["json"] and conf.result_serializer == "json"
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.task_routes[TASK_NAME] == {"queue": "digits"}
+    assert conf.broker_transport_options["visibility_timeout"] == 60
+    assert conf.broker_transport_options["unacked_restore_interval"] == 10
+    assert conf.worker_prefetch_multiplier == 64
+
+
+def test_a_rediss_url_verifies_certificates_unless_told_otherwise():
+    conf = make_celery(Settings(redis_url="rediss://:pw@host:6380/0?ssl_ca_certs=/ca.pem")).conf
+    assert conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/ca.pem"}
+    assert conf.redis_backend_use_ssl == conf.broker_use_ssl
+    relaxed = make_celery(Settings(redis_url="rediss://host/0?ssl_cert_reqs=CERT_NONE")).conf
+    assert relaxed.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_NONE}
+    assert make_celery(Settings(redis_url="redis://host/0")).conf.broker_use_ssl is None
+
+
+def test_the_result_backend_accepts_a_rediss_url():
+    backend = make_celery(Settings(redis_url="rediss://:pw@host:6380/0")).backend
+    assert backend.connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED
