@@ -34,7 +34,9 @@ def create_worker_app(settings: Settings) -> Celery:
     recognize.queue_length = lambda: queue_client.llen(settings.queue_name)
 
     # Each model-holding process (the worker itself with the solo pool, each child with prefork)
-    # builds its engine after any fork: TensorFlow does not survive one.
+    # builds its engine after any fork: TensorFlow does not survive one. A prefork child hears
+    # worker_process_shutdown; the solo pool only the worker's own worker_shutdown.
     signals.worker_process_init.connect(lambda **_: engine.start(), weak=False)
     signals.worker_process_shutdown.connect(lambda **_: engine.stop(), weak=False)
+    signals.worker_shutdown.connect(lambda **_: engine.stop(), weak=False)
     return app

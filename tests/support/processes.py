@@ -53,8 +53,11 @@ class WorkerProcess:
         return beats
 
     def wait_serving(self, version: int | None = None, timeout_s: float = WORKER_START_TIMEOUT_S) -> dict:
+        """The heartbeat of a process serving ``version`` (any), once the worker has started consuming."""
         def serving() -> dict | None:
             assert self.process.poll() is None, f"worker exited:\n{self.log()}"
+            if " ready." not in self.log():
+                return None
             for beat in self.heartbeats():
                 if beat["model_version"] is not None and version in (None, beat["model_version"]):
                     return beat
