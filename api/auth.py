@@ -8,8 +8,9 @@ from flask import Flask, request
 
 from api.errors import ApiError
 
-#: Probes that orchestrators call without credentials.
-OPEN_ENDPOINTS = frozenset({"health.healthz", "health.readyz"})
+#: Probes that orchestrators call without credentials, and the web page and its assets (``static``,
+#: Flask's route for ``api/static``), which hold no data: the page asks for the key to call the rest.
+OPEN_ENDPOINTS = frozenset({"health.healthz", "health.readyz", "web.page", "static"})
 
 
 def require_api_key(app: Flask, api_key: str) -> None:

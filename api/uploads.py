@@ -32,7 +32,8 @@ def read_upload(request: Request, settings: Settings) -> Upload:
                             f"(got {request.mimetype or 'no content type'})")
     files = request.files.getlist(FIELD)
     if not files:
-        fields = sorted(set(request.files) | set(request.form))
+        # A part may come without a name (werkzeug keys it None).
+        fields = sorted({name for name in (*request.files, *request.form) if name})
         raise ApiError(400, f"no image: send each file in a multipart field named {FIELD!r}"
                             + (f" (got fields {', '.join(map(repr, fields))})" if fields else ""))
     if len(files) > settings.max_images_per_request:

