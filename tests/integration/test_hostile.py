@@ -14,7 +14,6 @@ import zlib
 
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 
 from tests.conftest import png_bytes
@@ -31,18 +30,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def api(redis_server, tmp_path_factory):
+def api(redis_databases, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile")
-    url = f"{redis_server}/14"
-    redis.Redis.from_url(url).flushdb()
     build_model(tmp / "models", 1, label=LABEL)
-    env = worker_env(url, tmp / "models", "hostile")
-    worker = WorkerProcess(env, tmp / "worker.log")
-    worker.wait_serving()
-    server = ApiProcess(env, tmp / "api.log", free_port())
-    yield server
-    server.stop()
-    worker.stop()
+    with redis_databases.lend() as url:
+        env = worker_env(url, tmp / "models", "hostile")
+        worker = WorkerProcess(env, tmp / "worker.log")
+        worker.wait_serving()
+        server = ApiProcess(env, tmp / "api.log", free_port())
+        yield server
+        server.stop()
+        worker.stop()
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
