@@ -1,0 +1,72 @@
+"""Property-based fuzzing of the decoder: whatever the bytes, a 28x28 image or a 4xx ApiError."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from api import images
+from api.errors import ApiError
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP"]
+MODES = ["L", "RGB", "RGBA", "P", "1", "LA", "CMYK", "I;16"]
+
+
+def decode_or_refuse(data: bytes) -> None:
+    try:
+        out = images.decode(data, max_pixels=1_000_000)
+    except ApiError as error:
+        assert 400 <= error.status < 500 and error.message
+    else:
+        assert out.shape == (28, 28) and out.dtype == np.uint8
+
+
+def encode(pixels: np.ndarray, mode: str, fmt: str) -> bytes:
+    image = Image.fromarray(pixels)
+    if mode == "I;16":
+        image = Image.fromarray(pixels.astype(np.uint16) * 257)
+    else:
+        image = image.convert(mode)
+    if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
+        image = image.convert("RGB")
+    if fmt != "PNG" and image.mode.startswith("I"):
+        image = image.convert("L")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, fmt)
+    except (OSError, ValueError):
+        reject()  # a mode this format cannot hold: not an upload anyone can make
+    return buffer.getvalue()
+
+
+pictures = arrays(np.uint8, st.tuples(st.integers(1, 48), st.integers(1, 48)))
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_any_bytes(data):
+    decode_or_refuse(data)
+
+
+@FUZZ
+@given(pictures, st.sampled_from(MODES), st.sampled_from(FORMATS))
+def test_every_real_image_is_answered(pixels, mode, fmt):
+    out = images.decode(encode(pixels, mode, fmt), max_pixels=1_000_000)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+
+
+@FUZZ
+@given(pictures, st.sampled_from(FORMATS), st.data())
+def test_damaged_images(pixels, fmt, data):
+    original = bytearray(encode(pixels, "L", fmt))
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, len(original) - 1))
+        original[position] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(original)))
+    decode_or_refuse(bytes(original[:cut]))
