@@ -28,11 +28,7 @@ def decode_or_refuse(data: bytes) -> None:
 
 
 def encode(pixels: np.ndarray, mode: str, fmt: str) -> bytes:
-    image = Image.fromarray(pixels)
-    if mode == "I;16":
-        image = Image.fromarray(pixels.astype(np.uint16) * 257)
-    else:
-        image = image.convert(mode)
+    image = Image.fromarray(pixels.astype(np.uint16) * 257) if mode == "I;16" else Image.fromarray(pixels).convert(mode)
     if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
         image = image.convert("RGB")
     if fmt != "PNG" and image.mode.startswith("I"):

@@ -31,14 +31,16 @@ def worker_env(redis_url: str, model_dir: Path, queue: str, **settings: object) 
 class WorkerProcess:
     """``celery -A worker.main worker`` with the given settings, its output in ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, pool: str = "solo", concurrency: int = 1) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, pool: str = "solo", concurrency: int = 1,
+                 command: list[str] | None = None) -> None:
         self.env = env
         self.log_path = log_path
         self.client = redis.Redis.from_url(env["REDIS_URL"])
-        command = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", pool,
-                   "--concurrency", str(concurrency), "--queues", env["QUEUE_NAME"],
-                   "--hostname", f"{env['QUEUE_NAME']}-{log_path.stem}@%h",
-                   "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+        command = command or [
+            sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", pool,
+            "--concurrency", str(concurrency), "--queues", env["QUEUE_NAME"],
+            "--hostname", f"{env['QUEUE_NAME']}-{log_path.stem}@%h",
+            "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -87,14 +89,13 @@ class WorkerProcess:
 class ApiProcess:
     """The API under gunicorn, as ``make up`` runs it, on ``port``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, command: list[str] | None = None) -> None:
         self.base_url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         env = dict(env, PORT=str(port), API_PROCESSES="1", API_THREADS="8")
+        command = command or [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
         with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"],
-                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._answers, 30, "the API to answer")
 
     def _answers(self) -> bool:
