@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import redis
+from celery import Celery
 from flask import Flask, Response, g, request
 
 from api import health, kserve, openapi, recognize, tfserving, web
@@ -16,6 +17,7 @@ from api.auth import require_api_key
 from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
 from api.metrics import ApiMetrics
+from api.replies import ReplyListener
 from api.runtime import EXTENSION, Runtime
 from api.submitter import Submitter
 from inferq.celery_app import make_celery
@@ -26,8 +28,8 @@ from inferq.workers import WorkerRegistry
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
-               submitter: Submitter | None = None) -> Flask:
-    """The API app; ``redis_client`` and ``submitter`` replace the ones built from ``settings`` (tests)."""
+               celery: Celery | None = None) -> Flask:
+    """The API app; ``redis_client`` and ``celery`` replace the ones built from ``settings`` (tests)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -41,14 +43,15 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
     store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
-    submitter = submitter or Submitter(make_celery(settings), max_images_per_message=settings.max_batch_size)
+    submitter = Submitter(celery or make_celery(settings), store, max_images_per_message=settings.max_batch_size)
+    replies = ReplyListener(store)
     metrics = ApiMetrics(store, workers)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
-        queue=InferenceQueue(store, submitter, sync_timeout_s=settings.sync_timeout_s),
+        queue=InferenceQueue(store, submitter, replies, sync_timeout_s=settings.sync_timeout_s),
         workers=workers,
         metrics=metrics,
-        submitter=submitter,
+        replies=replies,
     )
 
     register_error_handlers(app)

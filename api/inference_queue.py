@@ -1,4 +1,4 @@
-"""The API's side of the queue: admit a job, send it to the workers, wait for it or look it up.
+"""The API's side of the queue: admit and send a job, wait for its outcome, look a job up.
 
 Every route that recognises images (``/recognize``, ``/jobs``, the TF Serving and KServe routes)
 goes through here, so they share admission, backpressure and the batching path. Redis being out
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import redis
 
 from api.errors import ApiError
+from api.replies import ReplyListener, Waiter
 from api.submitter import SendFailed, Submitter
 from inferq import messages
 from inferq.jobs import JobRecord, JobStore, Outcome, QueueFull
@@ -25,35 +26,45 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
 
 
+class Submitted:
+    """A job in the queue; :meth:`InferenceQueue.wait` gives its outcome if it was sent to be waited on."""
+
+    def __init__(self, job_id: str, waiter: Waiter | None) -> None:
+        self.job_id = job_id
+        self.waiter = waiter
+
+
 class InferenceQueue:
-    def __init__(self, store: JobStore, submitter: Submitter, *, sync_timeout_s: float) -> None:
+    def __init__(self, store: JobStore, submitter: Submitter, replies: ReplyListener, *,
+                 sync_timeout_s: float) -> None:
         self._store = store
         self._submitter = submitter
+        self._replies = replies
         self._sync_timeout_s = sync_timeout_s
 
-    def submit(self, filenames: Sequence[str], pixels: bytes, *, reply: bool) -> str:
-        """Queue one job of ``len(filenames)`` images; its id once the broker holds it."""
+    def submit(self, filenames: Sequence[str], pixels: bytes, *, reply: bool) -> Submitted:
+        """Queue one job of ``len(filenames)`` images, to be waited on if ``reply``."""
         job_id = str(uuid.uuid4())
-        with _broker_errors():
-            try:
-                self._store.admit(job_id, filenames)
-            except QueueFull as full:
-                raise ApiError(503, f"the queue is full ({full.depth} images waiting); try again shortly",
-                               headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+        waiter = self._replies.expect(job_id) if reply else None
+        job = messages.Job(job_id, pixels, self._replies.name if reply else None)
         try:
-            self._submitter.send(messages.Job(job_id, pixels, reply))
+            self._submitter.submit(job, filenames)
+        except QueueFull as full:
+            self._replies.forget(job_id)
+            raise ApiError(503, f"the queue is full ({full.depth} images waiting); try again shortly",
+                           headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         except SendFailed as exc:
-            with _broker_errors():
-                self._store.withdraw({job_id: len(filenames)})
+            self._replies.forget(job_id)
             raise _unavailable(exc) from None
-        return job_id
+        return Submitted(job_id, waiter)
 
-    def wait(self, job_id: str) -> Outcome:
-        with _broker_errors():
-            outcome = self._store.wait(job_id, self._sync_timeout_s)
+    def wait(self, submitted: Submitted) -> Outcome:
+        assert submitted.waiter is not None, "a job submitted without reply has nobody to wait for it"
+        outcome = submitted.waiter.wait(self._sync_timeout_s)
         if outcome is None:
+            self._replies.forget(submitted.job_id)
             raise ApiError(504, f"no answer within {self._sync_timeout_s:g} s; the job goes on, "
-                                f"poll GET /jobs/{job_id}", job_id=job_id)
+                                f"poll GET /jobs/{submitted.job_id}", job_id=submitted.job_id)
         return outcome
 
     def job(self, job_id: str) -> JobRecord:

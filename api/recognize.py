@@ -21,21 +21,21 @@ blueprint = Blueprint("recognize", __name__)
 def recognize() -> Response:
     rt = runtime()
     upload = read_upload(request, rt.settings)
-    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=True)
+    submitted = rt.queue.submit(upload.filenames, upload.pixels, reply=True)
     rt.metrics.images_accepted.inc(len(upload.filenames))
-    outcome = rt.queue.wait(job_id)
+    outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
-        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=job_id)
+        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
     answers = image_answers(upload.filenames, outcome)
     body = answers[0] if len(answers) == 1 else {"results": answers}
-    return jsonify({**body, "job_id": job_id})
+    return jsonify({**body, "job_id": submitted.job_id})
 
 
 @blueprint.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     rt = runtime()
     upload = read_upload(request, rt.settings)
-    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False)
+    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False).job_id
     rt.metrics.images_accepted.inc(len(upload.filenames))
     location = url_for("recognize.get_job", job_id=job_id)
     body = {"job_id": job_id, "status": "queued", "images": len(upload.filenames), "location": location}

@@ -12,7 +12,7 @@ from flask import current_app
 
 from api.inference_queue import InferenceQueue
 from api.metrics import ApiMetrics
-from api.submitter import Submitter
+from api.replies import ReplyListener
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
 
@@ -25,7 +25,7 @@ class Runtime:
     queue: InferenceQueue
     workers: WorkerRegistry
     metrics: ApiMetrics
-    submitter: Submitter
+    replies: ReplyListener
 
 
 def runtime() -> Runtime:

@@ -145,11 +145,11 @@ class Answer:
 def recognize(images: np.ndarray, served: Served, outputs: list[Tensor]) -> Answer:
     """Queue uint8 ``[N, 784]`` images as one job, as ``/recognize`` does, and wait for the answer."""
     rt = runtime()
-    job_id = rt.queue.submit([""] * len(images), images.tobytes(), reply=True)
+    submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True)
     rt.metrics.images_accepted.inc(len(images))
-    outcome = rt.queue.wait(job_id)
+    outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
-        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=job_id)
+        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
     results: list[ImageResult] = outcome.results or []
     version = results[0]["model_version"]
     # The queue does not route by version, so while workers move to a new one another may answer.

@@ -1,14 +1,15 @@
 """The job store: each job's status and outcome in Redis, written by the API and the workers.
 
-A job is one request's images. The API admits it (``queued``; refused past MAX_QUEUE_DEPTH queued
-images), a worker marks it ``running`` when its batch starts and ``done`` or ``failed`` when the
-batch ends, and the first outcome written is final: a message delivered twice (its worker died
-before acknowledging it) cannot change an answer a client may already have read. Every job expires
-RESULT_TTL after its last change. The outcome of a job someone waits for (``POST /recognize``) is
-also pushed to a reply list, so the waiting request gets it in one blocking pop.
+A job is one request's images. The API admits jobs (``queued``; each refused that would take the
+queue past MAX_QUEUE_DEPTH images), a worker marks them ``running`` when their batch starts and
+``done`` or ``failed`` when it ends, and the first outcome written is final: a message delivered
+twice (its worker died before acknowledging it) cannot change an answer a client may already have
+read. Every job expires RESULT_TTL after its last change. Outcomes of jobs an API process waits
+for (``POST /recognize``) are also pushed to that process's reply list, one item per batch.
 
-Each step is one Redis round trip whatever the number of jobs, for the workers a batch at a time.
-The scripts touch several keys, so the store needs one Redis, not a cluster.
+Each step is one Redis round trip for any number of jobs: the API admits a message's jobs at once,
+a worker writes a batch's outcomes at once. The scripts touch several keys, so the store needs one
+Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -25,15 +26,27 @@ from inferq.messages import ImageResult
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
+# KEYS: the queued-images counter, then one key per job. ARGV: max depth, ttl, now, then the image
+# count and filenames (JSON) of each job. Answers 1 or 0 per job, and the depth after.
 _ADMIT = """
-local depth = tonumber(redis.call('GET', KEYS[2]) or '0')
-local n = tonumber(ARGV[1])
-if depth + n > tonumber(ARGV[2]) then
-  return {0, depth}
+local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
+local max, ttl, now = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local admitted, added = {}, 0
+for i = 2, #KEYS do
+  local n = tonumber(ARGV[2 * i])
+  if depth + added + n <= max then
+    redis.call('HSET', KEYS[i], 'status', 'queued', 'n', n, 'created_at', now, 'filenames', ARGV[2 * i + 1])
+    redis.call('EXPIRE', KEYS[i], ttl)
+    added = added + n
+    admitted[i - 1] = 1
+  else
+    admitted[i - 1] = 0
+  end
 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'n', ARGV[1], 'created_at', ARGV[4], 'filenames', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {1, redis.call('INCRBY', KEYS[2], n)}
+if added > 0 then
+  depth = redis.call('INCRBY', KEYS[1], added)
+end
+return {admitted, depth}
 """
 
 _START = """
@@ -44,23 +57,30 @@ for i, job in ipairs(KEYS) do
 end
 """
 
-# KEYS: the queued-images counter, then a job key and its reply key per job.
-# ARGV: ttl, now, then status, image count, outcome JSON and reply flag per job.
+# KEYS: the queued-images counter, one key per job, then the reply lists named by the jobs.
+# ARGV: ttl, now, job count, then per job: status, image count, outcome JSON, and the position of
+# its reply list among KEYS (0 when nobody waits); last, the prefix of job keys. Every reply list
+# gets one item: a JSON list of [job id, outcome] pairs.
 _FINISH = """
-local ttl, now = ARGV[1], ARGV[2]
-local finished = 0
-for i = 2, #KEYS, 2 do
-  local a = 3 + (i - 2) * 2
-  local status = redis.call('HGET', KEYS[i], 'status')
+local ttl, now, jobs, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[#ARGV]
+local finished, replies = 0, {}
+for j = 1, jobs do
+  local key, a = KEYS[1 + j], 4 + (j - 1) * 4
+  local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' then
-    redis.call('HSET', KEYS[i], 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
-    redis.call('EXPIRE', KEYS[i], ttl)
+    redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
+    redis.call('EXPIRE', key, ttl)
     finished = finished + tonumber(ARGV[a + 1])
-    if ARGV[a + 3] == '1' then
-      redis.call('RPUSH', KEYS[i + 1], ARGV[a + 2])
-      redis.call('EXPIRE', KEYS[i + 1], ttl)
+    local reply = tonumber(ARGV[a + 3])
+    if reply > 0 then
+      local pair = '[' .. cjson.encode(string.sub(key, #prefix + 1)) .. ',' .. ARGV[a + 2] .. ']'
+      replies[reply] = (replies[reply] and replies[reply] .. ',' or '') .. pair
     end
   end
+end
+for reply, items in pairs(replies) do
+  redis.call('RPUSH', KEYS[reply], '[' .. items .. ']')
+  redis.call('EXPIRE', KEYS[reply], ttl)
 end
 if finished > 0 then
   redis.call('DECRBY', KEYS[1], finished)
@@ -92,11 +112,13 @@ class Outcome:
         return cls(FAILED, error=error)
 
     def to_json(self) -> str:
-        return json.dumps({"results": self.results} if self.status == DONE else {"error": self.error})
+        return json.dumps(self.to_dict())
+
+    def to_dict(self) -> dict:
+        return {"results": self.results} if self.status == DONE else {"error": self.error}
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Outcome:
-        data = json.loads(raw)
+    def from_dict(cls, data: dict) -> Outcome:
         if "results" in data:
             return cls.done(data["results"])
         return cls.failed(data["error"])
@@ -119,7 +141,8 @@ class Finished:
 
     job_id: str
     count: int
-    reply: bool
+    #: The API process waiting for it, if one is.
+    reply_to: str | None
     outcome: Outcome
 
 
@@ -132,14 +155,17 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
 
-    def admit(self, job_id: str, filenames: Sequence[str]) -> None:
-        """Record a new queued job, or raise :class:`QueueFull` if its images would not fit."""
-        admitted, depth = self._admit(
-            keys=[keys.job(job_id), keys.QUEUED_IMAGES],
-            args=[len(filenames), self._max_depth, self._ttl, time.time(), json.dumps(list(filenames))],
-        )
-        if not admitted:
-            raise QueueFull(int(depth))
+    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+        """Record new queued jobs (id, filenames) that fit in the queue, in order.
+
+        For each job: None if admitted, else the queue's depth in images once the others were.
+        """
+        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job_id) for job_id, _ in jobs)]
+        args: list[object] = [self._max_depth, self._ttl, time.time()]
+        for _, filenames in jobs:
+            args += [len(filenames), json.dumps(list(filenames))]
+        admitted, depth = self._admit(keys=script_keys, args=args)
+        return [None if ok else int(depth) for ok in admitted]
 
     def withdraw(self, jobs: dict[str, int]) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""
@@ -152,11 +178,14 @@ class JobStore:
         self._start(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
 
     def finish(self, finished: Sequence[Finished]) -> None:
-        script_keys: list[str] = [keys.QUEUED_IMAGES]
-        args: list[object] = [self._ttl, time.time()]
+        reply_keys = list(dict.fromkeys(keys.replies(job.reply_to) for job in finished if job.reply_to))
+        first_reply = 2 + len(finished)
+        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job.job_id) for job in finished), *reply_keys]
+        args: list[object] = [self._ttl, time.time(), len(finished)]
         for job in finished:
-            script_keys += [keys.job(job.job_id), keys.job_reply(job.job_id)]
-            args += [job.outcome.status, job.count, job.outcome.to_json(), int(job.reply)]
+            reply = first_reply + reply_keys.index(keys.replies(job.reply_to)) if job.reply_to else 0
+            args += [job.outcome.status, job.count, job.outcome.to_json(), reply]
+        args.append(keys.job(""))
         self._finish(keys=script_keys, args=args)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -170,13 +199,15 @@ class JobStore:
             created_at=_float(fields.get("created_at")),
             started_at=_float(fields.get("started_at")),
             finished_at=_float(fields.get("finished_at")),
-            outcome=Outcome.from_json(fields["outcome"]) if "outcome" in fields else None,
+            outcome=Outcome.from_dict(json.loads(fields["outcome"])) if "outcome" in fields else None,
         )
 
-    def wait(self, job_id: str, timeout_s: float) -> Outcome | None:
-        """The outcome of a job admitted with a reply, or None if it did not come in time."""
-        popped = self._redis.blpop([keys.job_reply(job_id)], timeout=timeout_s)
-        return None if popped is None else Outcome.from_json(popped[1])
+    def replies(self, listener: str, timeout_s: float) -> list[tuple[str, Outcome]]:
+        """Outcomes pushed for ``listener``: the first batch's, waiting up to ``timeout_s`` for one."""
+        popped = self._redis.blpop([keys.replies(listener)], timeout=timeout_s)
+        if popped is None:
+            return []
+        return [(job_id, Outcome.from_dict(outcome)) for job_id, outcome in json.loads(popped[1])]
 
     def queued_images(self) -> int:
         return int(self._redis.get(keys.QUEUED_IMAGES) or 0)

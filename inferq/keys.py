@@ -15,9 +15,10 @@ def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
-def job_reply(job_id: str) -> str:
-    """List a waiting ``POST /recognize`` pops its job's outcome from (sync jobs only)."""
-    return f"{PREFIX}:job:{job_id}:reply"
+def replies(listener: str) -> str:
+    """List of outcomes for one API process's waiting requests: each item the ``[job id, outcome]``
+    pairs of one batch."""
+    return f"{PREFIX}:replies:{listener}"
 
 
 def worker(name: str) -> str:

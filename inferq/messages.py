@@ -35,8 +35,8 @@ class Job:
     job_id: str
     #: ``count * 784`` bytes, image after image.
     pixels: bytes
-    #: Whether a ``POST /recognize`` waits for this job's outcome.
-    reply: bool
+    #: The API process waiting for this job's outcome (``inferq.keys.replies``), if one is.
+    reply_to: str | None
 
     @property
     def count(self) -> int:
@@ -56,7 +56,7 @@ def encode(jobs: Sequence[Job]) -> dict:
     return {
         "v": FORMAT_VERSION,
         "jobs": [
-            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply": job.reply}
+            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply_to": job.reply_to}
             for job in jobs
         ],
     }
@@ -72,7 +72,9 @@ def decode(body: object) -> list[Job]:
     jobs = []
     for raw in body["jobs"]:
         try:
-            job = Job(str(raw["id"]), base64.b64decode(raw["pixels"], validate=True), bool(raw["reply"]))
+            reply_to = raw["reply_to"]
+            job = Job(str(raw["id"]), base64.b64decode(raw["pixels"], validate=True),
+                      None if reply_to is None else str(reply_to))
         except (KeyError, TypeError, binascii.Error) as exc:
             raise MessageError(f"malformed job in message: {exc!r}") from None
         if not job.pixels or len(job.pixels) % N_INPUT:

@@ -46,9 +46,11 @@ class Settings:
     max_batch_size: int = 64
     #: ... or this long after its first image arrived, whichever comes first.
     max_batch_wait_ms: float = 5.0
-    #: TensorFlow thread pools of a worker (0: TensorFlow's choice).
-    tf_intra_op_threads: int = 0
-    tf_inter_op_threads: int = 0
+    #: TensorFlow thread pools of a worker (0: TensorFlow's choice, a thread per core). One thread
+    #: each runs this service's batches as fast (the MLP is too small to split), and TensorFlow's
+    #: idle threads spin, taking CPU from the API and the other workers: scale with processes.
+    tf_intra_op_threads: int = 1
+    tf_inter_op_threads: int = 1
 
     #: How long ``POST /recognize`` waits for its answer before a 504 that carries the job id.
     sync_timeout_s: float = 30.0

@@ -11,14 +11,13 @@ import dataclasses
 import gzip
 import hashlib
 import math
-import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from inferq import model_contract
+from inferq import idx, model_contract
 from trainer import download, mnist_files
 from trainer.errors import TrainerError
 
@@ -70,8 +69,8 @@ def load_idx_split(data_dir: str | Path, split: str, *, download_missing: bool =
         download.download_files(root, missing)
     # download_files writes name.gz; were it ever not there, read_idx would say so.
     images_path, labels_path = (find_idx_file(root, name) or root / f"{name}.gz" for name in names)
-    images, images_sha = read_idx(images_path, mnist_files.IMAGES_MAGIC)
-    labels, labels_sha = read_idx(labels_path, mnist_files.LABELS_MAGIC)
+    images, images_sha = read_idx(images_path, idx.IMAGES_MAGIC)
+    labels, labels_sha = read_idx(labels_path, idx.LABELS_MAGIC)
     if images.shape[1:] != (SIDE, SIDE):
         raise TrainerError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are {SIDE}x{SIDE}")
     if len(images) != len(labels):
@@ -106,19 +105,10 @@ def read_idx(path: Path, magic: int) -> tuple[np.ndarray, str]:
             content = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise TrainerError(f"{path}: truncated or corrupt gzip file ({exc})") from None
-    ndim = magic & 0xFF
-    header_size = 4 + 4 * ndim
-    if len(content) < 4 or struct.unpack(">I", content[:4])[0] != magic:
-        found = f"0x{struct.unpack('>I', content[:4])[0]:08x}" if len(content) >= 4 else "nothing"
-        raise TrainerError(f"{path}: not an IDX file of this kind (magic number {found}, expected 0x{magic:08x})")
-    if len(content) < header_size:
-        raise TrainerError(f"{path}: truncated IDX header ({len(content)} bytes)")
-    dims = struct.unpack(f">{ndim}I", content[4:header_size])
-    if len(content) - header_size != math.prod(dims):
-        raise TrainerError(
-            f"{path}: holds {len(content) - header_size} bytes of data, its header announces "
-            f"{math.prod(dims)} ({'x'.join(map(str, dims))}): truncated or corrupt"
-        )
+    try:
+        array = idx.parse(content, magic)
+    except idx.IdxError as exc:
+        raise TrainerError(f"{path}: {exc}") from None
     digest = hashlib.sha256(content).hexdigest()
     official = mnist_files.official_name(path)
     if official is not None and digest != mnist_files.SHA256[official]:
@@ -126,7 +116,7 @@ def read_idx(path: Path, magic: int) -> tuple[np.ndarray, str]:
             f"{path}: content's sha256 is {digest}, the official {official}'s is "
             f"{mnist_files.SHA256[official]}: the file is corrupt or not the official one"
         )
-    return np.frombuffer(content, np.uint8, offset=header_size).reshape(dims), digest
+    return array, digest
 
 
 def load_png_split(root: str | Path, split: str) -> Split:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGES_MAGIC = 0x00000803
-LABELS_MAGIC = 0x00000801
-
 #: split -> (images file, labels file), named as published, without ``.gz``.
 FILES: dict[str, tuple[str, str]] = {
     "training": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -32,6 +32,7 @@ from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
+from inferq.broker import QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,16 @@ class ImageBatches(Batches):
             if self._deadline is None:
                 self._deadline = timer.call_after(self.max_wait_s, self._do_flush)
             self._images += int(message.headers.get(IMAGES_HEADER, 1))
-            self._expected -= 1
-            if self._images >= self.max_images or self._queue_drained():
+            if self._images >= self.max_images or self._nothing_more_queued(message):
                 self._do_flush()
 
         return buffer_and_maybe_flush
 
-    def _queue_drained(self) -> bool:
+    def _nothing_more_queued(self, message: Any) -> bool:
+        told = message.delivery_info.get(QUEUE_LENGTH)
+        if told is not None:
+            return told == 0
+        self._expected -= 1
         if self._expected > 0:
             return False
         try:

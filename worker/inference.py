@@ -43,7 +43,7 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
     except Exception as exc:
         log.exception("model version %d failed on a batch of %d images", model.version, len(pixels))
         error = f"model version {model.version} failed on this batch: {exc}"
-        finished = [Finished(job.job_id, job.count, job.reply, Outcome.failed(error)) for job in jobs]
+        finished = [Finished(job.job_id, job.count, job.reply_to, Outcome.failed(error)) for job in jobs]
         metrics.failed_jobs.inc(len(jobs))
     else:
         results = _results(labels, probabilities, model.version)
@@ -51,7 +51,7 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
         offset = 0
         for job in jobs:
             outcome = Outcome.done(results[offset:offset + job.count])
-            finished.append(Finished(job.job_id, job.count, job.reply, outcome))
+            finished.append(Finished(job.job_id, job.count, job.reply_to, outcome))
             offset += job.count
 
     store.finish(finished)

@@ -1,4 +1,5 @@
-"""API tests: apps built with their own settings on fakeredis, a stand-in worker answering inline."""
+"""API tests: apps built with their own settings on fakeredis, a stand-in for Celery and a worker that
+answers each message as it is sent."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+from kombu.exceptions import OperationalError
 
 from api import create_app
-from api.submitter import SendFailed
 from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_contract import N_INPUT
@@ -22,7 +23,7 @@ def fake_label(pixels: np.ndarray) -> int:
 
 @dataclasses.dataclass
 class InlineWorker:
-    """Takes the place of Celery and a worker: answers each job as the API sends it."""
+    """Takes the place of Celery and a worker: answers each message as the API sends it."""
 
     store: JobStore
     answer: bool = True
@@ -30,24 +31,25 @@ class InlineWorker:
     broker_down: bool = False
     sent: list[messages.Job] = dataclasses.field(default_factory=list)
 
-    def send(self, job: messages.Job) -> None:
+    def send_task(self, name: str, args: list, headers: dict, **options: object) -> None:
         if self.broker_down:
-            raise SendFailed("Connection refused")
-        self.sent.append(job)
+            raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
+        assert name == messages.TASK_NAME
+        jobs = messages.decode(args[0])
+        assert headers[messages.IMAGES_HEADER] == messages.image_count(jobs)
+        self.sent += jobs
         if not self.answer:
             return
-        self.store.start([job.job_id])
-        if self.model_error:
-            outcome = Outcome.failed(self.model_error)
-        else:
-            pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
-            outcome = Outcome.done([
-                {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": 3} for row in pixels
-            ])
-        self.store.finish([Finished(job.job_id, job.count, job.reply, outcome)])
+        self.store.start([job.job_id for job in jobs])
+        self.store.finish([Finished(job.job_id, job.count, job.reply_to, self._outcome(job)) for job in jobs])
 
-    def close(self) -> None:
-        pass
+    def _outcome(self, job: messages.Job) -> Outcome:
+        if self.model_error:
+            return Outcome.failed(self.model_error)
+        pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
+        return Outcome.done([
+            {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": 3} for row in pixels
+        ])
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def make_app(fake_redis):
         client = redis_client or fake_redis
         worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
                                        max_queue_depth=settings.max_queue_depth))
-        return create_app(settings, redis_client=client, submitter=worker), worker
+        return create_app(settings, redis_client=client, celery=worker), worker
     return make
 
 

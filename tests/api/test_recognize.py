@@ -112,3 +112,53 @@ def test_images_count_as_accepted_in_the_metrics(client, digit_104):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "inferq_images_accepted_total 2.0" in metrics
     assert 'inferq_http_requests_total{method="POST",route="/recognize",status="200"} 1.0' in metrics
+
+
+def idx_file(images) -> bytes:
+    import struct
+
+    return struct.pack(">IIII", 0x00000803, len(images), 28, 28) + images.tobytes()
+
+
+def npy_file(images) -> bytes:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, images.reshape(len(images), -1))
+    return buffer.getvalue()
+
+
+def test_a_bulk_file_of_many_images_is_one_job_in_field_order(client, worker, mnist_test, digit_104):
+    images = mnist_test[0]
+    data = {"images": [(io.BytesIO(idx_file(images[:300])), "batch.idx")],
+            "image": [(io.BytesIO(digit_104), "104.png")]}
+    response = client.post("/jobs", data=data)
+    assert response.status_code == 202 and response.get_json()["images"] == 301
+    results = client.get(response.headers["Location"]).get_json()["result"]["results"]
+    assert [r["filename"] for r in results[:2]] == ["batch.idx#0", "batch.idx#1"]
+    assert [r["labels"][0] for r in results[:300]] == [fake_label(image) for image in images[:300]]
+    assert results[300]["filename"] == "104.png"
+    assert len(worker.sent) == 1
+
+
+def test_a_npy_file_works_as_well(client, mnist_test):
+    images = mnist_test[0][:5]
+    body = client.post("/recognize", data={"images": [(io.BytesIO(npy_file(images)), "five.npy")]}).get_json()
+    assert [r["labels"] for r in body["results"]] == [[fake_label(image)] for image in images]
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"\x00\x00\x08\x01" + bytes(8), "neither a .npy file nor an IDX file of images"),
+    (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c" + bytes(100), "truncated or corrupt"),
+    (b"\x93NUMPY garbage", "not a readable .npy file"),
+])
+def test_broken_bulk_files_are_400(client, worker, content, words):
+    response = client.post("/jobs", data={"images": [(io.BytesIO(content), "bad.idx")]})
+    assert response.status_code == 400 and words in response.get_json()["error"]
+    assert not worker.sent
+
+
+def test_a_bulk_file_counts_against_the_images_per_request(make_app, mnist_test):
+    app, _ = make_app(max_images_per_request=10)
+    response = app.test_client().post("/jobs", data={"images": [(io.BytesIO(idx_file(mnist_test[0][:11])), "b")]})
+    assert response.status_code == 413

@@ -49,7 +49,7 @@ def test_a_file_that_is_not_an_image_names_it(client, worker):
 
 def test_one_bad_image_refuses_the_request_before_anything_is_queued(client, worker, digit_104):
     response = client.post("/recognize", data=files(("ok.png", digit_104), ("bad.png", b"\x89PNG broken")))
-    assert_json_error(response, 400, "image 1", "bad.png")
+    assert_json_error(response, 400, "file 1", "bad.png")
     assert not worker.sent
     assert worker.store.queued_images() == 0
 
@@ -97,3 +97,9 @@ def test_a_part_without_a_field_name(client):
     body = b'--x\r\nContent-Disposition: form-data; name=""\r\n\r\n{"a": 1}\r\n--x--\r\n'
     response = client.post("/recognize", data=body, content_type="multipart/form-data; boundary=x")
     assert_json_error(response, 400, "no image")
+
+
+def test_an_image_field_sent_as_text_is_refused(client, worker):
+    response = client.post("/recognize", data={"image": "not a file"})
+    assert_json_error(response, 400, "must be a file upload")
+    assert not worker.sent

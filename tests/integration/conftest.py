@@ -90,4 +90,4 @@ def make_client(redis_url) -> Iterator:
 
     yield make
     for app in apps:
-        app.extensions["inferq"].submitter.close()
+        app.extensions["inferq"].replies.close()

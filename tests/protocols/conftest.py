@@ -141,5 +141,5 @@ def server_address(real_worker, module_redis_url) -> Iterator[str]:
     yield f"127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(10)
-    app.extensions["inferq"].submitter.close()
+    app.extensions["inferq"].replies.close()
 

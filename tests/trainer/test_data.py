@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inferq import idx
 from tests.trainer.helpers import idx_bytes, write_idx
 from trainer import data, mnist_files
 from trainer.data import Split
 from trainer.errors import TrainerError
 from trainer.png_export import write_png_tree
 
-IMAGES = mnist_files.IMAGES_MAGIC
-LABELS = mnist_files.LABELS_MAGIC
+IMAGES = idx.IMAGES_MAGIC
+LABELS = idx.LABELS_MAGIC
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inferq import idx
 from tests.trainer.helpers import idx_bytes
 from trainer import data, download, mnist_files
 from trainer.errors import TrainerError
@@ -49,13 +50,13 @@ def test_tries_the_next_mirror_when_one_fails(tmp_path: Path, official: dict[str
     mirrors = FakeMirrors(official, failing=(download.MIRRORS[0],))
     download.download_files(tmp_path, [NAME], fetch=mirrors)
     assert mirrors.asked == [f"{mirror}{NAME}.gz" for mirror in download.MIRRORS]
-    assert data.read_idx(tmp_path / f"{NAME}.gz", mnist_files.LABELS_MAGIC)[0].shape == (10000,)
+    assert data.read_idx(tmp_path / f"{NAME}.gz", idx.LABELS_MAGIC)[0].shape == (10000,)
 
 
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
-        (gzip.compress(idx_bytes(mnist_files.LABELS_MAGIC, np.zeros(10000, np.uint8))), "is not the official"),
+        (gzip.compress(idx_bytes(idx.LABELS_MAGIC, np.zeros(10000, np.uint8))), "is not the official"),
         (b"<html>rate limited</html>", "not a complete gzip file"),
     ],
 )

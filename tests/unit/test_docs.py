@@ -23,7 +23,7 @@ def test_every_setting_has_a_row_in_the_readme_table_with_its_default():
 def test_every_setting_is_in_the_env_example_with_its_default():
     lines = dict(re.findall(r"^([A-Z_]+)=(.*)$", ENV_EXAMPLE, re.MULTILINE))
     assert set(lines) == set(SETTINGS)
-    for name, default in SETTINGS.items():
+    for name in SETTINGS:
         assert Settings.from_env({name: lines[name]}) == Settings(), name
 
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from inferq import keys
-from inferq.jobs import DONE, FAILED, QUEUED, RUNNING, Finished, JobStore, Outcome, QueueFull
+from inferq.jobs import DONE, FAILED, QUEUED, RUNNING, Finished, JobStore, Outcome
 
 RESULT = {"label": 3, "probabilities": [0.1] * 10, "model_version": 7}
 
@@ -14,7 +14,7 @@ def store(fake_redis):
 
 
 def test_a_job_goes_queued_running_done(store):
-    store.admit("j1", ["a.png", "b.png"])
+    assert store.admit([("j1", ["a.png", "b.png"])]) == [None]
     assert store.get("j1").status == QUEUED
     assert store.get("j1").filenames == ["a.png", "b.png"]
     assert store.queued_images() == 2
@@ -22,7 +22,7 @@ def test_a_job_goes_queued_running_done(store):
     store.start(["j1"])
     assert store.get("j1").status == RUNNING
 
-    store.finish([Finished("j1", 2, False, Outcome.done([RESULT, RESULT]))])
+    store.finish([Finished("j1", 2, None, Outcome.done([RESULT, RESULT]))])
     record = store.get("j1")
     assert record.status == DONE
     assert record.outcome == Outcome.done([RESULT, RESULT])
@@ -30,60 +30,54 @@ def test_a_job_goes_queued_running_done(store):
     assert store.queued_images() == 0
 
 
-def test_admission_stops_at_the_queue_depth(store):
-    store.admit("j1", ["x"] * 8)
-    with pytest.raises(QueueFull) as caught:
-        store.admit("j2", ["x"] * 3)
-    assert caught.value.depth == 8
+def test_admission_takes_the_jobs_that_fit_and_refuses_the_rest(store):
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5), ("j3", ["x"] * 4)]) == [None, 10, None]
     assert store.get("j2") is None
-    store.admit("j3", ["x"] * 2)
     assert store.queued_images() == 10
+    assert store.admit([("j4", ["x"])]) == [10]
 
 
 def test_the_first_outcome_is_final(store, fake_redis):
-    store.admit("j1", ["x"])
-    store.finish([Finished("j1", 1, True, Outcome.done([RESULT]))])
+    store.admit([("j1", ["x"])])
+    store.finish([Finished("j1", 1, "api", Outcome.done([RESULT]))])
     # The same message delivered again, answered by a newer model, must not change the answer.
     store.start(["j1"])
-    store.finish([Finished("j1", 1, True, Outcome.failed("late"))])
+    store.finish([Finished("j1", 1, "api", Outcome.failed("late"))])
     assert store.get("j1").status == DONE
     assert store.queued_images() == 0
-    assert fake_redis.llen(keys.job_reply("j1")) == 1
+    assert fake_redis.llen(keys.replies("api")) == 1
 
 
-def test_a_waiting_request_gets_the_outcome_of_its_job(store):
-    store.admit("j1", ["x"])
-    store.admit("j2", ["y"])
-    store.finish([Finished("j1", 1, True, Outcome.failed("model broke")),
-                  Finished("j2", 1, False, Outcome.done([RESULT]))])
-    assert store.wait("j1", 1) == Outcome.failed("model broke")
+def test_each_waiting_api_process_gets_its_jobs_outcomes_in_one_item(store):
+    store.admit([("j1", ["x"]), ("j2", ["y"]), ("j3", ["z"]), ("j4", ["w"])])
+    store.finish([Finished("j1", 1, "api-a", Outcome.failed("model broke")),
+                  Finished("j2", 1, None, Outcome.done([RESULT])),
+                  Finished("j3", 1, "api-b", Outcome.done([RESULT])),
+                  Finished("j4", 1, "api-a", Outcome.done([RESULT]))])
+    assert store.replies("api-a", 1) == [("j1", Outcome.failed("model broke")), ("j4", Outcome.done([RESULT]))]
+    assert store.replies("api-b", 1) == [("j3", Outcome.done([RESULT]))]
     assert store.get("j1").status == FAILED
-    assert store.wait("j2", 0.1) is None  # nobody waits for it: no reply pushed
+    assert store.replies("api-a", 0.05) == []  # one item per batch, and it was taken
 
 
-def test_waiting_times_out_without_an_outcome(store):
-    store.admit("j1", ["x"])
-    assert store.wait("j1", 0.05) is None
-
-
-def test_jobs_and_replies_expire(store, fake_redis):
-    store.admit("j1", ["x"])
+def test_jobs_and_reply_lists_expire(store, fake_redis):
+    store.admit([("j1", ["x"])])
     assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
-    store.finish([Finished("j1", 1, True, Outcome.done([RESULT]))])
+    store.finish([Finished("j1", 1, "api", Outcome.done([RESULT]))])
     assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
-    assert 0 < fake_redis.ttl(keys.job_reply("j1")) <= 600
+    assert 0 < fake_redis.ttl(keys.replies("api")) <= 600
 
 
 def test_withdrawn_jobs_leave_no_trace(store):
-    store.admit("j1", ["x", "y"])
+    store.admit([("j1", ["x", "y"])])
     store.withdraw({"j1": 2})
     assert store.get("j1") is None
     assert store.queued_images() == 0
 
 
 def test_a_job_expired_while_queued_still_gets_its_answer(store, fake_redis):
-    store.admit("j1", ["x"])
+    store.admit([("j1", ["x"])])
     fake_redis.delete(keys.job("j1"))
-    store.finish([Finished("j1", 1, True, Outcome.done([RESULT]))])
+    store.finish([Finished("j1", 1, "api", Outcome.done([RESULT]))])
     assert store.get("j1").status == DONE
-    assert json.loads(fake_redis.lpop(keys.job_reply("j1"))) == {"results": [RESULT]}
+    assert json.loads(fake_redis.lpop(keys.replies("api"))) == [["j1", {"results": [RESULT]}]]

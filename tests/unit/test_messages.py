@@ -6,8 +6,8 @@ from inferq import messages
 
 
 def test_a_message_round_trips_through_json():
-    jobs = [messages.Job("a", bytes(range(256)) * 3 + bytes(16), True),
-            messages.Job("b", b"\x07" * 784 * 2, False)]
+    jobs = [messages.Job("a", bytes(range(256)) * 3 + bytes(16), "api-1"),
+            messages.Job("b", b"\x07" * 784 * 2, None)]
     body = json.loads(json.dumps(messages.encode(jobs)))
     assert messages.decode(body) == jobs
     assert [job.count for job in jobs] == [1, 2]
@@ -19,10 +19,10 @@ def test_a_message_round_trips_through_json():
     [],
     {"v": 2, "jobs": []},
     {"v": 1},
-    {"v": 1, "jobs": [{"id": "a", "reply": True}]},
-    {"v": 1, "jobs": [{"id": "a", "pixels": "not base64!", "reply": True}]},
-    {"v": 1, "jobs": [{"id": "a", "pixels": "AAAA", "reply": True}]},
-    {"v": 1, "jobs": [{"id": "a", "pixels": "", "reply": True}]},
+    {"v": 1, "jobs": [{"id": "a", "reply_to": None}]},
+    {"v": 1, "jobs": [{"id": "a", "pixels": "not base64!", "reply_to": None}]},
+    {"v": 1, "jobs": [{"id": "a", "pixels": "AAAA", "reply_to": None}]},
+    {"v": 1, "jobs": [{"id": "a", "pixels": "", "reply_to": None}]},
 ])
 def test_anything_else_is_refused(body):
     with pytest.raises(messages.MessageError):

@@ -14,15 +14,12 @@ KEY = "s3cret"
 class NoWorker:
     """Stands in for Celery: these tests send no images."""
 
-    def send(self, job: object) -> None:
+    def send_task(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("no image should be sent")
-
-    def close(self) -> None:
-        pass
 
 
 def client_for(api_key: str | None):
-    app = create_app(Settings(api_key=api_key), redis_client=fakeredis.FakeRedis(), submitter=NoWorker())
+    app = create_app(Settings(api_key=api_key), redis_client=fakeredis.FakeRedis(), celery=NoWorker())
     return app.test_client()
 
 

@@ -97,7 +97,7 @@ def system(tmp_path_factory, redis_url: str) -> Iterator[str]:
         finally:
             server.shutdown()
             thread.join(10)
-            app.extensions["inferq"].submitter.close()
+            app.extensions["inferq"].replies.close()
     finally:
         worker.stop()
 

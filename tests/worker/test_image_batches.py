@@ -6,6 +6,7 @@ import pytest
 import redis
 from celery_batches import Batches
 
+from inferq.broker import QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER
 from worker.image_batches import BATCH_DONE, ImageBatches
 
@@ -37,9 +38,10 @@ def batches(monkeypatch):
     task.timer = Timer()
     handle = task.Strategy(task, None, SimpleNamespace(timer=task.timer))
 
-    def deliver(images: int) -> bool:
+    def deliver(images: int, queue_length: int | None = None) -> bool:
         before = len(flushes)
-        handle(SimpleNamespace(headers={IMAGES_HEADER: images}), None, None, None, set())
+        delivery_info = {} if queue_length is None else {QUEUE_LENGTH: queue_length}
+        handle(SimpleNamespace(headers={IMAGES_HEADER: images}, delivery_info=delivery_info), None, None, None, set())
         return len(flushes) > before
 
     return task, deliver
@@ -58,6 +60,14 @@ def test_behind_a_backlog_the_batch_waits_for_the_messages_seen_then_looks_again
     assert not deliver(1)
     assert deliver(1)  # all three came and the queue is empty again
     assert task.backlog == []
+
+
+def test_a_message_that_tells_the_queue_length_spares_the_look(batches):
+    task, deliver = batches
+    task.backlog = []  # any look would fail
+    assert not deliver(1, queue_length=2)
+    assert not deliver(1, queue_length=1)
+    assert deliver(1, queue_length=0)
 
 
 def test_a_batch_runs_when_it_holds_max_images_counted_in_images(batches):

@@ -27,10 +27,10 @@ class FakeModel:
         return labels, probabilities
 
 
-def job(job_id: str, firsts: list[int], reply: bool = False) -> messages.Job:
+def job(job_id: str, firsts: list[int], reply_to: str | None = None) -> messages.Job:
     pixels = np.zeros((len(firsts), 784), np.uint8)
     pixels[:, 0] = firsts
-    return messages.Job(job_id, pixels.tobytes(), reply)
+    return messages.Job(job_id, pixels.tobytes(), reply_to)
 
 
 @pytest.fixture
@@ -39,12 +39,11 @@ def store(fake_redis):
 
 
 def admit(store, *jobs):
-    for one in jobs:
-        store.admit(one.job_id, ["f"] * one.count)
+    assert store.admit([(one.job_id, ["f"] * one.count) for one in jobs]) == [None] * len(jobs)
 
 
 def test_the_jobs_of_all_messages_go_through_one_model_call(store):
-    jobs = [job("a", [3]), job("b", [14, 25], reply=True), job("c", [6])]
+    jobs = [job("a", [3]), job("b", [14, 25], reply_to="api-1"), job("c", [6])]
     admit(store, *jobs)
     model, metrics = FakeModel(), WorkerMetrics()
     run_batch([messages.encode(jobs[:2]), messages.encode(jobs[2:])], model, store, metrics)
@@ -53,7 +52,7 @@ def test_the_jobs_of_all_messages_go_through_one_model_call(store):
     assert [r["label"] for r in store.get("b").outcome.results] == [4, 5]
     assert store.get("a").outcome.results == [
         {"label": 3, "probabilities": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0], "model_version": 7}]
-    assert store.wait("b", 0.1).status == DONE
+    assert [(job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)] == [("b", DONE)]
     assert store.queued_images() == 0
     assert (metrics.batches, metrics.images) == (1, 4)
     assert metrics.registry.get_sample_value("inferq_worker_messages_total") == 2
@@ -66,7 +65,7 @@ def test_a_model_without_probabilities_answers_labels(store):
 
 
 def test_a_failed_model_call_fails_every_job_of_the_batch_with_the_reason(store):
-    jobs = [job("a", [1]), job("b", [2], reply=True)]
+    jobs = [job("a", [1]), job("b", [2], reply_to="api-1")]
     admit(store, *jobs)
     metrics = WorkerMetrics()
     run_batch([messages.encode(jobs)], FakeModel(fail=True), store, metrics)
@@ -74,7 +73,7 @@ def test_a_failed_model_call_fails_every_job_of_the_batch_with_the_reason(store)
         record = store.get(job_id)
         assert record.status == FAILED
         assert "model version 7 failed" in record.outcome.error and "out of memory" in record.outcome.error
-    assert store.wait("b", 0.1).status == FAILED
+    assert [(job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)] == [("b", FAILED)]
     assert metrics.registry.get_sample_value("inferq_worker_failed_jobs_total") == 2
     assert store.queued_images() == 0
 
