@@ -16,6 +16,7 @@ from api import health, kserve, openapi, recognize, tfserving, web
 from api.auth import require_api_key
 from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
+from api.json_provider import OrjsonProvider
 from api.metrics import ApiMetrics
 from api.replies import ReplyListener
 from api.runtime import EXTENSION, Runtime
@@ -36,9 +37,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         # Each image is one part; a few more for other fields.
         MAX_FORM_PARTS=settings.max_images_per_request + 16,
-        JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
 
     client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
     store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +26,17 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(files: list[tuple[str, bytes]]) -> bytes:
+def idx_file(images: np.ndarray) -> bytes:
+    """Images ``[N, 28, 28]`` as an IDX file, MNIST's own format."""
+    return struct.pack(">IIII", 0x00000803, len(images), 28, 28) + images.tobytes()
+
+
+def multipart(files: list[tuple[str, str, bytes]]) -> bytes:
+    """A multipart body of (field, filename, content) parts."""
     parts = [
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
-        f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n"
-        for name, data in files
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        for field, name, data in files
     ]
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
@@ -40,6 +47,6 @@ def one_image_bodies(images: np.ndarray, labels: np.ndarray, count: int, out_dir
     paths = []
     for index in range(count):
         path = out_dir / f"{index}_{labels[index]}.body"
-        path.write_bytes(multipart([(f"{index}_{labels[index]}.png", png(images[index]))]))
+        path.write_bytes(multipart([("image", f"{index}_{labels[index]}.png", png(images[index]))]))
         paths.append(path)
     return paths

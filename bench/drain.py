@@ -42,7 +42,7 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
     with celery.producer_or_acquire() as producer:
         for n in range(count):
             job_id = str(uuid.uuid4())
-            store.admit(job_id, [""] * per_message)
+            store.admit([(job_id, [""] * per_message)])
             celery.send_task(messages.TASK_NAME, args=[messages.encode([messages.Job(job_id, pixels[n % 50], False)])],
                              headers={messages.IMAGES_HEADER: per_message}, ignore_result=True, producer=producer)
             job_ids.append(job_id)

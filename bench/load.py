@@ -13,8 +13,9 @@ import urllib.parse
 from pathlib import Path
 
 import numpy as np
+import orjson
 
-from bench.bodies import BOUNDARY, multipart, png
+from bench.bodies import BOUNDARY, idx_file, multipart, png
 
 SCRIPT = Path(__file__).with_name("recognize.lua")
 
@@ -53,6 +54,7 @@ def wrk(base_url: str, concurrency: int, seconds: float, bodies: list[Path]) -> 
 
 @dataclasses.dataclass
 class BulkResult:
+    upload: str
     jobs: int
     images: int
     seconds: float
@@ -60,14 +62,21 @@ class BulkResult:
     wrong_labels: int
 
 
-def bulk(base_url: str, images: np.ndarray, labels: np.ndarray, jobs: int, per_job: int,
+def bulk(base_url: str, images: np.ndarray, labels: np.ndarray, jobs: int, per_job: int, upload: str,
          submitters: int = 4) -> BulkResult:
-    """``jobs`` async jobs of ``per_job`` images: images per second until the last one is done."""
+    """``jobs`` async jobs of ``per_job`` images: images per second until the last one is done.
+
+    ``upload`` is "png" (one PNG file a field, decoded one by one by the API) or "idx" (one IDX file
+    of all the job's images, the bulk format).
+    """
     bodies = []
     for start in range(0, 4 * per_job, per_job):
         indexes = range(start, start + per_job)
-        bodies.append((multipart([(f"{i}_{labels[i]}.png", png(images[i])) for i in indexes]),
-                       [int(labels[i]) for i in indexes]))
+        if upload == "png":
+            files = [("image", f"{i}_{labels[i]}.png", png(images[i])) for i in indexes]
+        else:
+            files = [("images", "batch.idx", idx_file(images[start:start + per_job]))]
+        bodies.append((multipart(files), [int(labels[i]) for i in indexes]))
     address = urllib.parse.urlsplit(base_url)
     job_ids: list[tuple[str, list[int]]] = []
     lock = threading.Lock()
@@ -78,7 +87,7 @@ def bulk(base_url: str, images: np.ndarray, labels: np.ndarray, jobs: int, per_j
             body, expected = bodies[n % len(bodies)]
             connection.request("POST", "/jobs", body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
             answer = connection.getresponse()
-            payload = json.loads(answer.read())
+            payload = orjson.loads(answer.read())
             if answer.status != 202:
                 raise RuntimeError(f"POST /jobs answered {answer.status}: {payload}")
             with lock:
@@ -92,25 +101,27 @@ def bulk(base_url: str, images: np.ndarray, labels: np.ndarray, jobs: int, per_j
         thread.join()
     wrong = _wait_done(address, job_ids)
     seconds = time.perf_counter() - started
-    return BulkResult(jobs, jobs * per_job, seconds, jobs * per_job / seconds, wrong)
+    return BulkResult(upload, jobs, jobs * per_job, seconds, jobs * per_job / seconds, wrong)
 
 
 def _wait_done(address: urllib.parse.SplitResult, job_ids: list[tuple[str, list[int]]],
                timeout_s: float = 600) -> int:
+    """Wait for every job; its labels checked. Jobs are answered in about the order they were sent,
+    so the last is polled until done, then each checked (and polled again if it is not)."""
     connection = http.client.HTTPConnection(address.hostname, address.port, timeout=60)
     deadline = time.monotonic() + timeout_s
     wrong = 0
-    for job_id, expected in job_ids:
+    for job_id, expected in [job_ids[-1], *job_ids[:-1]]:
         while True:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"job {job_id} not done after {timeout_s:g} s")
             connection.request("GET", f"/jobs/{job_id}")
-            job = json.loads(connection.getresponse().read())
+            job = orjson.loads(connection.getresponse().read())
             if job["status"] == "done":
                 got = [result["labels"][0] for result in job["result"]["results"]]
                 wrong += sum(a != b for a, b in zip(got, expected, strict=True))
                 break
             if job["status"] == "failed":
                 raise RuntimeError(f"job {job_id} failed: {job['error']}")
-            time.sleep(0.01)  # polling interval of a client waiting for its jobs
+            time.sleep(0.005)  # polling interval of a client waiting for its jobs
     return wrong

@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Sequence
 
+import orjson
 import redis
 
 from inferq import keys
@@ -112,7 +113,7 @@ class Outcome:
         return cls(FAILED, error=error)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+        return orjson.dumps(self.to_dict()).decode()
 
     def to_dict(self) -> dict:
         return {"results": self.results} if self.status == DONE else {"error": self.error}
@@ -199,7 +200,7 @@ class JobStore:
             created_at=_float(fields.get("created_at")),
             started_at=_float(fields.get("started_at")),
             finished_at=_float(fields.get("finished_at")),
-            outcome=Outcome.from_dict(json.loads(fields["outcome"])) if "outcome" in fields else None,
+            outcome=Outcome.from_dict(orjson.loads(fields["outcome"])) if "outcome" in fields else None,
         )
 
     def replies(self, listener: str, timeout_s: float) -> list[tuple[str, Outcome]]:
@@ -207,7 +208,7 @@ class JobStore:
         popped = self._redis.blpop([keys.replies(listener)], timeout=timeout_s)
         if popped is None:
             return []
-        return [(job_id, Outcome.from_dict(outcome)) for job_id, outcome in json.loads(popped[1])]
+        return [(job_id, Outcome.from_dict(outcome)) for job_id, outcome in orjson.loads(popped[1])]
 
     def queued_images(self) -> int:
         return int(self._redis.get(keys.QUEUED_IMAGES) or 0)

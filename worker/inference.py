@@ -73,5 +73,6 @@ def _results(labels: np.ndarray, probabilities: np.ndarray | None, version: int)
         return [{"label": label, "probabilities": None, "model_version": version} for label in labels.tolist()]
     return [
         {"label": label, "probabilities": row, "model_version": version}
-        for label, row in zip(labels.tolist(), np.round(probabilities, 6).tolist(), strict=True)
+        # Rounded in float64: float32 values rounded print with seventeen digits, twice the JSON.
+        for label, row in zip(labels.tolist(), np.round(probabilities.astype(np.float64), 6).tolist(), strict=True)
     ]

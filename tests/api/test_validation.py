@@ -100,6 +100,6 @@ def test_a_part_without_a_field_name(client):
 
 
 def test_an_image_field_sent_as_text_is_refused(client, worker):
-    response = client.post("/recognize", data={"image": "not a file"})
+    response = client.post("/recognize", data={"image": "not a file"}, content_type="multipart/form-data")
     assert_json_error(response, 400, "must be a file upload")
     assert not worker.sent
