@@ -1,6 +1,8 @@
 -- wrk script: POST /recognize with real MNIST PNGs, one per request, round robin.
 -- Bodies are read from the files named in the arguments; each file is named <index>_<label>.body
 -- and uploads <index>_<label>.png, so a response is checked against its own filename.
+-- An argument "pace=<ms>" makes each connection wait that long between its requests, to hold the
+-- load near a rate instead of at saturation.
 local threads = {}
 
 function setup(thread)
@@ -9,10 +11,15 @@ end
 
 function init(args)
   bodies = {}
-  for i, path in ipairs(args) do
-    local file = assert(io.open(path, "rb"))
-    bodies[i] = file:read("*a")
-    file:close()
+  for _, arg in ipairs(args) do
+    local pace = arg:match("^pace=([%d.]+)$")
+    if pace then
+      delay = function() return tonumber(pace) end
+    else
+      local file = assert(io.open(arg, "rb"))
+      bodies[#bodies + 1] = file:read("*a")
+      file:close()
+    end
   end
   boundary = "inferqbenchboundary"
   headers = {["Content-Type"] = "multipart/form-data; boundary=" .. boundary}

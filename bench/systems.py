@@ -7,6 +7,7 @@ with the commands ``make up`` uses.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -43,9 +44,32 @@ def redis_server(run_dir: Path) -> Iterator[str]:
         _stop([server])
 
 
+@dataclasses.dataclass
+class Running:
+    base_url: str
+    children: list[Child]
+
+    def pids(self) -> dict[str, list[int]]:
+        """Process ids by role, with gunicorn's and the workers' own children."""
+        found: dict[str, list[int]] = {}
+        for child in self.children:
+            assert child.process is not None
+            role = "api" if child.name == "api" else "worker"
+            found.setdefault(role, []).extend([child.process.pid, *_descendants(child.process.pid)])
+        return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
+    return found
+
+
 @contextlib.contextmanager
-def inferq(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[str]:
-    """Workers and the API on a free port; yields the API's base URL once it is ready."""
+def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[Running]:
+    """Workers and the API on a free port, once ready."""
     port = free_port()
     env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, PORT=port, HEARTBEAT_INTERVAL_S=0.5,
                LOG_LEVEL="WARNING", **settings)
@@ -57,9 +81,16 @@ def inferq(redis_url: str, model_dir: str, *, workers: int = 1, **settings: obje
         for child in children:
             child.start()
         _wait(lambda: _answers(f"{base}/readyz"), START_TIMEOUT_S, "inferq to be ready", children)
-        yield base
+        yield Running(base, children)
     finally:
         _stop(children)
+
+
+@contextlib.contextmanager
+def inferq(redis_url: str, model_dir: str, **settings: object) -> Iterator[str]:
+    """Workers and the API on a free port; yields the API's base URL once it is ready."""
+    with inferq_processes(redis_url, model_dir, **settings) as running:
+        yield running.base_url
 
 
 @contextlib.contextmanager
