@@ -60,7 +60,8 @@ def read_upload(request: Request, settings: Settings) -> Upload:
                 decoded = decode_array(file.read())
                 filenames += [f"{filename}#{i}" for i in range(len(decoded))]
         except ApiError as error:
-            raise ApiError(error.status, f"file {index} ({filename!r}): {error.message}",
+            kind = "image" if field == FIELD else "file"
+            raise ApiError(error.status, f"{kind} {index} ({filename!r}): {error.message}",
                            filename=filename, index=index) from None
         pixels.append(decoded.tobytes())
         if len(filenames) > settings.max_images_per_request:

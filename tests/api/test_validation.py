@@ -49,7 +49,7 @@ def test_a_file_that_is_not_an_image_names_it(client, worker):
 
 def test_one_bad_image_refuses_the_request_before_anything_is_queued(client, worker, digit_104):
     response = client.post("/recognize", data=files(("ok.png", digit_104), ("bad.png", b"\x89PNG broken")))
-    assert_json_error(response, 400, "file 1", "bad.png")
+    assert_json_error(response, 400, "image 1", "bad.png")
     assert not worker.sent
     assert worker.store.queued_images() == 0
 
