@@ -7,7 +7,10 @@ run, whichever comes first:
 - when it holds ``max_images`` images;
 - as soon as the broker queue behind it is empty, since nothing more is coming to wait for: a
   lone image on an idle system is answered at once;
-- ``max_wait_s`` after its first message came.
+- ``max_wait_s`` after its first message came, unless more messages are already queued then: the
+  wait is for new work to arrive, and work that is already there is taken until the batch is full.
+  Under a saturated queue that keeps batches full (a consumer fetches each message on its own,
+  a millisecond or two apiece), at the cost of the first message waiting while the rest are fetched.
 
 The queue is looked at (one LLEN) when a batch starts and again only once every message seen at
 the last look has come in, so under load, when the queue is long, it is rarely asked.
@@ -46,7 +49,7 @@ class ImageBatches(Batches):
 
     #: Images in a batch at which it is run.
     max_images = 64
-    #: Seconds after its first message at which a batch is run however full.
+    #: Seconds after its first message at which a batch is run however full, unless more are queued.
     max_wait_s = 0.005
     #: Messages waiting in the broker queue; set by the app, called from the consumer.
     queue_length: Callable[[], int]
@@ -63,12 +66,12 @@ class ImageBatches(Batches):
 
     def Strategy(self, task: Batches, app: Celery, consumer: Consumer) -> Callable:
         buffer_message = super().Strategy(task, app, consumer)
-        timer = consumer.timer
+        self._timer = consumer.timer
 
         def buffer_and_maybe_flush(message: Any, *args: Any, **kwargs: Any) -> None:
             buffer_message(message, *args, **kwargs)
             if self._deadline is None:
-                self._deadline = timer.call_after(self.max_wait_s, self._do_flush)
+                self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
             self._images += int(message.headers.get(IMAGES_HEADER, 1))
             if self._images >= self.max_images or self._nothing_more_queued(message):
                 self._do_flush()
@@ -88,6 +91,18 @@ class ImageBatches(Batches):
             log.warning("could not read the queue length, running the batch now: %s", exc)
             return True
         return self._expected == 0
+
+    def _deadline_reached(self) -> None:
+        self._deadline = None
+        try:
+            queued = self.queue_length()
+        except redis.RedisError as exc:
+            log.warning("could not read the queue length, running the batch now: %s", exc)
+            queued = 0
+        if queued > 0 and self._images < self.max_images:
+            self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
+        else:
+            self._do_flush()
 
     def _do_flush(self) -> None:
         if self._deadline is not None:

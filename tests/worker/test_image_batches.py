@@ -22,14 +22,22 @@ class Timer:
         self.pending: list[tuple[float, object]] = []
 
     def call_after(self, seconds, callback):
-        entry = SimpleNamespace(cancel=lambda: self.pending.remove(entry), seconds=seconds, fire=callback)
+        def fire():
+            self.pending.remove(entry)
+            callback()
+
+        entry = SimpleNamespace(cancel=lambda: self.pending.remove(entry), seconds=seconds, fire=fire)
         self.pending.append(entry)
         return entry
 
 
 @pytest.fixture
-def batches(monkeypatch):
-    flushes: list[int] = []
+def flushes() -> list[int]:
+    return []
+
+
+@pytest.fixture
+def batches(monkeypatch, flushes):
     monkeypatch.setattr(Batches, "Strategy", lambda self, task, app, consumer: lambda *a, **k: None)
     monkeypatch.setattr(Batches, "_do_flush", lambda self: flushes.append(1))
     task = Policy()
@@ -78,18 +86,32 @@ def test_a_batch_runs_when_it_holds_max_images_counted_in_images(batches):
     assert deliver(2)  # 9 images >= 8
 
 
-def test_a_batch_runs_at_its_deadline_counted_from_its_first_message(batches):
+def test_a_batch_runs_at_its_deadline_when_nothing_more_is_queued(batches, flushes):
     task, deliver = batches
     task.backlog = [100]
     assert not deliver(1)
     assert not deliver(1)
     [deadline] = task.timer.pending
     assert deadline.seconds == Policy.max_wait_s
+    task.backlog = [0]
     deadline.fire()
-    assert task.timer.pending == []
+    assert task.timer.pending == [] and len(flushes) == 1
     task.backlog = [100]
     assert not deliver(1)  # the next batch has a deadline of its own
     assert len(task.timer.pending) == 1
+
+
+def test_past_its_deadline_a_batch_keeps_taking_what_is_already_queued(batches, flushes):
+    task, deliver = batches
+    task.backlog = [100]
+    assert not deliver(1)
+    [deadline] = task.timer.pending
+    task.backlog = [40]
+    deadline.fire()
+    assert flushes == [] and len(task.timer.pending) == 1  # waits again: work is there to take
+    task.backlog = [100]
+    assert not deliver(3, queue_length=39)
+    assert deliver(4, queue_length=38)  # 8 images: full
 
 
 def test_a_batch_run_early_cancels_its_deadline(batches):
