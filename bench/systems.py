@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from inferq.launcher import Child, api_command, embedded_redis_command, free_port, worker_command
+from inferq.launcher import Child, api_command, embedded_redis_command, free_port, redis_answers, worker_command
 from inferq.settings import Settings
 
 START_TIMEOUT_S = 180.0
@@ -38,7 +38,7 @@ def redis_server(run_dir: Path) -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        _wait(lambda: _pings(client), 10, "Redis to start", [server])
+        _wait(lambda: redis_answers(client), 10, "Redis to start", [server])
         yield url
     finally:
         _stop([server])
@@ -147,11 +147,6 @@ def _recognizes(url: str, body: bytes) -> bool:
         return False
 
 
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def _wait(condition, timeout_s: float, what: str, children: list[Child]) -> None:

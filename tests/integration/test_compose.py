@@ -7,7 +7,6 @@ import dataclasses
 import importlib.util
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tomllib
@@ -16,6 +15,7 @@ import pytest
 import redis
 import yaml
 
+from inferq.launcher import free_port, redis_answers
 from inferq.settings import Settings
 from tests.conftest import REPO
 from tests.support.models import build_model
@@ -26,10 +26,6 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_services_and_how_they_start():
@@ -134,7 +130,7 @@ def test_each_service_command_runs_here(redis_url, tmp_path, digit_104):
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             client = redis.Redis(port=port)
-            wait_for(lambda: _pings(client), 10, "compose's redis command")
+            wait_for(lambda: redis_answers(client), 10, "compose's redis command")
             client.set("k", "v")
             wait_for(lambda: any(tmp_path.rglob("*.aof")), 10, "the append-only file")
         finally:
@@ -174,11 +170,6 @@ def _client(base_url: str):
     return recognize
 
 
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.mark.skipif(importlib.util.find_spec("flower") is None, reason="flower is in the monitoring extra")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inferq.launcher import free_port
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
@@ -23,10 +24,6 @@ from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 LABEL = 6
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

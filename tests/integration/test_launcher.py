@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from inferq.launcher import free_port
 from tests.conftest import MNIST_DIR, REPO
 from tests.support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def descendants(pid: int) -> list[int]:

@@ -6,7 +6,6 @@ import io
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -16,19 +15,13 @@ import redis
 
 from api import create_app
 from inferq import keys
-from inferq.launcher import embedded_redis_command
+from inferq.launcher import embedded_redis_command, free_port, redis_answers
 from inferq.settings import Settings
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 from tests.support.seed_model import seed_style_predict
 from tests.support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Load:
@@ -120,7 +113,7 @@ def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_d
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    wait_for(lambda: _pings(client), 10, "Redis")
+    wait_for(lambda: redis_answers(client), 10, "Redis")
     worker = WorkerProcess(worker_env(url, trained_model_dir, "q"), tmp_path / "worker.log")
     try:
         worker.wait_serving()
@@ -131,7 +124,7 @@ def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_d
             assert server.wait(30) == 0
             wait_for(lambda: 503 in load.statuses, 30, "the API to answer 503 while Redis is down")
             server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-            wait_for(lambda: _pings(client), 10, "Redis to come back")
+            wait_for(lambda: redis_answers(client), 10, "Redis to come back")
             accepted_before = len(load.accepted)
             wait_for(lambda: len(load.accepted) >= accepted_before + 30, 60, "the API to accept jobs again")
         assert set(load.statuses) <= {202, 503}
@@ -143,11 +136,6 @@ def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_d
         server.wait(30)
 
 
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def test_sigterm_lets_a_worker_finish_its_batch(start_worker, make_client, tmp_path, mnist_test):

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import subprocess
 
 import pytest
 import redis
 
 from inferq.celery_app import make_celery
+from inferq.launcher import free_port
 from inferq.settings import Settings
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
 from tests.support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

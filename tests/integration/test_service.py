@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from inferq.launcher import free_port
 from tests.conftest import MNIST_DIR, REPO, png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, worker_env
 from tests.support.waiting import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from inferq.jobs import Outcome
+from inferq.launcher import redis_answers
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry, WorkerStatus
 from tests.api.conftest import make_app  # noqa: F401  (the fixture, shared with the API tests)
@@ -105,18 +106,13 @@ def module_redis_url() -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     try:
-        wait_for(lambda: _answers(client), 10, "the module's Redis to start")
+        wait_for(lambda: redis_answers(client), 10, "the module's Redis to start")
         yield url
     finally:
         process.terminate()
         process.wait(10)
 
 
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
-def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: float = 0.0,
-                fail_when_brighter_than: int | None = None) -> Path:
+def save_contract_model(model_dir: Path, version: int, logits_of: Callable) -> Path:
+    """``<model_dir>/<version>``, written atomically: the contract's tag, tensor names and signature
+    around ``logits_of(pixels)``, a TensorFlow function of the raw-pixel placeholder."""
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -24,15 +26,7 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph) as sess:
         pixels = v1.placeholder(tf.float32, [None, 784], name="inputdata")
-        bias = tf.Variable(tf.one_hot(label, 10) * 10.0)
-        logits = tf.matmul(pixels / 255.0, tf.zeros([784, 10])) + bias
-        if slow_seconds:
-            logits += 0.0 * _busy_work(slow_seconds)
-        if fail_when_brighter_than is not None:
-            check = tf.debugging.assert_less_equal(
-                tf.reduce_max(pixels), float(fail_when_brighter_than), message="pixel too bright for this model")
-            with tf.control_dependencies([check]):
-                logits = tf.identity(logits)
+        logits = logits_of(pixels)
         probabilities = tf.nn.softmax(logits, name="probabilities")
         labels = tf.argmax(logits, 1, name="inference", output_type=tf.int64)
         sess.run(v1.global_variables_initializer())
@@ -44,6 +38,24 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
     target = model_dir / str(version)
     os.rename(staging, target)
     return target
+
+
+def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: float = 0.0,
+                fail_when_brighter_than: int | None = None) -> Path:
+    import tensorflow as tf
+
+    def logits_of(pixels):
+        logits = tf.matmul(pixels / 255.0, tf.zeros([784, 10])) + tf.Variable(tf.one_hot(label, 10) * 10.0)
+        if slow_seconds:
+            logits += 0.0 * _busy_work(slow_seconds)
+        if fail_when_brighter_than is None:
+            return logits
+        check = tf.debugging.assert_less_equal(
+            tf.reduce_max(pixels), float(fail_when_brighter_than), message="pixel too bright for this model")
+        with tf.control_dependencies([check]):
+            return tf.identity(logits)
+
+    return save_contract_model(model_dir, version, logits_of)
 
 
 def _busy_work(seconds: float):

@@ -7,13 +7,12 @@ each label's logit is the ink in its bands. :func:`expected_label` computes the 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from inferq.model_contract import IMAGE_SIDE, N_CLASSES, N_INPUT
+from tests.support.models import save_contract_model
 
 VERTICAL = 1
 HORIZONTAL = 7
@@ -42,21 +41,4 @@ def build_shape_model(model_dir: Path, version: int) -> Path:
     """``<model_dir>/<version>`` in the contract's shape (tag, tensor names, signature), written atomically."""
     import tensorflow as tf
 
-    v1 = tf.compat.v1
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=model_dir))
-    os.rmdir(staging)
-    graph = tf.Graph()
-    with graph.as_default(), v1.Session(graph=graph) as sess:
-        pixels = v1.placeholder(tf.float32, [None, N_INPUT], name="inputdata")
-        logits = tf.matmul(pixels, tf.constant(weights()))
-        probabilities = tf.nn.softmax(logits, name="probabilities")
-        labels = tf.argmax(logits, 1, name="inference", output_type=tf.int64)
-        signature = v1.saved_model.predict_signature_def(
-            inputs={"inputdata": pixels}, outputs={"probabilities": probabilities, "labels": labels})
-        builder = v1.saved_model.Builder(str(staging))
-        builder.add_meta_graph_and_variables(sess, ["model"], signature_def_map={"serving_default": signature})
-        builder.save()
-    target = model_dir / str(version)
-    os.rename(staging, target)
-    return target
+    return save_contract_model(model_dir, version, lambda pixels: tf.matmul(pixels, tf.constant(weights())))

