@@ -20,6 +20,8 @@ from inferq.launcher import free_port, redis_answers
 from inferq.redis_connection import connect
 from trainer.data import load_idx_split
 
+pytest_plugins = ["tests.support.stand_in"]
+
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
 LOCAL_REDIS = "redis://127.0.0.1:6379"

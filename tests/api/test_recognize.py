@@ -3,8 +3,8 @@ import uuid
 
 import pytest
 
-from tests.api.conftest import fake_label
 from tests.conftest import png_bytes
+from tests.support.stand_in import fake_label
 
 
 def files(*uploads):

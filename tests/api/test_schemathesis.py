@@ -14,8 +14,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 from api import create_app
 from inferq.jobs import JobStore
 from inferq.settings import Settings
-from tests.api.conftest import InlineWorker
 from tests.api.test_health import heartbeat
+from tests.support.stand_in import InlineWorker
 
 _redis = fakeredis.FakeRedis()
 _settings = Settings(sync_timeout_s=0.05)

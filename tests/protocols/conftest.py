@@ -25,7 +25,6 @@ from inferq.jobs import Outcome
 from inferq.launcher import redis_answers
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry, WorkerStatus
-from tests.api.conftest import make_app  # noqa: F401  (the fixture, shared with the API tests)
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
 from tests.support.waiting import wait_for
@@ -74,6 +73,13 @@ class WithoutProbabilities:
                                                            for result in job.outcome.results]))
             for job in finished
         ])
+
+
+@pytest.fixture
+def app_and_worker(make_app, serve):
+    """An app on the stand-in worker, with a worker heartbeat so that the model is served."""
+    serve()
+    return make_app()
 
 
 @pytest.fixture

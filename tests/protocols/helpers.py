@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.api.conftest import fake_label
+from tests.support.stand_in import fake_label
 
 
 def digits(count: int, seed: int = 0) -> np.ndarray:

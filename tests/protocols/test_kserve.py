@@ -15,22 +15,6 @@ INFER = "/v2/models/mnist/infer"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-@pytest.fixture
-def app_and_worker(make_app, serve):
-    serve()
-    return make_app()
-
-
-@pytest.fixture
-def client(app_and_worker):
-    return app_and_worker[0].test_client()
-
-
-@pytest.fixture
-def worker(app_and_worker):
-    return app_and_worker[1]
-
-
 def tensor(images: np.ndarray, datatype: str = "FP32", **fields) -> dict:
     return {"name": "inputdata", "shape": list(images.shape), "datatype": datatype,
             "data": images.ravel().tolist(), **fields}

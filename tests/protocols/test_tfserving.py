@@ -11,22 +11,6 @@ from tests.protocols.helpers import digits, stand_in_labels
 PREDICT = "/v1/models/mnist:predict"
 
 
-@pytest.fixture
-def app_and_worker(make_app, serve):
-    serve()
-    return make_app()
-
-
-@pytest.fixture
-def client(app_and_worker):
-    return app_and_worker[0].test_client()
-
-
-@pytest.fixture
-def worker(app_and_worker):
-    return app_and_worker[1]
-
-
 def available(version: str) -> dict:
     return {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
 

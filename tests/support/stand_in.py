@@ -1,5 +1,5 @@
-"""API tests: apps built with their own settings on fakeredis, a stand-in for Celery and a worker that
-answers each message as it is sent."""
+"""A pytest plugin for API tests: apps built with their own settings on fakeredis, and a stand-in for
+Celery and a worker that answers each message as it is sent. Loaded by the root conftest."""
 
 from __future__ import annotations
 
