@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,test,monitoring
 
 .PHONY: setup up test train bench lint clean
 
