@@ -41,23 +41,16 @@ class ApiMetrics:
             "inferq_images_accepted", "Images admitted to the queue.", registry=self._own,
         )
         self._system = _SystemCollector(store, workers)
+        self._own.register(self._system)
 
     def render(self) -> bytes:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return generate_latest(self._own)
+        # Under gunicorn this process's counts are only a share: the files of all of them sum up.
         scrape = CollectorRegistry()
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.MultiProcessCollector(scrape)
-        else:
-            scrape.register(_Forward(self._own))
+        multiprocess.MultiProcessCollector(scrape)
         scrape.register(self._system)
         return generate_latest(scrape)
-
-
-class _Forward:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self._registry = registry
-
-    def collect(self) -> Iterator[Metric]:
-        return self._registry.collect()
 
 
 class _SystemCollector:

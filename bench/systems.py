@@ -55,15 +55,20 @@ class Running:
         for child in self.children:
             assert child.process is not None
             role = "api" if child.name == "api" else "worker"
-            found.setdefault(role, []).extend([child.process.pid, *_descendants(child.process.pid)])
+            found.setdefault(role, []).extend([child.process.pid, *descendants(child.process.pid)])
         return found
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, read from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
-            found += [int(child), *_descendants(int(child))]
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the task ended meanwhile
+            continue
+        for child in children:
+            found += [int(child), *descendants(int(child))]
     return found
 
 

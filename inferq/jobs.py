@@ -59,14 +59,14 @@ end
 """
 
 # KEYS: the queued-images counter, one key per job, then the reply lists named by the jobs.
-# ARGV: ttl, now, job count, then per job: status, image count, outcome JSON, and the position of
-# its reply list among KEYS (0 when nobody waits); last, the prefix of job keys. Every reply list
-# gets one item: a JSON list of [job id, outcome] pairs.
+# ARGV: ttl, now, job count, then per job: status, image count, outcome JSON, the position of its
+# reply list among KEYS (0 when nobody waits) and its id. Every reply list gets one item: a JSON
+# list of [job id, outcome] pairs.
 _FINISH = """
-local ttl, now, jobs, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[#ARGV]
+local ttl, now, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local finished, replies = 0, {}
 for j = 1, jobs do
-  local key, a = KEYS[1 + j], 4 + (j - 1) * 4
+  local key, a = KEYS[1 + j], 4 + (j - 1) * 5
   local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
@@ -74,7 +74,7 @@ for j = 1, jobs do
     finished = finished + tonumber(ARGV[a + 1])
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
-      local pair = '[' .. cjson.encode(string.sub(key, #prefix + 1)) .. ',' .. ARGV[a + 2] .. ']'
+      local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
       replies[reply] = (replies[reply] and replies[reply] .. ',' or '') .. pair
     end
   end
@@ -179,14 +179,17 @@ class JobStore:
         self._start(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
 
     def finish(self, finished: Sequence[Finished]) -> None:
-        reply_keys = list(dict.fromkeys(keys.replies(job.reply_to) for job in finished if job.reply_to))
-        first_reply = 2 + len(finished)
-        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job.job_id) for job in finished), *reply_keys]
+        # Lua indexes KEYS from 1: the counter, the jobs, then each reply list once.
+        reply_positions: dict[str, int] = {}
+        for job in finished:
+            if job.reply_to and job.reply_to not in reply_positions:
+                reply_positions[job.reply_to] = 2 + len(finished) + len(reply_positions)
+        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job.job_id) for job in finished),
+                       *(keys.replies(listener) for listener in reply_positions)]
         args: list[object] = [self._ttl, time.time(), len(finished)]
         for job in finished:
-            reply = first_reply + reply_keys.index(keys.replies(job.reply_to)) if job.reply_to else 0
-            args += [job.outcome.status, job.count, job.outcome.to_json(), reply]
-        args.append(keys.job(""))
+            reply = reply_positions[job.reply_to] if job.reply_to else 0
+            args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id]
         self._finish(keys=script_keys, args=args)
 
     def get(self, job_id: str) -> JobRecord | None:

@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.systems import descendants
 from inferq.launcher import free_port
 from tests.conftest import MNIST_DIR, REPO
 from tests.support.waiting import wait_for
-
-
-def descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        for child in (task / "children").read_text().split():
-            found += [int(child), *descendants(int(child))]
-    return found
 
 
 class Launcher:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis
 
+from bench.systems import descendants
 from inferq import keys
 from tests.support.waiting import wait_for
 
@@ -46,7 +47,7 @@ class WorkerProcess:
 
     def heartbeats(self) -> list[dict]:
         """The live heartbeats of this worker's model-holding processes."""
-        pids = {self.process.pid, *_children(self.process.pid)}
+        pids = {self.process.pid, *descendants(self.process.pid)}
         beats = []
         for name in self.client.zrange(keys.WORKERS, 0, -1):
             record = self.client.get(keys.worker(name.decode()))
@@ -71,7 +72,7 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes, as a crash would."""
-        for pid in [*_children(self.process.pid), self.process.pid]:
+        for pid in [*descendants(self.process.pid), self.process.pid]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.process.wait(10)
@@ -110,10 +111,3 @@ class ApiProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
 
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except FileNotFoundError:
-        return []
