@@ -1,8 +1,11 @@
 """gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``).
 
-Processes and threads come from API_PROCESSES and API_THREADS, the port from PORT: the same
-settings object the app reads. Sync requests wait on Redis with the GIL released, so threads, not
-processes, carry the concurrency; two processes use both cores of a small machine.
+Processes, worker class, threads and connections come from API_PROCESSES, API_WORKER_CLASS,
+API_THREADS and API_CONNECTIONS, the port from PORT: the same settings object the app reads. A sync
+request spends its time waiting for its answer, so greenlets (gevent) or threads carry the
+concurrency and two processes use both cores of a small machine. gevent is the default: gthread
+hands every request from its event loop to a pool thread and back, which cost a fifth of the
+API's throughput here (README, Benchmarks).
 """
 
 import os
@@ -18,7 +21,8 @@ _settings = Settings.from_env()
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.api_processes
 threads = _settings.api_threads
-worker_class = "gthread"
+worker_class = _settings.api_worker_class
+worker_connections = _settings.api_connections
 # Requests in flight get this long to finish on SIGTERM; sync ones may wait SYNC_TIMEOUT_S.
 graceful_timeout = int(_settings.sync_timeout_s) + 5
 timeout = int(_settings.sync_timeout_s) + 30

@@ -14,6 +14,9 @@ import types
 import typing
 from collections.abc import Mapping
 
+#: The gunicorn worker classes the API is tested with.
+API_WORKER_CLASSES = ("gevent", "gthread")
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -34,9 +37,15 @@ class Settings:
 
     #: HTTP port of the API.
     port: int = 8080
-    #: gunicorn worker processes and threads per process for the API.
+    #: gunicorn worker processes of the API.
     api_processes: int = 2
+    #: How each API process serves its connections: "gevent", a greenlet per connection (a sync
+    #: request waiting on its answer costs a few kilobytes, and there is no hand-off between
+    #: threads per request), or "gthread", a pool of API_THREADS threads.
+    api_worker_class: str = "gevent"
     api_threads: int = 16
+    #: Connections an API process holds open at once (gunicorn's worker_connections).
+    api_connections: int = 1000
     #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
     workers: int = 1
     #: Where ``make up`` keeps its embedded Redis's data.
@@ -87,7 +96,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "api_processes", "api_threads", "workers", "max_batch_size", "sync_timeout_s",
+            "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "max_request_bytes",
             "max_image_pixels", "max_images_per_request", "max_queue_depth",
         )
@@ -97,6 +106,9 @@ class Settings:
         for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
+        if self.api_worker_class not in API_WORKER_CLASSES:
+            raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
+                                f"got {self.api_worker_class!r}")
         if self.max_images_per_request > self.max_queue_depth:
             raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
                                 f"MAX_QUEUE_DEPTH ({self.max_queue_depth}): such a request could never be queued")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from inferq.launcher import free_port
+from inferq.settings import API_WORKER_CLASSES
 from tests.conftest import MNIST_DIR, REPO, png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, worker_env
@@ -26,10 +29,12 @@ def mnist_png(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.parametrize("worker_class", API_WORKER_CLASSES)
 def test_the_seeds_curl_example_answers_as_the_seed_did(start_worker, redis_url, trained_model_dir, mnist_png,
-                                                         tmp_path):
+                                                         tmp_path, worker_class):
     start_worker(trained_model_dir)
-    api = ApiProcess(worker_env(redis_url, trained_model_dir, "q"), tmp_path / "api.log", free_port())
+    env = worker_env(redis_url, trained_model_dir, "q", api_worker_class=worker_class)
+    api = ApiProcess(env, tmp_path / "api.log", free_port())
     try:
         answer = subprocess.run(
             ["curl", "-s", f"{api.base_url.replace('127.0.0.1', 'localhost')}/recognize",
@@ -40,6 +45,40 @@ def test_the_seeds_curl_example_answers_as_the_seed_did(start_worker, redis_url,
         assert answer.startswith('{"filename":"104.png","labels":[9]')
     finally:
         assert api.stop() == 0
+
+
+@pytest.mark.parametrize("worker_class", API_WORKER_CLASSES)
+def test_concurrent_requests_under_gunicorn_each_get_their_own_answer(start_worker, redis_url, trained_model_dir,
+                                                                       mnist_test, tmp_path, worker_class):
+    """Requests that arrive together share admissions and messages: none may get another's answer."""
+    start_worker(trained_model_dir)
+    env = worker_env(redis_url, trained_model_dir, "q", api_worker_class=worker_class)
+    api = ApiProcess(env, tmp_path / "api.log", free_port())
+    images, labels = mnist_test
+
+    def recognize(i: int) -> tuple[int, dict]:
+        body, content_type = multipart_image(png_bytes(images[i]), f"{i}.png")
+        request = urllib.request.Request(f"{api.base_url}/recognize", data=body,
+                                         headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return i, json.loads(response.read())
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            answers = list(pool.map(recognize, range(0, 6400, 50)))
+    finally:
+        assert api.stop() == 0
+    assert [answer["filename"] for _, answer in answers] == [f"{i}.png" for i, _ in answers]
+    correct = sum(answer["labels"] == [int(labels[i])] for i, answer in answers)
+    assert correct >= 0.95 * len(answers)
+    assert len({answer["job_id"] for _, answer in answers}) == len(answers)
+
+
+def multipart_image(data: bytes, filename: str) -> tuple[bytes, str]:
+    boundary = "inferqtestboundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def test_the_real_model_reads_real_digits(start_worker, make_client, trained_model_dir, mnist_test):
