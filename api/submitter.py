@@ -2,20 +2,23 @@
 
 A worker's cost is per message, not per image (DESIGN.md: the per-message Celery/kombu path, not
 the model, limits throughput), and so is much of the API's: so concurrent requests share one
-admission call and one message. A request thread queues its job, and if no thread is sending it
-becomes the sender: it admits everything queued, its own job included, and sends what was admitted
-as one message (up to MAX_BATCH_SIZE images), and again while jobs keep arriving. Threads that find
-a send under way wait for it to take their job along. There is no timer and no thread hand-off: on
-an idle API a lone request is sent by its own thread at once, and under load messages fill up by
-themselves while the previous one is being sent.
+admission call and one message. A request queues its job, and if no request is sending it becomes
+the sender: it admits what is queued, oldest first, and sends what was admitted as one message (up
+to MAX_BATCH_SIZE images), until its own job is sent. Then it hands the sending over to the oldest
+request still waiting, if any, and goes back to its own client: a sender never works for later
+arrivals, so under load no request waits behind a stream of others' sends. There is no timer and
+no thread of its own: on an idle API a lone request is sent by its own thread at once, and under
+load messages fill up by themselves while the previous one is being sent.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import logging
-import queue
 import threading
+import time
 from collections.abc import Sequence
 
 from celery import Celery
@@ -34,7 +37,10 @@ class SendFailed(Exception):
 class _Pending:
     job: messages.Job
     filenames: Sequence[str]
-    sent: threading.Event = dataclasses.field(default_factory=threading.Event)
+    #: Set when the job is settled, and when its request is asked to take over the sending.
+    woken: threading.Event = dataclasses.field(default_factory=threading.Event)
+    #: Sent, refused or failed: ``error`` tells which.
+    settled: bool = False
     error: Exception | None = None
 
 
@@ -45,7 +51,7 @@ class Submitter:
         self._store = store
         self._max_images = max_images_per_message
         self._timeout = send_timeout_s
-        self._pending: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._pending: collections.deque[_Pending] = collections.deque()
         self._sending = threading.Lock()
 
     def submit(self, job: messages.Job, filenames: Sequence[str]) -> None:
@@ -55,30 +61,47 @@ class Submitter:
         if the broker or Redis did not take it.
         """
         pending = _Pending(job, filenames)
-        self._pending.put(pending)
-        self._send_pending()
-        if not pending.sent.wait(self._timeout):
-            raise SendFailed(f"the broker did not take the message within {self._timeout:g} s")
+        self._pending.append(pending)
+        deadline = time.monotonic() + self._timeout
+        while not pending.settled:
+            # Cleared before trying the lock: a hand-over that comes after a failed try still wakes us.
+            pending.woken.clear()
+            if self._sending.acquire(blocking=False):
+                try:
+                    self._send_until_settled(pending)
+                finally:
+                    self._sending.release()
+                self._hand_over()
+            elif not pending.woken.wait(max(0.0, deadline - time.monotonic())):
+                self._abandon(pending)
+                raise SendFailed(f"the broker did not take the message within {self._timeout:g} s")
         if pending.error is not None:
             raise pending.error
 
-    def _send_pending(self) -> None:
-        # Whoever queued a job last either finds a sender at work, which checks the queue again
-        # after letting go of the lock, or becomes the sender itself: no job is left behind.
-        while not self._pending.empty() and self._sending.acquire(blocking=False):
-            try:
-                while batch := self._take_batch():
-                    self._admit_and_send(batch)
-            finally:
-                self._sending.release()
+    def _send_until_settled(self, own: _Pending) -> None:
+        # Jobs are taken oldest first, so each round settles the oldest waiting ones, ours at last.
+        while not own.settled and (batch := self._take_batch()):
+            self._admit_and_send(batch)
+
+    def _hand_over(self) -> None:
+        # Whoever sends next takes the oldest job first: waking the request that owns it is enough.
+        with contextlib.suppress(IndexError):
+            self._pending[0].woken.set()
+
+    def _abandon(self, pending: _Pending) -> None:
+        # Out of the queue, so that the next one gets the hand-overs it would have had. If a sender
+        # has it already, it may still go out: the client is told it failed all the same.
+        with contextlib.suppress(ValueError):
+            self._pending.remove(pending)
+        self._hand_over()
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
         images = 0
         while images < self._max_images:
             try:
-                pending = self._pending.get_nowait()
-            except queue.Empty:
+                pending = self._pending.popleft()
+            except IndexError:
                 break
             batch.append(pending)
             images += pending.job.count
@@ -121,4 +144,5 @@ class Submitter:
     def _release(batch: list[_Pending], error: Exception | None) -> None:
         for pending in batch:
             pending.error = error
-            pending.sent.set()
+            pending.settled = True
+            pending.woken.set()

@@ -8,11 +8,10 @@ hands every request from its event loop to a pool thread and back, which cost a 
 API's throughput here (README, Benchmarks).
 """
 
+import gc
 import os
 import shutil
 import tempfile
-
-from prometheus_client import multiprocess
 
 from inferq.settings import Settings
 
@@ -23,6 +22,10 @@ workers = _settings.api_processes
 threads = _settings.api_threads
 worker_class = _settings.api_worker_class
 worker_connections = _settings.api_connections
+# A listening socket per process, among which the kernel spreads new connections. On one shared
+# socket each process accepts as fast as it can: under 64 keep-alive clients one held 53 of them
+# and its core was the bottleneck while the other idled.
+reuse_port = True
 # Requests in flight get this long to finish on SIGTERM; sync ones may wait SYNC_TIMEOUT_S.
 graceful_timeout = int(_settings.sync_timeout_s) + 5
 timeout = int(_settings.sync_timeout_s) + 30
@@ -36,14 +39,24 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # The API's metrics are summed across processes from files here (prometheus_client multiprocess).
+# prometheus_client picks in-memory or file-backed values when it is first imported, so it must
+# not be imported before the variable is set.
 _metrics_dir = tempfile.mkdtemp(prefix="inferq-metrics-")
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)
 
 
 def on_exit(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    # Everything loaded so far (Flask, Celery, kombu, numpy, Pillow) lives as long as the process:
+    # out of the collector's sight, a full collection under load took 2-6 ms here instead of 35-74.
+    gc.freeze()

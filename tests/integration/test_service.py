@@ -66,8 +66,12 @@ def test_concurrent_requests_under_gunicorn_each_get_their_own_answer(start_work
     try:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             answers = list(pool.map(recognize, range(0, 6400, 50)))
+        with urllib.request.urlopen(f"{api.base_url}/metrics", timeout=10) as response:
+            metrics = response.read().decode()
     finally:
         assert api.stop() == 0
+    # The API's own metrics, written by its gunicorn processes to shared files.
+    assert f'inferq_http_requests_total{{method="POST",route="/recognize",status="200"}} {len(answers)}.0' in metrics
     assert [answer["filename"] for _, answer in answers] == [f"{i}.png" for i, _ in answers]
     correct = sum(answer["labels"] == [int(labels[i])] for i, answer in answers)
     assert correct >= 0.95 * len(answers)
