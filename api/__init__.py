@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import redis
-from celery import Celery
 from flask import Flask, Response, g, request
 
 from api import health, kserve, openapi, recognize, tfserving, web
@@ -18,6 +17,7 @@ from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
 from api.json_provider import OrjsonProvider
 from api.metrics import ApiMetrics
+from api.publisher import TaskPublisher
 from api.replies import ReplyListener
 from api.runtime import EXTENSION, Runtime
 from api.submitter import Submitter
@@ -29,8 +29,8 @@ from inferq.workers import WorkerRegistry
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
-               celery: Celery | None = None) -> Flask:
-    """The API app; ``redis_client`` and ``celery`` replace the ones built from ``settings`` (tests)."""
+               publisher: TaskPublisher | None = None) -> Flask:
+    """The API app; ``redis_client`` and ``publisher`` replace the ones built from ``settings`` (tests)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -43,7 +43,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
     store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
-    submitter = Submitter(celery or make_celery(settings), store, max_images_per_message=settings.max_batch_size)
+    publisher = publisher or TaskPublisher(make_celery(settings), settings.queue_name)
+    submitter = Submitter(publisher, store, max_images_per_message=settings.max_batch_size)
     replies = ReplyListener(store)
     metrics = ApiMetrics(store, workers)
     app.extensions[EXTENSION] = Runtime(

@@ -21,8 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from celery import Celery
-
+from api.publisher import TaskPublisher
 from inferq import messages
 from inferq.jobs import JobStore, QueueFull
 
@@ -45,9 +44,9 @@ class _Pending:
 
 
 class Submitter:
-    def __init__(self, celery: Celery, store: JobStore, *, max_images_per_message: int,
+    def __init__(self, publisher: TaskPublisher, store: JobStore, *, max_images_per_message: int,
                  send_timeout_s: float = 15.0) -> None:
-        self._celery = celery
+        self._publisher = publisher
         self._store = store
         self._max_images = max_images_per_message
         self._timeout = send_timeout_s
@@ -124,13 +123,8 @@ class Submitter:
         jobs = [pending.job for pending in admitted]
         images = messages.image_count(jobs)
         try:
-            self._celery.send_task(
-                messages.TASK_NAME,
-                args=[messages.encode(jobs)],
-                headers={messages.IMAGES_HEADER: images},
-                ignore_result=True,
-                argsrepr=f"<{len(jobs)} jobs, {images} images>",
-            )
+            self._publisher.publish(messages.encode(jobs), images=images,
+                                    description=f"<{len(jobs)} jobs, {images} images>")
         except Exception as exc:  # kombu raises the transport's own errors
             log.warning("could not send %d jobs to the broker: %s", len(jobs), exc)
             try:

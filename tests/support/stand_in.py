@@ -23,7 +23,7 @@ def fake_label(pixels: np.ndarray) -> int:
 
 @dataclasses.dataclass
 class InlineWorker:
-    """Takes the place of Celery and a worker: answers each message as the API sends it."""
+    """Takes the place of the broker and a worker: answers each message as the API publishes it."""
 
     store: JobStore
     answer: bool = True
@@ -31,12 +31,11 @@ class InlineWorker:
     broker_down: bool = False
     sent: list[messages.Job] = dataclasses.field(default_factory=list)
 
-    def send_task(self, name: str, args: list, headers: dict, **options: object) -> None:
+    def publish(self, body: dict, *, images: int, description: str) -> None:
         if self.broker_down:
             raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
-        assert name == messages.TASK_NAME
-        jobs = messages.decode(args[0])
-        assert headers[messages.IMAGES_HEADER] == messages.image_count(jobs)
+        jobs = messages.decode(body)
+        assert images == messages.image_count(jobs)
         self.sent += jobs
         if not self.answer:
             return
@@ -59,7 +58,7 @@ def make_app(fake_redis):
         client = redis_client or fake_redis
         worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
                                        max_queue_depth=settings.max_queue_depth))
-        return create_app(settings, redis_client=client, celery=worker), worker
+        return create_app(settings, redis_client=client, publisher=worker), worker
     return make
 
 

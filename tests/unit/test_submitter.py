@@ -27,7 +27,7 @@ class FakeStore:
         self.withdrawn.append(dict(jobs))
 
 
-class FakeCelery:
+class FakePublisher:
     """Records each message's job ids and the thread that sent it; a send can be held open."""
 
     def __init__(self) -> None:
@@ -37,10 +37,9 @@ class FakeCelery:
         self.sending = threading.Event()
         self.fail = False
 
-    def send_task(self, name, args, headers, **options):
-        assert name == messages.TASK_NAME
-        jobs = messages.decode(args[0])
-        assert headers[messages.IMAGES_HEADER] == messages.image_count(jobs)
+    def publish(self, body, *, images, description):
+        jobs = messages.decode(body)
+        assert images == messages.image_count(jobs)
         self.sending.set()
         self.hold.wait(10)
         if self.fail:
@@ -65,78 +64,78 @@ def submit_in_thread(submitter: Submitter, job_id: str, errors: dict[str, Except
 
 
 def test_a_lone_job_is_sent_at_once_by_its_own_thread():
-    celery = FakeCelery()
-    Submitter(celery, FakeStore(), max_images_per_message=64).submit(job("a"), ["a.png"])
-    assert celery.sent == [(["a"], threading.current_thread().name)]
+    publisher = FakePublisher()
+    Submitter(publisher, FakeStore(), max_images_per_message=64).submit(job("a"), ["a.png"])
+    assert publisher.sent == [(["a"], threading.current_thread().name)]
 
 
 def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the_first_sender():
-    celery, store = FakeCelery(), FakeStore()
-    submitter = Submitter(celery, store, max_images_per_message=64)
+    publisher, store = FakePublisher(), FakeStore()
+    submitter = Submitter(publisher, store, max_images_per_message=64)
     errors: dict[str, Exception] = {}
-    celery.hold.clear()
+    publisher.hold.clear()
     first = submit_in_thread(submitter, "first", errors)
-    assert celery.sending.wait(5)
+    assert publisher.sending.wait(5)
     later = []
     for name in ("b", "c", "d"):
         later.append(submit_in_thread(submitter, name, errors))
         wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    celery.hold.set()
+    publisher.hold.set()
     for thread in (first, *later):
         thread.join(5)
     assert errors == {}
-    assert celery.sent == [(["first"], "first"), (["b", "c", "d"], "b")]
+    assert publisher.sent == [(["first"], "first"), (["b", "c", "d"], "b")]
     assert store.admitted == [["first"], ["b", "c", "d"]]
 
 
 def test_a_message_holds_at_most_max_images():
-    celery = FakeCelery()
-    submitter = Submitter(celery, FakeStore(), max_images_per_message=3)
+    publisher = FakePublisher()
+    submitter = Submitter(publisher, FakeStore(), max_images_per_message=3)
     errors: dict[str, Exception] = {}
-    celery.hold.clear()
+    publisher.hold.clear()
     first = submit_in_thread(submitter, "first", errors)
-    assert celery.sending.wait(5)
+    assert publisher.sending.wait(5)
     later = []
     for name in ("b", "c", "d", "e"):
         later.append(submit_in_thread(submitter, name, errors))
         wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    celery.hold.set()
+    publisher.hold.set()
     for thread in (first, *later):
         thread.join(5)
     assert errors == {}
-    assert [ids for ids, _ in celery.sent] == [["first"], ["b", "c", "d"], ["e"]]
+    assert [ids for ids, _ in publisher.sent] == [["first"], ["b", "c", "d"], ["e"]]
 
 
 def test_a_job_that_would_overfill_the_queue_is_refused_and_the_others_are_sent():
-    celery = FakeCelery()
-    submitter = Submitter(celery, FakeStore(refuse={"full"}), max_images_per_message=64)
+    publisher = FakePublisher()
+    submitter = Submitter(publisher, FakeStore(refuse={"full"}), max_images_per_message=64)
     with pytest.raises(QueueFull) as refused:
         submitter.submit(job("full"), ["x.png"])
     assert refused.value.depth == 7
     submitter.submit(job("fits"), ["x.png"])
-    assert [ids for ids, _ in celery.sent] == [["fits"]]
+    assert [ids for ids, _ in publisher.sent] == [["fits"]]
 
 
 def test_a_send_the_broker_refuses_withdraws_the_jobs_and_fails_the_request():
-    celery, store = FakeCelery(), FakeStore()
-    celery.fail = True
+    publisher, store = FakePublisher(), FakeStore()
+    publisher.fail = True
     with pytest.raises(SendFailed, match="the broker went away"):
-        Submitter(celery, store, max_images_per_message=64).submit(job("a", images=2), ["1", "2"])
+        Submitter(publisher, store, max_images_per_message=64).submit(job("a", images=2), ["1", "2"])
     assert store.withdrawn == [{"a": 2}]
 
 
 def test_a_request_that_waits_too_long_gives_up_and_its_job_is_never_sent():
-    celery, store = FakeCelery(), FakeStore()
-    submitter = Submitter(celery, store, max_images_per_message=64, send_timeout_s=0.3)
+    publisher, store = FakePublisher(), FakeStore()
+    submitter = Submitter(publisher, store, max_images_per_message=64, send_timeout_s=0.3)
     errors: dict[str, Exception] = {}
-    celery.hold.clear()
+    publisher.hold.clear()
     first = submit_in_thread(submitter, "first", errors)
-    assert celery.sending.wait(5)
+    assert publisher.sending.wait(5)
     stuck = submit_in_thread(submitter, "stuck", errors)
     stuck.join(5)
     assert isinstance(errors.pop("stuck"), SendFailed)
-    celery.hold.set()
+    publisher.hold.set()
     first.join(5)
     submitter.submit(job("next"), ["x.png"])
     assert errors == {}
-    assert [ids for ids, _ in celery.sent] == [["first"], ["next"]]
+    assert [ids for ids, _ in publisher.sent] == [["first"], ["next"]]

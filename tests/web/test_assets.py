@@ -12,14 +12,14 @@ KEY = "s3cret"
 
 
 class NoWorker:
-    """Stands in for Celery: these tests send no images."""
+    """Stands in for the broker: these tests send no images."""
 
-    def send_task(self, *args: object, **kwargs: object) -> None:
+    def publish(self, *args: object, **kwargs: object) -> None:
         raise AssertionError("no image should be sent")
 
 
 def client_for(api_key: str | None):
-    app = create_app(Settings(api_key=api_key), redis_client=fakeredis.FakeRedis(), celery=NoWorker())
+    app = create_app(Settings(api_key=api_key), redis_client=fakeredis.FakeRedis(), publisher=NoWorker())
     return app.test_client()
 
 
