@@ -70,11 +70,12 @@ class ImageBatches(Batches):
 
         def buffer_and_maybe_flush(message: Any, *args: Any, **kwargs: Any) -> None:
             buffer_message(message, *args, **kwargs)
-            if self._deadline is None:
-                self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
             self._images += int(message.headers.get(IMAGES_HEADER, 1))
             if self._images >= self.max_images or self._nothing_more_queued(message):
                 self._do_flush()
+            elif self._deadline is None:
+                # Only a batch that waits needs a timer: at low load none is set and cancelled per batch.
+                self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
 
         return buffer_and_maybe_flush
 
