@@ -107,11 +107,26 @@ class Submitter:
         return batch
 
     def _admit_and_send(self, batch: list[_Pending]) -> None:
+        # One round trip: the job store admits the jobs and pushes the message if all of them fit.
+        jobs = [pending.job for pending in batch]
+        refusals: list[int | None] = []
+
+        def admit_and_push(queue_key: str, message: str) -> None:
+            refusals.extend(self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
+                                              enqueue=(queue_key, message)))
+
         try:
-            refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch])
+            self._publisher.publish(messages.encode(jobs), images=messages.image_count(jobs),
+                                    description=_description(jobs), push=admit_and_push)
         except Exception as exc:  # Redis out of reach: nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return
+        if not refusals:
+            raise RuntimeError("the broker pushed the message itself: its transport must be inferq.broker's")
+        if all(depth is None for depth in refusals):
+            self._release(batch, None)
+            return
+        # Some did not fit, so nothing was pushed: those that did go in a message of their own.
         admitted = [pending for pending, depth in zip(batch, refusals, strict=True) if depth is None]
         for pending, depth in zip(batch, refusals, strict=True):
             if depth is not None:
@@ -123,8 +138,7 @@ class Submitter:
         jobs = [pending.job for pending in admitted]
         images = messages.image_count(jobs)
         try:
-            self._publisher.publish(messages.encode(jobs), images=images,
-                                    description=f"<{len(jobs)} jobs, {images} images>")
+            self._publisher.publish(messages.encode(jobs), images=images, description=_description(jobs))
         except Exception as exc:  # kombu raises the transport's own errors
             log.warning("could not send %d jobs to the broker: %s", len(jobs), exc)
             try:
@@ -140,3 +154,8 @@ class Submitter:
             pending.error = error
             pending.settled = True
             pending.woken.set()
+
+
+def _description(jobs: Sequence[messages.Job]) -> str:
+    """What Celery's logs and Flower show for a message, instead of its pixels."""
+    return f"<{len(jobs)} jobs, {messages.image_count(jobs)} images>"

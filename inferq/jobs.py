@@ -27,27 +27,36 @@ from inferq.messages import ImageResult
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
-# KEYS: the queued-images counter, then one key per job. ARGV: max depth, ttl, now, then the image
-# count and filenames (JSON) of each job. Answers 1 or 0 per job, and the depth after.
+# KEYS: the queued-images counter, one key per job, then the list to push a message onto (or none).
+# ARGV: max depth, ttl, now, job count, then the image count and filenames (JSON) of each job, then
+# the message. Answers 1 or 0 per job, the depth after, and 1 if the message was pushed: only when
+# every job was admitted, and after their records are written, so a worker never sees a job
+# before its record.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
-local max, ttl, now = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local admitted, added = {}, 0
-for i = 2, #KEYS do
-  local n = tonumber(ARGV[2 * i])
+local max, ttl, now, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local admitted, added, all = {}, 0, true
+for j = 1, jobs do
+  local key, n = KEYS[1 + j], tonumber(ARGV[3 + 2 * j])
   if depth + added + n <= max then
-    redis.call('HSET', KEYS[i], 'status', 'queued', 'n', n, 'created_at', now, 'filenames', ARGV[2 * i + 1])
-    redis.call('EXPIRE', KEYS[i], ttl)
+    redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'filenames', ARGV[4 + 2 * j])
+    redis.call('EXPIRE', key, ttl)
     added = added + n
-    admitted[i - 1] = 1
+    admitted[j] = 1
   else
-    admitted[i - 1] = 0
+    admitted[j] = 0
+    all = false
   end
 end
 if added > 0 then
   depth = redis.call('INCRBY', KEYS[1], added)
 end
-return {admitted, depth}
+local pushed = 0
+if all and #KEYS > 1 + jobs then
+  redis.call('LPUSH', KEYS[2 + jobs], ARGV[5 + 2 * jobs])
+  pushed = 1
+end
+return {admitted, depth, pushed}
 """
 
 _START = """
@@ -156,16 +165,22 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
 
-    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *,
+              enqueue: tuple[str, str] | None = None) -> list[int | None]:
         """Record new queued jobs (id, filenames) that fit in the queue, in order.
 
         For each job: None if admitted, else the queue's depth in images once the others were.
+        ``enqueue`` is a list's key and a message carrying these jobs, pushed onto it in the same
+        round trip if every job was admitted (and not at all otherwise).
         """
         script_keys = [keys.QUEUED_IMAGES, *(keys.job(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._max_depth, self._ttl, time.time()]
+        args: list[object] = [self._max_depth, self._ttl, time.time(), len(jobs)]
         for _, filenames in jobs:
             args += [len(filenames), json.dumps(list(filenames))]
-        admitted, depth = self._admit(keys=script_keys, args=args)
+        if enqueue is not None:
+            script_keys.append(enqueue[0])
+            args.append(enqueue[1])
+        admitted, depth, _pushed = self._admit(keys=script_keys, args=args)
         return [None if ok else int(depth) for ok in admitted]
 
     def withdraw(self, jobs: dict[str, int]) -> None:

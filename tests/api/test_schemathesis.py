@@ -20,7 +20,7 @@ from tests.support.stand_in import InlineWorker
 _redis = fakeredis.FakeRedis()
 _settings = Settings(sync_timeout_s=0.05)
 _app = create_app(_settings, redis_client=_redis, publisher=InlineWorker(
-    JobStore(_redis, result_ttl_s=60, max_queue_depth=_settings.max_queue_depth)))
+    JobStore(_redis, result_ttl_s=60, max_queue_depth=_settings.max_queue_depth), _redis))
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _app)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import orjson
 import pytest
+import redis
 from kombu.exceptions import OperationalError
 
 from api import create_app
@@ -14,6 +16,9 @@ from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_contract import N_INPUT
 from inferq.settings import Settings
+
+#: The list the stand-in broker queues messages on.
+QUEUE = "inferq"
 
 
 def fake_label(pixels: np.ndarray) -> int:
@@ -23,19 +28,32 @@ def fake_label(pixels: np.ndarray) -> int:
 
 @dataclasses.dataclass
 class InlineWorker:
-    """Takes the place of the broker and a worker: answers each message as the API publishes it."""
+    """Takes the place of the broker and a worker: answers each message as soon as it is queued.
+
+    Messages go onto a Redis list, pushed by the API's own function when it passes one (as the
+    real broker channel lets it) or else by this stand-in, and are taken off it and answered.
+    """
 
     store: JobStore
+    redis: redis.Redis
     answer: bool = True
     model_error: str | None = None
     broker_down: bool = False
     sent: list[messages.Job] = dataclasses.field(default_factory=list)
 
-    def publish(self, body: dict, *, images: int, description: str) -> None:
+    def publish(self, body: dict, *, images: int, description: str, push=None) -> None:
         if self.broker_down:
             raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
-        jobs = messages.decode(body)
-        assert images == messages.image_count(jobs)
+        assert images == messages.image_count(messages.decode(body))
+        message = orjson.dumps(body).decode()
+        if push is not None:
+            push(QUEUE, message)
+        else:
+            self.redis.lpush(QUEUE, message)
+        while (raw := self.redis.rpop(QUEUE)) is not None:
+            self._run(messages.decode(orjson.loads(raw)))
+
+    def _run(self, jobs: list[messages.Job]) -> None:
         self.sent += jobs
         if not self.answer:
             return
@@ -57,7 +75,7 @@ def make_app(fake_redis):
         settings = Settings(**{"sync_timeout_s": 0.3, **overrides})
         client = redis_client or fake_redis
         worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
-                                       max_queue_depth=settings.max_queue_depth))
+                                       max_queue_depth=settings.max_queue_depth), client)
         return create_app(settings, redis_client=client, publisher=worker), worker
     return make
 

@@ -37,6 +37,19 @@ def test_admission_takes_the_jobs_that_fit_and_refuses_the_rest(store):
     assert store.admit([("j4", ["x"])]) == [10]
 
 
+def test_admission_pushes_the_message_when_every_job_fits(store, fake_redis):
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 4)], enqueue=("q", "message")) == [None, None]
+    assert fake_redis.lrange("q", 0, -1) == [b"message"]
+    assert store.get("j2").status == QUEUED
+
+
+def test_admission_pushes_nothing_when_a_job_is_refused(store, fake_redis):
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5)], enqueue=("q", "message")) == [None, 6]
+    assert fake_redis.llen("q") == 0
+    assert store.get("j1").status == QUEUED
+    assert store.queued_images() == 6
+
+
 def test_the_first_outcome_is_final(store, fake_redis):
     store.admit([("j1", ["x"])])
     store.finish([Finished("j1", 1, "api", Outcome.done([RESULT]))])
