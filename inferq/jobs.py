@@ -14,10 +14,11 @@ Redis, not a cluster.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import orjson
 import redis
@@ -190,8 +191,30 @@ class JobStore:
             pipe.decrby(keys.QUEUED_IMAGES, sum(jobs.values()))
             pipe.execute()
 
-    def start(self, job_ids: Sequence[str]) -> None:
-        self._start(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
+    @contextlib.contextmanager
+    def running(self, job_ids: Sequence[str]) -> Iterator[None]:
+        """Mark the jobs running while the block runs.
+
+        The write is sent on entering and its reply read on leaving, so its round trip overlaps
+        the block's work (the model call) instead of coming before it. Redis errors propagate.
+        """
+        job_keys = [keys.job(job_id) for job_id in job_ids]
+        now = time.time()
+        pool = self._redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("EVALSHA", self._start.sha, len(job_keys), *job_keys, now)
+            yield
+            try:
+                connection.read_response()
+            except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
+                self._start(keys=job_keys, args=[now])
+        except BaseException:
+            # A reply may still be on its way: never give the connection back with it unread.
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
 
     def finish(self, finished: Sequence[Finished]) -> None:
         # Lua indexes KEYS from 1: the counter, the jobs, then each reply list once.

@@ -1,7 +1,7 @@
 """One batch, top to bottom: the jobs of a batch's messages through one model call.
 
 1. Decode the messages into jobs (a message that is not one of ours is logged and dropped).
-2. Mark the jobs running: one round trip.
+2. Mark the jobs running: one round trip, which overlaps the next two steps.
 3. Stack every job's pixels and call the model once.
 4. Split the answers back per job, or fail every job with the model's error.
 5. Write all outcomes in one round trip.
@@ -34,28 +34,30 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
     jobs = _decode(bodies)
     if not jobs:
         return
-    store.start([job.job_id for job in jobs])
+    with store.running([job.job_id for job in jobs]):
+        pixels = np.frombuffer(b"".join(job.pixels for job in jobs), np.uint8).reshape(-1, N_INPUT)
+        finished = _outcomes(jobs, pixels, model, metrics)
+    store.finish(finished)
+    metrics.record_batch(len(pixels), time.perf_counter() - started)
 
-    pixels = np.frombuffer(b"".join(job.pixels for job in jobs), np.uint8).reshape(-1, N_INPUT)
+
+def _outcomes(jobs: list[messages.Job], pixels: np.ndarray, model: LoadedModel,
+              metrics: WorkerMetrics) -> list[Finished]:
     try:
         with metrics.model_call_seconds.time():
             labels, probabilities = model.predict(pixels)
     except Exception as exc:
         log.exception("model version %d failed on a batch of %d images", model.version, len(pixels))
         error = f"model version {model.version} failed on this batch: {exc}"
-        finished = [Finished(job.job_id, job.count, job.reply_to, Outcome.failed(error)) for job in jobs]
         metrics.failed_jobs.inc(len(jobs))
-    else:
-        results = _results(labels, probabilities, model.version)
-        finished = []
-        offset = 0
-        for job in jobs:
-            outcome = Outcome.done(results[offset:offset + job.count])
-            finished.append(Finished(job.job_id, job.count, job.reply_to, outcome))
-            offset += job.count
-
-    store.finish(finished)
-    metrics.record_batch(len(pixels), time.perf_counter() - started)
+        return [Finished(job.job_id, job.count, job.reply_to, Outcome.failed(error)) for job in jobs]
+    results = _results(labels, probabilities, model.version)
+    finished = []
+    offset = 0
+    for job in jobs:
+        finished.append(Finished(job.job_id, job.count, job.reply_to, Outcome.done(results[offset:offset + job.count])))
+        offset += job.count
+    return finished
 
 
 def _decode(bodies: Sequence[object]) -> list[messages.Job]:

@@ -64,8 +64,8 @@ class WithoutProbabilities:
     def __init__(self, store) -> None:
         self.store = store
 
-    def start(self, job_ids) -> None:
-        self.store.start(job_ids)
+    def running(self, job_ids):
+        return self.store.running(job_ids)
 
     def finish(self, finished) -> None:
         self.store.finish([

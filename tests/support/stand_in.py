@@ -57,7 +57,8 @@ class InlineWorker:
         self.sent += jobs
         if not self.answer:
             return
-        self.store.start([job.job_id for job in jobs])
+        with self.store.running([job.job_id for job in jobs]):
+            pass
         self.store.finish([Finished(job.job_id, job.count, job.reply_to, self._outcome(job)) for job in jobs])
 
     def _outcome(self, job: messages.Job) -> Outcome:

@@ -19,7 +19,8 @@ def test_a_job_goes_queued_running_done(store):
     assert store.get("j1").filenames == ["a.png", "b.png"]
     assert store.queued_images() == 2
 
-    store.start(["j1"])
+    with store.running(["j1"]):
+        pass
     assert store.get("j1").status == RUNNING
 
     store.finish([Finished("j1", 2, None, Outcome.done([RESULT, RESULT]))])
@@ -50,11 +51,30 @@ def test_admission_pushes_nothing_when_a_job_is_refused(store, fake_redis):
     assert store.queued_images() == 6
 
 
+def test_jobs_are_marked_running_even_after_redis_forgot_the_script(store, fake_redis):
+    store.admit([("j1", ["x"])])
+    fake_redis.script_flush()
+    with store.running(["j1"]):
+        pass
+    assert store.get("j1").status == RUNNING
+
+
+def test_an_error_inside_the_running_block_propagates_and_the_store_still_works(store):
+    store.admit([("j1", ["x"]), ("j2", ["y"])])
+    with pytest.raises(RuntimeError, match="the model failed"), store.running(["j1"]):
+        raise RuntimeError("the model failed")
+    with store.running(["j2"]):
+        pass
+    assert store.get("j2").status == RUNNING
+    assert store.queued_images() == 2
+
+
 def test_the_first_outcome_is_final(store, fake_redis):
     store.admit([("j1", ["x"])])
     store.finish([Finished("j1", 1, "api", Outcome.done([RESULT]))])
     # The same message delivered again, answered by a newer model, must not change the answer.
-    store.start(["j1"])
+    with store.running(["j1"]):
+        pass
     store.finish([Finished("j1", 1, "api", Outcome.failed("late"))])
     assert store.get("j1").status == DONE
     assert store.queued_images() == 0

@@ -1,0 +1,33 @@
+"""The job store's overlapped write on a real Redis, where its reply really is read later."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from inferq.jobs import RUNNING, JobStore
+
+
+@pytest.fixture
+def store(redis_url):
+    return JobStore(redis.Redis.from_url(redis_url), result_ttl_s=60, max_queue_depth=100)
+
+
+def test_running_marks_the_jobs_and_leaves_no_reply_behind(store):
+    store.admit([("j1", ["x"]), ("j2", ["y"])])
+    with store.running(["j1"]):
+        pass
+    assert store.get("j1").status == RUNNING
+    with pytest.raises(RuntimeError), store.running(["j2"]):
+        raise RuntimeError("the model failed")
+    # Every connection given back is clean: commands after both blocks get their own replies.
+    assert [store.get(job).status for job in ("j1", "j2")] == [RUNNING, RUNNING]
+    assert store.queued_images() == 2
+
+
+def test_running_after_redis_forgot_the_script(store, redis_url):
+    store.admit([("j1", ["x"])])
+    redis.Redis.from_url(redis_url).script_flush()
+    with store.running(["j1"]):
+        pass
+    assert store.get("j1").status == RUNNING
