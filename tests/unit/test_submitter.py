@@ -86,6 +86,25 @@ def submit_in_thread(submitter: Submitter, job_id: str, errors: dict[str, Except
     return thread
 
 
+def submit_during_a_send(submitter: Submitter, publisher: FakePublisher, names: tuple[str, ...]) -> dict:
+    """Submit "first", and while its message is held in publishing, the jobs ``names`` in order.
+
+    Waits for every submission to return; answers the errors they raised, by job id.
+    """
+    errors: dict[str, Exception] = {}
+    publisher.hold.clear()
+    first = submit_in_thread(submitter, "first", errors)
+    assert publisher.sending.wait(5)
+    later = []
+    for name in names:
+        later.append(submit_in_thread(submitter, name, errors))
+        wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
+    publisher.hold.set()
+    for thread in (first, *later):
+        thread.join(5)
+    return errors
+
+
 def test_a_lone_job_is_sent_at_once_by_its_own_thread():
     publisher = FakePublisher(FakeStore())
     Submitter(publisher, publisher.store, max_images_per_message=64).submit(job("a"), ["a.png"])
@@ -96,17 +115,7 @@ def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the
     store = FakeStore()
     publisher = FakePublisher(store)
     submitter = Submitter(publisher, store, max_images_per_message=64)
-    errors: dict[str, Exception] = {}
-    publisher.hold.clear()
-    first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
-    later = []
-    for name in ("b", "c", "d"):
-        later.append(submit_in_thread(submitter, name, errors))
-        wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    publisher.hold.set()
-    for thread in (first, *later):
-        thread.join(5)
+    errors = submit_during_a_send(submitter, publisher, ("b", "c", "d"))
     assert errors == {}
     assert publisher.sent == [(["first"], "first"), (["b", "c", "d"], "b")]
     assert store.admitted == [["first"], ["b", "c", "d"]]
@@ -115,17 +124,7 @@ def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the
 def test_a_message_holds_at_most_max_images():
     publisher = FakePublisher(FakeStore())
     submitter = Submitter(publisher, publisher.store, max_images_per_message=3)
-    errors: dict[str, Exception] = {}
-    publisher.hold.clear()
-    first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
-    later = []
-    for name in ("b", "c", "d", "e"):
-        later.append(submit_in_thread(submitter, name, errors))
-        wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    publisher.hold.set()
-    for thread in (first, *later):
-        thread.join(5)
+    errors = submit_during_a_send(submitter, publisher, ("b", "c", "d", "e"))
     assert errors == {}
     assert [ids for ids, _ in publisher.sent] == [["first"], ["b", "c", "d"], ["e"]]
 
@@ -143,17 +142,7 @@ def test_a_job_that_would_overfill_the_queue_is_refused_and_the_others_are_sent(
 def test_jobs_that_fit_beside_a_refused_one_go_out_in_a_message_of_their_own():
     publisher = FakePublisher(FakeStore(refuse={"full"}))
     submitter = Submitter(publisher, publisher.store, max_images_per_message=64)
-    errors: dict[str, Exception] = {}
-    publisher.hold.clear()
-    first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
-    later = []
-    for name in ("full", "fits"):
-        later.append(submit_in_thread(submitter, name, errors))
-        wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    publisher.hold.set()
-    for thread in (first, *later):
-        thread.join(5)
+    errors = submit_during_a_send(submitter, publisher, ("full", "fits"))
     assert isinstance(errors.pop("full"), QueueFull)
     assert errors == {}
     assert publisher.store.admitted == [["first"], ["full", "fits"]]
@@ -175,17 +164,7 @@ def test_admitted_jobs_whose_own_message_fails_are_withdrawn():
     publisher = FakePublisher(store)
     publisher.fail_own_push = True
     submitter = Submitter(publisher, store, max_images_per_message=64)
-    errors: dict[str, Exception] = {}
-    publisher.hold.clear()
-    first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
-    later = []
-    for name in ("full", "fits"):
-        later.append(submit_in_thread(submitter, name, errors))
-        wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    publisher.hold.set()
-    for thread in (first, *later):
-        thread.join(5)
+    errors = submit_during_a_send(submitter, publisher, ("full", "fits"))
     assert isinstance(errors.pop("full"), QueueFull)
     assert isinstance(errors.pop("fits"), SendFailed)
     assert store.withdrawn == [{"fits": 1}]
