@@ -3,12 +3,13 @@
 A worker's cost is per message, not per image (DESIGN.md: the per-message Celery/kombu path, not
 the model, limits throughput), and so is much of the API's: so concurrent requests share one
 admission call and one message. A request queues its job, and if no request is sending it becomes
-the sender: it admits what is queued, oldest first, and sends what was admitted as one message (up
-to MAX_BATCH_SIZE images), until its own job is sent. Then it hands the sending over to the oldest
-request still waiting, if any, and goes back to its own client: a sender never works for later
-arrivals, so under load no request waits behind a stream of others' sends. There is no timer and
-no thread of its own: on an idle API a lone request is sent by its own thread at once, and under
-load messages fill up by themselves while the previous one is being sent.
+the sender: it takes what is queued, oldest first, up to MAX_BATCH_SIZE images, and admits those
+jobs and queues their message in one Redis round trip, until its own job is sent. Then it hands
+the sending over to the oldest request still waiting, if any, and goes back to its own client: a
+sender never works for later arrivals, so under load no request waits behind a stream of others'
+sends. There is no timer and no thread of its own: on an idle API a lone request is sent by its
+own thread at once, and under load messages fill up by themselves while the previous one is being
+sent.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ twice (its worker died before acknowledging it) cannot change an answer a client
 read. Every job expires RESULT_TTL after its last change. Outcomes of jobs an API process waits
 for (``POST /recognize``) are also pushed to that process's reply list, one item per batch.
 
-Each step is one Redis round trip for any number of jobs: the API admits a message's jobs at once,
-a worker writes a batch's outcomes at once. The scripts touch several keys, so the store needs one
-Redis, not a cluster.
+Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
+pushes the message at once, a worker writes a batch's outcomes at once. The scripts touch several
+keys, so the store needs one Redis, not a cluster.
 """
 
 from __future__ import annotations
