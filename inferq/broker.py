@@ -8,9 +8,10 @@ Three changes to ``kombu.transport.redis``, all in its per-message path:
   few hundred microseconds per message, and under load a kill lands there about one time in three
   (measured here). This channel waits with BLMOVE from the queue onto itself, which blocks until a
   message is there but leaves the list as it was, then takes the message and records it in one
-  Lua script, so a message is always in the queue or in the unacked hash. It costs the same two
-  round trips as before. The script also tells how many messages are still queued behind this one
-  (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
+  Lua script, so a message is always in the queue or in the unacked hash. Both commands go to
+  Redis in one write and Redis runs the script the moment BLMOVE returns: one round trip a
+  message, as with BRPOP. The script also tells how many messages are still queued behind this
+  one (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
   It applies to a channel consuming one queue with one priority level, as inferq's workers do;
   anything else falls back to kombu's own way.
 - **Clients.** kombu builds a new ``redis.Redis`` for every publish, ack and bookkeeping call, and
@@ -95,6 +96,14 @@ class Channel(kombu_redis.Channel):
             self._claim_script = self._shared_client.register_script(_CLAIM)
         return self._shared_client
 
+    def _claim(self) -> redis.commands.core.Script:
+        self._create_client()
+        assert self._claim_script is not None
+        return self._claim_script
+
+    def _claim_keys(self, queue: str) -> list[str]:
+        return [queue, self.unacked_index_key, self.unacked_key]
+
     def _put(self, queue: str, message: dict, **kwargs: object) -> None:
         push = _push.get()
         if push is None or kwargs.get("_publish_batch") is not None or queue in self._expires:
@@ -107,34 +116,37 @@ class Channel(kombu_redis.Channel):
         if len(keys) != 1 or self.global_keyprefix:
             self._waiting_on = None
             return super()._brpop_start(timeout)
-        self._waiting_on = keys[0]
-        self._in_poll = self.client.connection
+        queue = self._waiting_on = keys[0]
+        connection = self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
-        self.client.connection.send_command(
-            "BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", self.brpop_timeout if timeout is None else timeout)
+        # The claim is scored with the time it was sent, at most the BLMOVE timeout before the
+        # message came: it is restored that much sooner than the visibility timeout says.
+        connection.send_packed_command(connection.pack_commands([
+            ("BLMOVE", queue, queue, "RIGHT", "RIGHT", self.brpop_timeout if timeout is None else timeout),
+            ("EVALSHA", self._claim().sha, 3, *self._claim_keys(queue), time.time()),
+        ]))
 
     def _brpop_read(self, **options: object) -> bool:
         queue = self._waiting_on
         if queue is None:
             return super()._brpop_read(**options)
+        connection = self.client.connection
         try:
             try:
-                seen = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+                seen = self.client.parse_response(connection, "BLMOVE", **options)
+                try:
+                    claimed = self.client.parse_response(connection, "EVALSHA")
+                except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, claim
+                    claimed = self._claim()(keys=self._claim_keys(queue), args=[time.time()]) if seen else None
             except self.connection_errors:
-                self.client.connection.disconnect()
+                connection.disconnect()
                 raise
         finally:
             self._in_poll = None
             self._waiting_on = None
             self._flush_brpop_reauth()
-        if seen is None:
-            raise Empty()
-        client = self._create_client()
-        assert self._claim_script is not None
-        claimed = self._claim_script(keys=[queue, self.unacked_index_key, self.unacked_key],
-                                     args=[time.time()], client=client)
         if claimed is None:
-            raise Empty()  # a worker beside us took it first
+            raise Empty()  # nothing came, or a worker beside us took it first
         raw, queue_length = claimed
         payload = loads(raw)
         payload["properties"]["delivery_info"][QUEUE_LENGTH] = queue_length

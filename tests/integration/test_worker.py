@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import redis
 
 from inferq import keys
 from tests.conftest import png_bytes
@@ -61,6 +62,18 @@ def test_a_lone_image_is_answered_without_waiting_out_the_batch_window(start_wor
     response = client.post("/recognize", data=files(mnist_test[0][0]))
     assert response.status_code == 200  # held for the two-minute window it would be a 504
     assert response.get_json()["labels"] == [6]
+
+
+def test_the_api_and_the_worker_carry_on_after_redis_forgot_their_scripts(start_worker, make_client, tmp_path,
+                                                                          mnist_test, redis_url):
+    """A Redis restarted without its script cache: each script is loaded again where it is next run."""
+    build_model(tmp_path / "models", 1, label=3)
+    start_worker(tmp_path / "models")
+    client = make_client()
+    assert client.post("/recognize", data=files(mnist_test[0][0])).get_json()["labels"] == [3]
+    redis.Redis.from_url(redis_url).script_flush()
+    for image in mnist_test[0][1:4]:
+        assert client.post("/recognize", data=files(image)).get_json()["labels"] == [3]
 
 
 def test_a_new_version_is_served_without_a_restart_and_a_broken_one_refused(start_worker, make_client, tmp_path,
