@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 
 from api.publisher import TaskPublisher
-from inferq import messages
+from inferq import broker, messages
 from inferq.jobs import JobStore, QueueFull
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,6 @@ class Submitter:
 
     def _admit_and_send(self, batch: list[_Pending]) -> None:
         # One round trip: the job store admits the jobs and pushes the message if all of them fit.
-        jobs = [pending.job for pending in batch]
         refusals: list[int | None] = []
 
         def admit_and_push(queue_key: str, message: str) -> None:
@@ -117,18 +116,19 @@ class Submitter:
                                               enqueue=(queue_key, message)))
 
         try:
-            self._publisher.publish(messages.encode(jobs), images=messages.image_count(jobs),
-                                    description=_description(jobs), push=admit_and_push)
+            self._publish(batch, push=admit_and_push)
         except Exception as exc:  # Redis out of reach: nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return
-        if not refusals:
-            raise RuntimeError("the broker pushed the message itself: its transport must be inferq.broker's")
-        if all(depth is None for depth in refusals):
+        if len(refusals) != len(batch):
+            log.error("the broker pushed a message itself, unadmitted: its transport must be inferq.broker's")
+            self._release(batch, SendFailed("the broker's transport is not inferq.broker's"))
+            return
+        admitted = [pending for pending, depth in zip(batch, refusals, strict=True) if depth is None]
+        if len(admitted) == len(batch):
             self._release(batch, None)
             return
         # Some did not fit, so nothing was pushed: those that did go in a message of their own.
-        admitted = [pending for pending, depth in zip(batch, refusals, strict=True) if depth is None]
         for pending, depth in zip(batch, refusals, strict=True):
             if depth is not None:
                 self._release([pending], QueueFull(depth))
@@ -136,18 +136,23 @@ class Submitter:
             self._release(admitted, self._send(admitted))
 
     def _send(self, admitted: list[_Pending]) -> Exception | None:
-        jobs = [pending.job for pending in admitted]
-        images = messages.image_count(jobs)
         try:
-            self._publisher.publish(messages.encode(jobs), images=images, description=_description(jobs))
+            self._publish(admitted)
         except Exception as exc:  # kombu raises the transport's own errors
-            log.warning("could not send %d jobs to the broker: %s", len(jobs), exc)
+            log.warning("could not send %d jobs to the broker: %s", len(admitted), exc)
             try:
-                self._store.withdraw({job.job_id: job.count for job in jobs})
+                self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted})
             except Exception as withdraw_error:
-                log.warning("could not withdraw the %d jobs either: %s", len(jobs), withdraw_error)
+                log.warning("could not withdraw the %d jobs either: %s", len(admitted), withdraw_error)
             return SendFailed(str(exc))
         return None
+
+    def _publish(self, batch: list[_Pending], push: broker.Push | None = None) -> None:
+        jobs = [pending.job for pending in batch]
+        images = messages.image_count(jobs)
+        # What Celery's logs and Flower show for a message, instead of its pixels.
+        description = f"<{len(jobs)} jobs, {images} images>"
+        self._publisher.publish(messages.encode(jobs), images=images, description=description, push=push)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:
@@ -156,7 +161,3 @@ class Submitter:
             pending.settled = True
             pending.woken.set()
 
-
-def _description(jobs: Sequence[messages.Job]) -> str:
-    """What Celery's logs and Flower show for a message, instead of its pixels."""
-    return f"<{len(jobs)} jobs, {messages.image_count(jobs)} images>"

@@ -30,9 +30,9 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 # KEYS: the queued-images counter, one key per job, then the list to push a message onto (or none).
 # ARGV: max depth, ttl, now, job count, then the image count and filenames (JSON) of each job, then
-# the message. Answers 1 or 0 per job, the depth after, and 1 if the message was pushed: only when
-# every job was admitted, and after their records are written, so a worker never sees a job
-# before its record.
+# the message. Answers 1 or 0 per job and the depth after. The message is pushed only when every
+# job was admitted, and after their records are written, so a worker never sees a job before its
+# record.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, ttl, now, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -52,12 +52,10 @@ end
 if added > 0 then
   depth = redis.call('INCRBY', KEYS[1], added)
 end
-local pushed = 0
 if all and #KEYS > 1 + jobs then
   redis.call('LPUSH', KEYS[2 + jobs], ARGV[5 + 2 * jobs])
-  pushed = 1
 end
-return {admitted, depth, pushed}
+return {admitted, depth}
 """
 
 _START = """
@@ -181,7 +179,7 @@ class JobStore:
         if enqueue is not None:
             script_keys.append(enqueue[0])
             args.append(enqueue[1])
-        admitted, depth, _pushed = self._admit(keys=script_keys, args=args)
+        admitted, depth = self._admit(keys=script_keys, args=args)
         return [None if ok else int(depth) for ok in admitted]
 
     def withdraw(self, jobs: dict[str, int]) -> None:

@@ -86,21 +86,20 @@ class ImageBatches(Batches):
         self._expected -= 1
         if self._expected > 0:
             return False
+        self._expected = self._queued()
+        return self._expected == 0
+
+    def _queued(self) -> int:
+        """Messages waiting in the queue; 0 if Redis does not say, so that the batch runs now."""
         try:
-            self._expected = self.queue_length()
+            return self.queue_length()
         except redis.RedisError as exc:
             log.warning("could not read the queue length, running the batch now: %s", exc)
-            return True
-        return self._expected == 0
+            return 0
 
     def _deadline_reached(self) -> None:
         self._deadline = None
-        try:
-            queued = self.queue_length()
-        except redis.RedisError as exc:
-            log.warning("could not read the queue length, running the batch now: %s", exc)
-            queued = 0
-        if queued > 0 and self._images < self.max_images:
+        if self._queued() > 0 and self._images < self.max_images:
             self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
         else:
             self._do_flush()
