@@ -24,7 +24,9 @@ pytest_plugins = ["tests.support.stand_in"]
 
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("TEST_MNIST_DIR", REPO.parent / "shared" / "data" / "mnist"))
-LOCAL_REDIS = "redis://127.0.0.1:6379"
+#: The real Redis the tests use where it answers (each test lends a database of it); TEST_REDIS_URL
+#: names another, so that two suites on one machine keep out of each other's databases.
+LOCAL_REDIS = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 @pytest.fixture(scope="session")
