@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 up: setup
-	$(PY) -m inferq.launcher
+	$(PY) -m launcher
 
 train: setup
 	$(PY) -m trainer --params config/model.json

@@ -17,10 +17,10 @@ from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
 from api.json_provider import OrjsonProvider
 from api.metrics import ApiMetrics
-from api.publisher import TaskPublisher
 from api.replies import ReplyListener
 from api.runtime import EXTENSION, Runtime
 from api.submitter import Submitter
+from api.task_messages import TaskMessages
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.redis_connection import connect
@@ -29,8 +29,8 @@ from inferq.workers import WorkerRegistry
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
-               publisher: TaskPublisher | None = None) -> Flask:
-    """The API app; ``redis_client`` and ``publisher`` replace the ones built from ``settings`` (tests)."""
+               store: JobStore | None = None) -> Flask:
+    """The API app; ``redis_client`` and ``store`` replace the ones built from ``settings`` (tests)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -41,10 +41,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json = OrjsonProvider(app)
 
     client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
-    store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+    store = store or JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
-    publisher = publisher or TaskPublisher(make_celery(settings), settings.queue_name)
-    submitter = Submitter(publisher, store, max_images_per_message=settings.max_batch_size)
+    task_messages = TaskMessages(make_celery(settings), settings.queue_name)
+    submitter = Submitter(task_messages, store, max_images_per_message=settings.max_batch_size)
     replies = ReplyListener(store)
     metrics = ApiMetrics(store, workers)
     app.extensions[EXTENSION] = Runtime(

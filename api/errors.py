@@ -1,17 +1,26 @@
 """Errors as values: raised where they are found, rendered once, always as JSON.
 
 Every error response is ``{"error": "<what went wrong, for a person>", ...}`` with its status:
-never an HTML page, never a traceback.
+never an HTML page, never a traceback. Errors of other layers (Redis out of reach, a full queue,
+an upload that is not an image) are raised as their own types and given their status here.
 """
 
 from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
+from api.submitter import SendFailed
+from inferq.jobs import QueueFull
+
 log = logging.getLogger(__name__)
+
+#: Seconds a client refused for a full queue or an unreachable Redis is asked to wait.
+RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -24,6 +33,19 @@ class ApiError(Exception):
         self.details = details
 
 
+def unavailable(message: str, **details: object) -> ApiError:
+    """A 503 that asks the client to try again shortly."""
+    return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)}, **details)
+
+
+def image_error_status(error: ImageError) -> int:
+    if isinstance(error, TooManyPixels):
+        return 413
+    if isinstance(error, UnsupportedImageType):
+        return 415
+    return 400
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None,
                    **details: object) -> Response:
     response = jsonify({"error": message, **details})
@@ -32,10 +54,29 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return response
 
 
+def _render(error: ApiError) -> Response:
+    return error_response(error.status, error.message, error.headers, **error.details)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
-        return error_response(error.status, error.message, error.headers, **error.details)
+        return _render(error)
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(SendFailed)
+    def broker_unreachable(error: Exception) -> Response:
+        log.warning("Redis out of reach: %s", error)
+        return _render(unavailable("the broker (Redis) does not answer; try again shortly", reason="broker"))
+
+    @app.errorhandler(QueueFull)
+    def queue_full(error: QueueFull) -> Response:
+        return _render(unavailable(f"the queue is full ({error.depth} images waiting); try again shortly",
+                                   reason="queue_full"))
+
+    @app.errorhandler(ImageError)
+    def bad_image(error: ImageError) -> Response:
+        return error_response(image_error_status(error), str(error))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

@@ -7,10 +7,9 @@ readiness and the served model are what live workers last said.
 
 from __future__ import annotations
 
-import redis
 from flask import Blueprint, Response, jsonify
 
-from api.errors import ApiError, error_response
+from api.errors import error_response
 from api.runtime import runtime
 from inferq.workers import WorkerStatus
 
@@ -24,10 +23,7 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    try:
-        serving = _serving_workers()
-    except redis.RedisError:
-        return error_response(503, "not ready: the broker (Redis) does not answer", reason="broker")
+    serving = _serving_workers()
     if not serving:
         return error_response(503, "not ready: no live worker has a model loaded", reason="no_worker")
     return jsonify({
@@ -40,10 +36,7 @@ def readyz() -> Response:
 @blueprint.get("/models")
 def models() -> Response:
     rt = runtime()
-    try:
-        serving = _serving_workers()
-    except redis.RedisError:
-        raise ApiError(503, "the broker (Redis) does not answer") from None
+    serving = _serving_workers()
     newest = max(serving, key=lambda worker: worker.model_version or 0) if serving else None
     return jsonify({
         "name": rt.settings.model_name,
@@ -62,11 +55,8 @@ def models() -> Response:
 def status() -> Response:
     """The system at a glance, for people and the web page: workers, model, queue, recent batches."""
     rt = runtime()
-    try:
-        serving = _serving_workers()
-        queued = rt.queue.queued_images()
-    except redis.RedisError:
-        raise ApiError(503, "the broker (Redis) does not answer") from None
+    serving = _serving_workers()
+    queued = rt.queue.queued_images()
     return jsonify({
         "ready": bool(serving),
         "workers": len(serving),

@@ -12,7 +12,7 @@ import io
 
 import numpy as np
 
-from api.errors import ApiError
+from api.image_errors import ImageError
 from inferq import idx
 from inferq.model_contract import IMAGE_SIDE, N_INPUT
 
@@ -20,21 +20,21 @@ NPY_PREFIX = b"\x93NUMPY"
 
 
 def decode_array(data: bytes) -> np.ndarray:
-    """The images in ``data`` as uint8 ``[N, 784]``, or an :class:`ApiError` saying what is wrong."""
+    """The images in ``data`` as uint8 ``[N, 784]``, or an :class:`ImageError` saying what is wrong."""
     if data.startswith(NPY_PREFIX):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise ApiError(400, f"not a readable .npy file: {exc}") from None
+            raise ImageError(f"not a readable .npy file: {exc}") from None
         if array.dtype != np.uint8:
-            raise ApiError(400, f"a .npy of images must hold uint8 pixels, not {array.dtype}")
+            raise ImageError(f"a .npy of images must hold uint8 pixels, not {array.dtype}")
     else:
         try:
             array = idx.parse(data, idx.IMAGES_MAGIC)
         except idx.IdxError as exc:
-            raise ApiError(400, f"neither a .npy file nor an IDX file of images: {exc}") from None
+            raise ImageError(f"neither a .npy file nor an IDX file of images: {exc}") from None
     if array.ndim == 2 and array.shape[1] == N_INPUT:
         return np.ascontiguousarray(array)
     if array.ndim == 3 and array.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
         return np.ascontiguousarray(array).reshape(-1, N_INPUT)
-    raise ApiError(400, f"images of shape {list(array.shape)}: expected [N, 28, 28] or [N, 784]")
+    raise ImageError(f"images of shape {list(array.shape)}: expected [N, 28, 28] or [N, 784]")

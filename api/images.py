@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from api.errors import ApiError
+from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
 from inferq.model_contract import IMAGE_SIDE
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
@@ -28,46 +28,46 @@ INK_THRESHOLD = 32
 
 
 def decode(data: bytes, *, max_pixels: int) -> np.ndarray:
-    """A ``(28, 28)`` uint8 array, or an :class:`ApiError` saying what is wrong with ``data``."""
+    """A ``(28, 28)`` uint8 array, or an :class:`ImageError` saying what is wrong with ``data``."""
     image = _open(data, max_pixels)
     try:
         if image.mode == "L" and image.size == (IMAGE_SIDE, IMAGE_SIDE):
             return np.asarray(image, dtype=np.uint8)
         return _like_mnist(_grayscale(image))
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ApiError(400, f"the image is corrupt or truncated: {exc}") from None
+        raise ImageError(f"the image is corrupt or truncated: {exc}") from None
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
-        raise ApiError(400, "the uploaded file is empty")
+        raise ImageError("the uploaded file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(413, f"the image has more than {max_pixels} pixels") from None
+        raise TooManyPixels(f"the image has more than {max_pixels} pixels") from None
     except UnidentifiedImageError:
         raise _unreadable(data) from None
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ApiError(400, f"the image is corrupt: {exc}") from None
+        raise ImageError(f"the image is corrupt: {exc}") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ApiError(413, f"the image is {width}x{height}, more than {max_pixels} pixels")
+        raise TooManyPixels(f"the image is {width}x{height}, more than {max_pixels} pixels")
     if width == 0 or height == 0:
-        raise ApiError(400, f"the image is {width}x{height}")
+        raise ImageError(f"the image is {width}x{height}")
     return image
 
 
-def _unreadable(data: bytes) -> ApiError:
-    """415 for an image of a type we do not take, 400 for anything else."""
+def _unreadable(data: bytes) -> ImageError:
+    """An image of a type we do not take, or not an image at all."""
     try:
         kind = Image.open(io.BytesIO(data)).format
     except Exception:  # any failure here only means "not an image Pillow knows"
         kind = None
     if kind:
-        return ApiError(415, f"{kind} images are not supported; send {', '.join(FORMATS)}")
-    return ApiError(400, f"the upload is not an image ({', '.join(FORMATS)})")
+        return UnsupportedImageType(f"{kind} images are not supported; send {', '.join(FORMATS)}")
+    return ImageError(f"the upload is not an image ({', '.join(FORMATS)})")
 
 
 def _grayscale(image: Image.Image) -> np.ndarray:

@@ -1,29 +1,21 @@
 """The API's side of the queue: admit and send a job, wait for its outcome, look a job up.
 
 Every route that recognises images (``/recognize``, ``/jobs``, the TF Serving and KServe routes)
-goes through here, so they share admission, backpressure and the batching path. Redis being out
-of reach becomes a 503 that says so; the next request simply tries again.
+goes through here, so they share admission, backpressure and the batching path. A full queue or
+an unreachable Redis is raised as such (``QueueFull``, ``SendFailed``, redis-py's errors) and
+rendered as a 503 by ``api.errors``.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-import redis
+from collections.abc import Sequence
 
 from api.errors import ApiError
 from api.replies import ReplyListener, Waiter
-from api.submitter import SendFailed, Submitter
+from api.submitter import Submitter
 from inferq import messages
-from inferq.jobs import JobRecord, JobStore, Outcome, QueueFull
-
-log = logging.getLogger(__name__)
-
-#: Seconds a client refused for a full queue or an unreachable broker is asked to wait.
-RETRY_AFTER_S = 1
+from inferq.jobs import JobRecord, JobStore, Outcome
 
 
 class Submitted:
@@ -46,16 +38,12 @@ class InferenceQueue:
         """Queue one job of ``len(filenames)`` images, to be waited on if ``reply``."""
         job_id = str(uuid.uuid4())
         waiter = self._replies.expect(job_id) if reply else None
-        job = messages.Job(job_id, pixels, self._replies.name if reply else None)
+        job = messages.JobInput(job_id, pixels, self._replies.name if reply else None)
         try:
             self._submitter.submit(job, filenames)
-        except QueueFull as full:
+        except BaseException:
             self._replies.forget(job_id)
-            raise ApiError(503, f"the queue is full ({full.depth} images waiting); try again shortly",
-                           headers={"Retry-After": str(RETRY_AFTER_S)}) from None
-        except SendFailed as exc:
-            self._replies.forget(job_id)
-            raise _unavailable(exc) from None
+            raise
         return Submitted(job_id, waiter)
 
     def wait(self, submitted: Submitted) -> Outcome:
@@ -70,8 +58,7 @@ class InferenceQueue:
     def job(self, job_id: str) -> JobRecord:
         if not _is_job_id(job_id):
             raise ApiError(404, f"no job {job_id!r}: job ids are UUIDs")
-        with _broker_errors():
-            record = self._store.get(job_id)
+        record = self._store.get(job_id)
         if record is None:
             raise ApiError(404, f"no job {job_id}: unknown, or expired")
         return record
@@ -85,16 +72,3 @@ def _is_job_id(text: str) -> bool:
         return str(uuid.UUID(text)) == text
     except ValueError:
         return False
-
-
-@contextmanager
-def _broker_errors() -> Iterator[None]:
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise _unavailable(exc) from None
-
-
-def _unavailable(cause: Exception) -> ApiError:
-    log.warning("queue unavailable: %s", cause)
-    return ApiError(503, "queue unavailable; try again shortly", headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -18,6 +18,7 @@ import json
 import math
 
 import numpy as np
+import redis
 from flask import Blueprint, Response, jsonify, request
 
 from api.errors import ApiError, error_response
@@ -51,11 +52,13 @@ def server_ready() -> Response:
 @blueprint.get("/v2/models/<name>/ready")
 @blueprint.get("/v2/models/<name>/versions/<int:version>/ready")
 def model_ready(name: str, version: int | None = None) -> Response:
+    # The protocol reads any 4xx as "not ready"; a 5xx would read as the server failing.
     try:
         served_model(name, version)
     except ApiError as error:
-        # The protocol reads any 4xx as "not ready"; a 5xx would read as the server failing.
         return error_response(error.status if error.status < 500 else 400, error.message, ready=False)
+    except redis.RedisError:
+        return error_response(400, "the broker (Redis) does not answer", ready=False, reason="broker")
     return jsonify({"ready": True})
 
 

@@ -1,7 +1,7 @@
 """Admits jobs and sends them to the workers, the jobs of requests that arrive together at once.
 
-A worker's cost is per message, not per image (DESIGN.md: the per-message Celery/kombu path, not
-the model, limits throughput), and so is much of the API's: so concurrent requests share one
+A worker's cost is per message, not per image (the per-message Celery/kombu path, not the model,
+limits throughput: docs/design.md), and so is much of the API's: so concurrent requests share one
 admission call and one message. A request queues its job, and if no request is sending it becomes
 the sender: it takes what is queued, oldest first, up to MAX_BATCH_SIZE images, and admits those
 jobs and queues their message in one Redis round trip, until its own job is sent. Then it hands
@@ -22,20 +22,22 @@ import threading
 import time
 from collections.abc import Sequence
 
-from api.publisher import TaskPublisher
-from inferq import broker, messages
+import redis
+
+from api.task_messages import TaskMessages
+from inferq import messages
 from inferq.jobs import JobStore, QueueFull
 
 log = logging.getLogger(__name__)
 
 
 class SendFailed(Exception):
-    """The broker did not take the message (or did not answer)."""
+    """Redis did not take the message (or did not answer)."""
 
 
 @dataclasses.dataclass
 class _Pending:
-    job: messages.Job
+    job: messages.JobInput
     filenames: Sequence[str]
     #: Set when the job is settled, and when its request is asked to take over the sending.
     woken: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -45,16 +47,16 @@ class _Pending:
 
 
 class Submitter:
-    def __init__(self, publisher: TaskPublisher, store: JobStore, *, max_images_per_message: int,
+    def __init__(self, task_messages: TaskMessages, store: JobStore, *, max_images_per_message: int,
                  send_timeout_s: float = 15.0) -> None:
-        self._publisher = publisher
+        self._messages = task_messages
         self._store = store
         self._max_images = max_images_per_message
         self._timeout = send_timeout_s
         self._pending: collections.deque[_Pending] = collections.deque()
         self._sending = threading.Lock()
 
-    def submit(self, job: messages.Job, filenames: Sequence[str]) -> None:
+    def submit(self, job: messages.JobInput, filenames: Sequence[str]) -> None:
         """Return once ``job`` is admitted and in the broker's queue.
 
         Raises :class:`~inferq.jobs.QueueFull` if it would overfill the queue, :class:`SendFailed`
@@ -108,21 +110,12 @@ class Submitter:
         return batch
 
     def _admit_and_send(self, batch: list[_Pending]) -> None:
-        # One round trip: the job store admits the jobs and pushes the message if all of them fit.
-        refusals: list[int | None] = []
-
-        def admit_and_push(queue_key: str, message: str) -> None:
-            refusals.extend(self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                              enqueue=(queue_key, message)))
-
+        # One round trip: the job store admits the jobs and pushes their message if all of them fit.
         try:
-            self._publish(batch, push=admit_and_push)
-        except Exception as exc:  # Redis out of reach: nothing was admitted
+            refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
+                                         enqueue=self._messages.envelope([pending.job for pending in batch]))
+        except redis.RedisError as exc:  # nothing was admitted
             self._release(batch, SendFailed(str(exc)))
-            return
-        if len(refusals) != len(batch):
-            log.error("the broker pushed a message itself, unadmitted: its transport must be inferq.broker's")
-            self._release(batch, SendFailed("the broker's transport is not inferq.broker's"))
             return
         admitted = [pending for pending, depth in zip(batch, refusals, strict=True) if depth is None]
         if len(admitted) == len(batch):
@@ -133,26 +126,19 @@ class Submitter:
             if depth is not None:
                 self._release([pending], QueueFull(depth))
         if admitted:
-            self._release(admitted, self._send(admitted))
+            self._release(admitted, self._enqueue(admitted))
 
-    def _send(self, admitted: list[_Pending]) -> Exception | None:
+    def _enqueue(self, admitted: list[_Pending]) -> Exception | None:
         try:
-            self._publish(admitted)
-        except Exception as exc:  # kombu raises the transport's own errors
-            log.warning("could not send %d jobs to the broker: %s", len(admitted), exc)
+            self._store.enqueue(self._messages.envelope([pending.job for pending in admitted]))
+        except redis.RedisError as exc:
+            log.warning("could not queue %d admitted jobs: %s", len(admitted), exc)
             try:
                 self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted})
-            except Exception as withdraw_error:
+            except redis.RedisError as withdraw_error:
                 log.warning("could not withdraw the %d jobs either: %s", len(admitted), withdraw_error)
             return SendFailed(str(exc))
         return None
-
-    def _publish(self, batch: list[_Pending], push: broker.Push | None = None) -> None:
-        jobs = [pending.job for pending in batch]
-        images = messages.image_count(jobs)
-        # What Celery's logs and Flower show for a message, instead of its pixels.
-        description = f"<{len(jobs)} jobs, {images} images>"
-        self._publisher.publish(messages.encode(jobs), images=images, description=description, push=push)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:

@@ -13,10 +13,8 @@ import dataclasses
 import json
 
 import numpy as np
-import redis
 
-from api.errors import ApiError
-from api.inference_queue import RETRY_AFTER_S
+from api.errors import ApiError, unavailable
 from api.runtime import runtime
 from inferq import model_contract as contract
 from inferq.jobs import FAILED
@@ -72,12 +70,9 @@ def served_model(name: str, version: int | None) -> Served:
     rt = runtime()
     if name != rt.settings.model_name:
         raise ApiError(404, f"no model {name!r}: this server serves {rt.settings.model_name!r}")
-    try:
-        workers = [worker for worker in rt.workers.live() if worker.model_version is not None]
-    except redis.RedisError:
-        raise ApiError(503, "the broker (Redis) does not answer", headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+    workers = [worker for worker in rt.workers.live() if worker.model_version is not None]
     if not workers:
-        raise ApiError(503, f"no live worker serves model {name!r} yet", headers={"Retry-After": str(RETRY_AFTER_S)})
+        raise unavailable(f"no live worker serves model {name!r} yet")
     versions = sorted({worker.model_version for worker in workers})
     if version is not None and version not in versions:
         raise ApiError(404, f"model {name!r} version {version} is not served; served: "
@@ -154,13 +149,13 @@ def recognize(images: np.ndarray, served: Served, outputs: list[Tensor]) -> Answ
     version = results[0]["model_version"]
     # The queue does not route by version, so while workers move to a new one another may answer.
     if served.addressed and version != served.version:
-        raise ApiError(503, f"version {served.version} was asked for but version {version} answered: the "
-                            "workers are changing versions; try again", headers={"Retry-After": str(RETRY_AFTER_S)})
+        raise unavailable(f"version {served.version} was asked for but version {version} answered: the "
+                          "workers are changing versions; try again")
     values = {}
     for tensor in outputs:
         column = [result[_RESULT_KEYS[tensor.name]] for result in results]
         if None in column:
-            raise ApiError(503, f"model version {version} answered without {tensor.name!r}: the served model "
-                                "changed; try again", headers={"Retry-After": str(RETRY_AFTER_S)})
+            raise unavailable(f"model version {version} answered without {tensor.name!r}: the served model "
+                              "changed; try again")
         values[tensor.name] = column
     return Answer(version, values)

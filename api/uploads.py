@@ -13,8 +13,9 @@ import dataclasses
 from flask import Request
 
 from api import images
-from api.errors import ApiError
+from api.errors import ApiError, image_error_status
 from api.image_arrays import decode_array
+from api.image_errors import ImageError
 from inferq.settings import Settings
 
 FIELD = "image"
@@ -59,9 +60,9 @@ def read_upload(request: Request, settings: Settings) -> Upload:
             else:
                 decoded = decode_array(file.read())
                 filenames += [f"{filename}#{i}" for i in range(len(decoded))]
-        except ApiError as error:
+        except ImageError as error:
             kind = "image" if field == FIELD else "file"
-            raise ApiError(error.status, f"{kind} {index} ({filename!r}): {error.message}",
+            raise ApiError(image_error_status(error), f"{kind} {index} ({filename!r}): {error}",
                            filename=filename, index=index) from None
         pixels.append(decoded.tobytes())
         if len(filenames) > settings.max_images_per_request:

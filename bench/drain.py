@@ -1,6 +1,6 @@
 """A worker draining a queue filled before it started: messages and images per second.
 
-The queue is filled as the API fills it (jobs admitted to the store, one Celery message each),
+The queue is filled as the API fills it (jobs admitted to the store and their Celery message pushed, one job a message),
 then a worker starts; the rate runs from the first batch's start to the last job's end, read from
 the job store, so the worker's start-up is not counted.
 """
@@ -13,6 +13,7 @@ import uuid
 
 import numpy as np
 
+from api.task_messages import TaskMessages
 from bench.systems import workers_only
 from inferq import keys, messages
 from inferq.celery_app import make_celery
@@ -36,16 +37,14 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
     settings = Settings(redis_url=redis_url)
     client = connect(redis_url)
     store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
-    celery = make_celery(settings)
+    task_messages = TaskMessages(make_celery(settings), settings.queue_name)
     pixels = [images[i:i + per_message].tobytes() for i in range(0, 50 * per_message, per_message)]
     job_ids = []
-    with celery.producer_or_acquire() as producer:
-        for n in range(count):
-            job_id = str(uuid.uuid4())
-            store.admit([(job_id, [""] * per_message)])
-            celery.send_task(messages.TASK_NAME, args=[messages.encode([messages.Job(job_id, pixels[n % 50], False)])],
-                             headers={messages.IMAGES_HEADER: per_message}, ignore_result=True, producer=producer)
-            job_ids.append(job_id)
+    for n in range(count):
+        job_id = str(uuid.uuid4())
+        envelope = task_messages.envelope([messages.JobInput(job_id, pixels[n % 50], None)])
+        store.admit([(job_id, [""] * per_message)], enqueue=envelope)
+        job_ids.append(job_id)
 
     with workers_only(redis_url, model_dir):
         deadline = time.monotonic() + timeout_s

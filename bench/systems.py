@@ -16,10 +16,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import redis
-
-from inferq.launcher import Child, api_command, embedded_redis_command, free_port, redis_answers, worker_command
 from inferq.settings import Settings
+from launcher import api_command, worker_command
+from launcher.processes import Child, descendants, free_port
+from launcher.redis_server import embedded_redis
 
 START_TIMEOUT_S = 180.0
 
@@ -30,18 +30,10 @@ def redis_server(run_dir: Path) -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    port = free_port()
     data_dir = run_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = Child("redis", [*embedded_redis_command(port, data_dir), "--appendonly", "no"], dict(os.environ))
-    server.start()
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        _wait(lambda: redis_answers(client), 10, "Redis to start", [server])
+    with embedded_redis(data_dir) as url:
         yield url
-    finally:
-        _stop([server])
 
 
 @dataclasses.dataclass
@@ -57,19 +49,6 @@ class Running:
             role = "api" if child.name == "api" else "worker"
             found.setdefault(role, []).extend([child.process.pid, *descendants(child.process.pid)])
         return found
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, read from /proc."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except FileNotFoundError:  # the task ended meanwhile
-            continue
-        for child in children:
-            found += [int(child), *descendants(int(child))]
-    return found
 
 
 @contextlib.contextmanager

@@ -1,40 +1,99 @@
-"""kombu's Redis transport, made to lose no message when a worker dies, and cheaper per call.
+"""kombu's Redis transport, made to lose no message when a worker dies: the one place inferq
+depends on kombu's internals.
 
-Three changes to ``kombu.transport.redis``, all in its per-message path:
+Written for the kombu versions in :data:`TESTED_KOMBU`; :func:`check_kombu` refuses any other at
+start-up, and ``tests/contracts/test_kombu.py`` fails, naming what to re-check, when kombu moves.
+The internals used are listed in :data:`KOMBU_INTERNALS`.
 
 - **Taking a message.** kombu takes a message with BRPOP, which removes it from the queue, and
   only then records it as unacknowledged (the ``unacked`` hash, from which messages of dead workers
-  are restored after the visibility timeout). A worker killed between the two loses the message: a
-  few hundred microseconds per message, and under load a kill lands there about one time in three
-  (measured here). This channel waits with BLMOVE from the queue onto itself, which blocks until a
-  message is there but leaves the list as it was, then takes the message and records it in one
-  Lua script, so a message is always in the queue or in the unacked hash. Both commands go to
-  Redis in one write and Redis runs the script the moment BLMOVE returns: one round trip a
-  message, as with BRPOP. The script also tells how many messages are still queued behind this
-  one (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
+  are restored after the visibility timeout). A worker killed between the two loses the message.
+  This channel waits with BLMOVE from the queue onto itself, which blocks until a message is there
+  but leaves the list as it was, then takes the message and records it in one Lua script, so a
+  message is always in the queue or in the unacked hash. Both commands go to Redis in one write
+  and Redis runs the script the moment BLMOVE returns: one round trip a message, as with BRPOP.
+  The script also tells how many messages are still queued behind this one
+  (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
   It applies to a channel consuming one queue with one priority level, as inferq's workers do;
   anything else falls back to kombu's own way.
-- **Clients.** kombu builds a new ``redis.Redis`` for every publish, ack and bookkeeping call, and
-  redis-py fills its response-callback table in each client's constructor: about 0.3 ms a call.
-  The clients share one connection pool, so one client serves every call; it is rebuilt when kombu
-  replaces the pool (after a fork).
-- **Pushing a message.** Inside :func:`pushing_with`, a publish hands the message, serialized as
-  kombu would push it, to the caller's function instead of pushing it: the API pushes it in the
-  same Lua script that admits its jobs, one round trip instead of two.
+- **Clients.** kombu builds a new ``redis.Redis`` for every ack and bookkeeping call, and redis-py
+  fills its response-callback table in each client's constructor. The clients share one
+  connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
+  (after a fork).
+- **Messages the API pushes itself.** :func:`envelope` lays out a task message as this transport
+  keeps it in Redis, so that the API can push it in the same Lua script that admits its jobs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
+import dataclasses
 import time
-from collections.abc import Callable, Iterator
+import uuid
 from queue import Empty
 
+import kombu
+import orjson
 import redis
+from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import dumps, loads
+from kombu.utils.json import loads
+
+#: The kombu versions this module was written and tested for.
+TESTED_KOMBU = ("5.7.0",)
+
+#: What of kombu's this module relies on beyond its public API, for the contract test.
+KOMBU_INTERNALS = (
+    "Channel._create_client", "Channel._brpop_start", "Channel._brpop_read", "Channel._queue_cycle",
+    "Channel._in_poll", "Channel._flush_brpop_reauth", "Channel._q_for_pri", "Channel.unacked_key",
+    "Channel.unacked_index_key", "Channel.priority_steps", "Channel.global_keyprefix",
+    "Connection._deliver", "QoS.append", "the unacked hash's [message, exchange, routing key] layout",
+    "the message layout in the queue (envelope)",
+)
+
+
+class UntestedKombu(RuntimeError):
+    """kombu is a version this module was not written for."""
+
+
+def check_kombu() -> None:
+    """Refuse to run on a kombu this module was not tested with: a change in its internals could
+    lose messages silently rather than fail."""
+    if kombu.__version__ not in TESTED_KOMBU:
+        raise UntestedKombu(
+            f"kombu {kombu.__version__} is installed, but inferq.broker was written for kombu "
+            f"{', '.join(TESTED_KOMBU)} and relies on its internals ({', '.join(KOMBU_INTERNALS)}); "
+            "install a tested version (pip install -e .) or re-check them and extend TESTED_KOMBU")
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """A message as kombu's Redis transport keeps it: the list it goes on and its JSON."""
+
+    queue_key: str
+    raw: str
+
+
+def envelope(queue: str, body: object, *, headers: dict, properties: dict) -> Envelope:
+    """The message kombu's Producer would push onto ``queue`` for ``body`` (JSON-serialized), as
+    the default exchange routes it, with priority 0 and no second encoding of the body."""
+    content_type, content_encoding, data = serialize(body, serializer="json")
+    message = {
+        "body": data,
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": None,
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return Envelope(queue, orjson.dumps(message).decode())
+
 
 # Pops the message BLMOVE saw (or another, if a worker beside us was faster) and records it as
 # unacknowledged exactly as kombu's QoS.append does: index scored by time, hash of
@@ -55,20 +114,6 @@ return {raw, redis.call('LLEN', KEYS[1])}
 
 #: Where a claimed message's ``delivery_info`` tells the queue's length after it was taken.
 QUEUE_LENGTH = "queue_length"
-
-#: Pushes one message instead of the channel: called with the list's key and the message.
-Push = Callable[[str, str], None]
-_push: contextvars.ContextVar[Push | None] = contextvars.ContextVar("inferq_push", default=None)
-
-
-@contextlib.contextmanager
-def pushing_with(push: Push) -> Iterator[None]:
-    """Within this block, publishes in this thread (or greenlet) are pushed by ``push``."""
-    token = _push.set(push)
-    try:
-        yield
-    finally:
-        _push.reset(token)
 
 
 class QoS(kombu_redis.QoS):
@@ -104,12 +149,6 @@ class Channel(kombu_redis.Channel):
     def _claim_keys(self, queue: str) -> list[str]:
         return [queue, self.unacked_index_key, self.unacked_key]
 
-    def _put(self, queue: str, message: dict, **kwargs: object) -> None:
-        push = _push.get()
-        if push is None or kwargs.get("_publish_batch") is not None or queue in self._expires:
-            return super()._put(queue, message, **kwargs)
-        push(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message))
-
     def _brpop_start(self, timeout: float | None = None) -> None:
         queues = self._queue_cycle.consume(len(self.active_queues))
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
@@ -118,7 +157,6 @@ class Channel(kombu_redis.Channel):
             return super()._brpop_start(timeout)
         queue = self._waiting_on = keys[0]
         connection = self._in_poll = self.client.connection
-        self._brpop_sent_at = time.monotonic()
         # The claim is scored with the time it was sent, at most the BLMOVE timeout before the
         # message came: it is restored that much sooner than the visibility timeout says.
         connection.send_packed_command(connection.pack_commands([

@@ -14,6 +14,7 @@ from inferq.settings import Settings
 
 
 def make_celery(settings: Settings) -> Celery:
+    broker.check_kombu()
     app = Celery("inferq", broker=settings.redis_url, backend=settings.redis_url)
     app.conf.update(
         broker_transport=broker.TRANSPORT,

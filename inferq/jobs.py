@@ -24,6 +24,7 @@ import orjson
 import redis
 
 from inferq import keys
+from inferq.broker import Envelope
 from inferq.messages import ImageResult
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -165,22 +166,26 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
 
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *,
-              enqueue: tuple[str, str] | None = None) -> list[int | None]:
+              enqueue: Envelope | None = None) -> list[int | None]:
         """Record new queued jobs (id, filenames) that fit in the queue, in order.
 
         For each job: None if admitted, else the queue's depth in images once the others were.
-        ``enqueue`` is a list's key and a message carrying these jobs, pushed onto it in the same
-        round trip if every job was admitted (and not at all otherwise).
+        ``enqueue`` is the message carrying these jobs, pushed onto its queue in the same round
+        trip if every job was admitted (and not at all otherwise).
         """
         script_keys = [keys.QUEUED_IMAGES, *(keys.job(job_id) for job_id, _ in jobs)]
         args: list[object] = [self._max_depth, self._ttl, time.time(), len(jobs)]
         for _, filenames in jobs:
             args += [len(filenames), json.dumps(list(filenames))]
         if enqueue is not None:
-            script_keys.append(enqueue[0])
-            args.append(enqueue[1])
+            script_keys.append(enqueue.queue_key)
+            args.append(enqueue.raw)
         admitted, depth = self._admit(keys=script_keys, args=args)
         return [None if ok else int(depth) for ok in admitted]
+
+    def enqueue(self, message: Envelope) -> None:
+        """Push a message of jobs admitted before."""
+        self._redis.lpush(message.queue_key, message.raw)
 
     def withdraw(self, jobs: dict[str, int]) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""

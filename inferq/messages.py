@@ -31,7 +31,7 @@ class MessageError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Job:
+class JobInput:
     job_id: str
     #: ``count * 784`` bytes, image after image.
     pixels: bytes
@@ -52,7 +52,7 @@ class ImageResult(TypedDict):
     model_version: int
 
 
-def encode(jobs: Sequence[Job]) -> dict:
+def encode(jobs: Sequence[JobInput]) -> dict:
     return {
         "v": FORMAT_VERSION,
         "jobs": [
@@ -62,11 +62,11 @@ def encode(jobs: Sequence[Job]) -> dict:
     }
 
 
-def image_count(jobs: Sequence[Job]) -> int:
+def image_count(jobs: Sequence[JobInput]) -> int:
     return sum(job.count for job in jobs)
 
 
-def decode(body: object) -> list[Job]:
+def decode(body: object) -> list[JobInput]:
     if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list):
         raise MessageError(f"not an inferq v{FORMAT_VERSION} message")
     jobs = []
@@ -74,7 +74,7 @@ def decode(body: object) -> list[Job]:
         try:
             reply_to = raw["reply_to"]
             # binascii validates in C; base64.b64decode(validate=True) runs a regex over every byte.
-            job = Job(str(raw["id"]), binascii.a2b_base64(raw["pixels"], strict_mode=True),
+            job = JobInput(str(raw["id"]), binascii.a2b_base64(raw["pixels"], strict_mode=True),
                       None if reply_to is None else str(reply_to))
         except (KeyError, TypeError, binascii.Error) as exc:
             raise MessageError(f"malformed job in message: {exc!r}") from None

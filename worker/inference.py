@@ -41,7 +41,7 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
     metrics.record_batch(len(pixels), time.perf_counter() - started)
 
 
-def _outcomes(jobs: list[messages.Job], pixels: np.ndarray, model: LoadedModel,
+def _outcomes(jobs: list[messages.JobInput], pixels: np.ndarray, model: LoadedModel,
               metrics: WorkerMetrics) -> list[Finished]:
     try:
         with metrics.model_call_seconds.time():
@@ -60,7 +60,7 @@ def _outcomes(jobs: list[messages.Job], pixels: np.ndarray, model: LoadedModel,
     return finished
 
 
-def _decode(bodies: Sequence[object]) -> list[messages.Job]:
+def _decode(bodies: Sequence[object]) -> list[messages.JobInput]:
     jobs = []
     for body in bodies:
         try:

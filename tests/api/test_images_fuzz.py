@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the decoder: whatever the bytes, a 28x28 image or a 4xx ApiError."""
+"""Property-based fuzzing of the decoder: whatever the bytes, a 28x28 image or an ImageError with a 4xx status."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from api import images
-from api.errors import ApiError
+from api.errors import image_error_status
+from api.image_errors import ImageError
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP"]
@@ -21,8 +22,8 @@ MODES = ["L", "RGB", "RGBA", "P", "1", "LA", "CMYK", "I;16"]
 def decode_or_refuse(data: bytes) -> None:
     try:
         out = images.decode(data, max_pixels=1_000_000)
-    except ApiError as error:
-        assert 400 <= error.status < 500 and error.message
+    except ImageError as error:
+        assert 400 <= image_error_status(error) < 500 and str(error)
     else:
         assert out.shape == (28, 28) and out.dtype == np.uint8
 

@@ -11,16 +11,13 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from api import create_app
-from inferq.jobs import JobStore
 from inferq.settings import Settings
 from tests.api.test_health import heartbeat
-from tests.support.stand_in import InlineWorker
+from tests.support.stand_in import stand_in_app
 
 _redis = fakeredis.FakeRedis()
 _settings = Settings(sync_timeout_s=0.05)
-_app = create_app(_settings, redis_client=_redis, publisher=InlineWorker(
-    JobStore(_redis, result_ttl_s=60, max_queue_depth=_settings.max_queue_depth), _redis))
+_app, _worker = stand_in_app(_settings, _redis)
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _app)
 
 

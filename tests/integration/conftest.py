@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from api import create_app
 from inferq.settings import Settings
@@ -19,39 +17,6 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-class DatabasePool:
-    """Databases 1..15 of the test Redis, each lent to one test (or module) at a time, empty.
-
-    Database 0 is left to whoever else uses the local Redis.
-    """
-
-    def __init__(self, server: str) -> None:
-        self.server = server
-        self.free = list(range(1, 16))
-
-    @contextlib.contextmanager
-    def lend(self) -> Iterator[str]:
-        number = self.free.pop(0)
-        url = f"{self.server}/{number}"
-        redis.Redis.from_url(url).flushdb()
-        try:
-            yield url
-        finally:
-            self.free.append(number)
-
-
-@pytest.fixture(scope="session")
-def redis_databases(redis_server) -> DatabasePool:
-    return DatabasePool(redis_server)
-
-
-@pytest.fixture
-def redis_url(redis_databases) -> Iterator[str]:
-    """A Redis database of this test's own, empty."""
-    with redis_databases.lend() as url:
-        yield url
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ import pytest
 import redis
 import yaml
 
-from inferq.launcher import free_port, redis_answers
 from inferq.settings import Settings
+from launcher.processes import free_port, redis_answers
 from tests.conftest import REPO
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess

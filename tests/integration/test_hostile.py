@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inferq.launcher import free_port
+from launcher.processes import free_port
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env

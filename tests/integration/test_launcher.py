@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.systems import descendants
-from inferq.launcher import free_port
+from launcher.processes import descendants, free_port
 from tests.conftest import MNIST_DIR, REPO
 from tests.support.waiting import wait_for
 
@@ -28,7 +27,7 @@ class Launcher:
         env.update({name.upper(): str(value) for name, value in settings.items()})
         self.port = int(env.get("PORT", 8080))
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "inferq.launcher"], cwd=REPO, env=env,
+            self.process = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=REPO, env=env,
                                             stdout=out, stderr=subprocess.STDOUT)
 
     def output(self) -> str:

@@ -15,8 +15,9 @@ import redis
 
 from api import create_app
 from inferq import keys
-from inferq.launcher import embedded_redis_command, free_port, redis_answers
 from inferq.settings import Settings
+from launcher.processes import free_port, redis_answers
+from launcher.redis_server import embedded_redis_command
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
@@ -109,7 +110,7 @@ def test_no_accepted_job_is_lost_when_a_pool_process_then_the_whole_worker_is_ki
 
 def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_dir, mnist_test):
     port = free_port()
-    command = [*embedded_redis_command(port, tmp_path), "--appendfsync", "always"]
+    command = [*embedded_redis_command(port, tmp_path, persist=True), "--appendfsync", "always"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)

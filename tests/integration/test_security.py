@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from inferq.celery_app import make_celery
-from inferq.launcher import free_port
 from inferq.settings import Settings
+from launcher.processes import free_port
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env

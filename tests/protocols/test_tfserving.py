@@ -7,6 +7,7 @@ import pytest
 
 from tests.protocols.conftest import SEED_SPEC
 from tests.protocols.helpers import digits, stand_in_labels
+from tests.support.stand_in import BROKER_UNREACHABLE
 
 PREDICT = "/v1/models/mnist:predict"
 
@@ -155,5 +156,5 @@ def test_the_api_key_guards_these_routes(make_app, serve):
 def test_a_broker_out_of_reach_is_a_503(make_app, unreachable_redis):
     app, _ = make_app(redis_client=unreachable_redis)
     response = app.test_client().post(PREDICT, json={"instances": digits(1).tolist()})
-    assert (response.status_code, response.get_json()) == (503, {"error": "the broker (Redis) does not answer"})
+    assert (response.status_code, response.get_json()) == (503, BROKER_UNREACHABLE)
     assert response.headers["Retry-After"] == "1"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import redis
 
-from bench.systems import descendants
 from inferq import keys
+from launcher.processes import descendants
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ import numpy as np
 import orjson
 import pytest
 import redis
-from kombu.exceptions import OperationalError
 
 from api import create_app
 from inferq import messages
@@ -17,8 +16,11 @@ from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_contract import N_INPUT
 from inferq.settings import Settings
 
-#: The list the stand-in broker queues messages on.
-QUEUE = "inferq"
+#: The API's answer, with a 503, whenever Redis is out of reach.
+BROKER_UNREACHABLE = {"error": "the broker (Redis) does not answer; try again shortly", "reason": "broker"}
+
+#: The queue the API pushes messages onto, with default settings.
+QUEUE = Settings().queue_name
 
 
 def fake_label(pixels: np.ndarray) -> int:
@@ -28,10 +30,10 @@ def fake_label(pixels: np.ndarray) -> int:
 
 @dataclasses.dataclass
 class InlineWorker:
-    """Takes the place of the broker and a worker: answers each message as soon as it is queued.
+    """Takes the place of a worker: answers each message as soon as it is queued (``take_queued``).
 
-    Messages go onto a Redis list, pushed by the API's own function when it passes one (as the
-    real broker channel lets it) or else by this stand-in, and are taken off it and answered.
+    ``store`` is what it records outcomes in; ``broker_down`` makes the API's Redis calls that
+    queue work fail, as an unreachable Redis would.
     """
 
     store: JobStore
@@ -39,21 +41,18 @@ class InlineWorker:
     answer: bool = True
     model_error: str | None = None
     broker_down: bool = False
-    sent: list[messages.Job] = dataclasses.field(default_factory=list)
+    sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
 
-    def publish(self, body: dict, *, images: int, description: str, push=None) -> None:
-        if self.broker_down:
-            raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
-        assert images == messages.image_count(messages.decode(body))
-        message = orjson.dumps(body).decode()
-        if push is not None:
-            push(QUEUE, message)
-        else:
-            self.redis.lpush(QUEUE, message)
+    def take_queued(self) -> None:
         while (raw := self.redis.rpop(QUEUE)) is not None:
-            self._run(messages.decode(orjson.loads(raw)))
+            envelope = orjson.loads(raw)
+            assert envelope["headers"]["task"] == messages.TASK_NAME
+            args, _kwargs, _embed = orjson.loads(envelope["body"])
+            jobs = messages.decode(args[0])
+            assert envelope["headers"][messages.IMAGES_HEADER] == messages.image_count(jobs)
+            self._run(jobs)
 
-    def _run(self, jobs: list[messages.Job]) -> None:
+    def _run(self, jobs: list[messages.JobInput]) -> None:
         self.sent += jobs
         if not self.answer:
             return
@@ -61,7 +60,7 @@ class InlineWorker:
             pass
         self.store.finish([Finished(job.job_id, job.count, job.reply_to, self._outcome(job)) for job in jobs])
 
-    def _outcome(self, job: messages.Job) -> Outcome:
+    def _outcome(self, job: messages.JobInput) -> Outcome:
         if self.model_error:
             return Outcome.failed(self.model_error)
         pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
@@ -70,14 +69,40 @@ class InlineWorker:
         ])
 
 
+class StandInStore(JobStore):
+    """The API's job store, with the stand-in worker taking each message it queues."""
+
+    def __init__(self, client: redis.Redis, worker: InlineWorker, settings: Settings) -> None:
+        super().__init__(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+        self.worker = worker
+
+    def admit(self, jobs, *, enqueue=None):
+        self._check_reachable()
+        refusals = super().admit(jobs, enqueue=enqueue)
+        self.worker.take_queued()
+        return refusals
+
+    def enqueue(self, message) -> None:
+        self._check_reachable()
+        super().enqueue(message)
+        self.worker.take_queued()
+
+    def _check_reachable(self) -> None:
+        if self.worker.broker_down:
+            raise redis.ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+
+def stand_in_app(settings: Settings, client: redis.Redis):
+    """An app whose messages the stand-in worker answers, and the worker."""
+    worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
+                                   max_queue_depth=settings.max_queue_depth), client)
+    return create_app(settings, redis_client=client, store=StandInStore(client, worker, settings)), worker
+
+
 @pytest.fixture
 def make_app(fake_redis):
     def make(redis_client=None, **overrides):
-        settings = Settings(**{"sync_timeout_s": 0.3, **overrides})
-        client = redis_client or fake_redis
-        worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
-                                       max_queue_depth=settings.max_queue_depth), client)
-        return create_app(settings, redis_client=client, publisher=worker), worker
+        return stand_in_app(Settings(**{"sync_timeout_s": 0.3, **overrides}), redis_client or fake_redis)
     return make
 
 

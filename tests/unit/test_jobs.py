@@ -3,6 +3,7 @@ import json
 import pytest
 
 from inferq import keys
+from inferq.broker import Envelope
 from inferq.jobs import DONE, FAILED, QUEUED, RUNNING, Finished, JobStore, Outcome
 
 RESULT = {"label": 3, "probabilities": [0.1] * 10, "model_version": 7}
@@ -39,13 +40,13 @@ def test_admission_takes_the_jobs_that_fit_and_refuses_the_rest(store):
 
 
 def test_admission_pushes_the_message_when_every_job_fits(store, fake_redis):
-    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 4)], enqueue=("q", "message")) == [None, None]
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 4)], enqueue=Envelope("q", "message")) == [None, None]
     assert fake_redis.lrange("q", 0, -1) == [b"message"]
     assert store.get("j2").status == QUEUED
 
 
 def test_admission_pushes_nothing_when_a_job_is_refused(store, fake_redis):
-    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5)], enqueue=("q", "message")) == [None, 6]
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5)], enqueue=Envelope("q", "message")) == [None, 6]
     assert fake_redis.llen("q") == 0
     assert store.get("j1").status == QUEUED
     assert store.queued_images() == 6

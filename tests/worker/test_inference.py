@@ -27,10 +27,10 @@ class FakeModel:
         return labels, probabilities
 
 
-def job(job_id: str, firsts: list[int], reply_to: str | None = None) -> messages.Job:
+def job(job_id: str, firsts: list[int], reply_to: str | None = None) -> messages.JobInput:
     pixels = np.zeros((len(firsts), 784), np.uint8)
     pixels[:, 0] = firsts
-    return messages.Job(job_id, pixels.tobytes(), reply_to)
+    return messages.JobInput(job_id, pixels.tobytes(), reply_to)
 
 
 @pytest.fixture

