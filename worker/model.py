@@ -1,14 +1,10 @@
 """One loaded SavedModel version and the one call a worker makes on it.
 
 Both kinds of model the contract allows load here: ours, whose ``serving_default`` signature
-gives probabilities and labels, and the seed's own, which has only the named tensors ``inputdata``
-and ``inference``. Either runs as a TF1 session callable, the path the seed's Go server took and
-the cheapest per call TensorFlow offers. Pixels are fed raw, 0..255, as the seed's server fed them.
-
-The callable is built from ``CallableOptions`` (``Session._make_callable_from_options``, the path
-Keras' TF1 backend used), not ``Session.make_callable``: given a feed list, the public one runs
-every call through ``Session.run``'s feed and fetch handling in Python. Measured on this machine:
-150 µs against 339 µs of CPU a call at batch 1, 486 µs against 729 µs at batch 64.
+gives probabilities and labels, and the original Go server's, which has only the named tensors
+``inputdata`` and ``inference``. Either runs as a TF1 session callable
+(``worker.session_callable``), the path the Go server took and the cheapest per call TensorFlow
+offers. Pixels are fed raw, 0..255, as the Go server fed them.
 """
 
 from __future__ import annotations
@@ -19,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import config_pb2
 
 from inferq import model_contract as contract
+from worker.session_callable import session_callable
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +73,7 @@ class LoadedModel:
         fetches = [outputs[contract.SIGNATURE_LABELS]]
         if self.has_probabilities:
             fetches.append(outputs[contract.SIGNATURE_PROBABILITIES])
-        options = config_pb2.CallableOptions(feed=[self._input.name], fetch=[tensor.name for tensor in fetches])
-        self._run = self._session._make_callable_from_options(options)
+        self._run = session_callable(self._session, [self._input.name], [tensor.name for tensor in fetches])
         self.spec = ModelSpec(
             version=version,
             path=str(path),

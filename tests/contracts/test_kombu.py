@@ -1,0 +1,87 @@
+"""inferq/broker.py relies on kombu's internals: this fails, naming them, when kombu moves.
+
+Beside the version, the behaviour the seam re-creates is compared with stock kombu's on a real
+Redis: the message a worker takes is recorded as unacknowledged exactly as kombu records it, and
+the message the API pushes itself is one stock kombu consumes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import kombu
+import pytest
+import redis
+from kombu import Connection, Queue
+from kombu.transport import redis as kombu_redis
+
+from inferq import broker
+
+RECHECK = (f"inferq/broker.py was written for kombu {', '.join(broker.TESTED_KOMBU)} and relies on "
+           f"{'; '.join(broker.KOMBU_INTERNALS)}; kombu {kombu.__version__} is installed: re-check those, "
+           "then extend TESTED_KOMBU")
+QUEUE = "contract"
+
+
+def test_the_installed_kombu_is_one_the_seam_was_written_for():
+    assert kombu.__version__ in broker.TESTED_KOMBU, RECHECK
+
+
+@pytest.mark.parametrize(("owner", "name", "parameters"), [
+    (kombu_redis.Channel, "_create_client", ["self", "asynchronous"]),
+    (kombu_redis.Channel, "_brpop_start", ["self", "timeout"]),
+    (kombu_redis.Channel, "_brpop_read", ["self", "options"]),
+    (kombu_redis.Channel, "_q_for_pri", ["self", "queue", "pri"]),
+    (kombu_redis.Channel, "_flush_brpop_reauth", ["self"]),
+    (kombu_redis.QoS, "append", ["self", "message", "delivery_tag"]),
+    (kombu.transport.virtual.Transport, "_deliver", ["self", "message", "queue"]),
+])
+def test_the_methods_the_seam_overrides_or_calls_keep_their_signatures(owner, name, parameters):
+    assert list(inspect.signature(getattr(owner, name)).parameters) == parameters, RECHECK
+
+
+def consume_one(redis_url: str, transport: object) -> tuple[kombu.Message, dict]:
+    """Take one message off QUEUE without acknowledging it; the unacked hash as it is then."""
+    taken: list[kombu.Message] = []
+    options = {"priority_steps": [0], "body_encoding": None}
+    with Connection(redis_url, transport=transport, transport_options=options) as connection:
+        with connection.Consumer(Queue(QUEUE), callbacks=[lambda _body, message: taken.append(message)],
+                                 accept=["json"]):
+            connection.drain_events(timeout=5)
+        unacked = redis.Redis.from_url(redis_url).hgetall("unacked")
+        # Closing the channel gives unacknowledged messages back: read the hash before that.
+        return taken[0], {tag.decode(): json.loads(value) for tag, value in unacked.items()}
+
+
+def push(redis_url: str, *bodies: str) -> list[broker.Envelope]:
+    envelopes = [broker.envelope(QUEUE, [[body], {}, {}], headers={"task": "contract"}, properties={})
+                 for body in bodies]
+    client = redis.Redis.from_url(redis_url)
+    for envelope in envelopes:
+        client.lpush(envelope.queue_key, envelope.raw)
+    return envelopes
+
+
+def test_a_taken_message_is_recorded_as_unacknowledged_as_stock_kombu_records_it(redis_url):
+    [ours_pushed, _] = push(redis_url, "first", "second")
+    ours, ours_unacked = consume_one(redis_url, broker.Transport)
+    _, kombus_unacked = consume_one(redis_url, kombu_redis.Transport)
+
+    assert ours.decode() == [["first"], {}, {}]
+    [(tag, record)] = ours_unacked.items()
+    [(_, stock_record)] = kombus_unacked.items()
+    assert tag == ours.delivery_tag == json.loads(ours_pushed.raw)["properties"]["delivery_tag"], RECHECK
+    # [message, exchange, routing key], the message as it was on the queue.
+    assert record[0] == json.loads(ours_pushed.raw), RECHECK
+    assert record[1:] == stock_record[1:] == ["", QUEUE], RECHECK
+    assert record[0].keys() == stock_record[0].keys(), RECHECK
+    assert ours.delivery_info[broker.QUEUE_LENGTH] == 1, "the claim tells how many messages are left"
+
+
+def test_stock_kombu_reads_the_envelope_the_api_pushes(redis_url):
+    [pushed] = push(redis_url, "payload")
+    message, _ = consume_one(redis_url, kombu_redis.Transport)
+    assert message.decode() == [["payload"], {}, {}], RECHECK
+    assert message.headers == {"task": "contract"}, RECHECK
+    assert message.delivery_tag == json.loads(pushed.raw)["properties"]["delivery_tag"], RECHECK
