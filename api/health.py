@@ -42,7 +42,7 @@ def models() -> Response:
         "name": rt.settings.model_name,
         "versions": sorted({worker.model_version for worker in serving}),
         "served_version": newest.model_version if newest else None,
-        "spec": newest.model if newest else None,
+        "spec": newest.spec.to_json() if newest and newest.spec else None,
         "workers": [
             {"name": worker.name, "model_version": worker.model_version, "batches": worker.batches,
              "images": worker.images}

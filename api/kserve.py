@@ -23,7 +23,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.errors import ApiError, error_response
 from api.runtime import runtime
-from api.tensors import INPUT, Answer, Served, Tensor, json_object, numbers, pixels, recognize, served_model
+from api.tensors import Answer, Served, json_object, numbers, pixels, recognize, served_model
+from inferq.model_spec import TensorSpec
 
 blueprint = Blueprint("kserve", __name__)
 
@@ -70,13 +71,13 @@ def model_metadata(name: str, version: int | None = None) -> Response:
         "name": name,
         "versions": [str(served_version) for served_version in served.versions],
         "platform": "tensorflow_savedmodel",
-        "inputs": [_metadata(INPUT)],
-        "outputs": [_metadata(tensor) for tensor in served.outputs],
+        "inputs": [_metadata(tensor) for tensor in served.spec.inputs],
+        "outputs": [_metadata(tensor) for tensor in served.spec.outputs],
     })
 
 
-def _metadata(tensor: Tensor) -> dict:
-    return {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+def _metadata(tensor: TensorSpec) -> dict:
+    return {"name": tensor.name, "datatype": tensor.type.kserve, "shape": list(tensor.shape)}
 
 
 @blueprint.post("/v2/models/<name>/infer")
@@ -85,7 +86,7 @@ def infer(name: str, version: int | None = None) -> Response:
     served = served_model(name, version)
     header, binary = _split_body()
     body = json_object(header, "the inference request")
-    images = _input(body.get("inputs"), binary)
+    images = _input(body.get("inputs"), binary, served.input)
     wanted = _outputs(body, served)
     answer = recognize(images, served, [tensor for tensor, _ in wanted])
     return _response(name, answer, wanted, body.get("id"))
@@ -102,14 +103,14 @@ def _split_body() -> tuple[bytes, bytes]:
     return body[:int(length)], body[int(length):]
 
 
-def _input(inputs: object, binary: bytes) -> np.ndarray:
+def _input(inputs: object, binary: bytes, expected: TensorSpec) -> np.ndarray:
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise ApiError(400, f"'inputs' must list one tensor, {INPUT.name!r}")
+        raise ApiError(400, f"'inputs' must list one tensor, {expected.name!r}")
     tensor = inputs[0]
     name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
     what = f"input {name!r}"
-    if name != INPUT.name:
-        raise ApiError(400, f"no input {name!r}: the model has one, {INPUT.name!r}")
+    if name != expected.name:
+        raise ApiError(400, f"no input {name!r}: the model has one, {expected.name!r}")
     if datatype not in _INPUT_TYPES:
         raise ApiError(400, f"{what}: datatype {datatype!r}; send {' or '.join(_INPUT_TYPES)}")
     if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
@@ -135,12 +136,12 @@ def _input(inputs: object, binary: bytes) -> np.ndarray:
     return pixels(values.reshape(shape), what)
 
 
-def _outputs(body: dict, served: Served) -> list[tuple[Tensor, bool]]:
+def _outputs(body: dict, served: Served) -> list[tuple[TensorSpec, bool]]:
     """The outputs asked for (all when none are named), each with whether to send it binary."""
     binary = _flag(_parameters(body, "the request").get("binary_data_output", False), "binary_data_output")
     requested = body.get("outputs")
     if requested in (None, []):
-        return [(tensor, binary) for tensor in served.outputs]
+        return [(tensor, binary) for tensor in served.spec.outputs]
     if not isinstance(requested, list) or not all(isinstance(output, dict) for output in requested):
         raise ApiError(400, "'outputs' must be a list of objects, each naming an output")
     return [
@@ -163,16 +164,17 @@ def _flag(value: object, name: str) -> bool:
     return value
 
 
-def _response(name: str, answer: Answer, wanted: list[tuple[Tensor, bool]], request_id: object) -> Response:
+def _response(name: str, answer: Answer, wanted: list[tuple[TensorSpec, bool]], request_id: object) -> Response:
     body: dict[str, object] = {"model_name": name, "model_version": str(answer.version)}
     if request_id is not None:
         body["id"] = request_id
     outputs, blobs = [], []
     for tensor, binary in wanted:
         values = np.asarray(answer.values[tensor.name])
-        output: dict[str, object] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(values.shape)}
+        datatype = tensor.type.kserve
+        output: dict[str, object] = {"name": tensor.name, "datatype": datatype, "shape": list(values.shape)}
         if binary:
-            blobs.append(values.astype(_BINARY[tensor.datatype]).tobytes())
+            blobs.append(values.astype(_BINARY[datatype]).tobytes())
             output["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
             output["data"] = values.ravel().tolist()

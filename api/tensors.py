@@ -1,8 +1,9 @@
 """What the TF Serving and KServe routes share: the model as live workers serve it, images from
 tensors, and one queued job that answers them.
 
-Both protocols describe the model contract's tensors (``inferq.model_contract``) and go through the
-same queue as ``/recognize``: a request is one job, batched with everyone else's. Pixel values are
+Both protocols describe the tensors of the model the workers serve (``inferq.model_spec``, from
+their heartbeats) and go through the same queue as ``/recognize``: a request is one job, batched
+with everyone else's. Pixel values are
 raw intensities 0..255, as the workers' model takes them; anything else is refused here, before
 anything is queued, with a 400 that names what is wrong.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,23 +21,10 @@ from api.runtime import runtime
 from inferq import model_contract as contract
 from inferq.jobs import FAILED
 from inferq.messages import ImageResult
-
-
-@dataclasses.dataclass(frozen=True)
-class Tensor:
-    name: str
-    #: The element type as KServe names it.
-    datatype: str
-    #: -1 where any number of images goes.
-    shape: tuple[int, ...]
-
-
-INPUT = Tensor(contract.SIGNATURE_INPUT, "FP32", (-1, contract.N_INPUT))
-LABELS = Tensor(contract.SIGNATURE_LABELS, "INT64", (-1,))
-PROBABILITIES = Tensor(contract.SIGNATURE_PROBABILITIES, "FP32", (-1, contract.N_CLASSES))
+from inferq.model_spec import ModelSpec, TensorSpec
 
 #: What a worker's result for one image calls each output.
-_RESULT_KEYS = {LABELS.name: "label", PROBABILITIES.name: "probabilities"}
+_RESULT_KEYS = {contract.SIGNATURE_LABELS: "label", contract.SIGNATURE_PROBABILITIES: "probabilities"}
 _IMAGE_SHAPES = ((contract.N_INPUT,), (contract.IMAGE_SIDE, contract.IMAGE_SIDE))
 _KINDS = {"U": "text", "b": "true/false", "O": "null, objects, or numbers too large"}
 
@@ -44,25 +33,30 @@ _KINDS = {"U": "text", "b": "true/false", "O": "null, objects, or numbers too la
 class Served:
     """The model as the live workers serve it, at the version a request named, else the newest."""
 
-    name: str
-    version: int
+    spec: ModelSpec
     versions: list[int]
     #: Whether the request named the version: then no other version may answer it.
     addressed: bool
-    #: The graph's tensor names by contract name, for the tensors this version has.
-    graph_names: dict[str, str]
 
     @property
-    def outputs(self) -> list[Tensor]:
-        """The seed's own model has labels only; ours add probabilities."""
-        return [tensor for tensor in (LABELS, PROBABILITIES) if tensor.name in self.graph_names]
+    def name(self) -> str:
+        return self.spec.name
 
-    def output(self, name: object) -> Tensor:
-        for tensor in self.outputs:
-            if tensor.name == name:
-                return tensor
-        raise ApiError(400, f"model {self.name!r} version {self.version} has no output {name!r}; it has "
-                            + ", ".join(repr(tensor.name) for tensor in self.outputs))
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    @property
+    def input(self) -> TensorSpec:
+        """The model's one input: images, as the workers take them."""
+        return self.spec.inputs[0]
+
+    def output(self, name: object) -> TensorSpec:
+        found = self.spec.output(name) if isinstance(name, str) else None
+        if found is None:
+            raise ApiError(400, f"model {self.name!r} version {self.version} has no output {name!r}; it has "
+                                + ", ".join(repr(tensor.name) for tensor in self.spec.outputs))
+        return found
 
 
 def served_model(name: str, version: int | None) -> Served:
@@ -78,10 +72,8 @@ def served_model(name: str, version: int | None) -> Served:
         raise ApiError(404, f"model {name!r} version {version} is not served; served: "
                             + ", ".join(map(str, versions)))
     chosen = versions[-1] if version is None else version
-    spec = next(worker.model for worker in workers if worker.model_version == chosen) or {}
-    graph_names = {key: info.get("name", key)
-                   for group in ("inputs", "outputs") for key, info in spec.get(group, {}).items()}
-    return Served(name, chosen, versions, version is not None, graph_names)
+    spec = next(worker.spec for worker in workers if worker.model_version == chosen and worker.spec)
+    return Served(dataclasses.replace(spec, name=name), versions, version is not None)
 
 
 def json_object(raw: bytes, what: str) -> dict:
@@ -137,7 +129,7 @@ class Answer:
     values: dict[str, list]
 
 
-def recognize(images: np.ndarray, served: Served, outputs: list[Tensor]) -> Answer:
+def recognize(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec]) -> Answer:
     """Queue uint8 ``[N, 784]`` images as one job, as ``/recognize`` does, and wait for the answer."""
     rt = runtime()
     submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True)

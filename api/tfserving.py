@@ -14,8 +14,9 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from api.errors import ApiError
-from api.tensors import INPUT, Served, Tensor, images, json_object, recognize, served_model
+from api.tensors import images, json_object, recognize, served_model
 from inferq import model_contract as contract
+from inferq.model_spec import TensorSpec
 
 blueprint = Blueprint("tfserving", __name__)
 
@@ -28,7 +29,6 @@ class ModelName(BaseConverter):
 
 blueprint.record_once(lambda state: state.app.url_map.converters.setdefault("model", ModelName))
 
-_DTYPES = {"FP32": "DT_FLOAT", "INT64": "DT_INT64"}
 
 
 @blueprint.get("/v1/models/<model:name>")
@@ -46,8 +46,8 @@ def version_status(name: str, version: int | None = None) -> Response:
 def metadata(name: str, version: int | None = None) -> Response:
     served = served_model(name, version)
     signature = {
-        "inputs": {INPUT.name: _tensor_info(INPUT, served)},
-        "outputs": {tensor.name: _tensor_info(tensor, served) for tensor in served.outputs},
+        "inputs": {tensor.name: _tensor_info(tensor) for tensor in served.spec.inputs},
+        "outputs": {tensor.name: _tensor_info(tensor) for tensor in served.spec.outputs},
         "method_name": "tensorflow/serving/predict",
     }
     return jsonify({
@@ -56,12 +56,12 @@ def metadata(name: str, version: int | None = None) -> Response:
     })
 
 
-def _tensor_info(tensor: Tensor, served: Served) -> dict:
+def _tensor_info(tensor: TensorSpec) -> dict:
     # Protobuf's JSON: int64 sizes are strings.
     return {
-        "dtype": _DTYPES[tensor.datatype],
+        "dtype": tensor.type.tf_serving,
         "tensor_shape": {"dim": [{"size": str(size), "name": ""} for size in tensor.shape], "unknown_rank": False},
-        "name": served.graph_names.get(tensor.name, ""),
+        "name": tensor.tensor_name,
     }
 
 
@@ -72,32 +72,35 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
         raise ApiError(404, f"inferq answers ':predict', not {':' + verb!r}")
     served = served_model(name, version)
     body = json_object(request.get_data(), "the predict request")
-    signature = body.get("signature_name", contract.SIGNATURE)
-    if signature != contract.SIGNATURE:
-        raise ApiError(400, f"no signature {signature!r}: the model has {contract.SIGNATURE!r}")
+    # A model without a signature (the original Go server's) answers under the default name.
+    served_signature = served.spec.signature or contract.SIGNATURE
+    signature = body.get("signature_name", served_signature)
+    if signature != served_signature:
+        raise ApiError(400, f"no signature {signature!r}: the model has {served_signature!r}")
     if ("instances" in body) == ("inputs" in body):
         raise ApiError(400, "send either 'instances' (row format) or 'inputs' (column format), one of them")
+    input_name, outputs = served.input.name, served.spec.outputs
     if "instances" in body:
-        columns = recognize(images(_instances(body["instances"]), "instances"), served, served.outputs).values
+        columns = recognize(images(_instances(body["instances"], input_name), "instances"), served, outputs).values
         rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         return jsonify({"predictions": _unnamed_if_one(columns, rows)})
-    columns = recognize(images(_by_name(body["inputs"], "inputs"), "inputs"), served, served.outputs).values
+    columns = recognize(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs).values
     return jsonify({"outputs": _unnamed_if_one(columns, columns)})
 
 
-def _instances(instances: object) -> list:
+def _instances(instances: object, input_name: str) -> list:
     if not isinstance(instances, list):
         raise ApiError(400, "'instances' must be a list, one instance per image")
-    return [_by_name(instance, f"instance {index}") for index, instance in enumerate(instances)]
+    return [_by_name(instance, input_name, f"instance {index}") for index, instance in enumerate(instances)]
 
 
-def _by_name(value: object, what: str) -> object:
+def _by_name(value: object, input_name: str, what: str) -> object:
     """``value``, or its input's entry where it names the inputs (``{"inputdata": ...}``)."""
     if not isinstance(value, dict):
         return value
-    if set(value) != {INPUT.name}:
-        raise ApiError(400, f"{what} names inputs {sorted(value)}; the model has one, {INPUT.name!r}")
-    return value[INPUT.name]
+    if set(value) != {input_name}:
+        raise ApiError(400, f"{what} names inputs {sorted(value)}; the model has one, {input_name!r}")
+    return value[input_name]
 
 
 def _unnamed_if_one(columns: dict[str, list], named: object) -> object:

@@ -14,6 +14,7 @@ import time
 import redis
 
 from inferq import keys
+from inferq.model_spec import ModelSpec
 
 MISSED_BEATS = 3
 
@@ -25,8 +26,8 @@ class WorkerStatus:
     pid: int
     started_at: float
     model_version: int | None
-    #: The loaded model's inputs and outputs (``worker.model.ModelSpec`` as JSON).
-    model: dict | None
+    #: The loaded model's inputs and outputs.
+    spec: ModelSpec | None
     batches: int
     images: int
     #: Images in each of the latest batches, oldest first.
@@ -43,7 +44,7 @@ class WorkerRegistry:
 
     def publish(self, status: WorkerStatus) -> None:
         now = time.time()
-        record = json.dumps(dataclasses.asdict(dataclasses.replace(status, seen_at=now)))
+        record = json.dumps(_to_json(dataclasses.replace(status, seen_at=now)))
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(keys.worker(status.name), record, px=int(self._ttl * 1000))
             pipe.zadd(keys.WORKERS, {status.name: now})
@@ -61,4 +62,14 @@ class WorkerRegistry:
         if not names:
             return []
         records = self._redis.mget([keys.worker(name.decode()) for name in names])
-        return [WorkerStatus(**json.loads(record)) for record in records if record is not None]
+        return [_from_json(json.loads(record)) for record in records if record is not None]
+
+
+def _to_json(status: WorkerStatus) -> dict:
+    fields = {field.name: getattr(status, field.name) for field in dataclasses.fields(status)}
+    return {**fields, "spec": status.spec.to_json() if status.spec else None}
+
+
+def _from_json(data: dict) -> WorkerStatus:
+    spec = data.pop("spec")
+    return WorkerStatus(**data, spec=ModelSpec.from_json(spec) if spec else None)

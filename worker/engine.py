@@ -26,6 +26,7 @@ class Engine:
         self.metrics = WorkerMetrics()
         self.holder = ModelHolder(
             settings.model_dir,
+            settings.model_name,
             intra_op_threads=settings.tf_intra_op_threads,
             inter_op_threads=settings.tf_inter_op_threads,
         )

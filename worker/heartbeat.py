@@ -54,7 +54,7 @@ class Heartbeat:
             pid=os.getpid(),
             started_at=self._started_at,
             model_version=model.version if model else None,
-            model=model.spec.to_json() if model else None,
+            spec=model.spec if model else None,
             batches=self._metrics.batches,
             images=self._metrics.images,
             recent_batch_sizes=list(self._metrics.recent_batch_sizes),

@@ -9,7 +9,6 @@ offers. Pixels are fed raw, 0..255, as the Go server fed them.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from inferq import model_contract as contract
+from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from worker.session_callable import session_callable
 
 log = logging.getLogger(__name__)
@@ -30,30 +30,10 @@ class ModelCallError(RuntimeError):
     """The model refused a batch; the message is TensorFlow's, without its graph dump."""
 
 
-@dataclasses.dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    dtype: str
-    shape: list[int | None]
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What was loaded, for logs, heartbeats and ``GET /models``."""
-
-    version: int
-    path: str
-    signature: str | None
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
 class LoadedModel:
-    def __init__(self, path: str | Path, version: int, *, intra_op_threads: int = 0,
+    def __init__(self, path: str | Path, name: str, version: int, *, intra_op_threads: int = 0,
                  inter_op_threads: int = 0) -> None:
+        self.path = str(path)
         self._graph = tf.Graph()
         config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=intra_op_threads, inter_op_parallelism_threads=inter_op_threads
@@ -75,11 +55,11 @@ class LoadedModel:
             fetches.append(outputs[contract.SIGNATURE_PROBABILITIES])
         self._run = session_callable(self._session, [self._input.name], [tensor.name for tensor in fetches])
         self.spec = ModelSpec(
+            name=name,
             version=version,
-            path=str(path),
             signature=contract.SIGNATURE if signature is not None else None,
-            inputs={contract.SIGNATURE_INPUT: _spec(self._input)},
-            outputs={key: _spec(tensor) for key, tensor in outputs.items()},
+            inputs=(_spec(contract.SIGNATURE_INPUT, self._input),),
+            outputs=tuple(_spec(key, tensor) for key, tensor in outputs.items()),
         )
         self._check()
 
@@ -100,18 +80,18 @@ class LoadedModel:
         try:
             labels, probabilities = self.predict(np.zeros((2, contract.N_INPUT), np.uint8))
         except (ModelCallError, ValueError) as exc:
-            raise ModelLoadError(f"{self.spec.path}: a test batch failed: {exc}") from exc
+            raise ModelLoadError(f"{self.path}: a test batch failed: {exc}") from exc
         if labels.shape != (2,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ModelLoadError(f"{self.spec.path}: labels of shape {labels.shape} and type {labels.dtype}")
+            raise ModelLoadError(f"{self.path}: labels of shape {labels.shape} and type {labels.dtype}")
         if probabilities is not None and probabilities.shape != (2, contract.N_CLASSES):
-            raise ModelLoadError(f"{self.spec.path}: probabilities of shape {probabilities.shape}")
+            raise ModelLoadError(f"{self.path}: probabilities of shape {probabilities.shape}")
 
 
 def _tensor_names(signature: object) -> tuple[str, dict[str, str]]:
     """The input tensor and the outputs by contract key, from the signature or the seed's names."""
     if signature is None:
         return f"{contract.INPUT_TENSOR}:0", {contract.SIGNATURE_LABELS: f"{contract.LABELS_TENSOR}:0"}
-    outputs = {key: signature.outputs[key].name for key in signature.outputs}  # type: ignore[attr-defined]
+    outputs = {key: signature.outputs[key].name for key in sorted(signature.outputs)}  # type: ignore[attr-defined]
     if contract.SIGNATURE_LABELS not in outputs:
         raise KeyError(f"signature {contract.SIGNATURE} has no {contract.SIGNATURE_LABELS!r} output")
     return signature.inputs[contract.SIGNATURE_INPUT].name, outputs  # type: ignore[attr-defined]
@@ -123,13 +103,13 @@ def _first_words(message: str) -> str:
     return text.split(" [[", 1)[0][:300]
 
 
-def _spec(tensor: tf.Tensor) -> TensorSpec:
+def _spec(name: str, tensor: tf.Tensor) -> TensorSpec:
     shape = tensor.shape.as_list() if tensor.shape.rank is not None else []
-    return TensorSpec(name=tensor.name, dtype=tensor.dtype.name, shape=shape)
+    return TensorSpec(name, tensor.dtype.name, tuple(ANY if size is None else size for size in shape), tensor.name)
 
 
-def load_version(model_dir: str | Path, version: int, **threads: int) -> LoadedModel:
-    model = LoadedModel(contract.version_dir(model_dir, version), version, **threads)
-    log.info("loaded model version %d from %s: inputs %s, outputs %s", version, model.spec.path,
+def load_version(model_dir: str | Path, name: str, version: int, **threads: int) -> LoadedModel:
+    model = LoadedModel(contract.version_dir(model_dir, version), name, version, **threads)
+    log.info("loaded model %s version %d from %s: inputs %s, outputs %s", name, version, model.path,
              model.spec.inputs, model.spec.outputs)
     return model

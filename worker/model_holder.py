@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    def __init__(self, model_dir: str | Path, *, intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
+    def __init__(self, model_dir: str | Path, name: str, *, intra_op_threads: int = 0,
+                 inter_op_threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
+        self.name = name
         self._threads = {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}
         self._refused: set[int] = set()
         self.current: LoadedModel | None = None
@@ -46,7 +48,7 @@ class ModelHolder:
         if newest is None or newest == served or newest in self._refused:
             return False
         try:
-            model = load_version(self.model_dir, newest, **self._threads)
+            model = load_version(self.model_dir, self.name, newest, **self._threads)
         except ModelLoadError as exc:
             self._refused.add(newest)
             log.error("refused model version %d, still serving %s: %s", newest, served, exc)

@@ -3,9 +3,8 @@ import time
 import pytest
 
 from inferq.workers import WorkerRegistry, WorkerStatus
+from tests.support.specs import mnist_spec
 from worker.metrics import WorkerMetrics
-
-SPEC = {"version": 4, "inputs": {"inputdata": {"dtype": "float32", "shape": [None, 784]}}}
 
 
 def heartbeat(fake_redis, name="host:1", version=4, batch_sizes=()):
@@ -14,7 +13,7 @@ def heartbeat(fake_redis, name="host:1", version=4, batch_sizes=()):
         metrics.record_batch(size, 0.001)
     WorkerRegistry(fake_redis, heartbeat_interval_s=2).publish(WorkerStatus(
         name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
-        model=SPEC if version else None, batches=metrics.batches, images=metrics.images,
+        spec=mnist_spec(version) if version else None, batches=metrics.batches, images=metrics.images,
         recent_batch_sizes=list(batch_sizes), metrics=metrics.snapshot(),
     ))
 

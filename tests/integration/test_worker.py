@@ -33,8 +33,9 @@ def test_a_model_built_as_the_seed_built_it_is_served(start_worker, make_client,
     assert all(r["probabilities"] is None and r["model_version"] == 1 for r in body["results"])
     spec = client.get("/models").get_json()["spec"]
     assert spec["signature"] is None
-    assert spec["inputs"]["inputdata"] == {"name": "inputdata:0", "dtype": "float32", "shape": [None, 784]}
-    assert spec["outputs"]["labels"]["name"] == "inference:0"
+    assert spec["inputs"] == [
+        {"name": "inputdata", "dtype": "float32", "shape": [-1, 784], "tensor_name": "inputdata:0"}]
+    assert [(output["name"], output["tensor_name"]) for output in spec["outputs"]] == [("labels", "inference:0")]
 
 
 def test_batches_form_from_a_queue_that_filled_up(start_worker, make_client, tmp_path, mnist_test):

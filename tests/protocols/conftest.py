@@ -18,36 +18,29 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from inferq.jobs import Outcome
+from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry, WorkerStatus
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
+from tests.support.specs import go_server_spec, mnist_spec
 
 MODEL_NAME = "mnist"
 #: What the stand-in's answers say; heartbeats should say the same.
 STAND_IN_VERSION = 3
 
-SPEC = {
-    "version": STAND_IN_VERSION,
-    "path": "models/3",
-    "signature": "serving_default",
-    "inputs": {"inputdata": {"name": "inputdata:0", "dtype": "float32", "shape": [None, 784]}},
-    "outputs": {
-        "labels": {"name": "inference:0", "dtype": "int64", "shape": [None]},
-        "probabilities": {"name": "probabilities:0", "dtype": "float32", "shape": [None, 10]},
-    },
-}
-#: A model built by the seed's own model.py: no signature, labels only.
-SEED_SPEC = {**SPEC, "signature": None, "outputs": {"labels": SPEC["outputs"]["labels"]}}
+#: A model built as the original Go server loaded it: no signature, labels only.
+SEED_SPEC = go_server_spec(STAND_IN_VERSION)
 
 
 @pytest.fixture
 def serve(fake_redis):
     """Publish a live worker's heartbeat: it serves ``version`` of the model ``spec`` describes."""
-    def publish(version: int = STAND_IN_VERSION, spec: dict = SPEC, name: str = "host:1") -> None:
+    def publish(version: int = STAND_IN_VERSION, spec: ModelSpec | None = None, name: str = "host:1") -> None:
         WorkerRegistry(fake_redis, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
             name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
-            model={**spec, "version": version}, batches=0, images=0, recent_batch_sizes=[], metrics=[],
+            spec=dataclasses.replace(spec or mnist_spec(version), version=version), batches=0, images=0,
+            recent_batch_sizes=[], metrics=[],
         ))
     return publish
 

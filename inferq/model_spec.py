@@ -1,0 +1,73 @@
+"""What a served model takes and gives: one description of its tensors, for every process.
+
+The worker reads it from the SavedModel's signature when it loads a version and sends it in its
+heartbeats; the API reads it from there for validation, ``/models``, and the TensorFlow Serving
+and KServe metadata. No TensorFlow is imported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from inferq.dtypes import DType, dtype
+
+#: Where a shape has a dimension of any size (the batch dimension, first).
+ANY = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    #: The signature's name for the tensor (``inputdata``, ``probabilities``).
+    name: str
+    #: TensorFlow's element type name (``float32``).
+    dtype: str
+    #: Dimensions, :data:`ANY` where any size goes.
+    shape: tuple[int, ...]
+    #: The graph tensor behind the name (``inputdata:0``), as TensorFlow Serving's metadata shows it.
+    tensor_name: str = ""
+
+    @property
+    def type(self) -> DType:
+        return dtype(self.dtype)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "tensor_name": self.tensor_name}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TensorSpec:
+        return cls(data["name"], data["dtype"], tuple(data["shape"]), data.get("tensor_name", ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: int
+    #: The signature served, or None for a graph without one (the original Go server's model).
+    signature: str | None
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((tensor for tensor in self.inputs if tensor.name == name), None)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((tensor for tensor in self.outputs if tensor.name == name), None)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "signature": self.signature,
+            "inputs": [tensor.to_json() for tensor in self.inputs],
+            "outputs": [tensor.to_json() for tensor in self.outputs],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelSpec:
+        return cls(
+            name=data["name"],
+            version=int(data["version"]),
+            signature=data.get("signature"),
+            inputs=tuple(TensorSpec.from_json(tensor) for tensor in data["inputs"]),
+            outputs=tuple(TensorSpec.from_json(tensor) for tensor in data["outputs"]),
+        )
