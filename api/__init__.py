@@ -11,7 +11,7 @@ import time
 import redis
 from flask import Flask, Response, g, request
 
-from api import health, kserve, openapi, recognize, tfserving, web
+from api import health, image_routes, kserve, openapi, tfserving, web
 from api.auth import require_api_key
 from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     _measure_requests(app, metrics)
     if settings.api_key:
         require_api_key(app, settings.api_key)
-    app.register_blueprint(recognize.blueprint)
+    app.register_blueprint(image_routes.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(tfserving.blueprint)

@@ -21,9 +21,10 @@ import numpy as np
 import redis
 from flask import Blueprint, Response, jsonify, request
 
+from api import tensors
 from api.errors import ApiError, error_response
 from api.runtime import runtime
-from api.tensors import Answer, Served, json_object, numbers, pixels, recognize, served_model
+from api.tensors import Answer, Served, json_object, numbers, pixels, served_model
 from inferq.model_spec import TensorSpec
 
 blueprint = Blueprint("kserve", __name__)
@@ -88,7 +89,7 @@ def infer(name: str, version: int | None = None) -> Response:
     body = json_object(header, "the inference request")
     images = _input(body.get("inputs"), binary, served.input)
     wanted = _outputs(body, served)
-    answer = recognize(images, served, [tensor for tensor, _ in wanted])
+    answer = tensors.infer(images, served, [tensor for tensor, _ in wanted])
     return _response(name, answer, wanted, body.get("id"))
 
 

@@ -129,7 +129,7 @@ class Answer:
     values: dict[str, list]
 
 
-def recognize(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec]) -> Answer:
+def infer(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec]) -> Answer:
     """Queue uint8 ``[N, 784]`` images as one job, as ``/recognize`` does, and wait for the answer."""
     rt = runtime()
     submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True)

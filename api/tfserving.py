@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from api.errors import ApiError
-from api.tensors import images, json_object, recognize, served_model
+from api.tensors import images, infer, json_object, served_model
 from inferq import model_contract as contract
 from inferq.model_spec import TensorSpec
 
@@ -81,10 +81,10 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
         raise ApiError(400, "send either 'instances' (row format) or 'inputs' (column format), one of them")
     input_name, outputs = served.input.name, served.spec.outputs
     if "instances" in body:
-        columns = recognize(images(_instances(body["instances"], input_name), "instances"), served, outputs).values
+        columns = infer(images(_instances(body["instances"], input_name), "instances"), served, outputs).values
         rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         return jsonify({"predictions": _unnamed_if_one(columns, rows)})
-    columns = recognize(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs).values
+    columns = infer(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs).values
     return jsonify({"outputs": _unnamed_if_one(columns, columns)})
 
 

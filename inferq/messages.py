@@ -17,6 +17,9 @@ from typing import TypedDict
 
 from inferq.model_contract import N_INPUT
 
+#: The task's name on the wire. Kept from the first release, when the task was named for the route:
+#: a worker discards a message of a task it does not know, so a new name would lose the messages
+#: queued across an upgrade.
 TASK_NAME = "inferq.recognize"
 
 #: Message header with the number of images a message carries, so the batcher can count a
@@ -47,7 +50,7 @@ class ImageResult(TypedDict):
     """What a worker answers for one image."""
 
     label: int
-    #: Softmax over the classes; absent for a model without probabilities (the seed's own).
+    #: Softmax over the classes; absent for a model without probabilities (the original Go server's).
     probabilities: list[float] | None
     model_version: int
 

@@ -5,10 +5,11 @@ one served. A version appears by an atomic rename of a finished directory, so a 
 there at all is complete; anything not named by an integer (a trainer's temporary directory) is
 ignored.
 
-Graph names are the seed's, as its Go server loaded them: the meta graph tagged ``model``, a
-placeholder ``inputdata`` (float32 ``[None, 784]``, raw 0..255 pixels, white digit on black) and an
-op ``inference`` (int64 ``[None]`` labels). Models from our trainer add a ``serving_default``
-signature with ``probabilities`` ``[None, 10]`` and ``labels``. No TensorFlow is imported here.
+Graph names are those the original Go server loaded (README: where the MNIST contract comes from):
+the meta graph tagged ``model``, a placeholder ``inputdata`` (float32 ``[None, 784]``, raw 0..255
+pixels, white digit on black) and an op ``inference`` (int64 ``[None]`` labels). Models from our
+trainer add a ``serving_default`` signature with ``probabilities`` ``[None, 10]`` and ``labels``.
+No TensorFlow is imported here.
 """
 
 from __future__ import annotations

@@ -26,12 +26,12 @@ def create_worker_app(settings: Settings) -> Celery:
 
     @app.task(name=TASK_NAME, base=ImageBatches, max_images=settings.max_batch_size,
               max_wait_s=settings.max_batch_wait_ms / 1000)
-    def recognize(requests: Sequence[SimpleRequest]) -> str:
+    def infer_batch(requests: Sequence[SimpleRequest]) -> str:
         engine.run_batch([request.args[0] for request in requests])
         return BATCH_DONE
 
     queue_client = connect(settings.redis_url)
-    recognize.queue_length = lambda: queue_client.llen(settings.queue_name)
+    infer_batch.queue_length = lambda: queue_client.llen(settings.queue_name)
 
     # Each model-holding process (the worker itself with the solo pool, each child with prefork)
     # builds its engine after any fork: TensorFlow does not survive one. A prefork child hears

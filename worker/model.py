@@ -88,7 +88,7 @@ class LoadedModel:
 
 
 def _tensor_names(signature: object) -> tuple[str, dict[str, str]]:
-    """The input tensor and the outputs by contract key, from the signature or the seed's names."""
+    """The input tensor and the outputs by contract key, from the signature or the original Go server's names."""
     if signature is None:
         return f"{contract.INPUT_TENSOR}:0", {contract.SIGNATURE_LABELS: f"{contract.LABELS_TENSOR}:0"}
     outputs = {key: signature.outputs[key].name for key in sorted(signature.outputs)}  # type: ignore[attr-defined]

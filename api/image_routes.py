@@ -1,6 +1,6 @@
 """Recognising uploads: ``POST /recognize`` waits for the answer, ``POST /jobs`` queues a job to poll.
 
-The seed's answer is kept: one image gives ``{"filename": ..., "labels": [digit], ...}``; several
+The original Go server's answer is kept: one image gives ``{"filename": ..., "labels": [digit], ...}``; several
 give ``{"results": [one such object per image, in upload order]}``.
 """
 
@@ -14,7 +14,7 @@ from api.uploads import read_upload
 from inferq.jobs import FAILED, Outcome
 from inferq.messages import ImageResult
 
-blueprint = Blueprint("recognize", __name__)
+blueprint = Blueprint("images", __name__)
 
 
 @blueprint.post("/recognize")
@@ -37,7 +37,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     upload = read_upload(request, rt.settings)
     job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False).job_id
     rt.metrics.images_accepted.inc(len(upload.filenames))
-    location = url_for("recognize.get_job", job_id=job_id)
+    location = url_for("images.get_job", job_id=job_id)
     body = {"job_id": job_id, "status": "queued", "images": len(upload.filenames), "location": location}
     return jsonify(body), 202, {"Location": location}
 
