@@ -2,20 +2,13 @@ import time
 
 import pytest
 
-from inferq.workers import WorkerRegistry, WorkerStatus
-from tests.support.specs import mnist_spec
-from worker.metrics import WorkerMetrics
+from tests.support.stand_in import publish_heartbeat
 
 
-def heartbeat(fake_redis, name="host:1", version=4, batch_sizes=()):
-    metrics = WorkerMetrics()
-    for size in batch_sizes:
-        metrics.record_batch(size, 0.001)
-    WorkerRegistry(fake_redis, heartbeat_interval_s=2).publish(WorkerStatus(
-        name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
-        spec=mnist_spec(version) if version else None, batches=metrics.batches, images=metrics.images,
-        recent_batch_sizes=list(batch_sizes), metrics=metrics.snapshot(),
-    ))
+@pytest.fixture
+def client(make_app):
+    """An app whose stand-in worker has sent no heartbeat: each test publishes what it needs."""
+    return make_app()[0].test_client()
 
 
 def test_healthz_answers_whatever_the_rest(make_app, unreachable_redis):
@@ -30,12 +23,12 @@ def test_not_ready_without_a_worker(client):
 
 
 def test_not_ready_while_a_worker_waits_for_its_model(client, fake_redis):
-    heartbeat(fake_redis, version=None)
+    publish_heartbeat(fake_redis, version=None)
     assert client.get("/readyz").status_code == 503
 
 
 def test_ready_once_a_worker_has_a_model(client, fake_redis):
-    heartbeat(fake_redis)
+    publish_heartbeat(fake_redis, version=4)
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ready", "workers": 1, "model_versions": [4]}
@@ -49,14 +42,14 @@ def test_not_ready_when_the_broker_is_down(make_app, unreachable_redis):
 
 
 def test_a_worker_that_stopped_beating_is_gone(client, fake_redis):
-    heartbeat(fake_redis)
+    publish_heartbeat(fake_redis, version=4)
     fake_redis.zadd("inferq:workers", {"host:1": time.time() - 60})
     assert client.get("/readyz").status_code == 503
 
 
 def test_models_shows_what_live_workers_serve(client, fake_redis):
-    heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 5])
-    heartbeat(fake_redis, name="b:2", version=5)
+    publish_heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 5])
+    publish_heartbeat(fake_redis, name="b:2", version=5)
     body = client.get("/models").get_json()
     assert body["name"] == "mnist"
     assert body["versions"] == [4, 5]
@@ -65,15 +58,15 @@ def test_models_shows_what_live_workers_serve(client, fake_redis):
 
 
 def test_status_sums_up_the_system(client, fake_redis):
-    heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 64])
+    publish_heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 64])
     body = client.get("/status").get_json()
     assert body == {"ready": True, "workers": 1, "model_versions": [4], "queued_images": 0,
                     "recent_batch_sizes": {"a:1": [3, 64]}}
 
 
 def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
-    heartbeat(fake_redis, name="a:1", batch_sizes=[64, 64])
-    heartbeat(fake_redis, name="b:2", batch_sizes=[32])
+    publish_heartbeat(fake_redis, version=4, name="a:1", batch_sizes=[64, 64])
+    publish_heartbeat(fake_redis, version=4, name="b:2", batch_sizes=[32])
     client.get("/healthz")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'inferq_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text

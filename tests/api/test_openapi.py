@@ -12,7 +12,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from api.openapi import spec
-from tests.api.test_health import heartbeat
+from tests.support.stand_in import publish_heartbeat
 
 
 def test_the_description_is_valid_openapi(client):
@@ -65,7 +65,7 @@ def test_answers_match_the_description(make_app, fake_redis, digit_104, mnist_te
     client = app.test_client()
     assert_matches(client.get("/healthz"), "/healthz")
     assert_matches(client.get("/readyz"), "/readyz")
-    heartbeat(fake_redis, batch_sizes=[4])
+    publish_heartbeat(fake_redis, version=4, batch_sizes=[4])
     assert_matches(client.get("/readyz"), "/readyz")
     assert_matches(client.get("/models"), "/models")
     assert_matches(client.get("/status"), "/status")

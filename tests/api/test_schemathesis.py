@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from inferq.settings import Settings
-from tests.api.test_health import heartbeat
-from tests.support.stand_in import stand_in_app
+from tests.support.stand_in import publish_heartbeat, stand_in_app
 
 _redis = fakeredis.FakeRedis()
 _settings = Settings(sync_timeout_s=0.05)
@@ -24,7 +23,7 @@ schema = schemathesis.openapi.from_wsgi("/openapi.json", _app)
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_no_generated_request_gets_a_server_error(case):
-    heartbeat(_redis)
+    publish_heartbeat(_redis)
     # A request can match the schema yet not be an image or a tensor of pixels: a 4xx is right then.
     # And the API is lenient past what the schema says about fields it ignores.
     case.call_and_validate(excluded_checks=[positive_data_acceptance, negative_data_rejection])

@@ -1,7 +1,6 @@
 """Protocol tests: fast ones on the API tests' stand-in worker, and real clients against a real worker.
 
-The stand-in (``make_app``, from the API tests) answers every image at model version 3 with
-``fake_label``; the routes know models only from heartbeats, which ``serve`` publishes. The real
+The fast ones use the API tests' stand-in worker (``tests.support.stand_in``). The real
 setup is one worker process per test module (a start costs seconds) on a Redis server of its own,
 and the app served over HTTP from a thread, for clients that open sockets.
 """
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,31 +16,15 @@ from werkzeug.serving import make_server
 
 from api import create_app
 from inferq.jobs import Outcome
-from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry, WorkerStatus
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
-from tests.support.specs import go_server_spec, mnist_spec
+from tests.support.specs import go_server_spec
+from tests.support.stand_in import STAND_IN_VERSION
 
 MODEL_NAME = "mnist"
-#: What the stand-in's answers say; heartbeats should say the same.
-STAND_IN_VERSION = 3
-
 #: A model built as the original Go server loaded it: no signature, labels only.
 SEED_SPEC = go_server_spec(STAND_IN_VERSION)
-
-
-@pytest.fixture
-def serve(fake_redis):
-    """Publish a live worker's heartbeat: it serves ``version`` of the model ``spec`` describes."""
-    def publish(version: int = STAND_IN_VERSION, spec: ModelSpec | None = None, name: str = "host:1") -> None:
-        WorkerRegistry(fake_redis, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
-            name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
-            spec=dataclasses.replace(spec or mnist_spec(version), version=version), batches=0, images=0,
-            recent_batch_sizes=[], metrics=[],
-        ))
-    return publish
 
 
 class WithoutProbabilities:
@@ -60,13 +42,6 @@ class WithoutProbabilities:
                                                            for result in job.outcome.results]))
             for job in finished
         ])
-
-
-@pytest.fixture
-def app_and_worker(make_app, serve):
-    """An app on the stand-in worker, with a worker heartbeat so that the model is served."""
-    serve()
-    return make_app()
 
 
 @pytest.fixture

@@ -1,9 +1,18 @@
 """A pytest plugin for API tests: apps built with their own settings on fakeredis, and a stand-in for
-Celery and a worker that answers each message as it is sent. Loaded by the root conftest."""
+a worker that answers each message as it is queued. Loaded by the root conftest.
+
+The stand-in answers every image at model version :data:`STAND_IN_VERSION` with
+:func:`fake_label`. The routes know models only from heartbeats: ``app_and_worker`` (and so
+``client`` and ``worker``) comes with the stand-in's heartbeat; ``make_app`` without one, and
+``serve`` publishes more.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import time
+from collections.abc import Sequence
 
 import numpy as np
 import orjson
@@ -14,13 +23,21 @@ from api import create_app
 from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_contract import N_INPUT
+from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
+from inferq.workers import WorkerRegistry, WorkerStatus
+from tests.support.specs import mnist_spec
+from worker.metrics import WorkerMetrics
 
 #: The API's answer, with a 503, whenever Redis is out of reach.
 BROKER_UNREACHABLE = {"error": "the broker (Redis) does not answer; try again shortly", "reason": "broker"}
 
 #: The queue the API pushes messages onto, with default settings.
 QUEUE = Settings().queue_name
+
+
+#: The model version the stand-in answers with, and its heartbeat says it serves.
+STAND_IN_VERSION = 3
 
 
 def fake_label(pixels: np.ndarray) -> int:
@@ -65,7 +82,7 @@ class InlineWorker:
             return Outcome.failed(self.model_error)
         pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
         return Outcome.done([
-            {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": 3} for row in pixels
+            {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": STAND_IN_VERSION} for row in pixels
         ])
 
 
@@ -106,8 +123,32 @@ def make_app(fake_redis):
     return make
 
 
+def publish_heartbeat(client: redis.Redis, *, version: int | None = STAND_IN_VERSION, spec: ModelSpec | None = None,
+                      name: str = "host:1", batch_sizes: Sequence[int] = ()) -> None:
+    """A live worker's heartbeat: it serves ``version`` (None: no model yet) of the model ``spec``
+    describes (default: an MNIST model from inferq's trainer), and ran batches of ``batch_sizes``."""
+    metrics = WorkerMetrics()
+    for size in batch_sizes:
+        metrics.record_batch(size, 0.001)
+    if version is not None:
+        spec = dataclasses.replace(spec or mnist_spec(version), version=version)
+    WorkerRegistry(client, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
+        name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
+        spec=spec if version is not None else None, batches=metrics.batches, images=metrics.images,
+        recent_batch_sizes=list(batch_sizes), metrics=metrics.snapshot(),
+    ))
+
+
 @pytest.fixture
-def app_and_worker(make_app):
+def serve(fake_redis):
+    """Publish a live worker's heartbeat on the apps' Redis (:func:`publish_heartbeat`)."""
+    return functools.partial(publish_heartbeat, fake_redis)
+
+
+@pytest.fixture
+def app_and_worker(make_app, serve):
+    """An app on the stand-in worker, with the stand-in's heartbeat."""
+    serve()
     return make_app()
 
 
