@@ -1,5 +1,5 @@
 """Flask's JSON, written by orjson: answers are mostly floats (probabilities), which the json
-module writes ten times slower."""
+module writes slowly (docs/benchmarks.md)."""
 
 from __future__ import annotations
 

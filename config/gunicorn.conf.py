@@ -58,5 +58,5 @@ def on_exit(server):
 
 def post_worker_init(worker):
     # Everything loaded so far (Flask, Celery, kombu, numpy, Pillow) lives as long as the process:
-    # out of the collector's sight, a full collection under load took 2-6 ms here instead of 35-74.
+    # out of the collector's sight, full collections under load stop walking it (docs/benchmarks.md).
     gc.freeze()

@@ -2,8 +2,8 @@
 private API (``Session._make_callable_from_options``, the path Keras' TF1 backend used).
 
 Given a feed list, the public ``Session.make_callable`` runs every call through ``Session.run``'s
-feed and fetch handling in Python; the callable built here goes straight to the C++ session, which
-costs about half the CPU a call at the batch sizes a worker runs (docs/benchmarks.md).
+feed and fetch handling in Python; the callable built here goes straight to the C++ session, at a
+fraction of the CPU a call (docs/benchmarks.md).
 Written for the TensorFlow versions in :data:`TESTED_TENSORFLOW`;
 ``tests/contracts/test_tensorflow.py`` fails, naming what to re-check, when TensorFlow moves.
 """
