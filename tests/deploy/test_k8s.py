@@ -40,8 +40,8 @@ def _why_not_render() -> str | None:
     kustomize = version.get("kustomizeVersion", "")
     if not re.match(r"v([5-9]|\d\d)\.", kustomize):
         client = version.get("clientVersion", {}).get("gitVersion", "of unknown version")
-        return (f"kubectl {client} has kustomize {kustomize or 'older than v4'}; the overlays need kustomize v5 "
-                "(kubectl 1.27 or newer)")
+        return (f"kubectl {client} has kustomize {kustomize or 'of an older line'}; the overlays need kustomize "
+                "v5 (kubectl 1.27 or newer)")
     return None
 
 
