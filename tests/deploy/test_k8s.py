@@ -20,9 +20,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from inferq import priorities
 from inferq.celery_app import make_celery
-from inferq.launcher import api_command, worker_command
 from inferq.settings import Settings
+from launcher import api_command, worker_command
 from tests.conftest import REPO
 
 K8S = REPO / "deploy" / "k8s"
@@ -70,13 +71,11 @@ OTHER_VARIABLES = {
 WORKER_PROBE = ["python", "-m", "worker.liveness"]
 
 
-def queue_of(settings: Settings, model: str) -> str:
-    """The Celery queue of ``model``'s workers, which is also the name of its Redis list.
-
-    Per-model queues, ``<QUEUE_NAME>.<model>``, are being added to inferq.celery_app; once it has a
-    function that names a model's queue, return what it says here, the one place this test asks.
-    """
-    return f"{settings.queue_name}.{model}"
+def queues_of(settings: Settings, model: str) -> list[str]:
+    """The Celery queues ``model``'s workers take from, which are also the names of their Redis lists:
+    one a priority, as the Celery app declares them. (One model is served today; a model's own
+    queues will be named here too.)"""
+    return priorities.queues(settings.queue_name)
 
 
 @functools.cache
@@ -251,11 +250,9 @@ def test_workers_run_what_compose_runs_on_their_models_queue(objects):
     for deployment in deployments:
         model = deployment["metadata"]["labels"]["inferq.io/model"]
         command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert option(command, "--queues") == queue_of(settings, model)
-        compose = COMPOSE["worker"]["command"]
-        expected = [*compose[:compose.index("--queues") + 1], queue_of(settings, model),
-                    *compose[compose.index("--queues") + 2:]]
-        assert command == expected
+        # No --queues: the worker takes every queue the Celery app declares, interactive ones first.
+        assert "--queues" not in command and model == settings.model_name
+        assert command == COMPOSE["worker"]["command"]
         assert {arg for arg in command if arg.startswith("--")} == launcher_flags
         assert option(command, "--pool") == option(launcher, "--pool")
 
@@ -293,15 +290,16 @@ def test_each_worker_deployment_is_scaled_by_keda_on_its_queues_redis_list(objec
         model = deployment["metadata"]["labels"]["inferq.io/model"]
         command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
         assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
-        (trigger,) = spec["triggers"]
-        assert trigger["type"] == "redis"
-        metadata = trigger["metadata"]
-        assert metadata["listName"] == queue_of(settings, model) == option(command, "--queues")
-        assert int(metadata["listLength"]) > 0
-        # KEDA reads the list from Redis itself, at the address the app's REDIS_URL names.
-        assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
-        assert int(metadata.get("databaseIndex", "0")) == int(redis_url.path.lstrip("/") or 0)
-        assert metadata.get("enableTLS", "false") == str(redis_url.scheme == "rediss").lower()
+        assert "--queues" not in command
+        assert [trigger["type"] for trigger in spec["triggers"]] == ["redis"] * len(spec["triggers"])
+        assert [trigger["metadata"]["listName"] for trigger in spec["triggers"]] == queues_of(settings, model)
+        for trigger in spec["triggers"]:
+            metadata = trigger["metadata"]
+            assert int(metadata["listLength"]) > 0
+            # KEDA reads the list from Redis itself, at the address the app's REDIS_URL names.
+            assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
+            assert int(metadata.get("databaseIndex", "0")) == int(redis_url.path.lstrip("/") or 0)
+            assert metadata.get("enableTLS", "false") == str(redis_url.scheme == "rediss").lower()
 
 
 def test_the_redis_address_reaches_the_redis_service_from_another_namespace(objects):
@@ -323,10 +321,11 @@ def test_a_celery_queue_is_a_redis_list_of_the_same_name():
     assert not options.get("global_keyprefix")
 
 
-def test_workers_never_scale_to_zero_while_the_api_is_ready_only_with_a_worker(objects, client):
+def test_workers_never_scale_to_zero_while_the_api_is_ready_only_with_a_worker(objects, make_app):
     """At zero workers /readyz fails, the Service drops every API pod, and nothing can be queued to
     wake a worker: a ScaledObject may allow zero only once the API's readiness no longer needs one."""
-    assert client.get("/readyz").status_code == 503  # no worker has a heartbeat here
+    app, _ = make_app()  # no worker has a heartbeat here
+    assert app.test_client().get("/readyz").status_code == 503
     api = named(objects, "Deployment", "inferq-api")["spec"]["template"]["spec"]["containers"][0]
     for scaled_object in of_kind(objects, "ScaledObject"):
         if scaled_object["spec"]["minReplicaCount"] == 0:

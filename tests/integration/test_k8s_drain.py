@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from api import create_app
-from inferq import keys
+from inferq import keys, priorities
 from inferq.settings import Settings
 from tests.conftest import REPO
 from tests.support.models import _busy_work, save_contract_model
@@ -31,6 +31,9 @@ BATCH_IMAGES = 16
 #: Far past the test's end: a message the stopped worker kept instead of giving back would
 #: only come back after this, and the test would time out waiting for its job.
 VISIBILITY_TIMEOUT_S = 3600
+
+#: POST /jobs is bulk work: its queue, the Redis list KEDA would watch.
+BULK_QUEUE = priorities.queue("q", priorities.BULK)
 
 
 def grace_period_s() -> int:
@@ -115,7 +118,7 @@ def test_a_worker_stopped_under_load_drains_and_every_job_is_answered(start_work
     staying = start_worker(tmp_path / "models", wait=False, **settings)
     for _ in range(150):
         jobs.post()
-    assert client.type("q") == b"list" and client.llen("q") == 150
+    assert client.type(BULK_QUEUE) == b"list" and client.llen(BULK_QUEUE) == 150
     build_band_model(tmp_path / "models")
     stopping.wait_serving()
     staying.wait_serving()
@@ -131,7 +134,7 @@ def test_a_worker_stopped_under_load_drains_and_every_job_is_answered(start_work
     poster.start()
     try:
         # Stop a worker that has been answering, while work is still queued behind it.
-        wait_for(lambda: any(beat["images"] for beat in stopping.heartbeats()) and client.llen("q") > 0, 30,
+        wait_for(lambda: any(beat["images"] for beat in stopping.heartbeats()) and client.llen(BULK_QUEUE) > 0, 30,
                  "the worker to be busy with a backlog")
         stopping.process.send_signal(signal.SIGTERM)
         try:
@@ -156,8 +159,8 @@ def test_a_worker_stopped_under_load_drains_and_every_job_is_answered(start_work
     for job_id in ids:
         results = answers.get(f"/jobs/{job_id}").get_json()["result"]["results"]
         assert [r["labels"][0] for r in results] == [int(expected[i]) for i in jobs.accepted[job_id]], job_id
-    assert client.hlen("unacked") == 0 and client.llen("q") == 0
-    assert client.get(keys.QUEUED_IMAGES) == b"0"
+    assert client.hlen("unacked") == 0 and client.llen(BULK_QUEUE) == 0
+    assert client.get(keys.queued_images(priorities.BULK)) == b"0"
 
     assert staying.stop() == 0
     assert liveness(redis_url) == 1

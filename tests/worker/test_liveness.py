@@ -17,7 +17,7 @@ from worker import liveness
 def beat(client, name: str, interval_s: float = 2.0) -> None:
     hostname, _, pid = name.rpartition(":")
     WorkerRegistry(client, heartbeat_interval_s=interval_s).publish(WorkerStatus(
-        name=name, hostname=hostname, pid=int(pid), started_at=time.time(), model_version=1, model=None,
+        name=name, hostname=hostname, pid=int(pid), started_at=time.time(), model_version=1, spec=None,
         batches=0, images=0, recent_batch_sizes=[], metrics=[]))
 
 
