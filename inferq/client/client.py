@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from inferq.client import routes, uploads
+from inferq.client.dataset import open_dataset
 from inferq.client.errors import HttpError
 from inferq.client.http import RetryPolicy, Transport
 from inferq.client.job import Answer, Job
+from inferq.client.scoring import Chunk, score_chunks
 
 #: The API's MAX_IMAGES_PER_REQUEST unless it was changed.
 DEFAULT_MAX_IMAGES = 1024
@@ -67,15 +69,12 @@ class Client:
         return Job(self.transport, job_id, location)
 
     def score(self, dataset: object, *, model: str | None = None, chunk: int = DEFAULT_MAX_IMAGES,
-              concurrency: int = 4) -> Iterator:
-        """A whole data set's answers, as :class:`~inferq.client.scoring.Chunk` s in input order.
+              concurrency: int = 4) -> Iterator[Chunk]:
+        """A whole data set's answers, as :class:`Chunk` s in input order.
 
-        ``dataset``: an array, a path (``.npy``, IDX, a directory of images) or a list of images.
+        ``dataset``: an array, a path (``.npy``, IDX, a directory of images) or a list of image paths.
         At most ``concurrency`` chunks are in flight; a chunk whose job failed carries its error.
         """
-        from inferq.client.dataset import open_dataset
-        from inferq.client.scoring import score_chunks
-
         return score_chunks(self, open_dataset(dataset), model=model, chunk=min(chunk, self.max_images),
                             concurrency=concurrency)
 

@@ -44,10 +44,12 @@ class ArrayDataset:
         return [uploads.Pixels(self.name, self.pixels[start:stop], start)]
 
     def identity(self) -> dict:
-        found = {"kind": "array", "images": len(self)}
+        found: dict = {"kind": "array", "images": len(self)}
         if self.source is not None:
             stat = self.source.stat()
             found.update(path=str(self.source.resolve()), bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        else:  # an array in memory has only its content to be known by
+            found.update(sha256=hashlib.sha256(np.ascontiguousarray(self.pixels)).hexdigest())
         return found
 
 
