@@ -2,8 +2,9 @@
 
 Scenarios: sync ``POST /recognize`` with one image at several concurrencies on inferq, on the
 seed's architecture (Flask + one session call a request) and on inferq with MAX_BATCH_SIZE=1;
-bulk async jobs of 256 images; a worker draining a queue filled before it started. Load comes
-from wrk (Debian's package), which costs far less CPU than the servers it drives.
+bulk async jobs of 256 images; the client (``inferq score``) on the 10,000 test digits, beside
+bulk; a worker draining a queue filled before it started. Load comes from wrk (Debian's
+package), which costs far less CPU than the servers it drives.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from bench import report, systems
 from bench.bodies import one_image_bodies, test_digits
+from bench.client import client_score
 from bench.drain import drain
 from bench.load import SyncPoint, bulk, wrk
 from inferq.model_contract import newest_version
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             sweeps["inferq"] = _sweep(base, clients, seconds, bodies)
             bulk_results = [bulk(base, images, labels, jobs=20 if quick else 80, per_job=256, upload="idx"),
                             bulk(base, images, labels, jobs=5 if quick else 20, per_job=256, upload="png")]
+            client = client_score(base, images, labels, work)
         with systems.inferq(redis_url, model_dir, MAX_BATCH_SIZE=1) as base:
             sweeps["inferq batch=1"] = _sweep(base, clients, seconds, bodies)
         drained = drain(redis_url, model_dir, images, count=1000 if quick else 5000, per_message=1)
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed_p50_ms_c1": round(seed[1].p50_ms, 2),
         "bulk_images_per_s": round(bulk_results[0].images_per_s),
         "bulk_png_images_per_s": round(bulk_results[1].images_per_s),
+        "client_images_per_s": round(client.images_per_s),
+        "client_vs_bulk": round(client.images_per_s / bulk_results[0].images_per_s, 2),
         "drain_messages_per_s": round(drained.messages_per_s),
         "drain_mean_batch": round(drained.mean_batch, 1),
     }
@@ -91,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.images_per_s:.0f} images/s ({result.wrong_labels} wrong labels)"
         for result in bulk_results
     ] + [
+        f"client (inferq score): {client.images} images in {client.seconds:.2f} s = {client.images_per_s:.0f} "
+        f"images/s beside bulk (idx) {bulk_results[0].images_per_s:.0f} images/s: "
+        f"{client.images_per_s / bulk_results[0].images_per_s:.0%} ({client.wrong_labels} wrong labels, "
+        f"{client.failed} failed)",
         f"drain: {drained.messages} one-image messages in {drained.seconds:.2f} s = "
         f"{drained.messages_per_s:.0f} messages/s, mean batch {drained.mean_batch:.1f}",
     ]
     print(report.table(sweeps, extras))
-    report.save({"when": stamp, "quick": quick, "sweeps": sweeps, "bulk": bulk_results, "drain": drained,
-                 "summary": summary}, RESULTS / f"{stamp}.json")
+    report.save({"when": stamp, "quick": quick, "sweeps": sweeps, "bulk": bulk_results, "client": client,
+                 "drain": drained, "summary": summary}, RESULTS / f"{stamp}.json")
     report.plot(sweeps, RESULTS / f"{stamp}.png")
     print(f"results: {RESULTS / stamp}.json, plot: {RESULTS / stamp}.png")
     print(json.dumps(summary))

@@ -1,0 +1,5 @@
+import sys
+
+from inferq.client.cli import main
+
+sys.exit(main())

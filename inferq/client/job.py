@@ -1,0 +1,87 @@
+"""A job the service has taken: its status, and its answers once done."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from inferq.client import routes
+from inferq.client.errors import HttpError, JobFailed, JobLost, NotDone
+from inferq.client.http import Transport
+
+DONE, FAILED = "done", "failed"
+#: Polling starts fast (a small job is answered in milliseconds) and slows to this.
+MAX_POLL_INTERVAL_S = 0.25
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """The model's answer for one image, named as the client named the image."""
+
+    filename: str
+    label: int
+    probabilities: list[float]
+    model_version: int | None
+
+    @classmethod
+    def from_result(cls, result: dict, filename: str | None = None) -> Answer:
+        return cls(filename if filename is not None else result.get("filename", ""), int(result["labels"][0]),
+                   result["probabilities"], result.get("model_version"))
+
+    def to_dict(self) -> dict:
+        """The API's own shape: ``{"filename", "labels": [d], "probabilities", "model_version"}``."""
+        return {"filename": self.filename, "labels": [self.label], "probabilities": self.probabilities,
+                "model_version": self.model_version}
+
+
+class Job:
+    def __init__(self, transport: Transport, job_id: str, location: str | None = None,
+                 names: list[str] | None = None) -> None:
+        self.transport = transport
+        self.job_id = job_id
+        self.location = routes.job(job_id, location)
+        #: The client's names for the job's images, in order; the service's filenames when None.
+        self.names = names
+
+    @classmethod
+    def at(cls, transport: Transport, location: str, names: list[str] | None = None) -> Job:
+        """The job whose record is at ``location`` (``/jobs/<id>``)."""
+        return cls(transport, location.rstrip("/").rsplit("/", 1)[-1], location, names)
+
+    def __repr__(self) -> str:
+        return f"Job({self.job_id!r})"
+
+    def status(self) -> dict:
+        """The service's record: ``{"job_id", "status", "images", ..., "result", "error"}``."""
+        try:
+            return self.transport.request("GET", self.location).json()
+        except HttpError as exc:
+            if exc.status == 404:
+                raise JobLost(self.job_id) from None
+            raise
+
+    def result(self) -> list[Answer]:
+        """The answers, in upload order; :class:`NotDone` if the job is not finished yet."""
+        return self._answers(self.status())
+
+    def wait(self, timeout_s: float | None = None) -> list[Answer]:
+        """The answers once the job is done; :class:`JobFailed` if it failed, :class:`NotDone` at the timeout."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        interval = 0.005
+        while True:
+            record = self.status()
+            if record["status"] in (DONE, FAILED):
+                return self._answers(record)
+            if deadline is not None and time.monotonic() + interval > deadline:
+                raise NotDone(self.job_id, record["status"])
+            self.transport.pause(interval)
+            interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
+
+    def _answers(self, record: dict) -> list[Answer]:
+        if record["status"] == FAILED:
+            raise JobFailed(self.job_id, record.get("error") or "no reason given")
+        if record["status"] != DONE:
+            raise NotDone(self.job_id, record["status"])
+        results = record["result"]["results"]
+        names = self.names if self.names is not None and len(self.names) == len(results) else [None] * len(results)
+        return [Answer.from_result(result, name) for result, name in zip(results, names, strict=True)]
