@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from inferq.client.cli import main
-from inferq.launcher import free_port
+from launcher.processes import free_port
 from tests.client.fake_service import numbered_images
 from tests.conftest import REPO, png_bytes
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from inferq.client import Client, HttpError, Interrupted, RetryPolicy, Unreachable
-from inferq.launcher import free_port
+from launcher.processes import free_port
 from tests.client.fake_service import DROP, numbered_images
 from tests.support.waiting import wait_for
 
