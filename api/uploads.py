@@ -4,8 +4,8 @@ Each ``image`` field is one image file (PNG, JPEG, GIF, BMP, WebP); each ``image
 file of many (IDX or .npy, see ``api.image_arrays``), whose images are named ``<file>#<index>``.
 Images keep the order of their fields, grouped by field name in the order each name first comes
 (werkzeug's form keeps each name's parts together): a request that mixes ``image`` and ``images``
-fields is answered all of the first name's images, then the other's. Filenames are the client's words, echoed back in answers and
-never used as paths.
+fields is answered all of the first name's images, then the other's. Filenames are the client's
+words, echoed back in answers and never used as paths.
 """
 
 from __future__ import annotations

@@ -101,9 +101,10 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict) -> En
 # them) and records it as unacknowledged exactly as kombu's QoS.append does: index scored by time,
 # hash of [message, exchange, routing key] by delivery tag. Then leaves each queue with one bell
 # per message (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers the
-# message, its queue and how many messages are left in all of them, or nil.
+# message, its queue, how many messages are left in all of them and how many in the first
+# ARGV[4] (the interactive ones), or nil.
 _CLAIM = """
-local n, max_bells = tonumber(ARGV[2]), tonumber(ARGV[3])
+local n, max_bells, first = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local raw, from = false, 0
 for i = 1, n do
   raw = redis.call('RPOP', KEYS[i])
@@ -112,10 +113,13 @@ for i = 1, n do
     break
   end
 end
-local left = 0
+local left, left_first = 0, 0
 for i = 1, n do
   local queued = redis.call('LLEN', KEYS[i])
   left = left + queued
+  if i <= first then
+    left_first = left_first + queued
+  end
   local want, bells = math.min(queued, max_bells), redis.call('LLEN', KEYS[n + i])
   if bells > want and want == 0 then
     redis.call('DEL', KEYS[n + i])
@@ -135,15 +139,16 @@ local info = properties['delivery_info']
 redis.call('ZADD', KEYS[2 * n + 1], ARGV[1], tag)
 redis.call('HSET', KEYS[2 * n + 2], tag,
   '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
-return {raw, KEYS[from], left}
+return {raw, KEYS[from], left, left_first}
 """
 
 #: Bells a queue keeps at most: enough to wake every idle worker; a busy one claims without one.
 MAX_BELLS = 256
 
 #: Where a claimed message's ``delivery_info`` tells how many messages are left in the queues it
-#: was claimed from.
+#: was claimed from, and how many of those are interactive.
 QUEUE_LENGTH = "queue_length"
+INTERACTIVE_LEFT = "interactive_left"
 
 
 def bell(queue: str) -> str:
@@ -195,7 +200,8 @@ class Channel(kombu_redis.Channel):
 
     def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
         keys = [*queues, *map(bell, queues), self.unacked_index_key, self.unacked_key]
-        return keys, [time.time(), len(queues), MAX_BELLS]
+        interactive = sum(priorities.rank(queue) == 0 for queue in queues)
+        return keys, [time.time(), len(queues), MAX_BELLS, interactive]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix or list(self.priority_steps) != [0]:
@@ -236,11 +242,11 @@ class Channel(kombu_redis.Channel):
         if claimed is None:
             self._left = 0
             raise Empty()  # nothing came, or a worker beside us took it first
-        raw, queue, left = claimed
+        raw, queue, left, interactive_left = claimed
         queue = queue.decode() if isinstance(queue, bytes) else queue
         self._left = left
         payload = loads(raw)
-        payload["properties"]["delivery_info"][QUEUE_LENGTH] = left
+        payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
         self._queue_cycle.rotate(queue)
         self.claims_unacked = True
         try:

@@ -10,7 +10,10 @@ run, whichever comes first:
 - ``max_wait_s`` after its first message came, unless more messages are already queued then: the
   wait is for new work to arrive, and work that is already there is taken until the batch is full.
   Under a saturated queue that keeps batches full (a consumer fetches each message on its own,
-  a millisecond or two apiece), at the cost of the first message waiting while the rest are fetched.
+  a millisecond or two apiece), at the cost of the first message waiting while the rest are fetched;
+- as soon as it holds interactive work and no more interactive work is queued: interactive work
+  does not wait to be topped up with bulk work (``inferq.priorities``), whose batches are the
+  large and slow ones.
 
 The queue is looked at (one LLEN) when a batch starts and again only once every message seen at
 the last look has come in, so under load, when the queue is long, it is rarely asked.
@@ -39,7 +42,8 @@ from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
-from inferq.broker import QUEUE_LENGTH
+from inferq import priorities
+from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class ImageBatches(Batches):
     def __init__(self) -> None:
         super().__init__()
         self._images = 0
+        self._interactive = False
         self._expected = 0
         self._deadline: Any = None
 
@@ -85,13 +90,19 @@ class ImageBatches(Batches):
         def buffer_and_maybe_flush(message: Any, *args: Any, **kwargs: Any) -> None:
             buffer_message(message, *args, **kwargs)
             self._images += int(message.headers.get(IMAGES_HEADER, 1))
-            if self._images >= self.max_images or self._nothing_more_queued(message):
+            self._interactive = self._interactive or self._is_interactive(message)
+            if (self._images >= self.max_images or self._nothing_more_queued(message)
+                    or (self._interactive and message.delivery_info.get(INTERACTIVE_LEFT) == 0)):
                 self._do_flush()
             elif self._deadline is None:
                 # Only a batch that waits needs a timer: at low load none is set and cancelled per batch.
                 self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
 
         return buffer_and_maybe_flush
+
+    @staticmethod
+    def _is_interactive(message: Any) -> bool:
+        return priorities.rank(message.delivery_info.get("routing_key") or "") == 0
 
     def _nothing_more_queued(self, message: Any) -> bool:
         told = message.delivery_info.get(QUEUE_LENGTH)
@@ -123,6 +134,7 @@ class ImageBatches(Batches):
             self._deadline.cancel()
             self._deadline = None
         self._images = 0
+        self._interactive = False
         # What was counted at the last look may have gone to other workers: look again next batch.
         self._expected = 0
         super()._do_flush()

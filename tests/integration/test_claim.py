@@ -23,14 +23,16 @@ def push(client: redis.Redis, queue: str, body: str, *, ring: bool = True) -> En
     return envelope
 
 
-def take(redis_url: str, count: int, timeout_s: float = 5) -> list[tuple[str, str, dict]]:
-    """Claim ``count`` messages from both queues as a worker does: (queue, body, unacked hash) each."""
-    taken: list[tuple[str, str, dict]] = []
+def take(redis_url: str, count: int, timeout_s: float = 5) -> list[tuple[str, str, dict, dict]]:
+    """Claim ``count`` messages from both queues as a worker does: (queue, body, unacked hash,
+    delivery info) each."""
+    taken: list[tuple[str, str, dict, dict]] = []
     client = redis.Redis.from_url(redis_url)
 
     def on_message(body: object, message) -> None:
         unacked = {tag.decode(): json.loads(value) for tag, value in client.hgetall("unacked").items()}
-        taken.append((message.delivery_info["routing_key"], json.loads(message.body)[0][0], unacked))
+        taken.append((message.delivery_info["routing_key"], json.loads(message.body)[0][0], unacked,
+                      message.delivery_info))
         message.ack()
 
     options = {"priority_steps": [0], "body_encoding": None}
@@ -51,8 +53,11 @@ def test_interactive_messages_are_taken_before_bulk_ones_queued_earlier(redis_ur
     push(client, INTERACTIVE, "interactive-0")
     push(client, INTERACTIVE, "interactive-1")
     taken = take(redis_url, 5)
-    assert [body for _, body, _ in taken] == ["interactive-0", "interactive-1", "bulk-0", "bulk-1", "bulk-2"]
-    assert [queue for queue, _, _ in taken] == [INTERACTIVE, INTERACTIVE, BULK, BULK, BULK]
+    assert [body for _, body, _, _ in taken] == ["interactive-0", "interactive-1", "bulk-0", "bulk-1", "bulk-2"]
+    assert [queue for queue, _, _, _ in taken] == [INTERACTIVE, INTERACTIVE, BULK, BULK, BULK]
+    # What is left behind each, in all and of the interactive kind: what the batcher decides on.
+    assert [(info[broker.QUEUE_LENGTH], info[broker.INTERACTIVE_LEFT]) for *_, info in taken] == [
+        (4, 1), (3, 0), (2, 0), (1, 0), (0, 0)]
     assert client.llen(INTERACTIVE) == client.llen(BULK) == 0
     assert client.llen(bell(INTERACTIVE)) == client.llen(bell(BULK)) == 0
 
@@ -60,7 +65,7 @@ def test_interactive_messages_are_taken_before_bulk_ones_queued_earlier(redis_ur
 def test_each_message_is_recorded_as_unacknowledged_before_it_is_handed_over(redis_url):
     client = redis.Redis.from_url(redis_url)
     pushed = push(client, BULK, "only")
-    [(_, _, unacked)] = take(redis_url, 1)
+    [(_, _, unacked, _)] = take(redis_url, 1)
     tag = json.loads(pushed.raw)["properties"]["delivery_tag"]
     assert unacked[tag][0] == json.loads(pushed.raw) and unacked[tag][1:] == ["", BULK]
     assert client.hlen("unacked") == 0  # acknowledged since
@@ -72,7 +77,7 @@ def test_a_message_without_a_bell_is_taken_at_the_wait_timeout_and_given_bells(r
     for n in range(3):
         push(client, BULK, f"restored-{n}", ring=False)
     taken = take(redis_url, 3)
-    assert [body for _, body, _ in taken] == ["restored-0", "restored-1", "restored-2"]
+    assert [body for _, body, _, _ in taken] == ["restored-0", "restored-1", "restored-2"]
     assert client.llen(BULK) == 0 and client.llen(bell(BULK)) == 0
 
 

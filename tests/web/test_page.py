@@ -51,7 +51,7 @@ def system(tmp_path_factory, own_redis_url: str) -> Iterator[str]:
     build_shape_model(root / "models", 1)
     worker = WorkerProcess(worker_env(own_redis_url, root / "models", QUEUE), root / "worker.log")
     try:
-        app = create_app(Settings(own_redis_url=own_redis_url, queue_name=QUEUE, heartbeat_interval_s=0.5, api_key=KEY))
+        app = create_app(Settings(redis_url=own_redis_url, queue_name=QUEUE, heartbeat_interval_s=0.5, api_key=KEY))
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -6,7 +6,7 @@ import pytest
 import redis
 from celery_batches import Batches
 
-from inferq.broker import QUEUE_LENGTH
+from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER
 from worker.image_batches import BATCH_DONE, ImageBatches
 
@@ -46,9 +46,12 @@ def batches(monkeypatch, flushes):
     task.timer = Timer()
     handle = task.Strategy(task, None, SimpleNamespace(timer=task.timer))
 
-    def deliver(images: int, queue_length: int | None = None) -> bool:
+    def deliver(images: int, queue_length: int | None = None, *, queue: str = "inferq",
+                interactive_left: int | None = None) -> bool:
         before = len(flushes)
-        delivery_info = {} if queue_length is None else {QUEUE_LENGTH: queue_length}
+        delivery_info = {"routing_key": queue}
+        if queue_length is not None:
+            delivery_info.update({QUEUE_LENGTH: queue_length, INTERACTIVE_LEFT: interactive_left})
         handle(SimpleNamespace(headers={IMAGES_HEADER: images}, delivery_info=delivery_info), None, None, None, set())
         return len(flushes) > before
 
@@ -160,3 +163,24 @@ def test_messages_are_acked_once_their_batch_ran_else_delivered_again(monkeypatc
     requests = [Request(), Request()]
     task.flush(requests)
     assert all(r.acked == acked and r.requeued == (not acked) for r in requests)
+
+
+def test_interactive_work_runs_once_no_more_is_queued_without_waiting_for_the_bulk_backlog(batches):
+    task, deliver = batches
+    task.backlog = []  # the claim tells the lengths
+    assert not deliver(1, queue_length=40, interactive_left=1)  # more interactive work is coming
+    assert deliver(1, queue_length=39, interactive_left=0)  # the rest is bulk: run now
+
+
+def test_bulk_work_behind_a_backlog_still_fills_its_batch(batches):
+    task, deliver = batches
+    task.backlog = []
+    assert not deliver(3, queue_length=40, queue="inferq.bulk", interactive_left=0)
+    assert deliver(5, queue_length=39, queue="inferq.bulk", interactive_left=0)  # full: 8 images
+
+
+def test_a_batch_that_took_interactive_work_behind_bulk_runs_when_that_is_all(batches):
+    task, deliver = batches
+    task.backlog = []
+    assert not deliver(2, queue_length=40, queue="inferq.bulk", interactive_left=1)
+    assert deliver(1, queue_length=39, interactive_left=0)
