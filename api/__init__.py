@@ -23,6 +23,7 @@ from api.submitter import Submitter
 from api.task_messages import TaskMessages
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
+from inferq.priorities import PRIORITIES
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
@@ -41,15 +42,18 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json = OrjsonProvider(app)
 
     client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
-    store = store or JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+    store = store or JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
     task_messages = TaskMessages(make_celery(settings), settings.queue_name)
-    submitter = Submitter(task_messages, store, max_images_per_message=settings.max_batch_size)
+    submitters = {
+        priority: Submitter(task_messages, store, priority=priority, max_images_per_message=settings.max_batch_size)
+        for priority in PRIORITIES
+    }
     replies = ReplyListener(store)
-    metrics = ApiMetrics(store, workers)
+    metrics = ApiMetrics(store, workers, settings.model_name)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
-        queue=InferenceQueue(store, submitter, replies, sync_timeout_s=settings.sync_timeout_s),
+        queue=InferenceQueue(store, submitters, replies, sync_timeout_s=settings.sync_timeout_s),
         workers=workers,
         metrics=metrics,
         replies=replies,

@@ -57,11 +57,13 @@ def status() -> Response:
     rt = runtime()
     serving = _serving_workers()
     queued = rt.queue.queued_images()
+    limits = rt.queue.depth_limits
     return jsonify({
         "ready": bool(serving),
         "workers": len(serving),
         "model_versions": sorted({worker.model_version for worker in serving}),
-        "queued_images": queued,
+        "queued_images": sum(queued.values()),
+        "lanes": {priority: {"queued_images": queued[priority], "limit": limits[priority]} for priority in queued},
         "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in serving},
     })
 

@@ -1,7 +1,8 @@
 """Recognising uploads: ``POST /recognize`` waits for the answer, ``POST /jobs`` queues a job to poll.
 
-The original Go server's answer is kept: one image gives ``{"filename": ..., "labels": [digit], ...}``; several
-give ``{"results": [one such object per image, in upload order]}``.
+The original Go server's answer is kept: one image gives ``{"filename": ..., "labels": [digit], ...}``;
+several give ``{"results": [one such object per image, in upload order]}``. ``/recognize`` is
+interactive work and ``/jobs`` bulk work unless the request says otherwise (``api.scheduling``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from flask import Blueprint, Response, jsonify, request, url_for
 
 from api.errors import ApiError
 from api.runtime import runtime
+from api.scheduling import from_request
 from api.uploads import read_upload
-from inferq.jobs import FAILED, Outcome
+from inferq.jobs import DONE, FAILED, Outcome
 from inferq.messages import ImageResult
+from inferq.priorities import BULK, INTERACTIVE
 
 blueprint = Blueprint("images", __name__)
 
@@ -21,7 +24,9 @@ blueprint = Blueprint("images", __name__)
 def recognize() -> Response:
     rt = runtime()
     upload = read_upload(request, rt.settings)
-    submitted = rt.queue.submit(upload.filenames, upload.pixels, reply=True)
+    scheduling = from_request(request, INTERACTIVE)
+    submitted = rt.queue.submit(upload.filenames, upload.pixels, reply=True, priority=scheduling.priority,
+                                timeout_s=scheduling.timeout_s)
     rt.metrics.images_accepted.inc(len(upload.filenames))
     outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
@@ -35,10 +40,13 @@ def recognize() -> Response:
 def create_job() -> tuple[Response, int, dict[str, str]]:
     rt = runtime()
     upload = read_upload(request, rt.settings)
-    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False).job_id
+    scheduling = from_request(request, BULK)
+    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False, priority=scheduling.priority,
+                             timeout_s=scheduling.timeout_s).job_id
     rt.metrics.images_accepted.inc(len(upload.filenames))
     location = url_for("images.get_job", job_id=job_id)
-    body = {"job_id": job_id, "status": "queued", "images": len(upload.filenames), "location": location}
+    body = {"job_id": job_id, "status": "queued", "priority": scheduling.priority, "images": len(upload.filenames),
+            "location": location}
     return jsonify(body), 202, {"Location": location}
 
 
@@ -48,6 +56,7 @@ def get_job(job_id: str) -> Response:
     body: dict[str, object] = {
         "job_id": record.job_id,
         "status": record.status,
+        "priority": record.priority,
         "images": len(record.filenames),
         "created_at": record.created_at,
         "started_at": record.started_at,
@@ -56,7 +65,7 @@ def get_job(job_id: str) -> Response:
         "error": None,
     }
     if record.outcome is not None:
-        if record.outcome.status == FAILED:
+        if record.outcome.status != DONE:
             body["error"] = record.outcome.error
         else:
             body["result"] = {"results": image_answers(record.filenames, record.outcome)}

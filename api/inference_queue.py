@@ -8,51 +8,67 @@ rendered as a 503 by ``api.errors``.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from api.errors import ApiError
 from api.replies import ReplyListener, Waiter
 from api.submitter import Submitter
 from inferq import messages
-from inferq.jobs import JobRecord, JobStore, Outcome
+from inferq.jobs import EXPIRED, JobRecord, JobStore, Outcome
 
 
 class Submitted:
     """A job in the queue; :meth:`InferenceQueue.wait` gives its outcome if it was sent to be waited on."""
 
-    def __init__(self, job_id: str, waiter: Waiter | None) -> None:
+    def __init__(self, job_id: str, waiter: Waiter | None, wait_s: float | None) -> None:
         self.job_id = job_id
         self.waiter = waiter
+        #: How long the job is worth waiting for: past that it is not run.
+        self.wait_s = wait_s
 
 
 class InferenceQueue:
-    def __init__(self, store: JobStore, submitter: Submitter, replies: ReplyListener, *,
+    def __init__(self, store: JobStore, submitters: Mapping[str, Submitter], replies: ReplyListener, *,
                  sync_timeout_s: float) -> None:
+        """``submitters``: one per priority."""
         self._store = store
-        self._submitter = submitter
+        self._submitters = dict(submitters)
         self._replies = replies
         self._sync_timeout_s = sync_timeout_s
 
-    def submit(self, filenames: Sequence[str], pixels: bytes, *, reply: bool) -> Submitted:
-        """Queue one job of ``len(filenames)`` images, to be waited on if ``reply``."""
+    def submit(self, filenames: Sequence[str], pixels: bytes, *, reply: bool, priority: str,
+               timeout_s: float | None = None) -> Submitted:
+        """Queue one job of ``len(filenames)`` images, to be waited on if ``reply``.
+
+        The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
+        wait (SYNC_TIMEOUT_S) is over: nobody would read its answer.
+        """
         job_id = str(uuid.uuid4())
+        limits = [limit for limit in (timeout_s, self._sync_timeout_s if reply else None) if limit is not None]
+        wait_s = min(limits) if limits else None
+        now = time.time()
         waiter = self._replies.expect(job_id) if reply else None
-        job = messages.JobInput(job_id, pixels, self._replies.name if reply else None)
+        job = messages.JobInput(job_id, pixels, self._replies.name if reply else None, priority,
+                                None if wait_s is None else now + wait_s, now)
         try:
-            self._submitter.submit(job, filenames)
+            self._submitters[priority].submit(job, filenames)
         except BaseException:
             self._replies.forget(job_id)
             raise
-        return Submitted(job_id, waiter)
+        return Submitted(job_id, waiter, wait_s)
 
     def wait(self, submitted: Submitted) -> Outcome:
-        assert submitted.waiter is not None, "a job submitted without reply has nobody to wait for it"
-        outcome = submitted.waiter.wait(self._sync_timeout_s)
+        """The job's outcome, done or failed; a 504 when it did not come in time or expired."""
+        assert submitted.waiter is not None and submitted.wait_s is not None, "nobody waits for this job"
+        outcome = submitted.waiter.wait(submitted.wait_s)
         if outcome is None:
             self._replies.forget(submitted.job_id)
-            raise ApiError(504, f"no answer within {self._sync_timeout_s:g} s; the job goes on, "
-                                f"poll GET /jobs/{submitted.job_id}", job_id=submitted.job_id)
+            raise ApiError(504, f"no answer within {submitted.wait_s:g} s; poll GET /jobs/{submitted.job_id} "
+                                "for how the job ended", job_id=submitted.job_id)
+        if outcome.status == EXPIRED:
+            raise ApiError(504, f"no answer within {submitted.wait_s:g} s: {outcome.error}", job_id=submitted.job_id)
         return outcome
 
     def job(self, job_id: str) -> JobRecord:
@@ -60,11 +76,16 @@ class InferenceQueue:
             raise ApiError(404, f"no job {job_id!r}: job ids are UUIDs")
         record = self._store.get(job_id)
         if record is None:
-            raise ApiError(404, f"no job {job_id}: unknown, or expired")
+            raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
         return record
 
-    def queued_images(self) -> int:
+    def queued_images(self) -> dict[str, int]:
+        """Images admitted and not yet answered, by priority."""
         return self._store.queued_images()
+
+    @property
+    def depth_limits(self) -> dict[str, int]:
+        return self._store.depth_limits
 
 
 def _is_job_id(text: str) -> bool:

@@ -24,8 +24,10 @@ from flask import Blueprint, Response, jsonify, request
 from api import tensors
 from api.errors import ApiError, error_response
 from api.runtime import runtime
+from api.scheduling import from_request, triton_timeout_s
 from api.tensors import Answer, Served, json_object, numbers, pixels, served_model
 from inferq.model_spec import TensorSpec
+from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("kserve", __name__)
 
@@ -38,7 +40,7 @@ _INPUT_TYPES = ("FP32", "UINT8")
 @blueprint.get("/v2")
 def server_metadata() -> Response:
     return jsonify({"name": "inferq", "version": importlib.metadata.version("inferq"),
-                    "extensions": ["binary_tensor_data"]})
+                    "extensions": ["binary_tensor_data", "schedule_policy"]})
 
 
 @blueprint.get("/v2/health/live")
@@ -89,7 +91,10 @@ def infer(name: str, version: int | None = None) -> Response:
     body = json_object(header, "the inference request")
     images = _input(body.get("inputs"), binary, served.input)
     wanted = _outputs(body, served)
-    answer = tensors.infer(images, served, [tensor for tensor, _ in wanted])
+    parameters = _parameters(body, "the request")
+    scheduling = from_request(request, INTERACTIVE, priority=parameters.get("priority"),
+                              timeout_s=triton_timeout_s(parameters.get("timeout")))
+    answer = tensors.infer(images, served, [tensor for tensor, _ in wanted], scheduling)
     return _response(name, answer, wanted, body.get("id"))
 
 

@@ -27,7 +27,7 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.
 
 
 class ApiMetrics:
-    def __init__(self, store: JobStore, workers: WorkerRegistry) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, model_name: str) -> None:
         self._own = CollectorRegistry()
         self.requests = Counter(
             "inferq_http_requests", "HTTP requests by route, method and status.",
@@ -40,7 +40,7 @@ class ApiMetrics:
         self.images_accepted = Counter(
             "inferq_images_accepted", "Images admitted to the queue.", registry=self._own,
         )
-        self._system = _SystemCollector(store, workers)
+        self._system = _SystemCollector(store, workers, model_name)
         self._own.register(self._system)
 
     def render(self) -> bytes:
@@ -56,9 +56,10 @@ class ApiMetrics:
 class _SystemCollector:
     """What Redis knows at scrape time: queue depth, live workers and their summed metrics."""
 
-    def __init__(self, store: JobStore, workers: WorkerRegistry) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, model_name: str) -> None:
         self._store = store
         self._workers = workers
+        self._model_name = model_name
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -69,6 +70,10 @@ class _SystemCollector:
             yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 0)
             return
         yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 1)
-        yield GaugeMetricFamily("inferq_queue_images", "Images admitted and not yet answered.", depth)
+        queued = GaugeMetricFamily("inferq_queue_images", "Images admitted and not yet answered.",
+                                   labels=["model", "priority"])
+        for priority, images in depth.items():
+            queued.add_metric([self._model_name, priority], images)
+        yield queued
         yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
         yield from merge(worker.metrics for worker in live)

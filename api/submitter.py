@@ -26,6 +26,7 @@ import redis
 
 from api.task_messages import TaskMessages
 from inferq import messages
+from inferq.broker import Envelope
 from inferq.jobs import JobStore, QueueFull
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,11 @@ class _Pending:
 
 
 class Submitter:
-    def __init__(self, task_messages: TaskMessages, store: JobStore, *, max_images_per_message: int,
+    def __init__(self, task_messages: TaskMessages, store: JobStore, *, priority: str, max_images_per_message: int,
                  send_timeout_s: float = 15.0) -> None:
+        """Sends jobs of one ``priority``: a message goes on that priority's queue."""
         self._messages = task_messages
+        self._priority = priority
         self._store = store
         self._max_images = max_images_per_message
         self._timeout = send_timeout_s
@@ -113,7 +116,7 @@ class Submitter:
         # One round trip: the job store admits the jobs and pushes their message if all of them fit.
         try:
             refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                         enqueue=self._messages.envelope([pending.job for pending in batch]))
+                                         priority=self._priority, enqueue=self._envelope(batch))
         except redis.RedisError as exc:  # nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return
@@ -124,21 +127,25 @@ class Submitter:
         # Some did not fit, so nothing was pushed: those that did go in a message of their own.
         for pending, depth in zip(batch, refusals, strict=True):
             if depth is not None:
-                self._release([pending], QueueFull(depth))
+                self._release([pending], QueueFull(self._priority, depth))
         if admitted:
             self._release(admitted, self._enqueue(admitted))
 
     def _enqueue(self, admitted: list[_Pending]) -> Exception | None:
         try:
-            self._store.enqueue(self._messages.envelope([pending.job for pending in admitted]))
+            self._store.enqueue(self._envelope(admitted))
         except redis.RedisError as exc:
             log.warning("could not queue %d admitted jobs: %s", len(admitted), exc)
             try:
-                self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted})
+                self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted},
+                                     priority=self._priority)
             except redis.RedisError as withdraw_error:
                 log.warning("could not withdraw the %d jobs either: %s", len(admitted), withdraw_error)
             return SendFailed(str(exc))
         return None
+
+    def _envelope(self, batch: list[_Pending]) -> Envelope:
+        return self._messages.envelope([pending.job for pending in batch], self._priority)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:

@@ -13,21 +13,22 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from inferq import broker, messages
+from inferq import broker, messages, priorities
 
 
 class TaskMessages:
     def __init__(self, celery: Celery, queue: str) -> None:
         self._celery = celery
+        #: The base name of the queues, one a priority (``inferq.priorities.queue``).
         self._queue = queue
 
-    def envelope(self, jobs: Sequence[messages.JobInput]) -> broker.Envelope:
-        """The task message carrying ``jobs``, and the list it goes on."""
+    def envelope(self, jobs: Sequence[messages.JobInput], priority: str) -> broker.Envelope:
+        """The task message carrying ``jobs``, of ``priority``, and the queue it goes on."""
         task_id = str(uuid.uuid4())
         images = messages.image_count(jobs)
         # What Celery's logs and Flower show for a message, instead of its pixels.
         description = f"<{len(jobs)} jobs, {images} images>"
         message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[messages.encode(jobs)],
                                                argsrepr=description, ignore_result=True)
-        return broker.envelope(self._queue, message.body, properties=message.properties,
+        return broker.envelope(priorities.queue(self._queue, priority), message.body, properties=message.properties,
                                headers={**message.headers, messages.IMAGES_HEADER: images})

@@ -18,6 +18,7 @@ import numpy as np
 
 from api.errors import ApiError, unavailable
 from api.runtime import runtime
+from api.scheduling import Scheduling
 from inferq import model_contract as contract
 from inferq.jobs import FAILED
 from inferq.messages import ImageResult
@@ -129,10 +130,11 @@ class Answer:
     values: dict[str, list]
 
 
-def infer(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec]) -> Answer:
+def infer(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec], scheduling: Scheduling) -> Answer:
     """Queue uint8 ``[N, 784]`` images as one job, as ``/recognize`` does, and wait for the answer."""
     rt = runtime()
-    submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True)
+    submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True, priority=scheduling.priority,
+                                timeout_s=scheduling.timeout_s)
     rt.metrics.images_accepted.inc(len(images))
     outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:

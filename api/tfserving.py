@@ -14,9 +14,11 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from api.errors import ApiError
+from api.scheduling import from_request
 from api.tensors import images, infer, json_object, served_model
 from inferq import model_contract as contract
 from inferq.model_spec import TensorSpec
+from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("tfserving", __name__)
 
@@ -80,11 +82,14 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
     if ("instances" in body) == ("inputs" in body):
         raise ApiError(400, "send either 'instances' (row format) or 'inputs' (column format), one of them")
     input_name, outputs = served.input.name, served.spec.outputs
+    scheduling = from_request(request, INTERACTIVE)
     if "instances" in body:
-        columns = infer(images(_instances(body["instances"], input_name), "instances"), served, outputs).values
+        columns = infer(images(_instances(body["instances"], input_name), "instances"), served, outputs,
+                        scheduling).values
         rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         return jsonify({"predictions": _unnamed_if_one(columns, rows)})
-    columns = infer(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs).values
+    columns = infer(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs,
+                    scheduling).values
     return jsonify({"outputs": _unnamed_if_one(columns, columns)})
 
 

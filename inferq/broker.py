@@ -8,20 +8,20 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
 - **Taking a message.** kombu takes a message with BRPOP, which removes it from the queue, and
   only then records it as unacknowledged (the ``unacked`` hash, from which messages of dead workers
   are restored after the visibility timeout). A worker killed between the two loses the message.
-  This channel waits with BLMOVE from the queue onto itself, which blocks until a message is there
-  but leaves the list as it was, then takes the message and records it in one Lua script, so a
-  message is always in the queue or in the unacked hash. Both commands go to Redis in one write
-  and Redis runs the script the moment BLMOVE returns: one round trip a message, as with BRPOP.
-  The script also tells how many messages are still queued behind this one
+  This channel takes the message and records it in one Lua script, so a message is always in a
+  queue or in the unacked hash, from any number of queues, interactive ones first
+  (``inferq.priorities``). An idle worker waits on the queues' bells (a list beside each queue,
+  one item a message) with BLPOP, which takes no message; the claim goes to Redis in the same
+  write and runs the moment BLPOP returns: one round trip a message, as with BRPOP. Only Redis
+  2.0's commands are used. The script also tells how many messages are left behind this one
   (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
-  It applies to a channel consuming one queue with one priority level, as inferq's workers do;
-  anything else falls back to kombu's own way.
 - **Clients.** kombu builds a new ``redis.Redis`` for every ack and bookkeeping call, and redis-py
   fills its response-callback table in each client's constructor. The clients share one
   connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
   (after a fork).
 - **Messages the API pushes itself.** :func:`envelope` lays out a task message as this transport
-  keeps it in Redis, so that the API can push it in the same Lua script that admits its jobs.
+  keeps it in Redis, so that the API can push it, with its bell, in the same Lua script that
+  admits its jobs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from kombu.serialization import dumps as serialize
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import loads
+
+from inferq import priorities
 
 #: The kombu versions this module was written and tested for.
 TESTED_KOMBU = ("5.7.0",)
@@ -95,25 +97,58 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict) -> En
     return Envelope(queue, orjson.dumps(message).decode())
 
 
-# Pops the message BLMOVE saw (or another, if a worker beside us was faster) and records it as
-# unacknowledged exactly as kombu's QoS.append does: index scored by time, hash of
-# [message, exchange, routing key] by delivery tag. Answers the message and the queue's length.
+# Takes the oldest message of the first queue that has one (KEYS[1..n], in the order to take
+# them) and records it as unacknowledged exactly as kombu's QoS.append does: index scored by time,
+# hash of [message, exchange, routing key] by delivery tag. Then leaves each queue with one bell
+# per message (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers the
+# message, its queue and how many messages are left in all of them, or nil.
 _CLAIM = """
-local raw = redis.call('RPOP', KEYS[1])
+local n, max_bells = tonumber(ARGV[2]), tonumber(ARGV[3])
+local raw, from = false, 0
+for i = 1, n do
+  raw = redis.call('RPOP', KEYS[i])
+  if raw then
+    from = i
+    break
+  end
+end
+local left = 0
+for i = 1, n do
+  local queued = redis.call('LLEN', KEYS[i])
+  left = left + queued
+  local want, bells = math.min(queued, max_bells), redis.call('LLEN', KEYS[n + i])
+  if bells > want and want == 0 then
+    redis.call('DEL', KEYS[n + i])
+  elseif bells > want then
+    redis.call('LTRIM', KEYS[n + i], 0, want - 1)
+  end
+  for _ = bells + 1, want do
+    redis.call('LPUSH', KEYS[n + i], 1)
+  end
+end
 if not raw then
   return false
 end
 local properties = cjson.decode(raw)['properties']
 local tag = properties['delivery_tag']
 local info = properties['delivery_info']
-redis.call('ZADD', KEYS[2], ARGV[1], tag)
-redis.call('HSET', KEYS[3], tag,
+redis.call('ZADD', KEYS[2 * n + 1], ARGV[1], tag)
+redis.call('HSET', KEYS[2 * n + 2], tag,
   '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
-return {raw, redis.call('LLEN', KEYS[1])}
+return {raw, KEYS[from], left}
 """
 
-#: Where a claimed message's ``delivery_info`` tells the queue's length after it was taken.
+#: Bells a queue keeps at most: enough to wake every idle worker; a busy one claims without one.
+MAX_BELLS = 256
+
+#: Where a claimed message's ``delivery_info`` tells how many messages are left in the queues it
+#: was claimed from.
 QUEUE_LENGTH = "queue_length"
+
+
+def bell(queue: str) -> str:
+    """The list an idle worker waits on for ``queue``: one item a message pushed by inferq."""
+    return f"{queue}:bell"
 
 
 class QoS(kombu_redis.QoS):
@@ -126,12 +161,24 @@ class QoS(kombu_redis.QoS):
 
 
 class Channel(kombu_redis.Channel):
+    """Takes messages with the claim script, from any number of queues, interactive ones first.
+
+    Waiting: while the last claim left messages behind, the next claim is sent at once. Otherwise
+    the channel blocks with BLPOP on the queues' bells, which the API pushes with each message,
+    and sends the claim in the same write; Redis runs it the moment BLPOP returns, woken or timed
+    out. A message pushed without a bell (kombu restoring one whose worker died, another
+    producer) is claimed at the next timeout at the latest, and the claim gives it a bell.
+    """
+
     QoS = QoS
     _shared_client: redis.Redis | None = None
     _claim_script: redis.commands.core.Script | None = None
     #: Whether the message being delivered was recorded as unacknowledged when it was taken.
     claims_unacked = False
-    _waiting_on: str | None = None
+    _claiming: list[str] | None = None
+    _waited = False
+    #: Messages left in the queues at the last claim.
+    _left = 0
 
     def _create_client(self, asynchronous: bool = False) -> redis.Redis:
         if asynchronous:
@@ -146,48 +193,54 @@ class Channel(kombu_redis.Channel):
         assert self._claim_script is not None
         return self._claim_script
 
-    def _claim_keys(self, queue: str) -> list[str]:
-        return [queue, self.unacked_index_key, self.unacked_key]
+    def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
+        keys = [*queues, *map(bell, queues), self.unacked_index_key, self.unacked_key]
+        return keys, [time.time(), len(queues), MAX_BELLS]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        queues = self._queue_cycle.consume(len(self.active_queues))
-        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        if len(keys) != 1 or self.global_keyprefix:
-            self._waiting_on = None
-            return super()._brpop_start(timeout)
-        queue = self._waiting_on = keys[0]
+        if self.global_keyprefix or list(self.priority_steps) != [0]:
+            raise RuntimeError("inferq's broker takes messages from plain queues only: no global_keyprefix, "
+                               "priority_steps [0]")
+        # Interactive queues first; among equals, kombu's round robin.
+        queues = sorted(self._queue_cycle.consume(len(self.active_queues)), key=priorities.rank)
+        self._claiming = queues
+        self._waited = self._left == 0
         connection = self._in_poll = self.client.connection
-        # The claim is scored with the time it was sent, at most the BLMOVE timeout before the
-        # message came: it is restored that much sooner than the visibility timeout says.
-        connection.send_packed_command(connection.pack_commands([
-            ("BLMOVE", queue, queue, "RIGHT", "RIGHT", self.brpop_timeout if timeout is None else timeout),
-            ("EVALSHA", self._claim().sha, 3, *self._claim_keys(queue), time.time()),
-        ]))
+        keys, args = self._claim_call(queues)
+        commands: list[tuple] = [("EVALSHA", self._claim().sha, len(keys), *keys, *args)]
+        if self._waited:
+            wait_s = self.brpop_timeout if timeout is None else timeout
+            commands.insert(0, ("BLPOP", *map(bell, queues), wait_s))
+        connection.send_packed_command(connection.pack_commands(commands))
 
     def _brpop_read(self, **options: object) -> bool:
-        queue = self._waiting_on
-        if queue is None:
-            return super()._brpop_read(**options)
+        queues = self._claiming
+        assert queues is not None, "a claim is read only after one was sent"
         connection = self.client.connection
         try:
             try:
-                seen = self.client.parse_response(connection, "BLMOVE", **options)
+                if self._waited:
+                    self.client.parse_response(connection, "BLPOP", **options)
                 try:
                     claimed = self.client.parse_response(connection, "EVALSHA")
                 except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, claim
-                    claimed = self._claim()(keys=self._claim_keys(queue), args=[time.time()]) if seen else None
+                    keys, args = self._claim_call(queues)
+                    claimed = self._claim()(keys=keys, args=args)
             except self.connection_errors:
                 connection.disconnect()
                 raise
         finally:
             self._in_poll = None
-            self._waiting_on = None
+            self._claiming = None
             self._flush_brpop_reauth()
         if claimed is None:
+            self._left = 0
             raise Empty()  # nothing came, or a worker beside us took it first
-        raw, queue_length = claimed
+        raw, queue, left = claimed
+        queue = queue.decode() if isinstance(queue, bytes) else queue
+        self._left = left
         payload = loads(raw)
-        payload["properties"]["delivery_info"][QUEUE_LENGTH] = queue_length
+        payload["properties"]["delivery_info"][QUEUE_LENGTH] = left
         self._queue_cycle.rotate(queue)
         self.claims_unacked = True
         try:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from celery import Celery
 from kombu import Queue
 
-from inferq import broker
+from inferq import broker, priorities
 from inferq.messages import TASK_NAME
 from inferq.settings import Settings
 
@@ -41,7 +41,8 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        task_queues=[Queue(settings.queue_name)],
+        # One queue a priority; a worker consumes them all (and takes interactive work first).
+        task_queues=[Queue(queue) for queue in priorities.queues(settings.queue_name)],
         task_default_queue=settings.queue_name,
         task_routes={TASK_NAME: {"queue": settings.queue_name}},
         # Outcomes go to the job store, a batch at a time, not to the result backend.

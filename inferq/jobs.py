@@ -1,10 +1,11 @@
 """The job store: each job's status and outcome in Redis, written by the API and the workers.
 
-A job is one request's images. The API admits jobs (``queued``; each refused that would take the
-queue past MAX_QUEUE_DEPTH images), a worker marks them ``running`` when their batch starts and
-``done`` or ``failed`` when it ends, and the first outcome written is final: a message delivered
-twice (its worker died before acknowledging it) cannot change an answer a client may already have
-read. Every job expires RESULT_TTL after its last change. Outcomes of jobs an API process waits
+A job is one request's images, of one priority (``inferq.priorities``). The API admits jobs
+(``queued``; each refused that would take its priority's queue past its limit in images), a worker
+marks them ``running`` when their batch starts and ``done``, ``failed`` or ``expired`` (its
+deadline passed before its batch ran) when it ends, and the first outcome written is final: a
+message delivered twice (its worker died before acknowledging it) cannot change an answer a
+client may already have read. Every job expires RESULT_TTL after its last change. Outcomes of jobs an API process waits
 for (``POST /recognize``) are also pushed to that process's reply list, one item per batch.
 
 Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
@@ -18,30 +19,34 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import orjson
 import redis
 
 from inferq import keys
-from inferq.broker import Envelope
+from inferq.broker import Envelope, bell
 from inferq.messages import ImageResult
+from inferq.priorities import INTERACTIVE, PRIORITIES
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
+#: The statuses a job ends in.
+FINAL = (DONE, FAILED, EXPIRED)
 
-# KEYS: the queued-images counter, one key per job, then the list to push a message onto (or none).
-# ARGV: max depth, ttl, now, job count, then the image count and filenames (JSON) of each job, then
-# the message. Answers 1 or 0 per job and the depth after. The message is pushed only when every
-# job was admitted, and after their records are written, so a worker never sees a job before its
-# record.
+# KEYS: the priority's queued-images counter, one key per job, then the queue to push a message
+# onto and its bell (or neither). ARGV: max depth, ttl, now, priority, job count, then the image
+# count and filenames (JSON) of each job, then the message. Answers 1 or 0 per job and the depth
+# after. The message is pushed only when every job was admitted, and after their records are
+# written, so a worker never sees a job before its record.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
-local max, ttl, now, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local max, ttl, now, priority, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local admitted, added, all = {}, 0, true
 for j = 1, jobs do
-  local key, n = KEYS[1 + j], tonumber(ARGV[3 + 2 * j])
+  local key, n = KEYS[1 + j], tonumber(ARGV[4 + 2 * j])
   if depth + added + n <= max then
-    redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'filenames', ARGV[4 + 2 * j])
+    redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
+               'filenames', ARGV[5 + 2 * j])
     redis.call('EXPIRE', key, ttl)
     added = added + n
     admitted[j] = 1
@@ -54,7 +59,8 @@ if added > 0 then
   depth = redis.call('INCRBY', KEYS[1], added)
 end
 if all and #KEYS > 1 + jobs then
-  redis.call('LPUSH', KEYS[2 + jobs], ARGV[5 + 2 * jobs])
+  redis.call('LPUSH', KEYS[2 + jobs], ARGV[6 + 2 * jobs])
+  redis.call('LPUSH', KEYS[3 + jobs], 1)
 end
 return {admitted, depth}
 """
@@ -67,20 +73,21 @@ for i, job in ipairs(KEYS) do
 end
 """
 
-# KEYS: the queued-images counter, one key per job, then the reply lists named by the jobs.
-# ARGV: ttl, now, job count, then per job: status, image count, outcome JSON, the position of its
-# reply list among KEYS (0 when nobody waits) and its id. Every reply list gets one item: a JSON
-# list of [job id, outcome] pairs.
+# KEYS: the queued-images counter of each priority, one key per job, then the reply lists named by
+# the jobs. ARGV: ttl, now, priority count, job count, then per job: status, image count, outcome
+# JSON, the position of its reply list among KEYS (0 when nobody waits), its id and the position of
+# its priority's counter. Every reply list gets one item: a JSON list of [job id, outcome] pairs.
 _FINISH = """
-local ttl, now, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local finished, replies = 0, {}
+local ttl, now, priorities, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local finished, replies = {}, {}
 for j = 1, jobs do
-  local key, a = KEYS[1 + j], 4 + (j - 1) * 5
+  local key, a = KEYS[priorities + j], 5 + (j - 1) * 6
   local status = redis.call('HGET', key, 'status')
-  if status ~= 'done' and status ~= 'failed' then
+  if status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
     redis.call('EXPIRE', key, ttl)
-    finished = finished + tonumber(ARGV[a + 1])
+    local counter = tonumber(ARGV[a + 5])
+    finished[counter] = (finished[counter] or 0) + tonumber(ARGV[a + 1])
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
       local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
@@ -92,16 +99,16 @@ for reply, items in pairs(replies) do
   redis.call('RPUSH', KEYS[reply], '[' .. items .. ']')
   redis.call('EXPIRE', KEYS[reply], ttl)
 end
-if finished > 0 then
-  redis.call('DECRBY', KEYS[1], finished)
+for counter, images in pairs(finished) do
+  redis.call('DECRBY', KEYS[counter], images)
 end
-return finished
 """
 
 
 class QueueFull(Exception):
-    def __init__(self, depth: int) -> None:
-        super().__init__(f"{depth} images are queued")
+    def __init__(self, priority: str, depth: int) -> None:
+        super().__init__(f"{depth} {priority} images are queued")
+        self.priority = priority
         self.depth = depth
 
 
@@ -121,23 +128,30 @@ class Outcome:
     def failed(cls, error: str) -> Outcome:
         return cls(FAILED, error=error)
 
+    @classmethod
+    def expired(cls, error: str) -> Outcome:
+        return cls(EXPIRED, error=error)
+
     def to_json(self) -> str:
         return orjson.dumps(self.to_dict()).decode()
 
     def to_dict(self) -> dict:
-        return {"results": self.results} if self.status == DONE else {"error": self.error}
+        if self.status == DONE:
+            return {"results": self.results}
+        return {"error": self.error, "expired": True} if self.status == EXPIRED else {"error": self.error}
 
     @classmethod
     def from_dict(cls, data: dict) -> Outcome:
         if "results" in data:
             return cls.done(data["results"])
-        return cls.failed(data["error"])
+        return cls.expired(data["error"]) if data.get("expired") else cls.failed(data["error"])
 
 
 @dataclasses.dataclass(frozen=True)
 class JobRecord:
     job_id: str
     status: str
+    priority: str
     filenames: list[str]
     created_at: float | None
     started_at: float | None
@@ -151,47 +165,52 @@ class Finished:
 
     job_id: str
     count: int
+    priority: str
     #: The API process waiting for it, if one is.
     reply_to: str | None
     outcome: Outcome
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, *, result_ttl_s: int, max_queue_depth: int) -> None:
+    def __init__(self, client: redis.Redis, *, result_ttl_s: int, depth_limits: Mapping[str, int]) -> None:
+        """``depth_limits``: for each priority, the queued images past which its new work is refused."""
         self._redis = client
         self._ttl = result_ttl_s
-        self._max_depth = max_queue_depth
+        self._depth_limits = dict(depth_limits)
         self._admit = client.register_script(_ADMIT)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
 
-    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *,
+    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, priority: str,
               enqueue: Envelope | None = None) -> list[int | None]:
-        """Record new queued jobs (id, filenames) that fit in the queue, in order.
+        """Record new queued jobs (id, filenames) of ``priority`` that fit in its queue, in order.
 
         For each job: None if admitted, else the queue's depth in images once the others were.
-        ``enqueue`` is the message carrying these jobs, pushed onto its queue in the same round
-        trip if every job was admitted (and not at all otherwise).
+        ``enqueue`` is the message carrying these jobs, pushed onto its queue (with its bell) in the
+        same round trip if every job was admitted, and not at all otherwise.
         """
-        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._max_depth, self._ttl, time.time(), len(jobs)]
+        script_keys = [keys.queued_images(priority), *(keys.job(job_id) for job_id, _ in jobs)]
+        args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs)]
         for _, filenames in jobs:
             args += [len(filenames), json.dumps(list(filenames))]
         if enqueue is not None:
-            script_keys.append(enqueue.queue_key)
+            script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
         admitted, depth = self._admit(keys=script_keys, args=args)
         return [None if ok else int(depth) for ok in admitted]
 
     def enqueue(self, message: Envelope) -> None:
-        """Push a message of jobs admitted before."""
-        self._redis.lpush(message.queue_key, message.raw)
+        """Push a message of jobs admitted before, with its bell."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(message.queue_key, message.raw)
+            pipe.lpush(bell(message.queue_key), 1)
+            pipe.execute()
 
-    def withdraw(self, jobs: dict[str, int]) -> None:
+    def withdraw(self, jobs: dict[str, int], *, priority: str) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(*(keys.job(job_id) for job_id in jobs))
-            pipe.decrby(keys.QUEUED_IMAGES, sum(jobs.values()))
+            pipe.decrby(keys.queued_images(priority), sum(jobs.values()))
             pipe.execute()
 
     @contextlib.contextmanager
@@ -220,17 +239,19 @@ class JobStore:
             pool.release(connection)
 
     def finish(self, finished: Sequence[Finished]) -> None:
-        # Lua indexes KEYS from 1: the counter, the jobs, then each reply list once.
+        # Lua indexes KEYS from 1: the counters, the jobs, then each reply list once.
+        counters = len(PRIORITIES)
         reply_positions: dict[str, int] = {}
         for job in finished:
             if job.reply_to and job.reply_to not in reply_positions:
-                reply_positions[job.reply_to] = 2 + len(finished) + len(reply_positions)
-        script_keys = [keys.QUEUED_IMAGES, *(keys.job(job.job_id) for job in finished),
+                reply_positions[job.reply_to] = counters + 1 + len(finished) + len(reply_positions)
+        script_keys = [*map(keys.queued_images, PRIORITIES), *(keys.job(job.job_id) for job in finished),
                        *(keys.replies(listener) for listener in reply_positions)]
-        args: list[object] = [self._ttl, time.time(), len(finished)]
+        args: list[object] = [self._ttl, time.time(), counters, len(finished)]
         for job in finished:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
-            args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id]
+            args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
+                     PRIORITIES.index(job.priority) + 1]
         self._finish(keys=script_keys, args=args)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -240,6 +261,7 @@ class JobStore:
         return JobRecord(
             job_id=job_id,
             status=fields["status"].decode(),
+            priority=fields.get("priority", INTERACTIVE.encode()).decode(),
             filenames=json.loads(fields.get("filenames", b"[]")),
             created_at=_float(fields.get("created_at")),
             started_at=_float(fields.get("started_at")),
@@ -254,8 +276,14 @@ class JobStore:
             return []
         return [(job_id, Outcome.from_dict(outcome)) for job_id, outcome in orjson.loads(popped[1])]
 
-    def queued_images(self) -> int:
-        return int(self._redis.get(keys.QUEUED_IMAGES) or 0)
+    def queued_images(self) -> dict[str, int]:
+        """Images admitted and not yet answered, by priority."""
+        counts = self._redis.mget([keys.queued_images(priority) for priority in PRIORITIES])
+        return {priority: int(count or 0) for priority, count in zip(PRIORITIES, counts, strict=True)}
+
+    @property
+    def depth_limits(self) -> dict[str, int]:
+        return dict(self._depth_limits)
 
 
 def _float(raw: bytes | None) -> float | None:

@@ -2,12 +2,15 @@
 
 PREFIX = "inferq"
 
-#: Sum of the images of every admitted job not yet finished: what backpressure compares to
-#: MAX_QUEUE_DEPTH.
-QUEUED_IMAGES = f"{PREFIX}:queued-images"
 
 #: Sorted set of worker names scored by their last heartbeat (unix seconds).
 WORKERS = f"{PREFIX}:workers"
+
+
+def queued_images(priority: str) -> str:
+    """Sum of the images of every admitted job of ``priority`` not yet finished: what backpressure
+    compares with that priority's limit."""
+    return f"{PREFIX}:queued-images:{priority}"
 
 
 def job(job_id: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from inferq.model_contract import N_INPUT
+from inferq.priorities import INTERACTIVE, PRIORITIES
 
 #: The task's name on the wire. Kept from the first release, when the task was named for the route:
 #: a worker discards a message of a task it does not know, so a new name would lose the messages
@@ -40,6 +41,11 @@ class JobInput:
     pixels: bytes
     #: The API process waiting for this job's outcome (``inferq.keys.replies``), if one is.
     reply_to: str | None
+    priority: str = INTERACTIVE
+    #: Unix time past which the job is not worth running (its client has given up), if any.
+    deadline: float | None = None
+    #: Unix time the job was queued at, for the queue-wait metric.
+    queued_at: float | None = None
 
     @property
     def count(self) -> int:
@@ -59,7 +65,8 @@ def encode(jobs: Sequence[JobInput]) -> dict:
     return {
         "v": FORMAT_VERSION,
         "jobs": [
-            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply_to": job.reply_to}
+            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply_to": job.reply_to,
+             "priority": job.priority, "deadline": job.deadline, "queued_at": job.queued_at}
             for job in jobs
         ],
     }
@@ -75,12 +82,18 @@ def decode(body: object) -> list[JobInput]:
     jobs = []
     for raw in body["jobs"]:
         try:
-            reply_to = raw["reply_to"]
+            reply_to, deadline, queued_at = raw["reply_to"], raw.get("deadline"), raw.get("queued_at")
             # binascii validates in C; base64.b64decode(validate=True) runs a regex over every byte.
             job = JobInput(str(raw["id"]), binascii.a2b_base64(raw["pixels"], strict_mode=True),
-                      None if reply_to is None else str(reply_to))
-        except (KeyError, TypeError, binascii.Error) as exc:
+                           None if reply_to is None else str(reply_to),
+                           # Messages queued before priorities existed are the interactive kind.
+                           raw.get("priority", INTERACTIVE),
+                           None if deadline is None else float(deadline),
+                           None if queued_at is None else float(queued_at))
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise MessageError(f"malformed job in message: {exc!r}") from None
+        if job.priority not in PRIORITIES:
+            raise MessageError(f"job {job.job_id}: no priority {job.priority!r}")
         if not job.pixels or len(job.pixels) % N_INPUT:
             raise MessageError(f"job {job.job_id}: {len(job.pixels)} bytes is not a whole number of images")
         jobs.append(job)

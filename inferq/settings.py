@@ -14,6 +14,8 @@ import types
 import typing
 from collections.abc import Mapping
 
+from inferq.priorities import BULK, INTERACTIVE
+
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
 
@@ -74,8 +76,11 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     max_images_per_request: int = 1024
-    #: Queued images past which new work is refused with 503 and Retry-After.
+    #: Queued bulk images past which new bulk work is refused with 503 and Retry-After.
     max_queue_depth: int = 100_000
+    #: Queued interactive images past which new interactive work is refused likewise: a limit of
+    #: its own, so that a bulk backlog never refuses the work people wait on.
+    max_interactive_queue_depth: int = 10_000
 
     #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``.
     api_key: str | None = None
@@ -98,7 +103,7 @@ class Settings:
         positive = (
             "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "max_request_bytes",
-            "max_image_pixels", "max_images_per_request", "max_queue_depth",
+            "max_image_pixels", "max_images_per_request", "max_queue_depth", "max_interactive_queue_depth",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -109,9 +114,15 @@ class Settings:
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
                                 f"got {self.api_worker_class!r}")
-        if self.max_images_per_request > self.max_queue_depth:
-            raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
-                                f"MAX_QUEUE_DEPTH ({self.max_queue_depth}): such a request could never be queued")
+        for name in ("max_queue_depth", "max_interactive_queue_depth"):
+            if self.max_images_per_request > getattr(self, name):
+                raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
+                                    f"{name.upper()} ({getattr(self, name)}): such a request could never be queued")
+
+    @property
+    def depth_limits(self) -> dict[str, int]:
+        """Each priority's limit on queued images."""
+        return {INTERACTIVE: self.max_interactive_queue_depth, BULK: self.max_queue_depth}
 
 
 def _parse(name: str, hint: object, raw: str) -> object:

@@ -167,7 +167,7 @@ class Launcher:
 def worker_command(settings: Settings, index: int) -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-        "--pool", "solo", "--queues", settings.queue_name, "--hostname", f"worker{index}@%h",
+        "--pool", "solo", "--hostname", f"worker{index}@%h",
         "--without-mingle", "--without-gossip", "--loglevel", settings.log_level,
     ]
 

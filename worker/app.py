@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from celery import Celery, signals
 from celery_batches import SimpleRequest
 
+from inferq import priorities
 from inferq.celery_app import make_celery
 from inferq.messages import TASK_NAME
 from inferq.redis_connection import connect
@@ -31,7 +32,15 @@ def create_worker_app(settings: Settings) -> Celery:
         return BATCH_DONE
 
     queue_client = connect(settings.redis_url)
-    infer_batch.queue_length = lambda: queue_client.llen(settings.queue_name)
+    queues = priorities.queues(settings.queue_name)
+
+    def queue_length() -> int:
+        with queue_client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue)
+            return sum(pipe.execute())
+
+    infer_batch.queue_length = queue_length
 
     # Each model-holding process (the worker itself with the solo pool, each child with prefork)
     # builds its engine after any fork: TensorFlow does not survive one. A prefork child hears

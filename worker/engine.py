@@ -22,8 +22,8 @@ from worker.model_holder import ModelHolder
 class Engine:
     def __init__(self, settings: Settings) -> None:
         client = connect(settings.redis_url)
-        self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
-        self.metrics = WorkerMetrics()
+        self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
+        self.metrics = WorkerMetrics(settings.model_name)
         self.holder = ModelHolder(
             settings.model_dir,
             settings.model_name,

@@ -1,10 +1,11 @@
 """One batch, top to bottom: the jobs of a batch's messages through one model call.
 
 1. Decode the messages into jobs (a message that is not one of ours is logged and dropped).
-2. Mark the jobs running: one round trip, which overlaps the next two steps.
-3. Stack every job's pixels and call the model once.
-4. Split the answers back per job, or fail every job with the model's error.
-5. Write all outcomes in one round trip.
+2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun.
+3. Mark the others running: one round trip, which overlaps the next two steps.
+4. Stack every job's pixels and call the model once.
+5. Split the answers back per job, or fail every job with the model's error.
+6. Write all outcomes in one round trip.
 
 Any error reaching Redis propagates, so that the batch's messages are delivered again rather than
 acknowledged with their jobs unanswered.
@@ -34,11 +35,25 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
     jobs = _decode(bodies)
     if not jobs:
         return
-    with store.running([job.job_id for job in jobs]):
-        pixels = np.frombuffer(b"".join(job.pixels for job in jobs), np.uint8).reshape(-1, N_INPUT)
-        finished = _outcomes(jobs, pixels, model, metrics)
+    now = time.time()
+    metrics.record_waits(jobs, now)
+    live = [job for job in jobs if job.deadline is None or job.deadline > now]
+    finished = [_expired(job, now, metrics) for job in jobs if job not in live]
+    if live:
+        with store.running([job.job_id for job in live]):
+            pixels = np.frombuffer(b"".join(job.pixels for job in live), np.uint8).reshape(-1, N_INPUT)
+            finished += _outcomes(live, pixels, model, metrics)
     store.finish(finished)
-    metrics.record_batch(len(pixels), time.perf_counter() - started)
+    if live:
+        metrics.record_batch(len(pixels), time.perf_counter() - started)
+
+
+def _expired(job: messages.JobInput, now: float, metrics: WorkerMetrics) -> Finished:
+    assert job.deadline is not None
+    metrics.expired_jobs.labels(metrics.model_name, job.priority).inc()
+    late = now - job.deadline
+    error = f"its deadline passed {late:.3f} s before a worker could run it; it was not run"
+    return Finished(job.job_id, job.count, job.priority, job.reply_to, Outcome.expired(error))
 
 
 def _outcomes(jobs: list[messages.JobInput], pixels: np.ndarray, model: LoadedModel,
@@ -50,12 +65,13 @@ def _outcomes(jobs: list[messages.JobInput], pixels: np.ndarray, model: LoadedMo
         log.exception("model version %d failed on a batch of %d images", model.version, len(pixels))
         error = f"model version {model.version} failed on this batch: {exc}"
         metrics.failed_jobs.inc(len(jobs))
-        return [Finished(job.job_id, job.count, job.reply_to, Outcome.failed(error)) for job in jobs]
+        return [Finished(job.job_id, job.count, job.priority, job.reply_to, Outcome.failed(error)) for job in jobs]
     results = _results(labels, probabilities, model.version)
     finished = []
     offset = 0
     for job in jobs:
-        finished.append(Finished(job.job_id, job.count, job.reply_to, Outcome.done(results[offset:offset + job.count])))
+        finished.append(Finished(job.job_id, job.count, job.priority, job.reply_to,
+                                 Outcome.done(results[offset:offset + job.count])))
         offset += job.count
     return finished
 

@@ -61,6 +61,8 @@ def test_status_sums_up_the_system(client, fake_redis):
     publish_heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 64])
     body = client.get("/status").get_json()
     assert body == {"ready": True, "workers": 1, "model_versions": [4], "queued_images": 0,
+                    "lanes": {"interactive": {"queued_images": 0, "limit": 10_000},
+                              "bulk": {"queued_images": 0, "limit": 100_000}},
                     "recent_batch_sizes": {"a:1": [3, 64]}}
 
 
@@ -70,7 +72,8 @@ def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
     client.get("/healthz")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'inferq_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
-    assert "inferq_queue_images 0.0" in text
+    assert 'inferq_queue_images{model="mnist",priority="interactive"} 0.0' in text
+    assert 'inferq_queue_images{model="mnist",priority="bulk"} 0.0' in text
     assert "inferq_workers 2.0" in text
     assert "inferq_worker_batch_images_count 3.0" in text
     assert "inferq_worker_batch_images_sum 160.0" in text

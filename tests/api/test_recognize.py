@@ -94,7 +94,7 @@ def test_a_broker_that_refuses_the_message_is_a_503_and_nothing_stays_admitted(c
     response = client.post("/recognize", data=files(("104.png", digit_104)))
     assert response.status_code == 503
     assert response.get_json() == BROKER_UNREACHABLE
-    assert worker.store.queued_images() == 0
+    assert worker.store.queued_images() == {"interactive": 0, "bulk": 0}
 
 
 def test_redis_out_of_reach_is_a_503_never_a_500(make_app, digit_104, unreachable_redis):

@@ -51,7 +51,7 @@ def test_one_bad_image_refuses_the_request_before_anything_is_queued(client, wor
     response = client.post("/recognize", data=files(("ok.png", digit_104), ("bad.png", b"\x89PNG broken")))
     assert_json_error(response, 400, "image 1", "bad.png")
     assert not worker.sent
-    assert worker.store.queued_images() == 0
+    assert worker.store.queued_images() == {"interactive": 0, "bulk": 0}
 
 
 def test_too_many_images(make_app, digit_104):

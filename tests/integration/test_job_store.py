@@ -6,15 +6,17 @@ import pytest
 import redis
 
 from inferq.jobs import RUNNING, JobStore
+from inferq.priorities import BULK, INTERACTIVE
+from inferq.settings import Settings
 
 
 @pytest.fixture
 def store(redis_url):
-    return JobStore(redis.Redis.from_url(redis_url), result_ttl_s=60, max_queue_depth=100)
+    return JobStore(redis.Redis.from_url(redis_url), result_ttl_s=60, depth_limits=Settings().depth_limits)
 
 
 def test_running_marks_the_jobs_and_leaves_no_reply_behind(store):
-    store.admit([("j1", ["x"]), ("j2", ["y"])])
+    store.admit([("j1", ["x"]), ("j2", ["y"])], priority=INTERACTIVE)
     with store.running(["j1"]):
         pass
     assert store.get("j1").status == RUNNING
@@ -22,11 +24,11 @@ def test_running_marks_the_jobs_and_leaves_no_reply_behind(store):
         raise RuntimeError("the model failed")
     # Every connection given back is clean: commands after both blocks get their own replies.
     assert [store.get(job).status for job in ("j1", "j2")] == [RUNNING, RUNNING]
-    assert store.queued_images() == 2
+    assert store.queued_images() == {INTERACTIVE: 2, BULK: 0}
 
 
 def test_running_after_redis_forgot_the_script(store, redis_url):
-    store.admit([("j1", ["x"])])
+    store.admit([("j1", ["x"])], priority=INTERACTIVE)
     redis.Redis.from_url(redis_url).script_flush()
     with store.running(["j1"]):
         pass

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis
 
-from inferq import keys
+from inferq import keys, priorities
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.seed_model import seed_style_predict
@@ -145,4 +145,5 @@ def test_a_killed_pool_process_gives_its_batch_back_at_once(start_worker, make_c
 
     wait_for(lambda: job_status(client, job_id) == "done", 90, "the batch to run again in a new pool process")
     assert client.get(f"/jobs/{job_id}").get_json()["result"]["results"][0]["labels"] == [5]
-    assert worker.client.llen("q") == 0 and worker.client.get(keys.QUEUED_IMAGES) == b"0"
+    assert [worker.client.llen(queue) for queue in priorities.queues("q")] == [0, 0]
+    assert [worker.client.get(keys.queued_images(priority)) for priority in priorities.PRIORITIES] == [None, b"0"]

@@ -20,9 +20,9 @@ def tensor(images: np.ndarray, datatype: str = "FP32", **fields) -> dict:
             "data": images.ravel().tolist(), **fields}
 
 
-def test_server_metadata_names_the_binary_extension(client):
-    assert client.get("/v2").get_json() == {
-        "name": "inferq", "version": importlib.metadata.version("inferq"), "extensions": ["binary_tensor_data"]}
+def test_server_metadata_names_the_extensions(client):
+    assert client.get("/v2").get_json() == {"name": "inferq", "version": importlib.metadata.version("inferq"),
+                                            "extensions": ["binary_tensor_data", "schedule_policy"]}
 
 
 def test_live_whatever_the_broker(make_app, unreachable_redis):

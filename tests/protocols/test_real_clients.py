@@ -42,7 +42,7 @@ def test_health_and_metadata(triton):
     assert not triton.is_model_ready("fashion")
 
     server = triton.get_server_metadata()
-    assert (server["name"], server["extensions"]) == ("inferq", ["binary_tensor_data"])
+    assert (server["name"], server["extensions"]) == ("inferq", ["binary_tensor_data", "schedule_policy"])
     assert triton.get_model_metadata("mnist") == {
         "name": "mnist",
         "versions": [str(REAL_VERSION)],

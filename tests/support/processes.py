@@ -39,7 +39,7 @@ class WorkerProcess:
         self.client = redis.Redis.from_url(env["REDIS_URL"])
         command = command or [
             sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", pool,
-            "--concurrency", str(concurrency), "--queues", env["QUEUE_NAME"],
+            "--concurrency", str(concurrency),
             "--hostname", f"{env['QUEUE_NAME']}-{log_path.stem}@%h",
             "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         with open(log_path, "ab") as log:

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from api import create_app
-from inferq import messages
+from inferq import messages, priorities
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_contract import N_INPUT
 from inferq.model_spec import ModelSpec
@@ -32,8 +32,8 @@ from worker.metrics import WorkerMetrics
 #: The API's answer, with a 503, whenever Redis is out of reach.
 BROKER_UNREACHABLE = {"error": "the broker (Redis) does not answer; try again shortly", "reason": "broker"}
 
-#: The queue the API pushes messages onto, with default settings.
-QUEUE = Settings().queue_name
+#: The queues the API pushes messages onto, with default settings, in the order workers take them.
+QUEUES = priorities.queues(Settings().queue_name)
 
 
 #: The model version the stand-in answers with, and its heartbeat says it serves.
@@ -61,7 +61,8 @@ class InlineWorker:
     sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
 
     def take_queued(self) -> None:
-        while (raw := self.redis.rpop(QUEUE)) is not None:
+        """Answer every queued message, interactive ones first, as a worker takes them."""
+        while (raw := next(filter(None, (self.redis.rpop(queue) for queue in QUEUES)), None)) is not None:
             envelope = orjson.loads(raw)
             assert envelope["headers"]["task"] == messages.TASK_NAME
             args, _kwargs, _embed = orjson.loads(envelope["body"])
@@ -75,7 +76,8 @@ class InlineWorker:
             return
         with self.store.running([job.job_id for job in jobs]):
             pass
-        self.store.finish([Finished(job.job_id, job.count, job.reply_to, self._outcome(job)) for job in jobs])
+        self.store.finish([Finished(job.job_id, job.count, job.priority, job.reply_to, self._outcome(job))
+                           for job in jobs])
 
     def _outcome(self, job: messages.JobInput) -> Outcome:
         if self.model_error:
@@ -90,12 +92,12 @@ class StandInStore(JobStore):
     """The API's job store, with the stand-in worker taking each message it queues."""
 
     def __init__(self, client: redis.Redis, worker: InlineWorker, settings: Settings) -> None:
-        super().__init__(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+        super().__init__(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.worker = worker
 
-    def admit(self, jobs, *, enqueue=None):
+    def admit(self, jobs, *, priority, enqueue=None):
         self._check_reachable()
-        refusals = super().admit(jobs, enqueue=enqueue)
+        refusals = super().admit(jobs, priority=priority, enqueue=enqueue)
         self.worker.take_queued()
         return refusals
 
@@ -111,8 +113,8 @@ class StandInStore(JobStore):
 
 def stand_in_app(settings: Settings, client: redis.Redis):
     """An app whose messages the stand-in worker answers, and the worker."""
-    worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s,
-                                   max_queue_depth=settings.max_queue_depth), client)
+    worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits),
+                          client)
     return create_app(settings, redis_client=client, store=StandInStore(client, worker, settings)), worker
 
 

@@ -9,18 +9,19 @@ import pytest
 import redis
 
 from api.submitter import SendFailed, Submitter
-from inferq import messages
+from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull
 from inferq.model_contract import N_INPUT
+from inferq.priorities import BULK
 from tests.support.waiting import wait_for
 
 
 class FakeMessages:
-    """Task messages as job ids, on the queue "inferq"."""
+    """Task messages as job ids, on the queue "inferq" (interactive) or "inferq.bulk"."""
 
-    def envelope(self, jobs):
-        return Envelope("inferq", json.dumps([job.job_id for job in jobs]))
+    def envelope(self, jobs, priority):
+        return Envelope(priorities.queue("inferq", priority), json.dumps([job.job_id for job in jobs]))
 
 
 class FakeStore:
@@ -42,7 +43,8 @@ class FakeStore:
         #: Fail only pushes of messages admitted before (``enqueue``).
         self.fail_enqueue = False
 
-    def admit(self, jobs, *, enqueue=None):
+    def admit(self, jobs, *, priority, enqueue=None):
+        assert priority == BULK
         self.sending.set()
         self.hold.wait(10)
         if self.fail:
@@ -59,15 +61,16 @@ class FakeStore:
         self._push(message)
 
     def _push(self, message: Envelope) -> None:
-        assert message.queue_key == "inferq"
+        assert message.queue_key == "inferq.bulk"
         self.sent.append((json.loads(message.raw), threading.current_thread().name))
 
-    def withdraw(self, jobs):
+    def withdraw(self, jobs, *, priority):
+        assert priority == BULK
         self.withdrawn.append(dict(jobs))
 
 
 def submitter_on(store: FakeStore, **options) -> Submitter:
-    return Submitter(FakeMessages(), store, **{"max_images_per_message": 64, **options})
+    return Submitter(FakeMessages(), store, priority=BULK, **{"max_images_per_message": 64, **options})
 
 
 def job(job_id: str, images: int = 1) -> messages.JobInput:

@@ -21,7 +21,7 @@ class NoImagesStore(JobStore):
 
 def client_for(api_key: str | None):
     client = fakeredis.FakeRedis()
-    store = NoImagesStore(client, result_ttl_s=60, max_queue_depth=100)
+    store = NoImagesStore(client, result_ttl_s=60, depth_limits=Settings().depth_limits)
     app = create_app(Settings(api_key=api_key), redis_client=client, store=store)
     return app.test_client()
 
