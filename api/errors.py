@@ -71,8 +71,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(QueueFull)
     def queue_full(error: QueueFull) -> Response:
-        return _render(unavailable(f"the queue is full ({error.depth} images waiting); try again shortly",
-                                   reason="queue_full"))
+        return _render(unavailable(f"the {error.priority} queue is full ({error.depth} images waiting); "
+                                   "try again shortly", reason="queue_full", priority=error.priority))
 
     @app.errorhandler(ImageError)
     def bad_image(error: ImageError) -> Response:

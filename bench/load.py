@@ -32,10 +32,10 @@ class SyncPoint:
     mean_batch: float | None = None
 
 
-def wrk(base_url: str, concurrency: int, seconds: float, bodies: list[Path]) -> SyncPoint:
+def wrk(base_url: str, concurrency: int, seconds: float, bodies: list[Path], path: str = "/recognize") -> SyncPoint:
     command = ["wrk", "--threads", str(min(concurrency, 2)), "--connections", str(concurrency),
                "--duration", f"{seconds:g}s", "--timeout", "10s", "--latency",
-               "--script", str(SCRIPT), f"{base_url}/recognize", "--", *map(str, bodies)]
+               "--script", str(SCRIPT), f"{base_url}/recognize", "--", f"path={path}", *map(str, bodies)]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     match = re.search(r"^WRK_RESULT (.*)$", output, re.MULTILINE)
     if match is None:

@@ -2,7 +2,7 @@
 -- Bodies are read from the files named in the arguments; each file is named <index>_<label>.body
 -- and uploads <index>_<label>.png, so a response is checked against its own filename.
 -- An argument "pace=<ms>" makes each connection wait that long between its requests, to hold the
--- load near a rate instead of at saturation.
+-- load near a rate instead of at saturation; "path=<path>" posts there instead (a query string, say).
 local threads = {}
 
 function setup(thread)
@@ -13,8 +13,11 @@ function init(args)
   bodies = {}
   for _, arg in ipairs(args) do
     local pace = arg:match("^pace=([%d.]+)$")
+    local path = arg:match("^path=(.+)$")
     if pace then
       delay = function() return tonumber(pace) end
+    elseif path then
+      target = path
     else
       local file = assert(io.open(arg, "rb"))
       bodies[#bodies + 1] = file:read("*a")
@@ -30,7 +33,7 @@ end
 
 function request()
   next_body = next_body % #bodies + 1
-  return wrk.format("POST", "/recognize", headers, bodies[next_body])
+  return wrk.format("POST", target or "/recognize", headers, bodies[next_body])
 end
 
 function response(status, headers, body)

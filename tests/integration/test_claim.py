@@ -34,12 +34,13 @@ def take(redis_url: str, count: int, timeout_s: float = 5) -> list[tuple[str, st
         message.ack()
 
     options = {"priority_steps": [0], "body_encoding": None}
-    with Connection(redis_url, transport=broker.Transport, transport_options=options) as connection:
-        # kombu's queue cycle would take bulk first half the time: the claim must not.
-        with connection.Consumer([Queue(BULK), Queue(INTERACTIVE)], callbacks=[on_message], accept=["json"]):
-            deadline = time.monotonic() + timeout_s
-            while len(taken) < count and time.monotonic() < deadline:
-                connection.drain_events(timeout=timeout_s)
+    # kombu's queue cycle would take bulk first half the time: the claim must not.
+    queues = [Queue(BULK), Queue(INTERACTIVE)]
+    with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
+          connection.Consumer(queues, callbacks=[on_message], accept=["json"])):
+        deadline = time.monotonic() + timeout_s
+        while len(taken) < count and time.monotonic() < deadline:
+            connection.drain_events(timeout=timeout_s)
     return taken
 
 

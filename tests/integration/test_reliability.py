@@ -27,11 +27,13 @@ from tests.support.waiting import wait_for
 
 
 class Load:
-    """Threads posting async jobs of real digits until stopped; remembers what was accepted."""
+    """Threads posting async jobs of real digits until stopped, of each priority in turn; remembers
+    what was accepted."""
 
-    def __init__(self, app, images: np.ndarray, threads: int = 4) -> None:
+    def __init__(self, app, images: np.ndarray, threads: int = 4, priorities: tuple[str, ...] = (BULK,)) -> None:
         self.app = app
         self.images = images
+        self.priorities = priorities
         self.accepted: dict[str, list[int]] = {}  # job id -> indexes of its images
         self.statuses: list[int] = []
         self._stop = threading.Event()
@@ -52,9 +54,11 @@ class Load:
     def _post(self) -> None:
         client = self.app.test_client()
         while not self._stop.is_set():
-            first = next(self._counter) * 3 % (len(self.images) - 3)
+            turn = next(self._counter)
+            first = turn * 3 % (len(self.images) - 3)
             indexes = [first, first + 1, first + 2][: 1 + first % 3]
-            data = {"image": [(io.BytesIO(png_bytes(self.images[i])), f"{i}.png") for i in indexes]}
+            data = {"image": [(io.BytesIO(png_bytes(self.images[i])), f"{i}.png") for i in indexes],
+                    "priority": self.priorities[turn % len(self.priorities)]}
             response = client.post("/jobs", data=data)
             with self._lock:
                 self.statuses.append(response.status_code)
@@ -92,10 +96,11 @@ def assert_every_accepted_job_answered_right(client: redis.Redis, load: Load, mo
 
 def test_no_accepted_job_is_lost_when_a_pool_process_then_the_whole_worker_is_killed(
         start_worker, redis_url, trained_model_dir, mnist_test):
+    """With both priorities' queues filling: what was taken from either comes back."""
     worker = start_worker(trained_model_dir, pool="prefork", concurrency=1, visibility_timeout_s=3)
     app = create_app(Settings(redis_url=redis_url, queue_name="q"))
     client = redis.Redis.from_url(redis_url)
-    with Load(app, mnist_test[0][:600]) as load:
+    with Load(app, mnist_test[0][:600], priorities=(BULK, INTERACTIVE)) as load:
         wait_for(lambda: done_count(client, load) >= 50, 60, "50 jobs done")
         os.kill(worker.heartbeats()[0]["pid"], signal.SIGKILL)
         before = done_count(client, load)
@@ -106,7 +111,8 @@ def test_no_accepted_job_is_lost_when_a_pool_process_then_the_whole_worker_is_ki
         wait_for(lambda: done_count(client, load) >= len(load.accepted) - 20, 120, "the second worker to catch up")
     assert set(load.statuses) == {202}
     assert_every_accepted_job_answered_right(client, load, trained_model_dir, 120)
-    assert client.hlen("unacked") == 0 and client.get(keys.queued_images(BULK)) == b"0"
+    assert client.hlen("unacked") == 0
+    assert [client.get(keys.queued_images(priority)) for priority in (BULK, INTERACTIVE)] == [b"0", b"0"]
 
 
 def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_dir, mnist_test):

@@ -116,9 +116,12 @@ def test_backpressure_on_a_real_redis(make_client, digit_104):
     two_images = lambda: {"image": [(io.BytesIO(digit_104), "a"), (io.BytesIO(digit_104), "b")]}  # noqa: E731
     accepted = [client.post("/jobs", data=two_images()).status_code for _ in range(3)]
     assert accepted == [202, 202, 503]
-    refused = client.post("/recognize", data={"image": [(io.BytesIO(digit_104), "a")]})
+    refused = client.post("/recognize", data={"image": [(io.BytesIO(digit_104), "a")], "priority": "bulk"})
     assert refused.status_code == 503 and refused.headers["Retry-After"]
-    assert "queue is full" in refused.get_json()["error"]
+    assert "bulk queue is full" in refused.get_json()["error"]
+    # Interactive work has a limit of its own: it is taken, though no worker answers it in time.
+    taken = client.post("/recognize?timeout_ms=200", data={"image": [(io.BytesIO(digit_104), "a")]})
+    assert taken.status_code == 504 and taken.get_json()["job_id"]
 
 
 def test_the_api_answers_503_while_redis_is_down_and_recovers_by_itself(tmp_path, digit_104):

@@ -57,6 +57,8 @@ class InlineWorker:
     redis: redis.Redis
     answer: bool = True
     model_error: str | None = None
+    #: Answer every job as expired, as a worker does once its deadline has passed.
+    expire: bool = False
     broker_down: bool = False
     sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
 
@@ -80,6 +82,8 @@ class InlineWorker:
                            for job in jobs])
 
     def _outcome(self, job: messages.JobInput) -> Outcome:
+        if self.expire:
+            return Outcome.expired("its deadline passed 0.100 s before a worker could run it; it was not run")
         if self.model_error:
             return Outcome.failed(self.model_error)
         pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)

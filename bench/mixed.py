@@ -1,0 +1,191 @@
+"""Interactive requests beside a bulk backlog, with and without priorities.
+
+A bulk producer keeps the bulk queue at its limit for the whole measurement, as an offline scorer
+would: jobs of 1,024 images (one IDX file each), a 503 retried after its ``Retry-After``. Beside it
+wrk sends sync ``POST /recognize`` from 16 clients. Four measurements on one running system:
+
+- interactive alone (no backlog): the yardstick for its p99;
+- bulk alone: images/s with the queue at its limit;
+- mixed, with priorities: the interactive requests at their default priority;
+- mixed, without priorities: the same requests sent as bulk work (``?priority=bulk``), as if one
+  queue served everything in arrival order.
+
+Targets: interactive p99 mixed at most 2x alone, no interactive errors, bulk at least 80% of bulk
+alone. Run by ``make bench`` or alone: ``python -m bench.mixed [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import http.client
+import json
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import redis
+
+from bench import systems
+from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
+from bench.load import SyncPoint, wrk
+from inferq import keys
+from inferq.model_contract import newest_version
+from inferq.priorities import BULK
+from inferq.settings import Settings
+from trainer import mnist_files
+
+JOB_IMAGES = 1024
+PRODUCERS = 4
+CLIENTS = 16
+
+
+class BulkProducer:
+    """Threads that keep posting bulk jobs, each retrying its 503s after ``Retry-After``."""
+
+    def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS) -> None:
+        self._address = urllib.parse.urlsplit(base_url)
+        self._body = multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))])
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.accepted: list[str] = []
+        self.refused = 0
+        self._threads = [threading.Thread(target=self._post, daemon=True) for _ in range(threads)]
+
+    def __enter__(self) -> BulkProducer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def _post(self) -> None:
+        connection = http.client.HTTPConnection(self._address.hostname, self._address.port, timeout=60)
+        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        while not self._stop.is_set():
+            connection.request("POST", "/jobs", self._body, headers)
+            answer = connection.getresponse()
+            payload = answer.read()
+            if answer.status == 202:
+                with self._lock:
+                    self.accepted.append(answer.getheader("Location").rsplit("/", 1)[1])
+            elif answer.status == 503:
+                with self._lock:
+                    self.refused += 1
+                self._stop.wait(float(answer.getheader("Retry-After", "1")))
+            else:
+                raise RuntimeError(f"POST /jobs answered {answer.status}: {payload[:200]!r}")
+
+
+@dataclasses.dataclass
+class Window:
+    started: float
+    ended: float
+
+
+def bulk_images_per_s(client: redis.Redis, job_ids: list[str], window: Window) -> float:
+    """Images of the bulk jobs that finished within ``window``, per second."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(keys.job(job_id), "finished_at", "n")
+        records = pipe.execute()
+    images = sum(int(n) for finished, n in records
+                 if finished is not None and window.started <= float(finished) <= window.ended)
+    return images / (window.ended - window.started)
+
+
+def wait_full(client: redis.Redis, limit: int, timeout_s: float = 60) -> None:
+    """Until the bulk queue is within one job of its limit."""
+    deadline = time.monotonic() + timeout_s
+    while int(client.get(keys.queued_images(BULK)) or 0) < limit - JOB_IMAGES:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bulk producer did not fill the queue to {limit} images in {timeout_s:g} s")
+        time.sleep(0.05)
+
+
+@dataclasses.dataclass
+class MixedResult:
+    interactive_alone: SyncPoint
+    bulk_alone_images_per_s: float
+    with_priorities: SyncPoint
+    with_priorities_bulk_images_per_s: float
+    without_priorities: SyncPoint
+    without_priorities_bulk_images_per_s: float
+    bulk_refusals: int
+
+    def goals(self) -> dict[str, bool]:
+        return {
+            "interactive p99 at most 2x alone": self.with_priorities.p99_ms <= 2 * self.interactive_alone.p99_ms,
+            "no interactive errors": self.with_priorities.errors == 0,
+            "bulk at least 80% of alone":
+                self.with_priorities_bulk_images_per_s >= 0.8 * self.bulk_alone_images_per_s,
+        }
+
+
+def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bodies: list[Path],
+          seconds: float) -> MixedResult:
+    client = redis.Redis.from_url(redis_url)
+    alone = wrk(base_url, CLIENTS, seconds, bodies)
+    with BulkProducer(base_url, images) as producer:
+        wait_full(client, bulk_limit)
+        window = Window(time.time(), time.time() + seconds)
+        time.sleep(seconds)  # the bulk producer alone, the queue at its limit
+        bulk_alone = bulk_images_per_s(client, list(producer.accepted), window)
+
+        started = time.time()
+        prioritised = wrk(base_url, CLIENTS, seconds, bodies)
+        prioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
+
+        wait_full(client, bulk_limit)
+        started = time.time()
+        unprioritised = wrk(base_url, CLIENTS, seconds, bodies, path=f"/recognize?priority={BULK}")
+        unprioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
+    return MixedResult(alone, bulk_alone, prioritised, prioritised_bulk, unprioritised, unprioritised_bulk,
+                       producer.refused)
+
+
+def table(result: MixedResult) -> str:
+    rows = [
+        ("interactive alone", result.interactive_alone, None),
+        ("bulk alone", None, result.bulk_alone_images_per_s),
+        ("mixed, with priorities", result.with_priorities, result.with_priorities_bulk_images_per_s),
+        ("mixed, without priorities", result.without_priorities, result.without_priorities_bulk_images_per_s),
+    ]
+    lines = ["| run | interactive req/s | p50 ms | p99 ms | errors | bulk images/s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, sync, bulk in rows:
+        interactive = (f"{sync.rps:,.0f} | {sync.p50_ms:.1f} | {sync.p99_ms:.1f} | {sync.errors}" if sync
+                       else "– | – | – | –")
+        lines.append(f"| {name} | {interactive} | {f'{bulk:,.0f}' if bulk is not None else '–'} |")
+    goals = ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in result.goals().items())
+    return "\n".join([*lines, "", f"Goals: {goals}."])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if newest_version(settings.model_dir) is None:
+        print(f"bench.mixed: no model in {settings.model_dir}/; `make train` makes one", file=sys.stderr)
+        return 1
+    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
+    work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))
+    bodies = one_image_bodies(images, labels, 200, work / "bodies")
+    with systems.redis_server(work) as redis_url, systems.inferq(redis_url, settings.model_dir) as base:
+        result = mixed(base, redis_url, settings.max_queue_depth, images, bodies, 4 if args.quick else 10)
+    print(table(result))
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
