@@ -27,14 +27,16 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    #: Broker and job store. Unset under ``make up``: it starts an embedded Redis and sets this.
+    #: Broker and job store: one Redis, or Sentinels (``sentinel://host:26379;sentinel://...``) and
+    #: the master they name. Unset under ``make up``: it starts an embedded Redis and sets this.
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: The name the Sentinels know the master by, when REDIS_URL names Sentinels.
     redis_sentinel_master: str = "mymaster"
     #: Replicas that must hold a job's admission before the request is answered (Redis's WAIT):
     #: replication is asynchronous, and a failover promotes a replica, so an admission only the old
-    #: master held would be lost. One they do not acknowledge in time is refused with 503. Unset:
-    #: 1 when REDIS_URL names Sentinels, else 0 (no wait).
+    #: master held would be lost. One they do not acknowledge in time is refused with 503. Never
+    #: more than the master has online (``inferq.replication``). Unset: 1 when REDIS_URL names
+    #: Sentinels, else 0 (no wait).
     redis_min_replicas_acked: int | None = None
     #: How long an admission waits for those replicas.
     redis_replica_ack_timeout_ms: int = 500
