@@ -41,8 +41,11 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     )
     app.json = OrjsonProvider(app)
 
-    client = redis_client or connect(settings.redis_url, socket_timeout_s=settings.sync_timeout_s + 10)
-    store = store or JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
+    client = redis_client or connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master,
+                                     socket_timeout_s=settings.sync_timeout_s + 10)
+    store = store or JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits,
+                              replicas=settings.replicas_to_await,
+                              replica_timeout_ms=settings.redis_replica_ack_timeout_ms)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
     task_messages = TaskMessages(make_celery(settings), settings.queue_name)
     submitters = {

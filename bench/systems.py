@@ -78,14 +78,16 @@ def inferq(redis_url: str, model_dir: str, **settings: object) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def workers_only(redis_url: str, model_dir: str, **settings: object) -> Iterator[None]:
+def workers_only(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[None]:
+    """``workers`` worker processes (solo pool, as ``make up`` starts them) and no API."""
     env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, HEARTBEAT_INTERVAL_S=0.5, LOG_LEVEL="WARNING", **settings)
-    child = Child("worker", worker_command(Settings.from_env(env), 0), env)
+    children = [Child(f"worker {i}", worker_command(Settings.from_env(env), i), env) for i in range(workers)]
     try:
-        child.start()
+        for child in children:
+            child.start()
         yield
     finally:
-        _stop([child])
+        _stop(children)
 
 
 @contextlib.contextmanager

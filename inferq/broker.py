@@ -19,6 +19,9 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   fills its response-callback table in each client's constructor. The clients share one
   connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
   (after a fork).
+- **Sentinel.** :class:`SentinelTransport` is the same channel over kombu's Sentinel channel: its
+  connections go to the master the Sentinels name (transport option ``master_name``), asked
+  anew for each connection, so a worker reconnecting after a failover finds the new master.
 - **Messages the API pushes itself.** :func:`envelope` lays out a task message as this transport
   keeps it in Redis, so that the API can push it, with its bell, in the same Lua script that
   admits its jobs.
@@ -40,6 +43,7 @@ from kombu.transport import virtual
 from kombu.utils.json import loads
 
 from inferq import priorities
+from inferq.redis_connection import names_sentinels
 
 #: The kombu versions this module was written and tested for.
 TESTED_KOMBU = ("5.7.0",)
@@ -51,6 +55,8 @@ KOMBU_INTERNALS = (
     "Channel.unacked_index_key", "Channel.priority_steps", "Channel.global_keyprefix",
     "Connection._deliver", "QoS.append", "the unacked hash's [message, exchange, routing key] layout",
     "the message layout in the queue (envelope)",
+    "SentinelChannel._get_pool and ._sentinel_managed_pool (its connections to the Sentinels' master), "
+    "combined with Channel's claim by inheritance",
 )
 
 
@@ -260,4 +266,14 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-TRANSPORT = f"{__name__}:Transport"
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """:class:`Channel`'s claim over kombu's Sentinel channel, which makes the connection pools."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+def transport(redis_url: str) -> str:
+    """The transport for ``redis_url``: one Redis, or the master that Sentinels name."""
+    return f"{__name__}:{'SentinelTransport' if names_sentinels(redis_url) else 'Transport'}"

@@ -10,15 +10,20 @@ from kombu import Queue
 
 from inferq import broker, priorities
 from inferq.messages import TASK_NAME
+from inferq.redis_connection import names_sentinels, sentinel_options
 from inferq.settings import Settings
 
 
 def make_celery(settings: Settings) -> Celery:
     broker.check_kombu()
     app = Celery("inferq", broker=settings.redis_url, backend=settings.redis_url)
+    # Where REDIS_URL names Sentinels, kombu and Celery's backend ask them for this master.
+    sentinel = ({"master_name": settings.redis_sentinel_master, "sentinel_kwargs": sentinel_options()}
+                if names_sentinels(settings.redis_url) else {})
     app.conf.update(
-        broker_transport=broker.TRANSPORT,
+        broker_transport=broker.transport(settings.redis_url),
         broker_transport_options={
+            **sentinel,
             "visibility_timeout": settings.visibility_timeout_s,
             # kombu sweeps for messages of dead workers every 10 x 10 s by default; sweep often
             # enough that they come back about VISIBILITY_TIMEOUT_S after they were taken.
@@ -58,6 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=2 * settings.max_batch_size,
         broker_use_ssl=_tls(settings.redis_url),
         redis_backend_use_ssl=_tls(settings.redis_url),
+        result_backend_transport_options=sentinel,
         # A broker that is down must turn into a quick 503, not a request hanging in retries.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
     )

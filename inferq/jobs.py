@@ -28,6 +28,7 @@ from inferq import keys
 from inferq.broker import Envelope, bell
 from inferq.messages import ImageResult
 from inferq.priorities import INTERACTIVE, PRIORITIES
+from inferq.replication import ReplicatedWrites
 
 QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
 #: The statuses a job ends in.
@@ -172,9 +173,13 @@ class Finished:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, *, result_ttl_s: int, depth_limits: Mapping[str, int]) -> None:
-        """``depth_limits``: for each priority, the queued images past which its new work is refused."""
+    def __init__(self, client: redis.Redis, *, result_ttl_s: int, depth_limits: Mapping[str, int],
+                 replicas: int = 0, replica_timeout_ms: int = 500) -> None:
+        """``depth_limits``: for each priority, the queued images past which its new work is refused.
+        ``replicas``: how many replicas must hold a job's admission and message before ``admit`` and
+        ``enqueue`` return, waiting up to ``replica_timeout_ms`` for them (``inferq.replication``)."""
         self._redis = client
+        self._writes = ReplicatedWrites(client, replicas=replicas, timeout_ms=replica_timeout_ms)
         self._ttl = result_ttl_s
         self._depth_limits = dict(depth_limits)
         self._admit = client.register_script(_ADMIT)
@@ -187,7 +192,9 @@ class JobStore:
 
         For each job: None if admitted, else the queue's depth in images once the others were.
         ``enqueue`` is the message carrying these jobs, pushed onto its queue (with its bell) in the
-        same round trip if every job was admitted, and not at all otherwise.
+        same round trip if every job was admitted, and not at all otherwise. Raises
+        :class:`~inferq.replication.NotReplicated` if the replicas asked for did not acknowledge it:
+        the jobs may still run, but a failover could lose them.
         """
         script_keys = [keys.queued_images(priority), *(keys.job(job_id) for job_id, _ in jobs)]
         args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs)]
@@ -196,15 +203,26 @@ class JobStore:
         if enqueue is not None:
             script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
-        admitted, depth = self._admit(keys=script_keys, args=args)
+
+        def run_script(pipe: redis.client.Pipeline) -> None:
+            pipe.evalsha(self._admit.sha, len(script_keys), *script_keys, *args)
+
+        try:
+            [(admitted, depth)] = self._writes.execute(run_script)
+        except redis.exceptions.NoScriptError:  # Redis restarted (or failed over) and forgot it: load it, admit
+            self._redis.script_load(_ADMIT)
+            [(admitted, depth)] = self._writes.execute(run_script)
         return [None if ok else int(depth) for ok in admitted]
 
     def enqueue(self, message: Envelope) -> None:
         """Push a message of jobs admitted before, with its bell."""
-        with self._redis.pipeline(transaction=True) as pipe:
+        def push(pipe: redis.client.Pipeline) -> None:
+            # Not a transaction: the message goes first, and one left without its bell is still
+            # found, at a worker's next wait timeout.
             pipe.lpush(message.queue_key, message.raw)
             pipe.lpush(bell(message.queue_key), 1)
-            pipe.execute()
+
+        self._writes.execute(push)
 
     def withdraw(self, jobs: dict[str, int], *, priority: str) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""

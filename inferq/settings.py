@@ -15,6 +15,7 @@ import typing
 from collections.abc import Mapping
 
 from inferq.priorities import BULK, INTERACTIVE
+from inferq.redis_connection import names_sentinels
 
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
@@ -26,8 +27,19 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    #: Broker and job store. Unset under ``make up``: it starts an embedded Redis and sets this.
+    #: Broker and job store: one Redis, or Sentinels (``sentinel://host:26379;sentinel://...``) and
+    #: the master they name. Unset under ``make up``: it starts an embedded Redis and sets this.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: The name the Sentinels know the master by, when REDIS_URL names Sentinels.
+    redis_sentinel_master: str = "mymaster"
+    #: Replicas that must hold a job's admission before the request is answered (Redis's WAIT):
+    #: replication is asynchronous, and a failover promotes a replica, so an admission only the old
+    #: master held would be lost. One they do not acknowledge in time is refused with 503. Never
+    #: more than the master has online (``inferq.replication``). Unset: 1 when REDIS_URL names
+    #: Sentinels, else 0 (no wait).
+    redis_min_replicas_acked: int | None = None
+    #: How long an admission waits for those replicas.
+    redis_replica_ack_timeout_ms: int = 500
     #: Where versioned SavedModels live: ``<model_dir>/<version>/saved_model.pb``.
     model_dir: str = "models"
     #: The name the model is served under (``/models``, TF Serving and KServe routes).
@@ -104,12 +116,13 @@ class Settings:
             "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "max_request_bytes",
             "max_image_pixels", "max_images_per_request", "max_queue_depth", "max_interactive_queue_depth",
+            "redis_replica_ack_timeout_ms",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive, got {getattr(self, name)!r}")
-        for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads"):
-            if getattr(self, name) < 0:
+        for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads", "redis_min_replicas_acked"):
+            if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
@@ -118,6 +131,13 @@ class Settings:
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
                                     f"{name.upper()} ({getattr(self, name)}): such a request could never be queued")
+
+    @property
+    def replicas_to_await(self) -> int:
+        """How many replicas must acknowledge an admission (REDIS_MIN_REPLICAS_ACKED, resolved)."""
+        if self.redis_min_replicas_acked is not None:
+            return self.redis_min_replicas_acked
+        return 1 if names_sentinels(self.redis_url) else 0
 
     @property
     def depth_limits(self) -> dict[str, int]:

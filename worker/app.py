@@ -31,7 +31,7 @@ def create_worker_app(settings: Settings) -> Celery:
         engine.run_batch([request.args[0] for request in requests])
         return BATCH_DONE
 
-    queue_client = connect(settings.redis_url)
+    queue_client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
     queues = priorities.queues(settings.queue_name)
 
     def queue_length() -> int:

@@ -21,7 +21,7 @@ from worker.model_holder import ModelHolder
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
-        client = connect(settings.redis_url)
+        client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.metrics = WorkerMetrics(settings.model_name)
         self.holder = ModelHolder(

@@ -97,8 +97,9 @@ def test_a_broker_that_refuses_the_message_is_a_503_and_nothing_stays_admitted(c
     assert worker.store.queued_images() == {"interactive": 0, "bulk": 0}
 
 
-def test_redis_out_of_reach_is_a_503_never_a_500(make_app, digit_104, unreachable_redis):
-    app, _ = make_app(redis_client=unreachable_redis)
+@pytest.mark.parametrize("unreachable", ["unreachable_redis", "unreachable_sentinels"])
+def test_redis_out_of_reach_is_a_503_never_a_500(make_app, digit_104, request, unreachable):
+    app, _ = make_app(redis_client=request.getfixturevalue(unreachable))
     client = app.test_client()
     for response in (client.post("/recognize", data=files(("104.png", digit_104))),
                      client.post("/jobs", data=files(("104.png", digit_104))),

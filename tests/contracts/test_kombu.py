@@ -12,11 +12,12 @@ import json
 
 import kombu
 import pytest
-import redis
 from kombu import Connection, Queue
 from kombu.transport import redis as kombu_redis
 
 from inferq import broker
+from inferq.redis_connection import connect
+from tests.support.sentinel import MASTER, sentinel_group
 
 RECHECK = (f"inferq/broker.py was written for kombu {', '.join(broker.TESTED_KOMBU)} and relies on "
            f"{'; '.join(broker.KOMBU_INTERNALS)}; kombu {kombu.__version__} is installed: re-check those, "
@@ -36,28 +37,39 @@ def test_the_installed_kombu_is_one_the_seam_was_written_for():
     (kombu_redis.Channel, "_flush_brpop_reauth", ["self"]),
     (kombu_redis.QoS, "append", ["self", "message", "delivery_tag"]),
     (kombu.transport.virtual.Transport, "_deliver", ["self", "message", "queue"]),
+    (kombu_redis.SentinelChannel, "_get_pool", ["self", "asynchronous"]),
+    (kombu_redis.SentinelChannel, "_sentinel_managed_pool", ["self", "asynchronous"]),
 ])
 def test_the_methods_the_seam_overrides_or_calls_keep_their_signatures(owner, name, parameters):
     assert list(inspect.signature(getattr(owner, name)).parameters) == parameters, RECHECK
 
 
-def consume_one(redis_url: str, transport: object) -> tuple[kombu.Message, dict]:
+def test_the_sentinel_channel_claims_with_ours_over_kombus_sentinel_pools():
+    assert kombu_redis.SentinelChannel in broker.SentinelChannel.__mro__, RECHECK
+    for name in ("_brpop_start", "_brpop_read", "_create_client"):
+        assert getattr(broker.SentinelChannel, name) is getattr(broker.Channel, name), RECHECK
+    for name in ("_get_pool", "_sentinel_managed_pool", "connection_class", "from_transport_options"):
+        assert getattr(broker.SentinelChannel, name) is getattr(kombu_redis.SentinelChannel, name), RECHECK
+    assert "master_name" in broker.SentinelChannel.from_transport_options, RECHECK
+
+
+def consume_one(redis_url: str, transport: object, **options: object) -> tuple[kombu.Message, dict]:
     """Take one message off QUEUE without acknowledging it; the unacked hash as it is then."""
     taken: list[kombu.Message] = []
-    options = {"priority_steps": [0], "body_encoding": None}
+    options = {"priority_steps": [0], "body_encoding": None, **options}
     with Connection(redis_url, transport=transport, transport_options=options) as connection:
         with connection.Consumer(Queue(QUEUE), callbacks=[lambda _body, message: taken.append(message)],
                                  accept=["json"]):
             connection.drain_events(timeout=5)
-        unacked = redis.Redis.from_url(redis_url).hgetall("unacked")
+        unacked = connect(redis_url, sentinel_master=options.get("master_name")).hgetall("unacked")
         # Closing the channel gives unacknowledged messages back: read the hash before that.
         return taken[0], {tag.decode(): json.loads(value) for tag, value in unacked.items()}
 
 
-def push(redis_url: str, *bodies: str) -> list[broker.Envelope]:
+def push(redis_url: str, *bodies: str, sentinel_master: str | None = None) -> list[broker.Envelope]:
     envelopes = [broker.envelope(QUEUE, [[body], {}, {}], headers={"task": "contract"}, properties={})
                  for body in bodies]
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, sentinel_master=sentinel_master)
     for envelope in envelopes:
         client.lpush(envelope.queue_key, envelope.raw)
     return envelopes
@@ -85,3 +97,11 @@ def test_stock_kombu_reads_the_envelope_the_api_pushes(redis_url):
     assert message.decode() == [["payload"], {}, {}], RECHECK
     assert message.headers == {"task": "contract"}, RECHECK
     assert message.delivery_tag == json.loads(pushed.raw)["properties"]["delivery_tag"], RECHECK
+
+
+def test_the_sentinel_transport_takes_a_message_from_the_master_the_sentinels_name(tmp_path):
+    with sentinel_group(tmp_path) as group:
+        [pushed] = push(group.url, "via sentinel", sentinel_master=MASTER)
+        message, unacked = consume_one(group.url, broker.SentinelTransport, master_name=MASTER)
+    assert message.decode() == [["via sentinel"], {}, {}], RECHECK
+    assert list(unacked) == [message.delivery_tag] == [json.loads(pushed.raw)["properties"]["delivery_tag"]], RECHECK

@@ -33,3 +33,22 @@ def test_running_after_redis_forgot_the_script(store, redis_url):
     with store.running(["j1"]):
         pass
     assert store.get("j1").status == RUNNING
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_admission_after_redis_forgot_the_script(redis_url, replicas):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits=Settings().depth_limits, replicas=replicas)
+    client.script_flush()
+    assert store.admit([("j1", ["x"])], priority=INTERACTIVE) == [None]
+    assert store.get("j1").status == "queued"
+
+
+def test_with_no_replica_online_an_admission_waits_for_none(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits=Settings().depth_limits, replicas=1,
+                     replica_timeout_ms=60_000)
+    waits = client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+    assert store.admit([("j1", ["x"])], priority=INTERACTIVE) == [None]
+    store.admit([("j2", ["x"])], priority=INTERACTIVE)
+    assert client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0) == waits

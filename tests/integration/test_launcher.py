@@ -15,6 +15,8 @@ import pytest
 
 from launcher.processes import descendants, free_port
 from tests.conftest import MNIST_DIR, REPO
+from tests.support.models import build_model
+from tests.support.sentinel import sentinel_group
 from tests.support.waiting import wait_for
 
 
@@ -69,6 +71,22 @@ def test_make_up_serves_restarts_a_dead_worker_and_stops_everything_on_sigterm(t
     finally:
         if up.process.poll() is None:
             up.process.kill()
+
+
+def test_make_up_serves_from_the_master_that_sentinels_name(tmp_path, digit_104):
+    build_model(tmp_path / "models", 1, label=3)
+    with sentinel_group(tmp_path) as group:
+        up = Launcher(tmp_path, port=free_port(), model_dir=tmp_path / "models", redis_url=group.url)
+        try:
+            wait_for(lambda: "inferq is up on" in up.output(), 120, f"the ready line:\n{up.output()}")
+            assert recognize(up.port, digit_104)["labels"] == [3]
+            assert "embedded Redis" not in up.output()
+            assert group.client(group.primary_port).dbsize() > 0, "the primary holds the job store"
+            up.process.send_signal(signal.SIGTERM)
+            assert up.wait_exit() == 0
+        finally:
+            if up.process.poll() is None:
+                up.process.kill()
 
 
 def test_make_up_fails_fast_when_the_port_is_taken(tmp_path, trained_model_dir):

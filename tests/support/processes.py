@@ -11,9 +11,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-import redis
-
 from inferq import keys
+from inferq.redis_connection import connect
+from inferq.settings import Settings
 from launcher.processes import descendants
 from tests.support.waiting import wait_for
 
@@ -36,7 +36,8 @@ class WorkerProcess:
                  command: list[str] | None = None) -> None:
         self.env = env
         self.log_path = log_path
-        self.client = redis.Redis.from_url(env["REDIS_URL"])
+        settings = Settings.from_env(env)
+        self.client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         command = command or [
             sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", pool,
             "--concurrency", str(concurrency),
@@ -88,10 +89,11 @@ class WorkerProcess:
 
 
 class ApiProcess:
-    """The API under gunicorn, as ``make up`` runs it, on ``port``."""
+    """The API under gunicorn, as ``make up`` runs it, on ``port``, reached at ``host``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int, command: list[str] | None = None) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, command: list[str] | None = None,
+                 host: str = "127.0.0.1") -> None:
+        self.base_url = f"http://{host}:{port}"
         self.log_path = log_path
         env = dict(env, PORT=str(port), API_PROCESSES="1", API_THREADS="8")
         command = command or [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]

@@ -28,3 +28,13 @@ def test_a_rediss_url_verifies_certificates_unless_told_otherwise():
 def test_the_result_backend_accepts_a_rediss_url():
     backend = make_celery(Settings(redis_url="rediss://:pw@host:6380/0")).backend
     assert backend.connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+
+
+def test_a_sentinel_url_takes_the_sentinel_transport_and_names_the_master():
+    app = make_celery(Settings(redis_url="sentinel://a:26379;sentinel://b:26379", redis_sentinel_master="queue"))
+    assert app.conf.broker_transport == "inferq.broker:SentinelTransport"
+    assert app.conf.broker_transport_options["master_name"] == "queue"
+    assert app.conf.broker_transport_options["sentinel_kwargs"]["retry"].get_retries() == 0
+    assert app.connection_for_write().alt == ["sentinel://a:26379", "sentinel://b:26379"]
+    assert app.backend.__class__.__name__ == "SentinelBackend"
+    assert make_celery(Settings(redis_url="redis://host/0")).conf.broker_transport == "inferq.broker:Transport"

@@ -1,0 +1,78 @@
+"""How the drain rate grows with worker processes, and how many one Redis could feed:
+``python -m bench.scaling``.
+
+For each worker count (1 and 2 by default, in alternating rounds so that a machine whose load
+changes affects both alike), a queue of one-image messages is filled as the API fills it and
+drained (``bench.drain``). Each row gives the rate, and Redis's own CPU time and commands per
+message, read from INFO. From those: Redis, one thread, runs out of CPU at about
+1 s / (its CPU per message) messages a second, which is that many times one worker's rate.
+
+The model is MODEL_DIR's newest (``make train``, or ``python -m trainer --epochs 1``: the weights do
+not change what a call costs). Redis is an embedded one, or REDIS_URL's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import systems
+from bench.bodies import test_digits
+from bench.drain import DrainResult, drain
+from inferq.model_contract import newest_version
+from inferq.settings import Settings
+from trainer import mnist_files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
+    parser.add_argument("--messages", type=int, default=3000, help="one-image messages a drain (default 3000)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over the worker counts (default 2)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if newest_version(settings.model_dir) is None:
+        print(f"bench.scaling: no model in {settings.model_dir}/; `make train` makes one", file=sys.stderr)
+        return 1
+    counts = [int(count) for count in args.workers.split(",")]
+    images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
+
+    results: list[DrainResult] = []
+    with systems.redis_server(Path(tempfile.mkdtemp(prefix="inferq-scaling-"))) as redis_url:
+        for _ in range(args.rounds):
+            for workers in counts:
+                result = drain(redis_url, settings.model_dir, images, count=args.messages, per_message=1,
+                               workers=workers)
+                results.append(result)
+                frequent = ", ".join(f"{name} {calls:g}" for name, calls in result.drain_commands_by_name.items()
+                                     if calls >= 0.05)
+                print(f"{workers} worker(s): {result.messages_per_s:,.0f} messages/s, mean batch "
+                      f"{result.mean_batch:.1f}; Redis per message: admit {result.redis_cpu_us_admit:.0f} µs CPU "
+                      f"({result.commands_admit:.1f} commands), drain {result.redis_cpu_us_drain:.0f} µs CPU "
+                      f"({result.commands_drain:.1f} commands: {frequent})", flush=True)
+
+    by_workers = {workers: [r for r in results if r.workers == workers] for workers in counts}
+    one = statistics.median(r.messages_per_s for r in by_workers[counts[0]])
+    redis_us = statistics.median(r.redis_cpu_us_admit + r.redis_cpu_us_drain for r in results)
+    redis_ceiling = 1e6 / redis_us
+    print(f"Redis CPU per message, admitted and drained: {redis_us:.0f} µs: one Redis thread runs out at about "
+          f"{redis_ceiling:,.0f} messages/s = {redis_ceiling / one:.0f} workers at {one:,.0f} messages/s each")
+    summary = {
+        "messages_per_s": {workers: [round(r.messages_per_s) for r in rows] for workers, rows in by_workers.items()},
+        "redis_cpu_us_per_message": round(redis_us, 1),
+        "redis_ceiling_messages_per_s": round(redis_ceiling),
+        "workers_one_redis_feeds": round(redis_ceiling / one),
+        "runs": [dataclasses.asdict(r) for r in results],
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
