@@ -18,6 +18,7 @@ from bench.systems import workers_only
 from inferq import keys, messages
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
+from inferq.priorities import INTERACTIVE
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 
@@ -36,19 +37,19 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
           timeout_s: float = 600) -> DrainResult:
     settings = Settings(redis_url=redis_url)
     client = connect(redis_url)
-    store = JobStore(client, result_ttl_s=settings.result_ttl_s, max_queue_depth=settings.max_queue_depth)
+    store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
     task_messages = TaskMessages(make_celery(settings), settings.queue_name)
     pixels = [images[i:i + per_message].tobytes() for i in range(0, 50 * per_message, per_message)]
     job_ids = []
     for n in range(count):
         job_id = str(uuid.uuid4())
-        envelope = task_messages.envelope([messages.JobInput(job_id, pixels[n % 50], None)])
-        store.admit([(job_id, [""] * per_message)], enqueue=envelope)
+        envelope = task_messages.envelope([messages.JobInput(job_id, pixels[n % 50], None)], INTERACTIVE)
+        store.admit([(job_id, [""] * per_message)], priority=INTERACTIVE, enqueue=envelope)
         job_ids.append(job_id)
 
     with workers_only(redis_url, model_dir):
         deadline = time.monotonic() + timeout_s
-        while store.queued_images() > 0:
+        while sum(store.queued_images().values()) > 0:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not drain the queue in {timeout_s:g} s")
             time.sleep(0.1)
