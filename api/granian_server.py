@@ -15,10 +15,11 @@ What gunicorn's configuration does, done here:
   (prometheus_client's multiprocess mode), removed when it stops.
 - Each worker freezes the objects its start-up loaded, out of the collector's sight.
 
-What granian answers itself, without the app (so not in the app's JSON): a head past its buffer
-(``HTTP1Settings.max_buffer_size``, a few hundred kilobytes) or of more than 100 headers, 431; a
-request line over 64 KiB, 414; what is not HTTP/1, 400; all with no body. A head is read by Rust
-code, so a client that trickles it holds no thread; granian drops it after ``header_read_timeout``.
+What granian answers itself, without the app (so not in the app's JSON), each with no body: a head
+past its buffer (``HTTP1Settings.max_buffer_size``, a few hundred kilobytes) or of more than 100
+headers, 431; a URI of 64 KiB or more, 414; what is not HTTP/1, 400. gunicorn answers the same
+statuses with an HTML page, and at smaller sizes (8 KiB a line or header). A head is read by Rust
+code, so a client that trickles it holds no thread, and is dropped after HEADER_READ_TIMEOUT_MS.
 Bodies are the app's to limit: MAX_REQUEST_BYTES (Flask's MAX_CONTENT_LENGTH) as the body is read.
 
 granian warns at start that API_THREADS threads a process are many for few cores: they spend their
@@ -39,12 +40,14 @@ from inferq.settings import Settings
 
 #: granian's target: builds the app in each worker.
 TARGET = "api.granian_server:frozen_app"
+HEADER_READ_TIMEOUT_MS = 5_000
 
 
 def serve(settings: Settings) -> None:
     """Run the API until SIGTERM or SIGINT; every request answered before this returns."""
     from granian import Granian
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     metrics_dir = tempfile.mkdtemp(prefix="inferq-metrics-")
@@ -59,6 +62,9 @@ def serve(settings: Settings) -> None:
         interface=Interfaces.WSGI,
         # HTTP/1.1 alone, as under gunicorn: no HTTP/2 surface for clients to probe.
         http=HTTPModes.http1,
+        # A head not complete in this long closes its connection, as gunicorn's keepalive does
+        # (granian's default waits six times longer).
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         websockets=False,
         address="0.0.0.0",
         port=settings.port,

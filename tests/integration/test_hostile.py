@@ -2,8 +2,8 @@
 error or a correct answer every time, never a 5xx, and the service still answers afterwards.
 
 Only what the HTTP server refuses before the app sees it is answered by the server itself, not with
-the app's JSON: a head too large (gunicorn: 400 and an HTML page; granian: 431 or 414, no body) or
-not HTTP at all."""
+the app's JSON: a head too large or not HTTP at all, 431, 414 or 400 (gunicorn with an HTML page,
+granian with no body)."""
 
 from __future__ import annotations
 
@@ -206,21 +206,23 @@ def raw_exchange(api, head: bytes) -> bytes:
     return answer
 
 
-@pytest.mark.parametrize(("name", "head"), [
-    ("a 1 MB header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"),
-    ("200 headers", b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
-     + b"\r\n"),
-    ("a 100 kB request line", b"GET /jobs/" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
-    ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64) + b"\r\n\r\n"),
+@pytest.mark.parametrize("head", [
+    pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n", id="a 1 MB header"),
+    pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+                 + b"\r\n", id="200 headers"),
+    pytest.param(b"GET /jobs/" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="a 100 kB request line"),
+    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(64)) + b"\r\n\r\n",
+                 id="a TLS hello"),
 ])
-def test_heads_the_server_refuses_are_a_4xx_from_the_server(api, name, head):
+def test_heads_the_server_refuses_are_a_4xx_from_the_server(api, head):
     answer = raw_exchange(api, head)
     status = int(answer.split(b" ", 2)[1])
     assert 400 <= status < 500, answer[:300]
 
 
-def test_clients_that_trickle_their_heads_hold_no_one_else_up(api):
-    """Slowloris: connections that send a head a byte at a time take no thread from other clients."""
+def test_clients_that_trickle_their_heads_hold_no_one_else_up_and_are_dropped(api):
+    """Slowloris: connections that never finish their head take no thread from other clients, and
+    the server closes them (both servers after 5 s)."""
     host, port = api.base_url.removeprefix("http://").split(":")
     slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
     try:
@@ -230,6 +232,8 @@ def test_clients_that_trickle_their_heads_hold_no_one_else_up(api):
         assert_handled(*request(api, "POST", "/recognize", multipart([("image", "a.png", OK_PNG)]), MULTIPART),
                        "answer")
         assert time.monotonic() - started < 20
+        slow[0].settimeout(20)
+        assert slow[0].recv(1) == b"", "the server kept a head that never ended"
     finally:
         for connection in slow:
             connection.close()
