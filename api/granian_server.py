@@ -23,7 +23,8 @@ code, so a client that trickles it holds no thread, and is dropped after HEADER_
 Bodies are the app's to limit: MAX_REQUEST_BYTES (Flask's MAX_CONTENT_LENGTH) as the body is read.
 
 granian warns at start that API_THREADS threads a process are many for few cores: they spend their
-time waiting for answers, not running.
+time waiting for answers, not running. It also copies the process's environment (REDIS_URL, API_KEY)
+into every request's WSGI environ: nothing may echo ``request.environ`` to a client.
 """
 
 from __future__ import annotations
