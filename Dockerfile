@@ -29,4 +29,5 @@ ENV PATH=/venv/bin:$PATH \
     MNIST_DATA_DIR=/data/mnist
 USER inferq
 EXPOSE 8080
-CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
+# The API under the HTTP server API_SERVER names (granian or gunicorn).
+CMD ["python", "-m", "api.serve"]

@@ -1,6 +1,6 @@
 """The HTTP front end: ``create_app(settings)`` builds a Flask app that queues images for the workers.
 
-Served by gunicorn (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``). It never imports
+Served by granian or gunicorn (API_SERVER), both started by ``python -m api.serve``. It never imports
 TensorFlow: images are decoded here and the workers hold the model.
 """
 

@@ -2,9 +2,9 @@
 
 ``GET /metrics`` gives the API's own metrics (requests by route and status, latencies, images
 accepted), the queue depth and live workers read from Redis at scrape time, and the workers'
-metrics summed from their heartbeats (batch sizes, model-call times). Under gunicorn the API's own
-metrics are gathered across its processes with prometheus_client's multiprocess mode
-(PROMETHEUS_MULTIPROC_DIR, set by config/gunicorn.conf.py).
+metrics summed from their heartbeats (batch sizes, model-call times). The API's own metrics are
+gathered across its processes with prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR,
+set by config/gunicorn.conf.py or api/granian_server.py).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ApiMetrics:
     def render(self) -> bytes:
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             return generate_latest(self._own)
-        # Under gunicorn this process's counts are only a share: the files of all of them sum up.
+        # This process's counts are only a share of the API's: the files of all its processes sum up.
         scrape = CollectorRegistry()
         multiprocess.MultiProcessCollector(scrape)
         scrape.register(self._system)

@@ -40,7 +40,7 @@ class Waiter:
 class ReplyListener:
     def __init__(self, store: JobStore) -> None:
         self._store = store
-        #: This process's reply list, named by a random id (gunicorn forks before the app is built).
+        #: This process's reply list, named by a random id (each server process builds its own app).
         self.name = uuid.uuid4().hex
         self._waiters: dict[str, Waiter] = {}
         self._lock = threading.Lock()

@@ -3,7 +3,8 @@
 Scenarios: sync ``POST /recognize`` with one image at several concurrencies on inferq, on the
 seed's architecture (Flask + one session call a request) and on inferq with MAX_BATCH_SIZE=1;
 bulk async jobs of 256 images; the client (``inferq score``) on the 10,000 test digits, beside
-bulk; a worker draining a queue filled before it started. Load comes from wrk (Debian's
+bulk; a worker draining a queue filled before it started. The sync sweeps of inferq and the
+reference run under each HTTP server of ``--servers``, side by side. Load comes from wrk (Debian's
 package), which costs far less CPU than the servers it drives.
 """
 
@@ -28,7 +29,7 @@ from bench.client import client_score
 from bench.drain import drain
 from bench.load import SyncPoint, bulk, wrk
 from inferq.model_contract import newest_version
-from inferq.settings import Settings
+from inferq.settings import API_SERVERS, Settings
 from trainer import mnist_files
 
 RESULTS = Path("bench/results")
@@ -37,6 +38,9 @@ RESULTS = Path("bench/results")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a run of under two minutes")
+    parser.add_argument("--servers", default=",".join(API_SERVERS),
+                        help="HTTP servers to measure inferq and the reference under, side by side; the first "
+                             "for every scenario, the others for the sync sweeps (default: %(default)s)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench: wrk is missing; install it with `apt-get install wrk`", file=sys.stderr)
@@ -58,18 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
     probe = bodies[0].read_bytes()
 
+    servers = args.servers.split(",")
     sweeps: dict[str, list[SyncPoint]] = {}
     with systems.redis_server(work) as redis_url:
-        with systems.inferq(redis_url, model_dir) as base:
+        with systems.inferq(redis_url, model_dir, API_SERVER=servers[0]) as base:
             sweeps["inferq"] = _sweep(base, clients, seconds, bodies)
             bulk_results = [bulk(base, images, labels, jobs=20 if quick else 80, per_job=256, upload="idx"),
                             bulk(base, images, labels, jobs=5 if quick else 20, per_job=256, upload="png")]
             client = client_score(base, images, labels, work)
-        with systems.inferq(redis_url, model_dir, MAX_BATCH_SIZE=1) as base:
+        with systems.inferq(redis_url, model_dir, MAX_BATCH_SIZE=1, API_SERVER=servers[0]) as base:
             sweeps["inferq batch=1"] = _sweep(base, clients, seconds, bodies)
         drained = drain(redis_url, model_dir, images, count=1000 if quick else 5000, per_message=1)
-    with systems.seed_reference(model_dir, probe) as base:
+        sweeps |= _other_servers_inferq(redis_url, model_dir, servers[1:], clients, seconds, bodies)
+    with systems.seed_reference(model_dir, probe, servers[0]) as base:
         sweeps["seed reference"] = _sweep(base, clients, seconds, bodies)
+    sweeps |= _other_servers_reference(model_dir, probe, servers[1:], clients, seconds, bodies)
     shutil.rmtree(work, ignore_errors=True)
 
     ours, seed, nobatch = (_by_clients(sweeps[name]) for name in ("inferq", "seed reference", "inferq batch=1"))
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "client_vs_bulk": round(client.images_per_s / bulk_results[0].images_per_s, 2),
         "drain_messages_per_s": round(drained.messages_per_s),
         "drain_mean_batch": round(drained.mean_batch, 1),
+        "api_server": servers[0],
+        "by_server": _by_server(sweeps, servers),
     }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     extras = [
@@ -102,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{client.failed} failed)",
         f"drain: {drained.messages} one-image messages in {drained.seconds:.2f} s = "
         f"{drained.messages_per_s:.0f} messages/s, mean batch {drained.mean_batch:.1f}",
+        f"HTTP server: {servers[0]} for inferq and the seed reference; <name>@<server> under <server>",
     ]
     print(report.table(sweeps, extras))
     report.save({"when": stamp, "quick": quick, "sweeps": sweeps, "bulk": bulk_results, "client": client,
@@ -146,6 +156,44 @@ def _mean_batch_since(base: str, before: tuple[float, float], point: SyncPoint) 
         if time.monotonic() > deadline:
             return None
         time.sleep(0.2)
+
+
+# --- HTTP servers side by side (--servers): the sync sweeps under each server past the first. ---
+
+def _other_servers_inferq(redis_url: str, model_dir: str, servers: list[str], clients: list[int], seconds: float,
+                          bodies: list[Path]) -> dict[str, list[SyncPoint]]:
+    sweeps = {}
+    for server in servers:
+        with systems.inferq(redis_url, model_dir, API_SERVER=server) as base:
+            sweeps[f"inferq@{server}"] = _sweep(base, clients, seconds, bodies)
+    return sweeps
+
+
+def _other_servers_reference(model_dir: str, probe: bytes, servers: list[str], clients: list[int], seconds: float,
+                             bodies: list[Path]) -> dict[str, list[SyncPoint]]:
+    sweeps = {}
+    for server in servers:
+        with systems.seed_reference(model_dir, probe, server) as base:
+            sweeps[f"ref@{server}"] = _sweep(base, clients, seconds, bodies)
+    return sweeps
+
+
+def _by_server(sweeps: dict[str, list[SyncPoint]], servers: list[str]) -> dict[str, dict[str, float]]:
+    """The headline figures under each server, inferq's and the reference's under the same one."""
+    figures = {}
+    for index, server in enumerate(servers):
+        ours = _by_clients(sweeps["inferq" if index == 0 else f"inferq@{server}"])
+        seed = _by_clients(sweeps["seed reference" if index == 0 else f"ref@{server}"])
+        top = max(ours)
+        figures[server] = {
+            f"sync_rps_c{top}": round(ours[top].rps, 1),
+            f"seed_rps_c{top}": round(seed[top].rps, 1),
+            "ratio_vs_seed": round(ours[top].rps / seed[top].rps, 2),
+            f"p99_ms_c{top}": round(ours[top].p99_ms, 1),
+            "p50_ms_c1": round(ours[1].p50_ms, 2),
+            "seed_p50_ms_c1": round(seed[1].p50_ms, 2),
+        }
+    return figures
 
 
 def _by_clients(points: list[SyncPoint]) -> dict[int, SyncPoint]:

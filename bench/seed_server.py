@@ -1,7 +1,8 @@
 """The reference: the seed's Go server ported as is, to measure inferq against.
 
 Flask holds the SavedModel and makes one session call per request (no queue, no batching),
-served by gunicorn with 2 processes x 8 threads: ``gunicorn 'bench.seed_server:create_app()'``.
+served with 2 processes x 8 threads by the HTTP server inferq is measured under (gunicorn gthread,
+or granian's WSGI interface: ``bench/systems.py``).
 Like the seed it loads ``MODEL_DIR/<newest>`` with tags ["model"], feeds the raw pixels of the
 upload to ``inputdata`` and answers ``{"filename": ..., "labels": [...]}`` from ``inference``.
 """

@@ -1,4 +1,5 @@
-"""The servers a benchmark run measures: inferq (workers + API) and the seed's architecture.
+"""The servers a benchmark run measures: inferq (workers + API) and the seed's architecture, each
+under the HTTP server (API_SERVER) asked for.
 
 They share one embedded Redis (or REDIS_URL's) and are started and stopped as plain processes,
 with the commands ``make up`` uses.
@@ -42,7 +43,7 @@ class Running:
     children: list[Child]
 
     def pids(self) -> dict[str, list[int]]:
-        """Process ids by role, with gunicorn's and the workers' own children."""
+        """Process ids by role, with the HTTP server's and the workers' own children."""
         found: dict[str, list[int]] = {}
         for child in self.children:
             assert child.process is not None
@@ -91,15 +92,13 @@ def workers_only(redis_url: str, model_dir: str, *, workers: int = 1, **settings
 
 
 @contextlib.contextmanager
-def seed_reference(model_dir: str, probe_body: bytes) -> Iterator[str]:
-    """The seed's architecture: Flask + the SavedModel, one session call a request, 2 x 8 threads."""
+def seed_reference(model_dir: str, probe_body: bytes, server: str = "gunicorn") -> Iterator[str]:
+    """The seed's architecture: Flask + the SavedModel, one session call a request, 2 x 8 threads,
+    under ``server``: the HTTP server inferq is measured under, so that their ratio compares the
+    architectures rather than the servers."""
     port = free_port()
     env = _env(MODEL_DIR=model_dir)
-    child = Child("seed reference", [
-        sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
-        "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "warning",
-        "bench.seed_server:create_app()",
-    ], env)
+    child = Child("seed reference", _seed_command(server, port), env)
     base = f"http://127.0.0.1:{port}"
     try:
         child.start()
@@ -107,6 +106,16 @@ def seed_reference(model_dir: str, probe_body: bytes) -> Iterator[str]:
         yield base
     finally:
         _stop([child])
+
+
+def _seed_command(server: str, port: int) -> list[str]:
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--http", "1",
+                "--workers", "2", "--blocking-threads", "8", "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning", "bench.seed_server:create_app"]
+    return [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--worker-class", "gthread",
+            "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--log-level", "warning",
+            "bench.seed_server:create_app()"]
 
 
 def _env(**settings: object) -> dict[str, str]:

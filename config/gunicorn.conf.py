@@ -1,4 +1,5 @@
-"""gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``).
+"""gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``, which
+``python -m api.serve`` runs when API_SERVER is gunicorn; api/granian_server.py is granian's).
 
 Processes, worker class, threads and connections come from API_PROCESSES, API_WORKER_CLASS,
 API_THREADS and API_CONNECTIONS, the port from PORT: the same settings object the app reads. A sync

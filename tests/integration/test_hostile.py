@@ -1,5 +1,9 @@
-"""Hostile and odd input against the API under gunicorn with a real worker: a 4xx JSON error or a
-correct answer every time, never a 5xx, and the service still answers afterwards."""
+"""Hostile and odd input against the API under each of its HTTP servers with a real worker: a 4xx JSON
+error or a correct answer every time, never a 5xx, and the service still answers afterwards.
+
+Only what the HTTP server refuses before the app sees it is answered by the server itself, not with
+the app's JSON: a head too large or not HTTP at all, 431, 414 or 400 (gunicorn with an HTML page,
+granian with no body)."""
 
 from __future__ import annotations
 
@@ -10,12 +14,14 @@ import json
 import os
 import socket
 import struct
+import time
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from inferq.settings import API_SERVERS
 from launcher.processes import free_port
 from tests.conftest import png_bytes
 from tests.support.models import build_model
@@ -27,17 +33,24 @@ LABEL = 6
 
 
 @pytest.fixture(scope="module")
-def api(redis_databases, tmp_path_factory):
+def serving(redis_databases, tmp_path_factory):
+    """A worker the APIs under test share, its settings and a folder for their logs."""
     tmp = tmp_path_factory.mktemp("hostile")
     build_model(tmp / "models", 1, label=LABEL)
     with redis_databases.lend() as url:
         env = worker_env(url, tmp / "models", "hostile")
         worker = WorkerProcess(env, tmp / "worker.log")
         worker.wait_serving()
-        server = ApiProcess(env, tmp / "api.log", free_port())
-        yield server
-        server.stop()
+        yield env, tmp
         worker.stop()
+
+
+@pytest.fixture(scope="module", params=API_SERVERS)
+def api(serving, request):
+    env, tmp = serving
+    server = ApiProcess(dict(env, API_SERVER=request.param), tmp / f"api-{request.param}.log", free_port())
+    yield server
+    assert server.stop() == 0
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:
@@ -103,10 +116,11 @@ def request(api, method: str, path: str, body: bytes = b"", headers: dict | None
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
-    return response.status, dict(response.getheaders()), response.read()
+    # Header names in any case: granian sends them in lower case.
+    return response.status, response.headers, response.read()
 
 
-def assert_handled(status: int, headers: dict, body: bytes, expect: str) -> None:
+def assert_handled(status: int, headers: http.client.HTTPMessage, body: bytes, expect: str) -> None:
     assert status < 500, (status, body[:300])
     if expect == "either":
         expect = "answer" if status == 200 else "4xx"
@@ -176,6 +190,53 @@ def test_a_chunked_upload_without_content_length_is_answered(api):
             answer += chunk
     status = int(answer.split(b" ", 2)[1])
     assert status < 500, answer[:300]
+
+
+def raw_exchange(api, head: bytes) -> bytes:
+    """What the server answers to ``head``, sent as is, until it closes the connection."""
+    host, port = api.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        # The server may answer and close before it has read all of a huge head.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            raw.sendall(head)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := raw.recv(65536):
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("head", [
+    pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n", id="a 1 MB header"),
+    pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+                 + b"\r\n", id="200 headers"),
+    pytest.param(b"GET /jobs/" + b"x" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", id="a 100 kB request line"),
+    pytest.param(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(64)) + b"\r\n\r\n",
+                 id="a TLS hello"),
+])
+def test_heads_the_server_refuses_are_a_4xx_from_the_server(api, head):
+    answer = raw_exchange(api, head)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:300]
+
+
+def test_clients_that_trickle_their_heads_hold_no_one_else_up_and_are_dropped(api):
+    """Slowloris: connections that never finish their head take no thread from other clients, and
+    the server closes them (both servers after 5 s)."""
+    host, port = api.base_url.removeprefix("http://").split(":")
+    slow = [socket.create_connection((host, int(port)), timeout=10) for _ in range(64)]
+    try:
+        for connection in slow:
+            connection.sendall(b"POST /recognize HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started = time.monotonic()
+        assert_handled(*request(api, "POST", "/recognize", multipart([("image", "a.png", OK_PNG)]), MULTIPART),
+                       "answer")
+        assert time.monotonic() - started < 20
+        slow[0].settimeout(20)
+        assert slow[0].recv(1) == b"", "the server kept a head that never ended"
+    finally:
+        for connection in slow:
+            connection.close()
 
 
 def test_the_service_still_answers_afterwards(api):

@@ -20,6 +20,7 @@ from inferq import keys, messages
 from inferq.jobs import DONE, FINAL
 from inferq.priorities import PRIORITIES
 from inferq.redis_connection import connect
+from launcher import api_command
 from tests.conftest import png_bytes
 from tests.support.http_load import HttpLoad
 from tests.support.models import build_model
@@ -63,8 +64,7 @@ def test_workers_on_other_hosts_answer_and_take_over_a_dead_hosts_message(lan, t
             sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--pool", "solo",
             "--hostname", f"{host}@%h", "--without-mingle", "--without-gossip", "--loglevel", "INFO"]))
             for host in ("worker1", "worker2")}
-        api = ApiProcess(env, tmp_path / "api.log", API_PORT, host=api_host, command=lan.command("api", [
-            sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]))
+        api = ApiProcess(env, tmp_path / "api.log", API_PORT, host=api_host, command=lan.command("api", api_command()))
         try:
             for worker in workers.values():
                 worker.wait_serving()

@@ -11,12 +11,13 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import redis
 
 from api import create_app
 from inferq import keys
 from inferq.priorities import BULK, INTERACTIVE
-from inferq.settings import Settings
+from inferq.settings import API_SERVERS, Settings
 from launcher.processes import free_port, redis_answers
 from launcher.redis_server import embedded_redis_command
 from tests.conftest import png_bytes
@@ -159,10 +160,12 @@ def test_sigterm_lets_a_worker_finish_its_batch(start_worker, make_client, tmp_p
     assert worker.client.hlen("unacked") == 0
 
 
-def test_sigterm_lets_the_api_finish_requests_in_flight(start_worker, redis_url, tmp_path, digit_104):
+@pytest.mark.parametrize("server", API_SERVERS)
+def test_sigterm_lets_the_api_finish_requests_in_flight(start_worker, redis_url, tmp_path, digit_104, server):
     build_model(tmp_path / "models", 1, label=9, slow_seconds=3)
     start_worker(tmp_path / "models")
-    api = ApiProcess(worker_env(redis_url, tmp_path / "models", "q"), tmp_path / "api.log", free_port())
+    api = ApiProcess(worker_env(redis_url, tmp_path / "models", "q", api_server=server), tmp_path / "api.log",
+                     free_port())
     answers: list[tuple[int, dict]] = []
 
     def recognize() -> None:
@@ -184,7 +187,7 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(start_worker, redis_url,
     assert api.stop() == 0
     in_flight.join(30)
     assert answers and answers[0][0] == 200 and answers[0][1]["labels"] == [9]
-    assert time.monotonic() - started >= 0.5  # gunicorn waited for the request rather than dropping it
+    assert time.monotonic() - started >= 0.5  # the server waited for the request rather than dropping it
 
 
 def test_a_stopped_worker_leaves_no_heartbeat(start_worker, tmp_path):

@@ -1,4 +1,5 @@
-"""The whole system as users meet it: real Redis, a real worker on the real model, the API under gunicorn."""
+"""The whole system as users meet it: real Redis, a real worker on the real model, the API under each of
+its HTTP servers."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ from tests.support.processes import ApiProcess, worker_env
 from tests.support.stand_in import BROKER_UNREACHABLE
 from tests.support.waiting import wait_for
 
+#: Each way the API is served: gunicorn with each of its worker classes, and granian.
+SERVERS = {
+    **{f"gunicorn-{worker_class}": {"api_server": "gunicorn", "api_worker_class": worker_class}
+       for worker_class in API_WORKER_CLASSES},
+    "granian": {"api_server": "granian"},
+}
+
 
 @pytest.fixture(scope="module")
 def mnist_png(tmp_path_factory) -> Path:
@@ -30,11 +38,11 @@ def mnist_png(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("worker_class", API_WORKER_CLASSES)
+@pytest.mark.parametrize("server", SERVERS)
 def test_the_seeds_curl_example_answers_as_the_seed_did(start_worker, redis_url, trained_model_dir, mnist_png,
-                                                         tmp_path, worker_class):
+                                                         tmp_path, server):
     start_worker(trained_model_dir)
-    env = worker_env(redis_url, trained_model_dir, "q", api_worker_class=worker_class)
+    env = worker_env(redis_url, trained_model_dir, "q", **SERVERS[server])
     api = ApiProcess(env, tmp_path / "api.log", free_port())
     try:
         answer = subprocess.run(
@@ -48,13 +56,15 @@ def test_the_seeds_curl_example_answers_as_the_seed_did(start_worker, redis_url,
         assert api.stop() == 0
 
 
-@pytest.mark.parametrize("worker_class", API_WORKER_CLASSES)
-def test_concurrent_requests_under_gunicorn_each_get_their_own_answer(start_worker, redis_url, trained_model_dir,
-                                                                       mnist_test, tmp_path, worker_class):
-    """Requests that arrive together share admissions and messages: none may get another's answer."""
+@pytest.mark.parametrize("server", SERVERS)
+def test_concurrent_requests_each_get_their_own_answer_and_metrics_count_them_all(start_worker, redis_url,
+                                                                                    trained_model_dir, mnist_test,
+                                                                                    tmp_path, server):
+    """Requests that arrive together share admissions and messages: none may get another's answer. Two
+    API processes share the requests, and one scrape counts those of both."""
     start_worker(trained_model_dir)
-    env = worker_env(redis_url, trained_model_dir, "q", api_worker_class=worker_class)
-    api = ApiProcess(env, tmp_path / "api.log", free_port())
+    env = worker_env(redis_url, trained_model_dir, "q", **SERVERS[server])
+    api = ApiProcess(env, tmp_path / "api.log", free_port(), processes=2)
     images, labels = mnist_test
 
     def recognize(i: int) -> tuple[int, dict]:
@@ -71,7 +81,8 @@ def test_concurrent_requests_under_gunicorn_each_get_their_own_answer(start_work
             metrics = response.read().decode()
     finally:
         assert api.stop() == 0
-    # The API's own metrics, written by its gunicorn processes to shared files.
+    # The API's own metrics, written by both processes to shared files: a scrape answered by one
+    # process from its own counts alone would show only its share.
     assert f'inferq_http_requests_total{{method="POST",route="/recognize",status="200"}} {len(answers)}.0' in metrics
     assert [answer["filename"] for _, answer in answers] == [f"{i}.png" for i, _ in answers]
     correct = sum(answer["labels"] == [int(labels[i])] for i, answer in answers)

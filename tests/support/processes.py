@@ -14,6 +14,7 @@ from pathlib import Path
 from inferq import keys
 from inferq.redis_connection import connect
 from inferq.settings import Settings
+from launcher import api_command
 from launcher.processes import descendants
 from tests.support.waiting import wait_for
 
@@ -89,14 +90,15 @@ class WorkerProcess:
 
 
 class ApiProcess:
-    """The API under gunicorn, as ``make up`` runs it, on ``port``, reached at ``host``."""
+    """The API as ``make up`` runs it, under the HTTP server ``env``'s API_SERVER names, on ``port``,
+    reached at ``host``."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int, command: list[str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 processes: int = 1, host: str = "127.0.0.1") -> None:
         self.base_url = f"http://{host}:{port}"
         self.log_path = log_path
-        env = dict(env, PORT=str(port), API_PROCESSES="1", API_THREADS="8")
-        command = command or [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
+        env = dict(env, PORT=str(port), API_PROCESSES=str(processes), API_THREADS="8")
+        command = command or api_command()
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self._answers, 30, "the API to answer")
