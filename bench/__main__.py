@@ -28,6 +28,8 @@ from bench.bodies import one_image_bodies, test_digits
 from bench.client import client_score
 from bench.drain import drain
 from bench.load import SyncPoint, bulk, wrk
+from bench.mixed import mixed
+from bench.mixed import table as mixed_table
 from inferq.model_contract import newest_version
 from inferq.settings import API_SERVERS, Settings
 from trainer import mnist_files
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             bulk_results = [bulk(base, images, labels, jobs=20 if quick else 80, per_job=256, upload="idx"),
                             bulk(base, images, labels, jobs=5 if quick else 20, per_job=256, upload="png")]
             client = client_score(base, images, labels, work)
+            mixed_result = mixed(base, redis_url, settings.max_queue_depth, images, bodies, 4 if quick else 10)
         with systems.inferq(redis_url, model_dir, MAX_BATCH_SIZE=1, API_SERVER=servers[0]) as base:
             sweeps["inferq batch=1"] = _sweep(base, clients, seconds, bodies)
         drained = drain(redis_url, model_dir, images, count=1000 if quick else 5000, per_message=1)
@@ -95,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         "client_images_per_s": round(client.images_per_s),
         "client_vs_bulk": round(client.images_per_s / bulk_results[0].images_per_s, 2),
         "drain_messages_per_s": round(drained.messages_per_s),
+        "mixed_interactive_p99_ms": round(mixed_result.with_priorities.p99_ms, 1),
+        "mixed_interactive_alone_p99_ms": round(mixed_result.interactive_alone.p99_ms, 1),
+        "mixed_bulk_vs_alone": round(mixed_result.with_priorities_bulk_images_per_s
+                                     / mixed_result.bulk_alone_images_per_s, 2),
+        "mixed_goals": mixed_result.goals(),
         "drain_mean_batch": round(drained.mean_batch, 1),
         "api_server": servers[0],
         "by_server": _by_server(sweeps, servers),
@@ -114,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         f"HTTP server: {servers[0]} for inferq and the seed reference; <name>@<server> under <server>",
     ]
     print(report.table(sweeps, extras))
+    print("\nInteractive requests beside a full bulk queue (bench.mixed):\n" + mixed_table(mixed_result))
     report.save({"when": stamp, "quick": quick, "sweeps": sweeps, "bulk": bulk_results, "client": client,
-                 "drain": drained, "summary": summary}, RESULTS / f"{stamp}.json")
+                 "drain": drained, "mixed": mixed_result, "summary": summary}, RESULTS / f"{stamp}.json")
     report.plot(sweeps, RESULTS / f"{stamp}.png")
     print(f"results: {RESULTS / stamp}.json, plot: {RESULTS / stamp}.png")
     print(json.dumps(summary))

@@ -110,6 +110,15 @@ def wait_full(client: redis.Redis, limit: int, timeout_s: float = 60) -> None:
         time.sleep(0.05)
 
 
+def wait_drained(client: redis.Redis, timeout_s: float = 120) -> None:
+    """Until the backlog left behind is answered, so that what runs next starts on an empty queue."""
+    deadline = time.monotonic() + timeout_s
+    while int(client.get(keys.queued_images(BULK)) or 0) > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bulk backlog was not answered in {timeout_s:g} s")
+        time.sleep(0.1)
+
+
 @dataclasses.dataclass
 class MixedResult:
     interactive_alone: SyncPoint
@@ -147,6 +156,7 @@ def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bo
         started = time.time()
         unprioritised = wrk(base_url, CLIENTS, seconds, bodies, path=f"/recognize?priority={BULK}")
         unprioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
+    wait_drained(client)
     return MixedResult(alone, bulk_alone, prioritised, prioritised_bulk, unprioritised, unprioritised_bulk,
                        producer.refused)
 
