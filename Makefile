@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 up: setup
 	$(PY) -m inferq.launcher
 
+# make train ARCH=cnn trains with config/model_cnn.json; PARAMS=<file> names any parameters file.
+ARCH ?= mlp
+PARAMS ?= config/model$(if $(filter-out mlp,$(ARCH)),_$(ARCH)).json
+
 train: setup
-	$(PY) -m trainer --params config/model.json
+	$(PY) -m trainer --params $(PARAMS)
 
 # pytest exits 5 when a selection (make test PYTEST_ARGS='-k ...') matches no test: say so, not fail.
 test: setup
