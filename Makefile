@@ -32,10 +32,11 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "make test: no test matched the selection"; exit 0; fi; exit $$status
 
 # The load comes from wrk, a Debian package: installed here when missing and we may.
+# MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(MODEL),--model '$(MODEL)',)
 
 lint: setup
 	$(PY) -m ruff check .
