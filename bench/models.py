@@ -8,7 +8,7 @@ reference server both load. The three regimes, by what a request's time goes to:
 - ``mnist_cnn``, the trainer's CNN (``<MODEL_DIR>/mnist_cnn``; untrained when there is none, since
   training it takes minutes, longer than the benchmark): arithmetic per image dominates — compute-bound.
 - ``wide_mlp``, 784-2048x4-10, untrained: 56 MB of weights read on every call, whatever the batch, so
-  a call of one image costs nearly what a call of dozens does — weight-bound.
+  a call of one image costs a good part of what a call of 64 does — weight-bound.
 
 Untrained models are built here, in the run's temporary directory, and written by the trainer's
 export, so they keep the same contract as trained ones; their answers are noise ("wrong" counts are
