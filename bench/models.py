@@ -60,6 +60,8 @@ def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path
         path = Path(settings.model_dir) / spec
     name = path.resolve().name
     if (path / model_contract.SAVED_MODEL_FILE).is_file():
+        if name.isdigit():  # a version directory: named by its model too
+            name = f"{path.resolve().parent.name}-{name}"
         # One SavedModel: served as version 1 of a model directory of its own.
         model_dir = work / "models" / name
         model_dir.mkdir(parents=True)

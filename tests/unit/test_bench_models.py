@@ -42,7 +42,7 @@ def test_a_directory_of_versions_is_served_as_it_is(tmp_path: Path, settings: Se
 def test_one_savedmodel_directory_becomes_version_1_of_a_model_of_its_own(tmp_path: Path, settings: Settings) -> None:
     saved = fake_version(tmp_path / "export", 7)
     [model] = resolve(str(saved), settings, tmp_path / "work")
-    assert model.name == "7"
+    assert model.name == "export-7"
     assert (Path(model.model_dir) / "1").resolve() == saved.resolve()
     assert sorted(entry.name for entry in Path(model.model_dir).iterdir()) == ["1"]
 
