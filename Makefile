@@ -19,8 +19,12 @@ $(STAMP): pyproject.toml
 up: setup
 	$(PY) -m launcher
 
+# make train ARCH=cnn trains with config/model_cnn.json; PARAMS=<file> names any parameters file.
+ARCH ?= mlp
+PARAMS ?= config/model$(if $(filter-out mlp,$(ARCH)),_$(ARCH)).json
+
 train: setup
-	$(PY) -m trainer --params config/model.json
+	$(PY) -m trainer --params $(PARAMS)
 
 # pytest exits 5 when a selection (make test PYTEST_ARGS='-k ...') matches no test: say so, not fail.
 test: setup
@@ -28,10 +32,11 @@ test: setup
 	if [ $$status -eq 5 ]; then echo "make test: no test matched the selection"; exit 0; fi; exit $$status
 
 # The load comes from wrk, a Debian package: installed here when missing and we may.
+# MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(MODEL),--model '$(MODEL)',)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,56 +1,46 @@
-"""Writing the trained MLP as a SavedModel that the seed's Go server could load, and loading it back that way.
+"""Writing a trained network as a SavedModel that the seed's Go server could load, and loading it back that way.
 
 The graph is built with the TF1 API because the seed's clients look tensors up by name in a meta graph
 tagged exactly ``model``: placeholder ``inputdata`` (raw 0..255 pixels) -> ``inference`` (int64
 labels). A ``serving_default`` signature (``probabilities``, ``labels``) is added to it and to a second
-meta graph tagged ``serve``, the tag TF Serving and saved_model_cli look for by default.
+meta graph tagged ``serve``, the tag TF Serving and saved_model_cli look for by default. Whatever the
+network (``trainer.tf1_ops`` writes its layers), this module is where that contract is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from inferq import model_contract
+from trainer import tf1_ops
 
 SERVE_TAG = tf.saved_model.SERVING
 
 
-def write_saved_model(layers: Sequence[tuple[np.ndarray, np.ndarray]], export_dir: Path) -> None:
-    """A SavedModel of the dense ``layers`` ((kernel, bias), ReLU between them, logits last) in the
-    empty or absent directory ``export_dir``."""
+def write_saved_model(model: keras.Model, export_dir: Path) -> None:
+    """A SavedModel of ``model`` (a chain of layers from raw pixels ``[None, 784]`` to logits) in the empty
+    or absent directory ``export_dir``."""
+    if tuple(model.input_shape) != (None, model_contract.N_INPUT):
+        raise ValueError(f"the model takes {model.input_shape}, not (None, {model_contract.N_INPUT}) raw pixels")
+    weights = tf1_ops.weight_values(model)
     graph = tf.Graph()
     with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         pixels = tf.compat.v1.placeholder(
             tf.float32, [None, model_contract.N_INPUT], name=model_contract.INPUT_TENSOR
         )
-        # Scaling inside the graph is what makes the seed's raw-pixel clients right (the seed's was not).
-        activations = tf.math.divide(pixels, 255.0, name="scaled")
-        feed = {}
-        variables = []
-        for index, (kernel, bias) in enumerate(layers, start=1):
-            weights = tf.compat.v1.get_variable(
-                f"dense_{index}/kernel", kernel.shape, tf.float32, tf.compat.v1.zeros_initializer()
-            )
-            biases = tf.compat.v1.get_variable(
-                f"dense_{index}/bias", bias.shape, tf.float32, tf.compat.v1.zeros_initializer()
-            )
-            # Feeding the trained values to the initialisers keeps them out of the graph (saved once, in
-            # variables/) and adds no assign ops to it.
-            feed.update({weights.initial_value: kernel, biases.initial_value: bias})
-            variables += [weights, biases]
-            activations = tf.matmul(activations, weights) + biases
-            if index < len(layers):
-                activations = tf.nn.relu(activations)
-        logits = tf.identity(activations, name="logits")
-        probabilities = tf.nn.softmax(logits, name=model_contract.SIGNATURE_PROBABILITIES)
-        labels = tf.argmax(logits, 1, name=model_contract.LABELS_TENSOR, output_type=tf.int64)
-        session.run([variable.initializer for variable in variables], feed_dict=feed)
+        # The model's own scaling (its Rescaling layer) goes into the graph: that is what makes the
+        # seed's raw-pixel clients right (the seed's graph was not).
+        network = tf1_ops.build_network(model, weights, pixels)
+        probabilities = tf.nn.softmax(network.logits, name=model_contract.SIGNATURE_PROBABILITIES)
+        labels = tf.argmax(network.logits, 1, name=model_contract.LABELS_TENSOR, output_type=tf.int64)
+        session.run([variable.initializer for variable in network.variables], feed_dict=network.feed)
 
         signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
             inputs={model_contract.SIGNATURE_INPUT: pixels},
@@ -73,11 +63,10 @@ def run_seed_style(export_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np
     with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, [model_contract.TAG], str(export_dir))
         signature = meta_graph.signature_def[model_contract.SIGNATURE]
-        pixels = images.astype(np.float32)
-        labels = session.run(f"{model_contract.LABELS_TENSOR}:0", {f"{model_contract.INPUT_TENSOR}:0": pixels})
-        probabilities = session.run(
-            signature.outputs[model_contract.SIGNATURE_PROBABILITIES].name,
-            {signature.inputs[model_contract.SIGNATURE_INPUT].name: pixels},
+        # One run for both fetches: a second pass over the test set costs seconds for a CNN.
+        labels, probabilities = session.run(
+            [f"{model_contract.LABELS_TENSOR}:0", signature.outputs[model_contract.SIGNATURE_PROBABILITIES].name],
+            {f"{model_contract.INPUT_TENSOR}:0": images.astype(np.float32)},
         )
     return labels, probabilities
 

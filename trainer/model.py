@@ -1,4 +1,4 @@
-"""The seed's multilayer perceptron (784-256-256-10, ReLU, softmax cross-entropy, Adam), trained with Keras 3.
+"""Training the network ``params.arch`` names (``trainer.networks``) with Keras 3: softmax cross-entropy, Adam.
 
 Differences from the seed, each because the seed's choice hurt: Glorot-uniform weights and zero biases
 instead of N(0, 1) (which saturates and needs far more steps), the /255 scaling inside the model (so
@@ -14,6 +14,7 @@ import time
 import keras
 import numpy as np
 
+from trainer import networks
 from trainer.params import TrainParams
 
 #: Batches per call into TensorFlow: at 100 images a batch, the per-call Python overhead on 2 cores
@@ -30,20 +31,6 @@ class Trained:
     training_seconds: float
 
 
-def build_model(params: TrainParams) -> keras.Model:
-    """The MLP on raw 0..255 pixels, ending in logits (softmax is applied by the loss and the export)."""
-    return keras.Sequential(
-        [
-            keras.Input(shape=(params.n_input,), name="pixels"),
-            keras.layers.Rescaling(1.0 / 255.0, name="scale"),
-            keras.layers.Dense(params.n_hidden_1, activation="relu", name="hidden_1"),
-            keras.layers.Dense(params.n_hidden_2, activation="relu", name="hidden_2"),
-            keras.layers.Dense(params.n_classes, name="logits"),
-        ],
-        name="mnist_mlp",
-    )
-
-
 def train(
     params: TrainParams,
     train_images: np.ndarray,
@@ -57,7 +44,7 @@ def train(
     ``Epoch: 0001 cost= ...`` line per epoch when ``verbose``."""
     keras.backend.clear_session()  # a long-lived process (a test session) trains many models
     keras.utils.set_random_seed(params.seed)
-    model = build_model(params)
+    model = networks.build(params)
     steps = params.epochs * math.ceil(len(train_images) / params.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(params.learning_rate, decay_steps=steps)
     model.compile(
@@ -92,12 +79,6 @@ def train(
 def predict_labels(model: keras.Model, images: np.ndarray) -> np.ndarray:
     logits = model.predict(images.astype(np.float32), batch_size=EVAL_BATCH_SIZE, verbose=0)
     return np.argmax(logits, axis=1)
-
-
-def dense_weights(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(kernel, bias) of each dense layer, input side first."""
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    return [(layer.kernel.numpy(), layer.bias.numpy()) for layer in dense]
 
 
 class _SeedStyleCost(keras.callbacks.Callback):

@@ -3,10 +3,12 @@
 Keys (every one optional; a missing key takes the default below):
 
 ==================  =======================================================================
+arch                the network (``trainer.networks``): ``mlp``, the seed's 784-n_hidden_1-n_hidden_2-10 and
+                    the default, or ``cnn``, convolutions on the 28x28 image (n_hidden_* unused)
 learning_rate       initial Adam learning rate, decayed to 0 along a cosine over the run
 batch_size          images per training step
-n_hidden_1          units of the first hidden layer
-n_hidden_2          units of the second hidden layer
+n_hidden_1          units of the MLP's first hidden layer
+n_hidden_2          units of the MLP's second hidden layer
 n_classes           must be 10 (the digits)
 n_input             must be 784 (28x28 pixels, as the serving contract feeds)
 save_path           MODEL_DIR: versions are written to ``<save_path>/<version>/``
@@ -39,11 +41,16 @@ from trainer.errors import TrainerError
 #: Parameter -> environment variable that overrides it, read through inferq's Settings.
 ENV_OVERRIDES = {"save_path": "MODEL_DIR", "data_path": "MNIST_DATA_DIR"}
 
+#: The networks the trainer builds (``trainer.networks``); named here so that a bad ``arch`` is refused
+#: before TensorFlow is imported.
+ARCHS = ("mlp", "cnn")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
     """Validated parameters of one training run; constructing one checks every field."""
 
+    arch: str = "mlp"
     learning_rate: float = 0.002
     batch_size: int = 100
     n_hidden_1: int = 256
@@ -61,6 +68,8 @@ class TrainParams:
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             _check_type(field.name, hints[field.name], getattr(self, field.name))
+        if self.arch not in ARCHS:
+            raise TrainerError(f"arch must be one of {', '.join(map(repr, ARCHS))}, got {self.arch!r}")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
             raise TrainerError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         object.__setattr__(self, "learning_rate", float(self.learning_rate))  # JSON's 1 means 1.0

@@ -35,11 +35,11 @@ def train_and_export(params: TrainParams, *, verbose: bool = True) -> Path:
     import keras
     import tensorflow as tf
 
-    from trainer import export, model, publish, report
+    from trainer import export, model, networks, publish, report
 
     say = print if verbose else _silent
     say(
-        f"Training {params.n_input}-{params.n_hidden_1}-{params.n_hidden_2}-{params.n_classes} on "
+        f"Training {params.arch} {networks.describe(params)} on "
         f"{len(train_images)} images ({mnist.source}) for {params.epochs} epochs, testing on {len(testing.images)}",
         flush=True,
     )
@@ -50,13 +50,14 @@ def train_and_export(params: TrainParams, *, verbose: bool = True) -> Path:
     model_dir = Path(params.save_path)
     try:
         with publish.staging_dir(model_dir) as staged:
-            export.write_saved_model(model.dense_weights(trained.model), staged)
+            export.write_saved_model(trained.model, staged)
             labels, probabilities = export.run_seed_style(staged, testing.images)
             _check_export(labels, probabilities, keras_labels, params.n_classes)
             metrics = report.classification_metrics(testing.labels, labels, params.n_classes)
             say(f"Accuracy: {metrics['test_accuracy']:.4f}", flush=True)
             metrics.update(
                 keras_test_accuracy=float(np.mean(keras_labels == testing.labels)),
+                architecture=f"{params.arch} {networks.describe(params)}",
                 train_images=len(train_images),
                 history=trained.history,
                 params=params.to_dict(),

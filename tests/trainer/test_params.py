@@ -36,9 +36,31 @@ def test_shipped_config_holds_the_seeds_keys_and_the_trainers_own() -> None:
     assert set(raw) == set(KEYS)
     assert set(raw) >= SEED_KEYS
     params = load_params(path, {})
+    assert params.arch == "mlp"
     assert (params.save_path, params.data_path) == ("models", "data/mnist")
     assert (params.n_input, params.n_classes, params.n_hidden_1, params.n_hidden_2) == (784, 10, 256, 256)
     assert params.max_train_images is None
+
+
+def test_shipped_cnn_config_saves_under_the_name_it_is_served_as() -> None:
+    path = REPO / "config" / "model_cnn.json"
+    raw = json.loads(path.read_text())
+    assert set(raw) <= set(KEYS)
+    assert not {"n_hidden_1", "n_hidden_2"} & set(raw)  # the MLP's; the CNN does not use them
+    params = load_params(path, {})
+    assert params.arch == "cnn"
+    assert (params.save_path, params.data_path) == ("models/mnist_cnn", "data/mnist")
+    assert params.max_train_images is None
+
+
+def test_arch_defaults_to_the_seeds_mlp(tmp_path: Path) -> None:
+    assert load_params(write_params(tmp_path, epochs=1), {}).arch == "mlp"
+
+
+@pytest.mark.parametrize("value", ["resnet", "CNN", ""])
+def test_an_unknown_arch_is_named_with_the_choices(tmp_path: Path, value: str) -> None:
+    path = write_params(tmp_path, arch=value)
+    assert load_error(path) == f"{path}: arch must be one of 'mlp', 'cnn', got {value!r}"
 
 
 def test_missing_keys_take_defaults_with_three_epochs_as_the_seed(tmp_path: Path) -> None:
@@ -81,6 +103,8 @@ def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
         ("max_train_images", "all"),
         ("download", "yes"),
         ("epochs", None),
+        ("arch", 1),
+        ("arch", None),
     ],
 )
 def test_wrong_type_names_the_key(tmp_path: Path, key: str, value: object) -> None:

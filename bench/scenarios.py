@@ -1,0 +1,184 @@
+"""Every scenario of a benchmark run, against one model.
+
+Sync ``POST /recognize`` with one image at several concurrencies on inferq, on inferq with
+MAX_BATCH_SIZE=1 (what batching buys) and on the architecture inferq grew from (Flask + one session
+call a request), each under every HTTP server of the plan, the reference always under the same
+server as inferq; bulk async jobs of 256 images; the client (``inferq score``) on the 10,000 test
+digits beside bulk; interactive requests beside a full bulk queue (``bench.mixed``, for the first
+model of a run); a worker draining a queue filled before it started; and the model call alone
+(``bench.calls``), which tells the model's regime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from bench import calls, systems
+from bench.client import ClientResult, client_score
+from bench.drain import DrainResult, drain
+from bench.load import BulkResult, SyncPoint, bulk, wrk
+from bench.mixed import MixedResult, mixed
+from bench.models import BenchModel
+from inferq.settings import Settings
+
+
+@dataclasses.dataclass
+class Plan:
+    clients: list[int]
+    seconds: float
+    bulk_jobs: dict[str, int]  # upload ("idx" or "png") -> jobs of 256 images
+    drain_messages: int
+    call_batches: list[int]
+    call_threads: list[int]
+    #: HTTP servers, the first for every scenario, the others for the sync sweeps.
+    servers: list[str]
+    mixed_seconds: float
+
+    @classmethod
+    def for_run(cls, quick: bool, servers: list[str]) -> Plan:
+        # Both include 1 and 64 clients, the points the summary reports.
+        if quick:
+            return cls([1, 64], 3, {"idx": 20, "png": 5}, 1000, [1, 64], [1], servers, 4)
+        return cls([1, 16, 64, 128], 10, {"idx": 80, "png": 20}, 5000, [1, 16, 64, 256], [1, 0], servers, 10)
+
+
+@dataclasses.dataclass
+class ModelRun:
+    model: BenchModel
+    sweeps: dict[str, list[SyncPoint]]
+    bulk: list[BulkResult]
+    drain: DrainResult
+    calls: list[calls.CallPoint]
+    client: ClientResult
+    mixed: MixedResult | None
+    servers: list[str]
+
+    def summary(self) -> dict[str, object]:
+        """The run in figures; the keys of a one-model run before there were several, plus the new ones."""
+        ours, seed, nobatch = (_by_clients(self.sweeps[name])
+                               for name in ("inferq", "seed reference", "inferq batch=1"))
+        one_thread = {point.batch: point for point in self.calls if point.threads == 1}
+        return {
+            "regime": self.model.regime,
+            "sync_rps_c64": round(ours[64].rps, 1),
+            "seed_rps_c64": round(seed[64].rps, 1),
+            "ratio_vs_seed": round(ours[64].rps / seed[64].rps, 2),
+            "nobatch_rps_c64": round(nobatch[64].rps, 1),
+            "batching_gain_c64": round(ours[64].rps / nobatch[64].rps, 2),
+            "mean_batch_c64": round(ours[64].mean_batch or 0, 1),
+            "p99_ms_c64": round(ours[64].p99_ms, 1),
+            "errors_c64": ours[64].errors,
+            "p50_ms_c1": round(ours[1].p50_ms, 2),
+            "seed_p50_ms_c1": round(seed[1].p50_ms, 2),
+            "bulk_images_per_s": round(self.bulk[0].images_per_s),
+            "bulk_png_images_per_s": round(self.bulk[1].images_per_s),
+            "drain_messages_per_s": round(self.drain.messages_per_s),
+            "drain_mean_batch": round(self.drain.mean_batch, 1),
+            "call_ms_1_thread": {str(batch): round(point.ms_per_call, 3) for batch, point in one_thread.items()},
+            "client_images_per_s": round(self.client.images_per_s),
+            "client_vs_bulk": round(self.client.images_per_s / self.bulk[0].images_per_s, 2),
+            **(self._mixed_summary() if self.mixed else {}),
+            "api_server": self.servers[0],
+            "by_server": self._by_server(),
+        }
+
+    def _mixed_summary(self) -> dict[str, object]:
+        assert self.mixed is not None
+        return {
+            "mixed_interactive_p99_ms": round(self.mixed.with_priorities.p99_ms, 1),
+            "mixed_interactive_alone_p99_ms": round(self.mixed.interactive_alone.p99_ms, 1),
+            "mixed_bulk_vs_alone": round(self.mixed.with_priorities_bulk_images_per_s
+                                         / self.mixed.bulk_alone_images_per_s, 2),
+            "mixed_goals": self.mixed.goals(),
+        }
+
+    def _by_server(self) -> dict[str, dict[str, float]]:
+        """The headline figures under each server, inferq's and the reference's under the same one."""
+        figures = {}
+        for index, server in enumerate(self.servers):
+            ours = _by_clients(self.sweeps["inferq" if index == 0 else f"inferq@{server}"])
+            seed = _by_clients(self.sweeps["seed reference" if index == 0 else f"ref@{server}"])
+            top = max(ours)
+            figures[server] = {
+                f"sync_rps_c{top}": round(ours[top].rps, 1),
+                f"seed_rps_c{top}": round(seed[top].rps, 1),
+                "ratio_vs_seed": round(ours[top].rps / seed[top].rps, 2),
+                f"p99_ms_c{top}": round(ours[top].p99_ms, 1),
+                "p50_ms_c1": round(ours[1].p50_ms, 2),
+                "seed_p50_ms_c1": round(seed[1].p50_ms, 2),
+            }
+        return figures
+
+
+def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray, labels: np.ndarray,
+              bodies: list[Path], work: Path, *, with_mixed: bool) -> ModelRun:
+    first, *others = plan.servers
+    sweeps: dict[str, list[SyncPoint]] = {}
+    mixed_result = None
+    with systems.inferq(redis_url, model.model_dir, API_SERVER=first) as base:
+        sweeps["inferq"] = _sweep(base, plan, bodies)
+        bulk_results = [bulk(base, images, labels, jobs=jobs, per_job=256, upload=upload)
+                        for upload, jobs in plan.bulk_jobs.items()]
+        client = client_score(base, images, labels, work)
+        if with_mixed:
+            mixed_result = mixed(base, redis_url, Settings.from_env().max_queue_depth, images, bodies,
+                                 plan.mixed_seconds)
+    with systems.inferq(redis_url, model.model_dir, MAX_BATCH_SIZE=1, API_SERVER=first) as base:
+        sweeps["inferq batch=1"] = _sweep(base, plan, bodies)
+    drained = drain(redis_url, model.model_dir, images, count=plan.drain_messages, per_message=1)
+    with systems.seed_reference(model.model_dir, bodies[0].read_bytes(), first) as base:
+        sweeps["seed reference"] = _sweep(base, plan, bodies)
+    for server in others:
+        with systems.inferq(redis_url, model.model_dir, API_SERVER=server) as base:
+            sweeps[f"inferq@{server}"] = _sweep(base, plan, bodies)
+        with systems.seed_reference(model.model_dir, bodies[0].read_bytes(), server) as base:
+            sweeps[f"ref@{server}"] = _sweep(base, plan, bodies)
+    # Last, with nothing else running: the call alone, on an idle machine.
+    measured = calls.measure(model.model_dir, plan.call_batches, plan.call_threads)
+    return ModelRun(model, sweeps, bulk_results, drained, measured, client, mixed_result, plan.servers)
+
+
+def _sweep(base: str, plan: Plan, bodies: list[Path]) -> list[SyncPoint]:
+    wrk(base, 8, 1, bodies)  # warm up: connections, caches, first model calls
+    points = []
+    for concurrency in plan.clients:
+        before = _batch_totals(base)
+        point = wrk(base, concurrency, plan.seconds, bodies)
+        if before is not None:
+            point.mean_batch = _mean_batch_since(base, before, point)
+        points.append(point)
+    return points
+
+
+def _batch_totals(base: str) -> tuple[float, float] | None:
+    """Images and batches the workers have run, from the API's /metrics; None for the reference."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    found = dict(re.findall(r"^inferq_worker_batch_images_(sum|count) (\S+)$", text, re.MULTILINE))
+    return (float(found.get("sum", 0)), float(found.get("count", 0))) if found else (0.0, 0.0)
+
+
+def _mean_batch_since(base: str, before: tuple[float, float], point: SyncPoint) -> float | None:
+    # Worker metrics arrive with heartbeats (every 0.5 s here): wait until they cover the run.
+    deadline = time.monotonic() + 5
+    while True:
+        after = _batch_totals(base)
+        images, batches = after[0] - before[0], after[1] - before[1]
+        if batches and (images >= point.answered or time.monotonic() > deadline):
+            return images / batches
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _by_clients(points: list[SyncPoint]) -> dict[int, SyncPoint]:
+    return {point.concurrency: point for point in points}
