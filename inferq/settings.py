@@ -18,7 +18,7 @@ from inferq.priorities import BULK, INTERACTIVE
 from inferq.redis_connection import names_sentinels
 
 #: The HTTP servers the API runs under, each tested.
-API_SERVERS = ("granian", "gunicorn")
+API_SERVERS = ("gunicorn", "granian")
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
 
@@ -53,10 +53,10 @@ class Settings:
 
     #: HTTP port of the API.
     port: int = 8080
-    #: The HTTP server under the Flask app: "granian" (api/granian_server.py: HTTP parsed in Rust,
-    #: the app run by a pool of API_THREADS threads a process) or "gunicorn" (config/gunicorn.conf.py,
-    #: its worker class API_WORKER_CLASS). Why granian: docs/benchmarks.md, 2026-12-01.
-    api_server: str = "granian"
+    #: The HTTP server under the Flask app: "gunicorn" (config/gunicorn.conf.py, its worker class
+    #: API_WORKER_CLASS) or "granian" (api/granian_server.py: HTTP parsed in Rust, the app run by a
+    #: pool of API_THREADS threads a process). Why gunicorn stays the default: docs/benchmarks.md.
+    api_server: str = "gunicorn"
     #: Processes of the API (gunicorn's or granian's workers).
     api_processes: int = 2
     #: How each gunicorn process serves its connections: "gevent", a greenlet per connection (a

@@ -34,7 +34,7 @@ def test_overrides_win_over_the_environment():
     ("MAX_BATCH_WAIT_MS", "soon", "MAX_BATCH_WAIT_MS must be a number, got 'soon'"),
     ("MAX_BATCH_SIZE", "0", "MAX_BATCH_SIZE must be positive, got 0"),
     ("MAX_BATCH_WAIT_MS", "-1", "MAX_BATCH_WAIT_MS must not be negative, got -1.0"),
-    ("API_SERVER", "uwsgi", "API_SERVER must be one of granian, gunicorn, got 'uwsgi'"),
+    ("API_SERVER", "uwsgi", "API_SERVER must be one of gunicorn, granian, got 'uwsgi'"),
     ("API_WORKER_CLASS", "sync", "API_WORKER_CLASS must be one of gevent, gthread, got 'sync'"),
     ("REDIS_MIN_REPLICAS_ACKED", "-1", "REDIS_MIN_REPLICAS_ACKED must not be negative, got -1"),
     ("REDIS_REPLICA_ACK_TIMEOUT_MS", "0", "REDIS_REPLICA_ACK_TIMEOUT_MS must be positive, got 0"),
