@@ -7,9 +7,9 @@ readiness and the served model are what live workers last said.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
-from api.errors import error_response
+from api.errors import ApiError, error_response
 from api.runtime import runtime
 from inferq.workers import WorkerStatus
 
@@ -23,8 +23,14 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    serving = _serving_workers()
-    if not serving:
+    """Ready when Redis answers and a live worker has a model. With ``?workers=optional``, when Redis
+    answers: for an API whose workers are started on demand (scaled from zero on their queues'
+    length), which must take work for a worker to be started at all."""
+    workers = request.args.get("workers", "required")
+    if workers not in ("required", "optional"):
+        raise ApiError(400, f"workers must be 'required' or 'optional', got {workers!r}")
+    serving = _serving_workers()  # Redis out of reach: its 503
+    if not serving and workers == "required":
         return error_response(503, "not ready: no live worker has a model loaded", reason="no_worker")
     return jsonify({
         "status": "ready",

@@ -93,3 +93,21 @@ def test_an_api_key_guards_every_route_but_the_probes(make_app, path):
     assert method(path, headers={"Authorization": "Bearer s3cret"}).status_code != 401
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503
+
+
+def test_with_workers_optional_an_api_is_ready_once_redis_answers(client, fake_redis):
+    """For workers started on demand: the API must take work before any worker runs."""
+    assert client.get("/readyz").status_code == 503
+    response = client.get("/readyz?workers=optional")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "workers": 0, "model_versions": []}
+    publish_heartbeat(fake_redis, version=4)
+    assert client.get("/readyz?workers=optional").get_json()["workers"] == 1
+
+
+def test_workers_optional_still_needs_redis_and_a_known_value(make_app, unreachable_redis, client):
+    app, _ = make_app(redis_client=unreachable_redis)
+    down = app.test_client().get("/readyz?workers=optional")
+    assert down.status_code == 503 and down.get_json()["reason"] == "broker"
+    bad = client.get("/readyz?workers=maybe")
+    assert bad.status_code == 400 and "workers must be" in bad.get_json()["error"]
