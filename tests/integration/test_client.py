@@ -238,7 +238,8 @@ def test_a_run_interrupted_then_killed_and_resumed_sends_each_chunk_once(live, d
 
     gate.allow(3)
     cli = start_score(*run, url=gate.url)
-    wait_for(lambda: done_chunks(out) == 3, 60, "three chunks written")
+    wait_for(lambda: done_chunks(out) == 3 or cli.poll() is not None, 60, "three chunks written")
+    assert cli.poll() is None, f"the client ended early ({cli.returncode}): {cli.communicate()[1]}"
     cli.send_signal(signal.SIGINT)  # Ctrl-C, with two chunks waiting at the gate
     _, err = cli.communicate(timeout=30)
     assert cli.returncode == 130, err
