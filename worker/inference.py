@@ -37,8 +37,13 @@ def run_batch(bodies: Sequence[object], model: LoadedModel, store: JobStore, met
         return
     now = time.time()
     metrics.record_waits(jobs, now)
-    live = [job for job in jobs if job.deadline is None or job.deadline > now]
-    finished = [_expired(job, now, metrics) for job in jobs if job not in live]
+    live: list[messages.JobInput] = []
+    finished: list[Finished] = []
+    for job in jobs:  # one pass: a membership test would compare every job's pixels with every other's
+        if job.deadline is None or job.deadline > now:
+            live.append(job)
+        else:
+            finished.append(_expired(job, now, metrics))
     if live:
         with store.running([job.job_id for job in live]):
             pixels = np.frombuffer(b"".join(job.pixels for job in live), np.uint8).reshape(-1, N_INPUT)
