@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from inferq.dtypes import DType, dtype
+from inferq.model_config import ModelConfig, config_from_json
 
 #: Where a shape has a dimension of any size (the batch dimension, first).
 ANY = -1
@@ -46,6 +47,8 @@ class ModelSpec:
     signature: str | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    #: How it is served: batching, versions, class names, image preprocessing (``config.json``).
+    config: ModelConfig = ModelConfig()
 
     def input(self, name: str) -> TensorSpec | None:
         return next((tensor for tensor in self.inputs if tensor.name == name), None)
@@ -60,6 +63,7 @@ class ModelSpec:
             "signature": self.signature,
             "inputs": [tensor.to_json() for tensor in self.inputs],
             "outputs": [tensor.to_json() for tensor in self.outputs],
+            "config": self.config.to_json(),
         }
 
     @classmethod
@@ -70,4 +74,5 @@ class ModelSpec:
             signature=data.get("signature"),
             inputs=tuple(TensorSpec.from_json(tensor) for tensor in data["inputs"]),
             outputs=tuple(TensorSpec.from_json(tensor) for tensor in data["outputs"]),
+            config=config_from_json(data.get("config")),
         )
