@@ -29,7 +29,7 @@ INK_THRESHOLD = 32
 
 def decode(data: bytes, *, max_pixels: int) -> np.ndarray:
     """A ``(28, 28)`` uint8 array, or an :class:`ImageError` saying what is wrong with ``data``."""
-    image = _open(data, max_pixels)
+    image = open_image(data, max_pixels)
     try:
         if image.mode == "L" and image.size == (IMAGE_SIDE, IMAGE_SIDE):
             return np.asarray(image, dtype=np.uint8)
@@ -38,7 +38,9 @@ def decode(data: bytes, *, max_pixels: int) -> np.ndarray:
         raise ImageError(f"the image is corrupt or truncated: {exc}") from None
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """``data`` opened lazily (pixels not yet decompressed), its size checked against ``max_pixels``;
+    shared with ``api.image_preprocessing`` so that every decoder refuses the same files the same way."""
     if not data:
         raise ImageError("the uploaded file is empty")
     try:
