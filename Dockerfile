@@ -25,7 +25,7 @@ WORKDIR /app
 COPY config config
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    MODEL_DIR=/models \
+    MODEL_REPOSITORY=/models \
     MNIST_DATA_DIR=/data/mnist
 USER inferq
 EXPOSE 8080

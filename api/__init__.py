@@ -19,11 +19,12 @@ from api.json_provider import OrjsonProvider
 from api.metrics import ApiMetrics
 from api.replies import ReplyListener
 from api.runtime import EXTENSION, Runtime
+from api.served_models import ModelName, ServedModels
 from api.submitter import Submitter
 from api.task_messages import TaskMessages
+from inferq.catalog import ModelCatalog
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
-from inferq.priorities import PRIORITIES
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
@@ -47,21 +48,25 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
                               replicas=settings.replicas_to_await,
                               replica_timeout_ms=settings.redis_replica_ack_timeout_ms)
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
-    task_messages = TaskMessages(make_celery(settings), settings.queue_name)
-    submitters = {
-        priority: Submitter(task_messages, store, priority=priority, max_images_per_message=settings.max_batch_size)
-        for priority in PRIORITIES
-    }
+    task_messages = TaskMessages(make_celery(settings), settings)
+
+    def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
+        return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items)
+
     replies = ReplyListener(store)
-    metrics = ApiMetrics(store, workers, settings.model_name)
+    models = ServedModels(ModelCatalog(client), ttl_s=settings.heartbeat_interval_s / 4)
+    metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
-        queue=InferenceQueue(store, submitters, replies, sync_timeout_s=settings.sync_timeout_s),
+        queue=InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,
+                             max_batch_size=settings.max_batch_size),
+        models=models,
         workers=workers,
         metrics=metrics,
         replies=replies,
     )
 
+    app.url_map.converters["model"] = ModelName
     register_error_handlers(app)
     _measure_requests(app, metrics)
     if settings.api_key:

@@ -71,7 +71,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(QueueFull)
     def queue_full(error: QueueFull) -> Response:
-        return _render(unavailable(f"the {error.priority} queue is full ({error.depth} images waiting); "
+        which = f"model {error.model!r}'s {error.priority}" if error.model else f"the {error.priority}"
+        return _render(unavailable(f"{which} queue is full ({error.depth} items waiting); "
                                    "try again shortly", reason="queue_full", priority=error.priority))
 
     @app.errorhandler(ImageError)

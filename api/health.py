@@ -1,8 +1,9 @@
 """Is it up, is it ready, what does it serve: ``/healthz``, ``/readyz``, ``/models``, ``/status``,
 ``/metrics``.
 
-The API knows the workers only by their heartbeats in Redis (they may run on other hosts), so
-readiness and the served model are what live workers last said.
+The API knows the workers only by what they write to Redis (they may run on other hosts): the
+models and versions they serve in the catalog (``inferq.catalog``), and which of them are alive in
+their heartbeats.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.errors import ApiError, error_response
 from api.runtime import runtime
+from api.tensors import served_model
+from inferq.model_spec import ModelSpec
 from inferq.workers import WorkerStatus
 
 blueprint = Blueprint("health", __name__)
@@ -23,54 +26,81 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> Response:
-    """Ready when Redis answers and a live worker has a model. With ``?workers=optional``, when Redis
-    answers: for an API whose workers are started on demand (scaled from zero on their queues'
-    length), which must take work for a worker to be started at all."""
+    """Ready when Redis answers and every model has a live worker that serves it. With
+    ``?workers=optional``, when Redis answers: for an API whose workers are started on demand
+    (scaled from zero on their queues' length), which must take work for a worker to be started."""
     workers = request.args.get("workers", "required")
     if workers not in ("required", "optional"):
         raise ApiError(400, f"workers must be 'required' or 'optional', got {workers!r}")
-    serving = _serving_workers()  # Redis out of reach: its 503
-    if not serving and workers == "required":
-        return error_response(503, "not ready: no live worker has a model loaded", reason="no_worker")
-    return jsonify({
-        "status": "ready",
-        "workers": len(serving),
-        "model_versions": sorted({worker.model_version for worker in serving}),
-    })
+    live = _live_workers()  # Redis out of reach: its 503
+    models = runtime().models.all()
+    served = _served_by(live)
+    waiting = sorted(set(models) - set(served))
+    if workers == "required" and (waiting or not served):
+        detail = f"no live worker serves {', '.join(waiting)}" if waiting else "no live worker has a model loaded"
+        return error_response(503, f"not ready: {detail}", reason="no_worker", models_without_workers=waiting)
+    return jsonify({"status": "ready", "workers": len(live),
+                    "models": {name: sorted(versions) for name, versions in served.items()}})
 
 
 @blueprint.get("/models")
 def models() -> Response:
-    rt = runtime()
-    serving = _serving_workers()
-    newest = max(serving, key=lambda worker: worker.model_version or 0) if serving else None
-    return jsonify({
-        "name": rt.settings.model_name,
-        "versions": sorted({worker.model_version for worker in serving}),
-        "served_version": newest.model_version if newest else None,
-        "spec": newest.spec.to_json() if newest and newest.spec else None,
-        "workers": [
-            {"name": worker.name, "model_version": worker.model_version, "batches": worker.batches,
-             "images": worker.images}
-            for worker in serving
-        ],
-    })
+    live = _live_workers()
+    served = _served_by(live)
+    return jsonify({"models": [_describe(specs, served.get(name, set())) for name, specs in runtime().models.all().items()]})
+
+
+@blueprint.get("/models/<model:name>")
+@blueprint.get("/models/<model:name>/versions/<int:version>")
+def model(name: str, version: int | None = None) -> Response:
+    found = served_model(name, version)
+    specs = runtime().models.all()[name]
+    if version is not None:
+        specs = [spec for spec in specs if spec.version == version]
+    return jsonify(_describe(specs, _served_by(_live_workers()).get(found.name, set())))
+
+
+def _describe(specs: list[ModelSpec], live_versions: set[int]) -> dict:
+    newest = specs[-1]
+    settings = runtime().settings
+    config = newest.config
+    return {
+        "name": newest.name,
+        "versions": [spec.version for spec in specs],
+        "ready_versions": sorted(live_versions),
+        "signature": newest.signature,
+        "inputs": [tensor.to_json() for tensor in newest.inputs],
+        "outputs": [tensor.to_json() for tensor in newest.outputs],
+        "batching": {"max_batch_size": config.max_batch_size or settings.max_batch_size,
+                     "max_batch_wait_ms": (settings.max_batch_wait_ms if config.max_batch_wait_ms is None
+                                           else config.max_batch_wait_ms)},
+        "labels": list(config.labels) if config.labels else None,
+        "version_policy": config.version_policy.to_json(),
+    }
 
 
 @blueprint.get("/status")
 def status() -> Response:
-    """The system at a glance, for people and the web page: workers, model, queue, recent batches."""
+    """The system at a glance, for people and the web page: workers, models, queues, recent batches."""
     rt = runtime()
-    serving = _serving_workers()
-    queued = rt.queue.queued_images()
+    live = _live_workers()
+    served = _served_by(live)
+    names = list(rt.models.all())
+    queued = rt.queue.queued_images(names)
     limits = rt.queue.depth_limits
+    default = served.get(rt.settings.default_model, set())
+    lanes = {priority: {"queued_images": sum(lanes[priority] for lanes in queued.values()), "limit": limits[priority]}
+             for priority in limits}
     return jsonify({
-        "ready": bool(serving),
-        "workers": len(serving),
-        "model_versions": sorted({worker.model_version for worker in serving}),
-        "queued_images": sum(queued.values()),
-        "lanes": {priority: {"queued_images": queued[priority], "limit": limits[priority]} for priority in queued},
-        "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in serving},
+        "ready": bool(served) and set(names) <= set(served),
+        "workers": len(live),
+        "default_model": rt.settings.default_model,
+        "model_versions": sorted(default),
+        "models": {name: {"versions": sorted(served.get(name, set())), "queued_images": queued.get(name, {})}
+                   for name in names},
+        "queued_images": sum(lane["queued_images"] for lane in lanes.values()),
+        "lanes": lanes,
+        "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in live},
     })
 
 
@@ -79,5 +109,14 @@ def metrics() -> Response:
     return Response(runtime().metrics.render(), mimetype="text/plain; version=0.0.4")
 
 
-def _serving_workers() -> list[WorkerStatus]:
-    return [worker for worker in runtime().workers.live() if worker.model_version is not None]
+def _live_workers() -> list[WorkerStatus]:
+    return runtime().workers.live()
+
+
+def _served_by(live: list[WorkerStatus]) -> dict[str, set[int]]:
+    """Each model a live worker serves, with the versions they serve."""
+    served: dict[str, set[int]] = {}
+    for worker in live:
+        for spec in worker.models:
+            served.setdefault(spec.name, set()).add(spec.version)
+    return served

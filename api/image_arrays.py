@@ -1,9 +1,10 @@
 """Bulk uploads: many images in one file, as MNIST ships them (IDX) or as NumPy saves them (.npy).
 
-Each is 28x28 8-bit grayscale, white on black, as the model reads it: an IDX file of unsigned bytes
-shaped ``[N, 28, 28]`` (``t10k-images-idx3-ubyte``) or a ``.npy`` of uint8 shaped ``[N, 28, 28]`` or
-``[N, 784]``. Nothing is decoded per image, so a client with thousands of digits sends them for a
-fraction of the cost of as many PNG files, on both sides.
+Each holds 8-bit pixels already at the model's size (``inferq.image_inputs``): an IDX file of
+unsigned bytes shaped ``[N, H, W]`` (MNIST's ``t10k-images-idx3-ubyte`` for a 28x28 model) or a
+``.npy`` of uint8 shaped ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, H*W*C]``. Nothing is decoded per
+image, so a client with thousands of images sends them for a fraction of the cost of as many PNG
+files, on both sides.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import numpy as np
 
 from api.image_errors import ImageError
 from inferq import idx
-from inferq.model_contract import IMAGE_SIDE, N_INPUT
+from inferq.image_inputs import ImageInput
 
 NPY_PREFIX = b"\x93NUMPY"
 
 
-def decode_array(data: bytes) -> np.ndarray:
-    """The images in ``data`` as uint8 ``[N, 784]``, or an :class:`ImageError` saying what is wrong."""
+def decode_array(data: bytes, geometry: ImageInput) -> np.ndarray:
+    """The images in ``data`` as uint8 ``[N, H, W, C]``, or an :class:`ImageError` saying what is wrong."""
     if data.startswith(NPY_PREFIX):
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -33,8 +34,11 @@ def decode_array(data: bytes) -> np.ndarray:
             array = idx.parse(data, idx.IMAGES_MAGIC)
         except idx.IdxError as exc:
             raise ImageError(f"neither a .npy file nor an IDX file of images: {exc}") from None
-    if array.ndim == 2 and array.shape[1] == N_INPUT:
-        return np.ascontiguousarray(array)
-    if array.ndim == 3 and array.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
-        return np.ascontiguousarray(array).reshape(-1, N_INPUT)
-    raise ImageError(f"images of shape {list(array.shape)}: expected [N, 28, 28] or [N, 784]")
+    height, width, channels = geometry.height, geometry.width, geometry.channels
+    shapes = {(height * width * channels,), (height, width, channels)}
+    if channels == 1:
+        shapes.add((height, width))
+    if array.ndim < 2 or array.shape[1:] not in shapes:
+        expected = " or ".join(f"[N, {', '.join(map(str, shape))}]" for shape in sorted(shapes, key=len))
+        raise ImageError(f"images of shape {list(array.shape)}: expected {expected}")
+    return np.ascontiguousarray(array).reshape(-1, height, width, channels)

@@ -1,20 +1,24 @@
-"""Recognising uploads: ``POST /recognize`` waits for the answer, ``POST /jobs`` queues a job to poll.
+"""Recognising uploads: ``POST .../recognize`` waits for the answer, ``POST .../jobs`` queues a job to poll.
 
-The original Go server's answer is kept: one image gives ``{"filename": ..., "labels": [digit], ...}``;
-several give ``{"results": [one such object per image, in upload order]}``. ``/recognize`` is
-interactive work and ``/jobs`` bulk work unless the request says otherwise (``api.scheduling``).
+Every model that takes images has both, under ``/models/<name>/``; ``POST /recognize`` and
+``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
+one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
+object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
+``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api.answers import item_answers
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
+from inferq.model_spec import ModelSpec
+from api.tensors import served_model, submit
 from api.uploads import read_upload
-from inferq.jobs import DONE, FAILED, Outcome
-from inferq.messages import ImageResult
+from inferq.jobs import DONE, FAILED, JobRecord
 from inferq.priorities import BULK, INTERACTIVE
 
 blueprint = Blueprint("images", __name__)
@@ -22,31 +26,41 @@ blueprint = Blueprint("images", __name__)
 
 @blueprint.post("/recognize")
 def recognize() -> Response:
+    return recognize_with(runtime().settings.default_model)
+
+
+@blueprint.post("/models/<model:name>/recognize")
+@blueprint.post("/models/<model:name>/versions/<int:version>/recognize")
+def recognize_with(name: str, version: int | None = None) -> Response:
     rt = runtime()
-    upload = read_upload(request, rt.settings)
-    scheduling = from_request(request, INTERACTIVE)
-    submitted = rt.queue.submit(upload.filenames, upload.pixels, reply=True, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s)
-    rt.metrics.images_accepted.inc(len(upload.filenames))
+    served = served_model(name, version)
+    upload = read_upload(request, rt.settings, served)
+    submitted = submit(served, upload.inputs, upload.filenames, reply=True,
+                       scheduling=from_request(request, INTERACTIVE))
     outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
         raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
-    answers = image_answers(upload.filenames, outcome)
+    answers = item_answers(upload.filenames, outcome, served.spec)
     body = answers[0] if len(answers) == 1 else {"results": answers}
     return jsonify({**body, "job_id": submitted.job_id})
 
 
 @blueprint.post("/jobs")
 def create_job() -> tuple[Response, int, dict[str, str]]:
+    return create_job_with(runtime().settings.default_model)
+
+
+@blueprint.post("/models/<model:name>/jobs")
+@blueprint.post("/models/<model:name>/versions/<int:version>/jobs")
+def create_job_with(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
     rt = runtime()
-    upload = read_upload(request, rt.settings)
+    served = served_model(name, version)
+    upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
-    job_id = rt.queue.submit(upload.filenames, upload.pixels, reply=False, priority=scheduling.priority,
-                             timeout_s=scheduling.timeout_s).job_id
-    rt.metrics.images_accepted.inc(len(upload.filenames))
+    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling).job_id
     location = url_for("images.get_job", job_id=job_id)
-    body = {"job_id": job_id, "status": "queued", "priority": scheduling.priority, "images": len(upload.filenames),
-            "location": location}
+    body = {"job_id": job_id, "status": "queued", "model": name, "priority": scheduling.priority,
+            "images": len(upload.filenames), "location": location}
     return jsonify(body), 202, {"Location": location}
 
 
@@ -56,6 +70,7 @@ def get_job(job_id: str) -> Response:
     body: dict[str, object] = {
         "job_id": record.job_id,
         "status": record.status,
+        "model": record.model,
         "priority": record.priority,
         "images": len(record.filenames),
         "created_at": record.created_at,
@@ -68,19 +83,15 @@ def get_job(job_id: str) -> Response:
         if record.outcome.status != DONE:
             body["error"] = record.outcome.error
         else:
-            body["result"] = {"results": image_answers(record.filenames, record.outcome)}
+            body["result"] = {"results": item_answers(record.filenames, record.outcome, _spec_of(record))}
     return jsonify(body)
 
 
-def image_answers(filenames: list[str], outcome: Outcome) -> list[dict[str, object]]:
-    results: list[ImageResult] = outcome.results or []
-    names = filenames if len(filenames) == len(results) else [""] * len(results)
-    return [
-        {
-            "filename": name,
-            "labels": [result["label"]],
-            "probabilities": result["probabilities"],
-            "model_version": result["model_version"],
-        }
-        for name, result in zip(names, results, strict=True)
-    ]
+def _spec_of(record: JobRecord) -> ModelSpec | None:
+    """The job's model as served now, for its class names; None if it is no longer served."""
+    if record.model is None:
+        return None
+    try:
+        return served_model(record.model).spec
+    except ApiError:
+        return None

@@ -1,19 +1,24 @@
 """The API's side of the queue: admit and send a job, wait for its outcome, look a job up.
 
-Every route that recognises images (``/recognize``, ``/jobs``, the TF Serving and KServe routes)
-goes through here, so they share admission, backpressure and the batching path. A full queue or
+Every route that queues work for a model (the image routes, the TF Serving and KServe routes) goes
+through here, so they share admission, backpressure and the batching path. Each model and priority
+has its own sender (``api.submitter``), made on first use. A full queue or
 an unreachable Redis is raised as such (``QueueFull``, ``SendFailed``, redis-py's errors) and
 rendered as a 503 by ``api.errors``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
 
 from api.errors import ApiError
 from api.replies import ReplyListener, Waiter
+from api.served_models import Served
 from api.submitter import Submitter
 from inferq import messages
 from inferq.jobs import EXPIRED, JobRecord, JobStore, Outcome
@@ -29,18 +34,37 @@ class Submitted:
         self.wait_s = wait_s
 
 
+#: Makes the sender of a model's work of a priority, messages of up to the given items.
+MakeSubmitter = Callable[[str, str, int], Submitter]
+
+
 class InferenceQueue:
-    def __init__(self, store: JobStore, submitters: Mapping[str, Submitter], replies: ReplyListener, *,
-                 sync_timeout_s: float) -> None:
-        """``submitters``: one per priority."""
+    def __init__(self, store: JobStore, make_submitter: MakeSubmitter, replies: ReplyListener, *,
+                 sync_timeout_s: float, max_batch_size: int) -> None:
         self._store = store
-        self._submitters = dict(submitters)
+        self._make_submitter = make_submitter
+        self._submitters: dict[tuple[str, str], Submitter] = {}
+        self._lock = threading.Lock()
         self._replies = replies
         self._sync_timeout_s = sync_timeout_s
+        self._max_batch_size = max_batch_size
 
-    def submit(self, filenames: Sequence[str], pixels: bytes, *, reply: bool, priority: str,
-               timeout_s: float | None = None) -> Submitted:
-        """Queue one job of ``len(filenames)`` images, to be waited on if ``reply``.
+    def _submitter(self, model: Served, priority: str) -> Submitter:
+        key = (model.name, priority)
+        submitter = self._submitters.get(key)
+        if submitter is None:
+            with self._lock:
+                submitter = self._submitters.get(key)
+                if submitter is None:
+                    # A message holds up to a batch of the model's: a worker runs it in one call.
+                    items = model.spec.config.max_batch_size or self._max_batch_size
+                    submitter = self._submitters[key] = self._make_submitter(model.name, priority, items)
+        return submitter
+
+    def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
+               priority: str, timeout_s: float | None = None) -> Submitted:
+        """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
+        if ``reply``. ``filenames`` name the items (uploads), or are empty.
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
         wait (SYNC_TIMEOUT_S) is over: nobody would read its answer.
@@ -50,10 +74,11 @@ class InferenceQueue:
         wait_s = min(limits) if limits else None
         now = time.time()
         waiter = self._replies.expect(job_id) if reply else None
-        job = messages.JobInput(job_id, pixels, self._replies.name if reply else None, priority,
-                                None if wait_s is None else now + wait_s, now)
+        job = messages.JobInput(job_id, inputs, self._replies.name if reply else None, priority,
+                                None if wait_s is None else now + wait_s, now,
+                                model.version if model.addressed else None)
         try:
-            self._submitters[priority].submit(job, filenames)
+            self._submitter(model, priority).submit(job, list(filenames) or [""] * job.count)
         except BaseException:
             self._replies.forget(job_id)
             raise
@@ -79,9 +104,9 @@ class InferenceQueue:
             raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
         return record
 
-    def queued_images(self) -> dict[str, int]:
-        """Images admitted and not yet answered, by priority."""
-        return self._store.queued_images()
+    def queued_images(self, models: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Items admitted and not yet answered, by model and priority."""
+        return self._store.queued_images(models)
 
     @property
     def depth_limits(self) -> dict[str, int]:

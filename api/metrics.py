@@ -17,6 +17,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from api.served_models import ServedModels
 from inferq.jobs import JobStore
 from inferq.metric_snapshots import merge
 from inferq.workers import WorkerRegistry
@@ -27,7 +28,7 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.
 
 
 class ApiMetrics:
-    def __init__(self, store: JobStore, workers: WorkerRegistry, model_name: str) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels) -> None:
         self._own = CollectorRegistry()
         self.requests = Counter(
             "inferq_http_requests", "HTTP requests by route, method and status.",
@@ -38,9 +39,10 @@ class ApiMetrics:
             ["route"], buckets=LATENCY_BUCKETS, registry=self._own,
         )
         self.images_accepted = Counter(
-            "inferq_images_accepted", "Images admitted to the queue.", registry=self._own,
+            "inferq_images_accepted", "Items (images, rows) admitted to the queue, by model.", ["model"],
+            registry=self._own,
         )
-        self._system = _SystemCollector(store, workers, model_name)
+        self._system = _SystemCollector(store, workers, models)
         self._own.register(self._system)
 
     def render(self) -> bytes:
@@ -56,24 +58,25 @@ class ApiMetrics:
 class _SystemCollector:
     """What Redis knows at scrape time: queue depth, live workers and their summed metrics."""
 
-    def __init__(self, store: JobStore, workers: WorkerRegistry, model_name: str) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels) -> None:
         self._store = store
         self._workers = workers
-        self._model_name = model_name
+        self._models = models
 
     def collect(self) -> Iterator[Metric]:
         try:
-            depth = self._store.queued_images()
+            depth = self._store.queued_images(list(self._models.all()))
             live = self._workers.live()
         except redis.RedisError as exc:
             log.warning("metrics: Redis out of reach: %s", exc)
             yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 0)
             return
         yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 1)
-        queued = GaugeMetricFamily("inferq_queue_images", "Images admitted and not yet answered.",
+        queued = GaugeMetricFamily("inferq_queue_images", "Items admitted and not yet answered.",
                                    labels=["model", "priority"])
-        for priority, images in depth.items():
-            queued.add_metric([self._model_name, priority], images)
+        for model, lanes in depth.items():
+            for priority, images in lanes.items():
+                queued.add_metric([model, priority], images)
         yield queued
         yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
         yield from merge(worker.metrics for worker in live)

@@ -13,6 +13,7 @@ from flask import current_app
 from api.inference_queue import InferenceQueue
 from api.metrics import ApiMetrics
 from api.replies import ReplyListener
+from api.served_models import ServedModels
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
 
@@ -23,6 +24,7 @@ EXTENSION = "inferq"
 class Runtime:
     settings: Settings
     queue: InferenceQueue
+    models: ServedModels
     workers: WorkerRegistry
     metrics: ApiMetrics
     replies: ReplyListener

@@ -48,10 +48,11 @@ class _Pending:
 
 
 class Submitter:
-    def __init__(self, task_messages: TaskMessages, store: JobStore, *, priority: str, max_images_per_message: int,
-                 send_timeout_s: float = 15.0) -> None:
-        """Sends jobs of one ``priority``: a message goes on that priority's queue."""
+    def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
+                 max_images_per_message: int, send_timeout_s: float = 15.0) -> None:
+        """Sends jobs of one ``model`` and ``priority``: a message goes on that model's priority's queue."""
         self._messages = task_messages
+        self._model = model
         self._priority = priority
         self._store = store
         self._max_images = max_images_per_message
@@ -116,7 +117,8 @@ class Submitter:
         # One round trip: the job store admits the jobs and pushes their message if all of them fit.
         try:
             refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                         priority=self._priority, enqueue=self._envelope(batch))
+                                         model=self._model, priority=self._priority,
+                                         enqueue=self._envelope(batch))
         except redis.RedisError as exc:  # nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return
@@ -127,7 +129,7 @@ class Submitter:
         # Some did not fit, so nothing was pushed: those that did go in a message of their own.
         for pending, depth in zip(batch, refusals, strict=True):
             if depth is not None:
-                self._release([pending], QueueFull(self._priority, depth))
+                self._release([pending], QueueFull(self._priority, depth, self._model))
         if admitted:
             self._release(admitted, self._enqueue(admitted))
 
@@ -138,14 +140,14 @@ class Submitter:
             log.warning("could not queue %d admitted jobs: %s", len(admitted), exc)
             try:
                 self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted},
-                                     priority=self._priority)
+                                     model=self._model, priority=self._priority)
             except redis.RedisError as withdraw_error:
                 log.warning("could not withdraw the %d jobs either: %s", len(admitted), withdraw_error)
             return SendFailed(str(exc))
         return None
 
     def _envelope(self, batch: list[_Pending]) -> Envelope:
-        return self._messages.envelope([pending.job for pending in batch], self._priority)
+        return self._messages.envelope(self._model, [pending.job for pending in batch], self._priority)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:

@@ -14,21 +14,23 @@ from collections.abc import Sequence
 from celery import Celery
 
 from inferq import broker, messages, priorities
+from inferq.settings import Settings
 
 
 class TaskMessages:
-    def __init__(self, celery: Celery, queue: str) -> None:
+    def __init__(self, celery: Celery, settings: Settings) -> None:
         self._celery = celery
-        #: The base name of the queues, one a priority (``inferq.priorities.queue``).
-        self._queue = queue
+        self._settings = settings
 
-    def envelope(self, jobs: Sequence[messages.JobInput], priority: str) -> broker.Envelope:
-        """The task message carrying ``jobs``, of ``priority``, and the queue it goes on."""
+    def envelope(self, model: str, jobs: Sequence[messages.JobInput], priority: str) -> broker.Envelope:
+        """The task message carrying ``jobs`` for ``model``, of ``priority``, and the queue it goes on."""
         task_id = str(uuid.uuid4())
-        images = messages.image_count(jobs)
-        # What Celery's logs and Flower show for a message, instead of its pixels.
-        description = f"<{len(jobs)} jobs, {images} images>"
-        message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[messages.encode(jobs)],
+        items = messages.image_count(jobs)
+        # What Celery's logs and Flower show for a message, instead of its tensors.
+        description = f"<{model}: {len(jobs)} jobs, {items} items>"
+        message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[messages.encode(model, jobs)],
                                                argsrepr=description, ignore_result=True)
-        return broker.envelope(priorities.queue(self._queue, priority), message.body, properties=message.properties,
-                               headers={**message.headers, messages.IMAGES_HEADER: images})
+        queue = priorities.queue(self._settings.model_queue(model), priority)
+        return broker.envelope(queue, message.body, properties=message.properties,
+                               headers={**message.headers, messages.IMAGES_HEADER: items,
+                                        messages.MODEL_HEADER: model})

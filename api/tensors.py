@@ -1,80 +1,32 @@
-"""What the TF Serving and KServe routes share: the model as live workers serve it, images from
-tensors, and one queued job that answers them.
+"""What every route that runs a model shares: the model looked up, a job queued, its answer as tensors.
 
-Both protocols describe the tensors of the model the workers serve (``inferq.model_spec``, from
-their heartbeats) and go through the same queue as ``/recognize``: a request is one job, batched
-with everyone else's. Pixel values are
-raw intensities 0..255, as the workers' model takes them; anything else is refused here, before
-anything is queued, with a 400 that names what is wrong.
+The image routes, TF Serving's and KServe's all queue one job per request through the same queue
+(``api.inference_queue``), batched with everyone else's. A job's inputs are validated against the
+model's signature before this point (``api.tensor_codec``, ``api.tfserving_codec``, the image
+preprocessing), so nothing queued can fail for its shape.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from api.errors import ApiError, unavailable
+from api.inference_queue import Submitted
 from api.runtime import runtime
 from api.scheduling import Scheduling
-from inferq import model_contract as contract
+from api.served_models import Served
 from inferq.jobs import FAILED
-from inferq.messages import ImageResult
-from inferq.model_spec import ModelSpec, TensorSpec
-
-#: What a worker's result for one image calls each output.
-_RESULT_KEYS = {contract.SIGNATURE_LABELS: "label", contract.SIGNATURE_PROBABILITIES: "probabilities"}
-_IMAGE_SHAPES = ((contract.N_INPUT,), (contract.IMAGE_SIDE, contract.IMAGE_SIDE))
-_KINDS = {"U": "text", "b": "true/false", "O": "null, objects, or numbers too large"}
+from inferq.model_spec import TensorSpec
 
 
-@dataclasses.dataclass(frozen=True)
-class Served:
-    """The model as the live workers serve it, at the version a request named, else the newest."""
-
-    spec: ModelSpec
-    versions: list[int]
-    #: Whether the request named the version: then no other version may answer it.
-    addressed: bool
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def version(self) -> int:
-        return self.spec.version
-
-    @property
-    def input(self) -> TensorSpec:
-        """The model's one input: images, as the workers take them."""
-        return self.spec.inputs[0]
-
-    def output(self, name: object) -> TensorSpec:
-        found = self.spec.output(name) if isinstance(name, str) else None
-        if found is None:
-            raise ApiError(400, f"model {self.name!r} version {self.version} has no output {name!r}; it has "
-                                + ", ".join(repr(tensor.name) for tensor in self.spec.outputs))
-        return found
-
-
-def served_model(name: str, version: int | None) -> Served:
-    """The model ``name`` at ``version`` (None: the newest), as live workers' heartbeats describe it."""
-    rt = runtime()
-    if name != rt.settings.model_name:
-        raise ApiError(404, f"no model {name!r}: this server serves {rt.settings.model_name!r}")
-    workers = [worker for worker in rt.workers.live() if worker.model_version is not None]
-    if not workers:
-        raise unavailable(f"no live worker serves model {name!r} yet")
-    versions = sorted({worker.model_version for worker in workers})
-    if version is not None and version not in versions:
-        raise ApiError(404, f"model {name!r} version {version} is not served; served: "
-                            + ", ".join(map(str, versions)))
-    chosen = versions[-1] if version is None else version
-    spec = next(worker.spec for worker in workers if worker.model_version == chosen and worker.spec)
-    return Served(dataclasses.replace(spec, name=name), versions, version is not None)
+def served_model(name: str, version: int | None = None) -> Served:
+    """Model ``name`` at ``version`` (None: its newest), or a 404 that says what is served."""
+    return runtime().models.find(name, version)
 
 
 def json_object(raw: bytes, what: str) -> dict:
@@ -87,69 +39,50 @@ def json_object(raw: bytes, what: str) -> dict:
     return body
 
 
-def images(values: object, what: str) -> np.ndarray:
-    """Nested lists of pixel values, ``[N, 784]`` or ``[N, 28, 28]``, as uint8 ``[N, 784]``."""
-    return pixels(numbers(values, what), what)
-
-
-def numbers(values: object, what: str) -> np.ndarray:
-    """JSON lists of numbers as an array; ragged lists, text, booleans, nulls and objects refused."""
-    try:
-        array = np.asarray(values)
-    except ValueError:
-        raise ApiError(400, f"{what}: lists of different lengths, or nested too deep") from None
-    if array.dtype.kind not in "iuf":
-        raise ApiError(400, f"{what}: pixel values must be numbers 0..255, got "
-                            + _KINDS.get(array.dtype.kind, str(array.dtype)))
-    return array
-
-
-def pixels(array: np.ndarray, what: str) -> np.ndarray:
-    """Images ``[N, 784]`` or ``[N, 28, 28]`` of raw intensities as uint8 ``[N, 784]``, rounded."""
-    if array.shape[1:] not in _IMAGE_SHAPES:
-        raise ApiError(400, f"{what}: shape {list(array.shape)}, not [N, 784] or [N, 28, 28] "
-                            "(N images of 28x28 pixels)")
-    count, limit = len(array), runtime().settings.max_images_per_request
-    if not count:
-        raise ApiError(400, f"{what}: no images")
-    if count > limit:
-        raise ApiError(400, f"{what}: {count} images, more than the {limit} allowed in one request")
-    outside = ~((array >= 0) & (array <= 255))  # NaN compares false: outside too
-    if outside.any():
-        where = [int(index) for index in np.argwhere(outside)[0]]
-        raise ApiError(400, f"{what}: pixel values are raw intensities 0..255, got {array[tuple(where)].item()!r} "
-                            f"at {where}")
-    return np.rint(array).astype(np.uint8).reshape(count, contract.N_INPUT)
+def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
+           scheduling: Scheduling) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs``."""
+    rt = runtime()
+    submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
+                                timeout_s=scheduling.timeout_s)
+    rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
+    return submitted
 
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
-    """The version that answered, and for each output asked for, its value for each image."""
+    """The version that answered, and each output's values, one row per item."""
 
     version: int
-    values: dict[str, list]
+    values: dict[str, np.ndarray]
 
 
-def infer(images: np.ndarray, served: Served, outputs: Sequence[TensorSpec], scheduling: Scheduling) -> Answer:
-    """Queue uint8 ``[N, 784]`` images as one job, as ``/recognize`` does, and wait for the answer."""
+def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[TensorSpec],
+          scheduling: Scheduling) -> Answer:
+    """Queue ``inputs`` as one job, wait for its answer, and give the ``outputs`` asked for as arrays."""
     rt = runtime()
-    submitted = rt.queue.submit([""] * len(images), images.tobytes(), reply=True, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s)
-    rt.metrics.images_accepted.inc(len(images))
+    submitted = submit(served, inputs, [], reply=True, scheduling=scheduling)
     outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
-        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
-    results: list[ImageResult] = outcome.results or []
-    version = results[0]["model_version"]
-    # The queue does not route by version, so while workers move to a new one another may answer.
-    if served.addressed and version != served.version:
+        raise ApiError(500, f"inference failed: {outcome.error}", job_id=submitted.job_id)
+    answer = outcome.answer or {}
+    version = answer.get("model_version")
+    values = answer.get("outputs", {})
+    if served.addressed and version != served.version:  # workers moving between versions; the queue does not route by one
         raise unavailable(f"version {served.version} was asked for but version {version} answered: the "
                           "workers are changing versions; try again")
-    values = {}
-    for tensor in outputs:
-        column = [result[_RESULT_KEYS[tensor.name]] for result in results]
-        if None in column:
-            raise unavailable(f"model version {version} answered without {tensor.name!r}: the served model "
-                              "changed; try again")
-        values[tensor.name] = column
-    return Answer(version, values)
+    missing = [tensor.name for tensor in outputs if tensor.name not in values]
+    if missing:
+        raise unavailable(f"model version {version} answered without {missing}: the served model changed; try again")
+    return Answer(int(version), {tensor.name: as_array(values[tensor.name], tensor) for tensor in outputs})
+
+
+def as_array(values: list, tensor: TensorSpec) -> np.ndarray:
+    """An output as the job store holds it (JSON lists; strings as text or ``{"b64": ...}``), typed."""
+    if tensor.dtype != "string":
+        return np.asarray(values, dtype=tensor.dtype)
+    flat = np.asarray(values, dtype=object)
+    items = np.empty(flat.shape, dtype=object)
+    for index, item in np.ndenumerate(flat):
+        items[index] = base64.b64decode(item["b64"]) if isinstance(item, dict) else str(item).encode()
+    return items

@@ -1,36 +1,31 @@
 """TensorFlow Serving's REST API, so that its clients can point at inferq unchanged.
 
 - ``GET /v1/models/<name>[/versions/<n>]``: the served versions' status.
-- ``GET /v1/models/<name>[/versions/<n>]/metadata``: the ``serving_default`` signature.
+- ``GET /v1/models/<name>[/versions/<n>]/metadata``: the served signature.
 - ``POST /v1/models/<name>[/versions/<n>]:predict``: row format ``{"instances": [...]}`` answered with
   ``{"predictions": [...]}``, column format ``{"inputs": ...}`` with ``{"outputs": ...}``.
+- ``POST /v1/models/<name>[/versions/<n>]:classify``: ``{"examples": [...]}`` answered with
+  ``{"results": [[[class, score], ...], ...]}``, for a model with one output that scores its classes.
 
-Bodies and errors (``{"error": ...}``) are as https://www.tensorflow.org/tfx/serving/api_rest has them.
+Bodies and errors (``{"error": ...}``) are as https://www.tensorflow.org/tfx/serving/api_rest has them;
+the bodies' tensors are read and written by ``api.tfserving_codec``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.routing import BaseConverter
 
+from api import tfserving_codec as codec
 from api.errors import ApiError
+from api.runtime import runtime
 from api.scheduling import from_request
-from api.tensors import images, infer, json_object, served_model
-from inferq import model_contract as contract
+from api.served_models import Served
+from api.tensors import infer, json_object, served_model
+from inferq.model_config import DEFAULT_SIGNATURE
 from inferq.model_spec import TensorSpec
 from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("tfserving", __name__)
-
-
-class ModelName(BaseConverter):
-    """A model name stops at a colon, so that ``GET /v1/models/mnist:predict`` is not model "mnist:predict"."""
-
-    regex = "[^/:]+"
-
-
-blueprint.record_once(lambda state: state.app.url_map.converters.setdefault("model", ModelName))
-
 
 
 @blueprint.get("/v1/models/<model:name>")
@@ -54,7 +49,7 @@ def metadata(name: str, version: int | None = None) -> Response:
     }
     return jsonify({
         "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
-        "metadata": {"signature_def": {"signature_def": {contract.SIGNATURE: signature}}},
+        "metadata": {"signature_def": {"signature_def": {_signature_name(served): signature}}},
     })
 
 
@@ -67,47 +62,41 @@ def _tensor_info(tensor: TensorSpec) -> dict:
     }
 
 
+def _signature_name(served: Served) -> str:
+    # A model without a signature (the original Go server's) answers under the default name.
+    return served.spec.signature or DEFAULT_SIGNATURE
+
+
 @blueprint.post("/v1/models/<model:name>:<verb>")
 @blueprint.post("/v1/models/<model:name>/versions/<int:version>:<verb>")
 def predict(name: str, verb: str, version: int | None = None) -> Response:
-    if verb != "predict":  # :classify and :regress take tf.Example features, which this model has none of
-        raise ApiError(404, f"inferq answers ':predict', not {':' + verb!r}")
+    if verb not in ("predict", "classify"):  # :regress: no model of ours is a regressor by TF Serving's API
+        raise ApiError(404, f"inferq answers ':predict' and ':classify', not {':' + verb!r}")
     served = served_model(name, version)
-    body = json_object(request.get_data(), "the predict request")
-    # A model without a signature (the original Go server's) answers under the default name.
-    served_signature = served.spec.signature or contract.SIGNATURE
-    signature = body.get("signature_name", served_signature)
-    if signature != served_signature:
-        raise ApiError(400, f"no signature {signature!r}: the model has {served_signature!r}")
+    body = json_object(request.get_data(), f"the {verb} request")
+    signature = body.get("signature_name", _signature_name(served))
+    if signature != _signature_name(served):
+        raise ApiError(400, f"no signature {signature!r}: the model has {_signature_name(served)!r}")
+    max_items = runtime().settings.max_images_per_request
+    scheduling = from_request(request, INTERACTIVE)
+    if verb == "classify":
+        return _classify(served, body, max_items, scheduling)
     if ("instances" in body) == ("inputs" in body):
         raise ApiError(400, "send either 'instances' (row format) or 'inputs' (column format), one of them")
-    input_name, outputs = served.input.name, served.spec.outputs
-    scheduling = from_request(request, INTERACTIVE)
     if "instances" in body:
-        columns = infer(images(_instances(body["instances"], input_name), "instances"), served, outputs,
-                        scheduling).values
-        rows = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-        return jsonify({"predictions": _unnamed_if_one(columns, rows)})
-    columns = infer(images(_by_name(body["inputs"], input_name, "inputs"), "inputs"), served, outputs,
-                    scheduling).values
-    return jsonify({"outputs": _unnamed_if_one(columns, columns)})
+        inputs = codec.decode_instances(body["instances"], served.spec, max_items)
+        values = infer(served, inputs, served.spec.outputs, scheduling).values
+        return jsonify({"predictions": codec.predictions(values)})
+    inputs = codec.decode_columns(body["inputs"], served.spec, max_items)
+    values = infer(served, inputs, served.spec.outputs, scheduling).values
+    return jsonify({"outputs": codec.columnar_outputs(values)})
 
 
-def _instances(instances: object, input_name: str) -> list:
-    if not isinstance(instances, list):
-        raise ApiError(400, "'instances' must be a list, one instance per image")
-    return [_by_name(instance, input_name, f"instance {index}") for index, instance in enumerate(instances)]
-
-
-def _by_name(value: object, input_name: str, what: str) -> object:
-    """``value``, or its input's entry where it names the inputs (``{"inputdata": ...}``)."""
-    if not isinstance(value, dict):
-        return value
-    if set(value) != {input_name}:
-        raise ApiError(400, f"{what} names inputs {sorted(value)}; the model has one, {input_name!r}")
-    return value[input_name]
-
-
-def _unnamed_if_one(columns: dict[str, list], named: object) -> object:
-    """TF Serving leaves the names out where the model has one output: its values alone."""
-    return next(iter(columns.values())) if len(columns) == 1 else named
+def _classify(served: Served, body: dict, max_items: int, scheduling) -> Response:
+    scores = codec.class_output(served.spec)
+    if scores is None:
+        raise ApiError(400, f"model {served.name!r} has no output that scores classes (one float output "
+                            "[-1, classes], matching its labels where it has them); use ':predict'")
+    inputs = codec.decode_examples(body.get("examples"), served.spec, max_items, context=body.get("context"))
+    values = infer(served, inputs, [scores], scheduling).values
+    return jsonify({"results": codec.classifications(values[scores.name], served.spec.config.labels)})

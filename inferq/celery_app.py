@@ -5,16 +5,19 @@ from __future__ import annotations
 import ssl
 from urllib.parse import parse_qs, urlsplit
 
+from collections.abc import Sequence
+
 from celery import Celery
 from kombu import Queue
 
-from inferq import broker, priorities
+from inferq import broker
 from inferq.messages import TASK_NAME
 from inferq.redis_connection import names_sentinels, sentinel_options
 from inferq.settings import Settings
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: Settings, *, queues: Sequence[str] = ()) -> Celery:
+    """The app; a worker's consumes ``queues`` (the API pushes its messages itself, to any model's)."""
     broker.check_kombu()
     app = Celery("inferq", broker=settings.redis_url, backend=settings.redis_url)
     # Where REDIS_URL names Sentinels, kombu and Celery's backend ask them for this master.
@@ -46,10 +49,10 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # One queue a priority; a worker consumes them all (and takes interactive work first).
-        task_queues=[Queue(queue) for queue in priorities.queues(settings.queue_name)],
-        task_default_queue=settings.queue_name,
-        task_routes={TASK_NAME: {"queue": settings.queue_name}},
+        # One queue a model and priority; a worker consumes its models' (interactive work first).
+        task_queues=[Queue(queue) for queue in queues] or None,
+        task_default_queue=settings.model_queue(settings.default_model),
+        task_routes={TASK_NAME: {"queue": settings.model_queue(settings.default_model)}},
         # Outcomes go to the job store, a batch at a time, not to the result backend.
         task_ignore_result=True,
         result_expires=settings.result_ttl_s,

@@ -26,7 +26,6 @@ import redis
 
 from inferq import keys
 from inferq.broker import Envelope, bell
-from inferq.messages import ImageResult
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import ReplicatedWrites
 
@@ -34,20 +33,21 @@ QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", 
 #: The statuses a job ends in.
 FINAL = (DONE, FAILED, EXPIRED)
 
-# KEYS: the priority's queued-images counter, one key per job, then the queue to push a message
-# onto and its bell (or neither). ARGV: max depth, ttl, now, priority, job count, then the image
-# count and filenames (JSON) of each job, then the message. Answers 1 or 0 per job and the depth
+# KEYS: the model's and priority's queued-images counter, one key per job, then the queue to push
+# a message onto and its bell (or neither). ARGV: max depth, ttl, now, priority, job count, model,
+# then the image count and filenames (JSON) of each job, then the message. Answers 1 or 0 per job and the depth
 # after. The message is pushed only when every job was admitted, and after their records are
 # written, so a worker never sees a job before its record.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, ttl, now, priority, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local model = ARGV[6]
 local admitted, added, all = {}, 0, true
 for j = 1, jobs do
-  local key, n = KEYS[1 + j], tonumber(ARGV[4 + 2 * j])
+  local key, n = KEYS[1 + j], tonumber(ARGV[5 + 2 * j])
   if depth + added + n <= max then
     redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
-               'filenames', ARGV[5 + 2 * j])
+               'model', model, 'filenames', ARGV[6 + 2 * j])
     redis.call('EXPIRE', key, ttl)
     added = added + n
     admitted[j] = 1
@@ -60,7 +60,7 @@ if added > 0 then
   depth = redis.call('INCRBY', KEYS[1], added)
 end
 if all and #KEYS > 1 + jobs then
-  redis.call('LPUSH', KEYS[2 + jobs], ARGV[6 + 2 * jobs])
+  redis.call('LPUSH', KEYS[2 + jobs], ARGV[7 + 2 * jobs])
   redis.call('LPUSH', KEYS[3 + jobs], 1)
 end
 return {admitted, depth}
@@ -74,15 +74,15 @@ for i, job in ipairs(KEYS) do
 end
 """
 
-# KEYS: the queued-images counter of each priority, one key per job, then the reply lists named by
-# the jobs. ARGV: ttl, now, priority count, job count, then per job: status, image count, outcome
-# JSON, the position of its reply list among KEYS (0 when nobody waits), its id and the position of
-# its priority's counter. Every reply list gets one item: a JSON list of [job id, outcome] pairs.
+# KEYS: the queued-images counters the jobs count in (one a model and priority), one key per job,
+# then the reply lists named by the jobs. ARGV: ttl, now, counter count, job count, then per job:
+# status, image count, outcome JSON, the position of its reply list among KEYS (0 when nobody
+# waits), its id and the position of its counter. Every reply list gets one item: a JSON list of [job id, outcome] pairs.
 _FINISH = """
-local ttl, now, priorities, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local finished, replies = {}, {}
 for j = 1, jobs do
-  local key, a = KEYS[priorities + j], 5 + (j - 1) * 6
+  local key, a = KEYS[counters + j], 5 + (j - 1) * 6
   local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
@@ -107,23 +107,28 @@ end
 
 
 class QueueFull(Exception):
-    def __init__(self, priority: str, depth: int) -> None:
-        super().__init__(f"{depth} {priority} images are queued")
+    def __init__(self, priority: str, depth: int, model: str | None = None) -> None:
+        super().__init__(f"{depth} {priority} items are queued" + (f" for model {model!r}" if model else ""))
         self.priority = priority
         self.depth = depth
+        self.model = model
 
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """How a job ended: a result per image, or one error for all of them."""
+    """How a job ended: the model's answer for its items, or one error for all of them.
+
+    An answer is ``{"model_version": n, "outputs": {name: values}}``, each output's values one per
+    item (a worker writes NumPy arrays, read back as lists).
+    """
 
     status: str
-    results: list[ImageResult] | None = None
+    answer: dict | None = None
     error: str | None = None
 
     @classmethod
-    def done(cls, results: list[ImageResult]) -> Outcome:
-        return cls(DONE, results=results)
+    def done(cls, answer: dict) -> Outcome:
+        return cls(DONE, answer=answer)
 
     @classmethod
     def failed(cls, error: str) -> Outcome:
@@ -134,17 +139,17 @@ class Outcome:
         return cls(EXPIRED, error=error)
 
     def to_json(self) -> str:
-        return orjson.dumps(self.to_dict()).decode()
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
     def to_dict(self) -> dict:
         if self.status == DONE:
-            return {"results": self.results}
+            return {"answer": self.answer}
         return {"error": self.error, "expired": True} if self.status == EXPIRED else {"error": self.error}
 
     @classmethod
     def from_dict(cls, data: dict) -> Outcome:
-        if "results" in data:
-            return cls.done(data["results"])
+        if "answer" in data:
+            return cls.done(data["answer"])
         return cls.expired(data["error"]) if data.get("expired") else cls.failed(data["error"])
 
 
@@ -153,6 +158,8 @@ class JobRecord:
     job_id: str
     status: str
     priority: str
+    #: The model the job is for (jobs admitted before models had names: None).
+    model: str | None
     filenames: list[str]
     created_at: float | None
     started_at: float | None
@@ -166,6 +173,7 @@ class Finished:
 
     job_id: str
     count: int
+    model: str
     priority: str
     #: The API process waiting for it, if one is.
     reply_to: str | None
@@ -186,9 +194,9 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
 
-    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, priority: str,
+    def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
               enqueue: Envelope | None = None) -> list[int | None]:
-        """Record new queued jobs (id, filenames) of ``priority`` that fit in its queue, in order.
+        """Record new queued jobs (id, filenames) of ``model`` and ``priority`` that fit in its queue, in order.
 
         For each job: None if admitted, else the queue's depth in images once the others were.
         ``enqueue`` is the message carrying these jobs, pushed onto its queue (with its bell) in the
@@ -196,8 +204,8 @@ class JobStore:
         :class:`~inferq.replication.NotReplicated` if the replicas asked for did not acknowledge it:
         the jobs may still run, but a failover could lose them.
         """
-        script_keys = [keys.queued_images(priority), *(keys.job(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs)]
+        script_keys = [keys.queued_images(model, priority), *(keys.job(job_id) for job_id, _ in jobs)]
+        args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs), model]
         for _, filenames in jobs:
             args += [len(filenames), json.dumps(list(filenames))]
         if enqueue is not None:
@@ -224,11 +232,11 @@ class JobStore:
 
         self._writes.execute(push)
 
-    def withdraw(self, jobs: dict[str, int], *, priority: str) -> None:
+    def withdraw(self, jobs: dict[str, int], *, model: str, priority: str) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(*(keys.job(job_id) for job_id in jobs))
-            pipe.decrby(keys.queued_images(priority), sum(jobs.values()))
+            pipe.decrby(keys.queued_images(model, priority), sum(jobs.values()))
             pipe.execute()
 
     @contextlib.contextmanager
@@ -258,18 +266,20 @@ class JobStore:
 
     def finish(self, finished: Sequence[Finished]) -> None:
         # Lua indexes KEYS from 1: the counters, the jobs, then each reply list once.
-        counters = len(PRIORITIES)
+        counters = {counter: position + 1 for position, counter in
+                    enumerate(dict.fromkeys((job.model, job.priority) for job in finished))}
         reply_positions: dict[str, int] = {}
         for job in finished:
             if job.reply_to and job.reply_to not in reply_positions:
-                reply_positions[job.reply_to] = counters + 1 + len(finished) + len(reply_positions)
-        script_keys = [*map(keys.queued_images, PRIORITIES), *(keys.job(job.job_id) for job in finished),
+                reply_positions[job.reply_to] = len(counters) + 1 + len(finished) + len(reply_positions)
+        script_keys = [*(keys.queued_images(*counter) for counter in counters),
+                       *(keys.job(job.job_id) for job in finished),
                        *(keys.replies(listener) for listener in reply_positions)]
-        args: list[object] = [self._ttl, time.time(), counters, len(finished)]
+        args: list[object] = [self._ttl, time.time(), len(counters), len(finished)]
         for job in finished:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
             args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
-                     PRIORITIES.index(job.priority) + 1]
+                     counters[job.model, job.priority]]
         self._finish(keys=script_keys, args=args)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -280,6 +290,7 @@ class JobStore:
             job_id=job_id,
             status=fields["status"].decode(),
             priority=fields.get("priority", INTERACTIVE.encode()).decode(),
+            model=fields["model"].decode() if "model" in fields else None,
             filenames=json.loads(fields.get("filenames", b"[]")),
             created_at=_float(fields.get("created_at")),
             started_at=_float(fields.get("started_at")),
@@ -294,10 +305,16 @@ class JobStore:
             return []
         return [(job_id, Outcome.from_dict(outcome)) for job_id, outcome in orjson.loads(popped[1])]
 
-    def queued_images(self) -> dict[str, int]:
-        """Images admitted and not yet answered, by priority."""
-        counts = self._redis.mget([keys.queued_images(priority) for priority in PRIORITIES])
-        return {priority: int(count or 0) for priority, count in zip(PRIORITIES, counts, strict=True)}
+    def queued_images(self, models: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Images admitted and not yet answered, by model and priority."""
+        if not models:
+            return {}
+        counters = [(model, priority) for model in models for priority in PRIORITIES]
+        counts = self._redis.mget([keys.queued_images(*counter) for counter in counters])
+        queued: dict[str, dict[str, int]] = {model: {} for model in models}
+        for (model, priority), count in zip(counters, counts, strict=True):
+            queued[model][priority] = int(count or 0)
+        return queued
 
     @property
     def depth_limits(self) -> dict[str, int]:

@@ -6,11 +6,14 @@ PREFIX = "inferq"
 #: Sorted set of worker names scored by their last heartbeat (unix seconds).
 WORKERS = f"{PREFIX}:workers"
 
+#: Hash of model name -> the JSON list of its served versions' specs (``inferq.catalog``).
+MODELS = f"{PREFIX}:models"
 
-def queued_images(priority: str) -> str:
-    """Sum of the images of every admitted job of ``priority`` not yet finished: what backpressure
-    compares with that priority's limit."""
-    return f"{PREFIX}:queued-images:{priority}"
+
+def queued_images(model: str, priority: str) -> str:
+    """Sum of the images of every admitted job of ``model`` and ``priority`` not yet finished: what
+    backpressure compares with that priority's limit."""
+    return f"{PREFIX}:queued-images:{model}:{priority}"
 
 
 def job(job_id: str) -> str:

@@ -1,10 +1,13 @@
 """What the API and the workers say to each other: the Celery task, its message, a result's shape.
 
-A message carries one or more jobs (a job is one request's images): the API puts the jobs of
-requests that arrive together into one message, because the broker's per-message path, not the
-model, is what limits a worker. Images travel decoded, as 28x28 8-bit grayscale pixels, white on
-black: the base64 of the raw bytes of all of a job's images together, one decode per job on the
-worker and a fraction of the size of JSON numbers. Only JSON goes over the wire.
+A message carries one or more jobs of one model (a job is one request's items: images, rows,
+strings): the API puts the jobs of requests that arrive together into one message, because the
+broker's per-message path, not the model, is what limits a worker. Each job carries its inputs as
+tensors, validated by the API against the model's signature: numbers as the base64 of their raw
+little-endian bytes (one decode per tensor on the worker, a fraction of the size of JSON numbers),
+strings as the base64 of each. A tensor may travel in a narrower type than the model takes when
+that is exact (image pixels as uint8 for a float32 input): the worker casts. Only JSON goes over
+the wire.
 """
 
 from __future__ import annotations
@@ -12,33 +15,37 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Sequence
-from typing import TypedDict
+import math
+from collections.abc import Mapping, Sequence
 
-from inferq.model_contract import N_INPUT
+import numpy as np
+
 from inferq.priorities import INTERACTIVE, PRIORITIES
 
-#: The task's name on the wire. Kept from the first release, when the task was named for the route:
-#: a worker discards a message of a task it does not know, so a new name would lose the messages
-#: queued across an upgrade.
+#: The task's name on the wire, one task for every model (the message names its model). Kept from
+#: the first release, when the task was named for the route.
 TASK_NAME = "inferq.recognize"
 
-#: Message header with the number of images a message carries, so the batcher can count a
-#: batch's images without decoding bodies.
+#: Message headers: the number of items a message carries and its model, so that the batcher can
+#: count a batch's items per model without decoding bodies.
 IMAGES_HEADER = "inferq_images"
+MODEL_HEADER = "inferq_model"
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: Numeric types travel as raw bytes; ``string`` as a list of base64 items.
+STRING = "string"
 
 
 class MessageError(ValueError):
     """A message body that is not a list of jobs as :func:`encode` writes them."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class JobInput:
     job_id: str
-    #: ``count * 784`` bytes, image after image.
-    pixels: bytes
+    #: The model's inputs by name, each ``[count, ...]`` (strings: object arrays of bytes).
+    inputs: Mapping[str, np.ndarray]
     #: The API process waiting for this job's outcome (``inferq.keys.replies``), if one is.
     reply_to: str | None
     priority: str = INTERACTIVE
@@ -46,55 +53,92 @@ class JobInput:
     deadline: float | None = None
     #: Unix time the job was queued at, for the queue-wait metric.
     queued_at: float | None = None
+    #: The version the request asked for; None: whichever the worker serves newest.
+    version: int | None = None
 
     @property
     def count(self) -> int:
-        return len(self.pixels) // N_INPUT
+        return len(next(iter(self.inputs.values())))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, JobInput):
+            return NotImplemented
+        fields = ("job_id", "reply_to", "priority", "deadline", "queued_at", "version")
+        return (all(getattr(self, name) == getattr(other, name) for name in fields)
+                and self.inputs.keys() == other.inputs.keys()
+                and all(_same(self.inputs[name], other.inputs[name]) for name in self.inputs))
 
 
-class ImageResult(TypedDict):
-    """What a worker answers for one image."""
-
-    label: int
-    #: Softmax over the classes; absent for a model without probabilities (the original Go server's).
-    probabilities: list[float] | None
-    model_version: int
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.all(a == b))
 
 
-def encode(jobs: Sequence[JobInput]) -> dict:
+def encode(model: str, jobs: Sequence[JobInput]) -> dict:
     return {
         "v": FORMAT_VERSION,
+        "model": model,
         "jobs": [
-            {"id": job.job_id, "pixels": base64.b64encode(job.pixels).decode("ascii"), "reply_to": job.reply_to,
-             "priority": job.priority, "deadline": job.deadline, "queued_at": job.queued_at}
+            {"id": job.job_id, "reply_to": job.reply_to, "priority": job.priority, "deadline": job.deadline,
+             "queued_at": job.queued_at, "version": job.version,
+             "inputs": {name: encode_tensor(array) for name, array in job.inputs.items()}}
             for job in jobs
         ],
     }
+
+
+def encode_tensor(array: np.ndarray) -> dict:
+    if array.dtype == object:
+        return {"dtype": STRING, "shape": list(array.shape),
+                "data": [base64.b64encode(item).decode("ascii") for item in array.ravel()]}
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
 
 
 def image_count(jobs: Sequence[JobInput]) -> int:
     return sum(job.count for job in jobs)
 
 
-def decode(body: object) -> list[JobInput]:
-    if not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list):
+def decode(body: object) -> tuple[str, list[JobInput]]:
+    """The model a message is for, and its jobs."""
+    if (not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list)
+            or not isinstance(body.get("model"), str)):
         raise MessageError(f"not an inferq v{FORMAT_VERSION} message")
     jobs = []
     for raw in body["jobs"]:
         try:
-            reply_to, deadline, queued_at = raw["reply_to"], raw.get("deadline"), raw.get("queued_at")
-            # binascii validates in C; base64.b64decode(validate=True) runs a regex over every byte.
-            job = JobInput(str(raw["id"]), binascii.a2b_base64(raw["pixels"], strict_mode=True),
-                           None if reply_to is None else str(reply_to),
-                           # Messages queued before priorities existed are the interactive kind.
+            reply_to, deadline, queued_at, version = (raw["reply_to"], raw.get("deadline"), raw.get("queued_at"),
+                                                      raw.get("version"))
+            inputs = {str(name): decode_tensor(tensor) for name, tensor in raw["inputs"].items()}
+            job = JobInput(str(raw["id"]), inputs, None if reply_to is None else str(reply_to),
                            raw.get("priority", INTERACTIVE),
                            None if deadline is None else float(deadline),
-                           None if queued_at is None else float(queued_at))
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+                           None if queued_at is None else float(queued_at),
+                           None if version is None else int(version))
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
             raise MessageError(f"malformed job in message: {exc!r}") from None
         if job.priority not in PRIORITIES:
             raise MessageError(f"job {job.job_id}: no priority {job.priority!r}")
-        if not job.pixels or len(job.pixels) % N_INPUT:
-            raise MessageError(f"job {job.job_id}: {len(job.pixels)} bytes is not a whole number of images")
+        counts = {len(array) if array.ndim else -1 for array in inputs.values()}
+        if not inputs or len(counts) != 1 or counts.pop() < 1:
+            raise MessageError(f"job {job.job_id}: inputs of no items, or of different numbers of items")
         jobs.append(job)
-    return jobs
+    return body["model"], jobs
+
+
+def decode_tensor(tensor: Mapping) -> np.ndarray:
+    shape = tuple(int(size) for size in tensor["shape"])
+    if tensor["dtype"] == STRING:
+        items = [binascii.a2b_base64(item, strict_mode=True) for item in tensor["data"]]
+        if len(items) != math.prod(shape):
+            raise ValueError(f"{len(items)} strings for shape {list(shape)}")
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        return array.reshape(shape)
+    # binascii validates in C; base64.b64decode(validate=True) runs a regex over every byte.
+    data = binascii.a2b_base64(tensor["data"], strict_mode=True)
+    dtype = np.dtype(tensor["dtype"]).newbyteorder("<")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"no tensor type {tensor['dtype']!r}")
+    if len(data) != math.prod(shape) * dtype.itemsize:
+        raise ValueError(f"{len(data)} bytes for shape {list(shape)} of {dtype.name}")
+    return np.frombuffer(data, dtype).reshape(shape)

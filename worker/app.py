@@ -1,4 +1,4 @@
-"""The Celery worker: an app whose one task answers batches of queued images.
+"""The Celery worker: an app whose one task answers batches of queued work, for every served model.
 
 Run it with ``celery -A worker.main worker`` (the README lists the options ``make up`` uses).
 """
@@ -10,18 +10,19 @@ from collections.abc import Sequence
 from celery import Celery, signals
 from celery_batches import SimpleRequest
 
-from inferq import priorities
 from inferq.celery_app import make_celery
 from inferq.messages import TASK_NAME
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from worker.engine import Engine
 from worker.image_batches import BATCH_DONE, ImageBatches
+from worker.model_queues import ModelQueues
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    app = make_celery(settings)
-    # A pool process loads TensorFlow and a model before it reports ready.
+    model_queues = ModelQueues(settings, connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master))
+    app = make_celery(settings, queues=model_queues.names)
+    # A pool process loads TensorFlow and the models before it reports ready.
     app.conf.worker_proc_alive_timeout = 120
     engine = Engine(settings)
 
@@ -31,16 +32,8 @@ def create_worker_app(settings: Settings) -> Celery:
         engine.run_batch([request.args[0] for request in requests])
         return BATCH_DONE
 
-    queue_client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
-    queues = priorities.queues(settings.queue_name)
-
-    def queue_length() -> int:
-        with queue_client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                pipe.llen(queue)
-            return sum(pipe.execute())
-
-    infer_batch.queue_length = queue_length
+    infer_batch.queue_length = model_queues.queue_length
+    infer_batch.batch_limits = model_queues.batch_limits
 
     # Each model-holding process (the worker itself with the solo pool, each child with prefork)
     # builds its engine after any fork: TensorFlow does not survive one. A prefork child hears
@@ -48,4 +41,5 @@ def create_worker_app(settings: Settings) -> Celery:
     signals.worker_process_init.connect(lambda **_: engine.start(), weak=False)
     signals.worker_process_shutdown.connect(lambda **_: engine.stop(), weak=False)
     signals.worker_shutdown.connect(lambda **_: engine.stop(), weak=False)
+    signals.worker_ready.connect(lambda sender, **_: model_queues.follow(sender), weak=False)
     return app

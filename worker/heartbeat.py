@@ -1,7 +1,7 @@
 """A worker process's heartbeat: a thread that says every interval that the process is alive.
 
-Each beat first looks for a new model version (so a new version is picked up within one interval),
-then publishes what the process serves and its counters for the API's /readyz, /models and
+Each beat first looks at the repository again (so a new model or version is served, and a removed
+one dropped, within one interval), then publishes what the process serves and its counters for the API's /readyz, /models and
 /metrics. A beat that cannot reach Redis is logged and the next one tries again.
 """
 
@@ -15,18 +15,20 @@ import time
 
 import redis
 
+from inferq.catalog import ModelCatalog
 from inferq.workers import WorkerRegistry, WorkerStatus
 from worker.metrics import WorkerMetrics
-from worker.model_holder import ModelHolder
+from worker.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, registry: WorkerRegistry, holder: ModelHolder, metrics: WorkerMetrics,
-                 interval_s: float) -> None:
+    def __init__(self, registry: WorkerRegistry, catalog: ModelCatalog, models: ServedModels,
+                 metrics: WorkerMetrics, interval_s: float) -> None:
         self._registry = registry
-        self._holder = holder
+        self._catalog = catalog
+        self._models = models
         self._metrics = metrics
         self._interval = interval_s
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -47,14 +49,15 @@ class Heartbeat:
             log.warning("could not deregister %s: %s", self.name, exc)
 
     def beat(self) -> None:
-        model = self._holder.current
+        specs = self._models.specs()
+        self._catalog.remove(self._models.take_gone())
+        self._catalog.publish(specs)
         self._registry.publish(WorkerStatus(
             name=self.name,
             hostname=socket.gethostname(),
             pid=os.getpid(),
             started_at=self._started_at,
-            model_version=model.version if model else None,
-            spec=model.spec if model else None,
+            models=specs,
             batches=self._metrics.batches,
             images=self._metrics.images,
             recent_batch_sizes=list(self._metrics.recent_batch_sizes),
@@ -64,7 +67,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._holder.refresh()
+                self._models.refresh()
                 self.beat()
             except redis.RedisError as exc:
                 log.warning("heartbeat failed: %s", exc)

@@ -1,13 +1,13 @@
 """celery-batches' ``Batches`` task, with batches counted in images and no wait behind an empty queue.
 
 Use it for a task whose every call costs much more than each item it handles (a model call) and
-whose messages carry a varying number of items, told by the ``inferq_images`` header. A batch is
-run, whichever comes first:
+whose messages carry a varying number of items, told by the ``inferq_images`` header, for one of
+several models, told by the ``inferq_model`` header. A batch is run, whichever comes first:
 
-- when it holds ``max_images`` images;
+- when it holds its model's batch size in items of one model (``batch_limits``);
 - as soon as the broker queue behind it is empty, since nothing more is coming to wait for: a
   lone image on an idle system is answered at once;
-- ``max_wait_s`` after its first message came, unless more messages are already queued then: the
+- its first model's wait after its first message came, unless more messages are already queued then: the
   wait is for new work to arrive, and work that is already there is taken until the batch is full.
   Under a saturated queue that keeps batches full (a consumer fetches each message on its own,
   a millisecond or two apiece), at the cost of the first message waiting while the rest are fetched;
@@ -44,7 +44,7 @@ from celery_batches.trace import apply_batches_task
 
 from inferq import priorities
 from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
-from inferq.messages import IMAGES_HEADER
+from inferq.messages import IMAGES_HEADER, MODEL_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,17 @@ BATCH_DONE = "done"
 class ImageBatches(Batches):
     abstract = True
 
-    #: Images in a batch at which it is run.
+    #: Images of one model in a batch at which it is run, where the model does not say.
     max_images = 64
-    #: Seconds after its first message at which a batch is run however full, unless more are queued.
+    #: Seconds after its first message at which a batch is run however full, unless more are
+    #: queued, where the model does not say.
     max_wait_s = 0.005
-    #: Messages waiting in the broker queue; set by the app, called from the consumer.
+    #: Messages waiting in the broker queues; set by the app, called from the consumer.
     queue_length: Callable[[], int]
+
+    def batch_limits(self, model: str) -> tuple[int, float]:
+        """A model's batch size and wait; the app replaces it with the models' configs."""
+        return self.max_images, self.max_wait_s
 
     # celery-batches' own triggers, off: batches are counted in images and timed per batch, below.
     flush_every = sys.maxsize
@@ -78,10 +83,11 @@ class ImageBatches(Batches):
 
     def __init__(self) -> None:
         super().__init__()
-        self._images = 0
+        self._images: dict[str, int] = {}
         self._interactive = False
         self._expected = 0
         self._deadline: Any = None
+        self._wait_s = self.max_wait_s
 
     def Strategy(self, task: Batches, app: Celery, consumer: Consumer) -> Callable:
         buffer_message = super().Strategy(task, app, consumer)
@@ -89,14 +95,17 @@ class ImageBatches(Batches):
 
         def buffer_and_maybe_flush(message: Any, *args: Any, **kwargs: Any) -> None:
             buffer_message(message, *args, **kwargs)
-            self._images += int(message.headers.get(IMAGES_HEADER, 1))
+            model = str(message.headers.get(MODEL_HEADER, ""))
+            images = self._images[model] = self._images.get(model, 0) + int(message.headers.get(IMAGES_HEADER, 1))
+            max_images, max_wait_s = self.batch_limits(model)
             self._interactive = self._interactive or self._is_interactive(message)
-            if (self._images >= self.max_images or self._nothing_more_queued(message)
+            if (images >= max_images or self._nothing_more_queued(message)
                     or (self._interactive and message.delivery_info.get(INTERACTIVE_LEFT) == 0)):
                 self._do_flush()
             elif self._deadline is None:
                 # Only a batch that waits needs a timer: at low load none is set and cancelled per batch.
-                self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
+                self._wait_s = max_wait_s
+                self._deadline = self._timer.call_after(max_wait_s, self._deadline_reached)
 
         return buffer_and_maybe_flush
 
@@ -124,8 +133,8 @@ class ImageBatches(Batches):
 
     def _deadline_reached(self) -> None:
         self._deadline = None
-        if self._queued() > 0 and self._images < self.max_images:
-            self._deadline = self._timer.call_after(self.max_wait_s, self._deadline_reached)
+        if self._queued() > 0:
+            self._deadline = self._timer.call_after(self._wait_s, self._deadline_reached)
         else:
             self._do_flush()
 
@@ -133,7 +142,7 @@ class ImageBatches(Batches):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
-        self._images = 0
+        self._images = {}
         self._interactive = False
         # What was counted at the last look may have gone to other workers: look again next batch.
         self._expected = 0

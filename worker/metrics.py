@@ -18,26 +18,28 @@ RECENT_BATCHES = 20
 
 
 class WorkerMetrics:
-    def __init__(self, model_name: str = "mnist") -> None:
-        self.model_name = model_name
+    """Counted per model and version, so that one worker serving several models shows each."""
+
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        model_version = ["model", "version"]
         self.batch_images = Histogram(
-            "inferq_worker_batch_images", "Images per batch, each batch one model call.",
-            buckets=BATCH_BUCKETS, registry=self.registry,
+            "inferq_worker_batch_images", "Items per batch of a model, each batch one model call.",
+            model_version, buckets=BATCH_BUCKETS, registry=self.registry,
         )
         self.model_call_seconds = Histogram(
             "inferq_worker_model_call_seconds", "Time of one model call.",
-            buckets=SECONDS_BUCKETS, registry=self.registry,
+            model_version, buckets=SECONDS_BUCKETS, registry=self.registry,
         )
         self.batch_seconds = Histogram(
-            "inferq_worker_batch_seconds", "Time of one batch: decoding, model call, writing outcomes.",
+            "inferq_worker_batch_seconds", "Time of one batch: decoding, model calls, writing outcomes.",
             buckets=SECONDS_BUCKETS, registry=self.registry,
         )
         self.messages = Counter(
             "inferq_worker_messages", "Messages taken from the queue.", registry=self.registry,
         )
         self.failed_jobs = Counter(
-            "inferq_worker_failed_jobs", "Jobs answered with an error.", registry=self.registry,
+            "inferq_worker_failed_jobs", "Jobs answered with an error.", ["model"], registry=self.registry,
         )
         self.queue_wait_seconds = Histogram(
             "inferq_worker_queue_wait_seconds", "Time from a job's admission to its batch's start.",
@@ -48,24 +50,30 @@ class WorkerMetrics:
             ["model", "priority"], registry=self.registry,
         )
         self.recent_batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)
+        self._batches = 0
+        self._images = 0
 
-    def record_waits(self, jobs: Iterable[JobInput], now: float) -> None:
+    def record_waits(self, model: str, jobs: Iterable[JobInput], now: float) -> None:
         for job in jobs:
             if job.queued_at is not None:
-                self.queue_wait_seconds.labels(self.model_name, job.priority).observe(max(0.0, now - job.queued_at))
+                self.queue_wait_seconds.labels(model, job.priority).observe(max(0.0, now - job.queued_at))
 
-    def record_batch(self, images: int, seconds: float) -> None:
-        self.batch_images.observe(images)
-        self.batch_seconds.observe(seconds)
-        self.recent_batch_sizes.append(images)
+    def record_call(self, model: str, version: int, items: int, seconds: float) -> None:
+        self.batch_images.labels(model, str(version)).observe(items)
+        self.model_call_seconds.labels(model, str(version)).observe(seconds)
+        self.recent_batch_sizes.append(items)
+        self._batches += 1
+        self._images += items
 
     @property
     def batches(self) -> int:
-        return int(self.registry.get_sample_value("inferq_worker_batch_images_count") or 0)
+        """Model calls made, every model together."""
+        return self._batches
 
     @property
     def images(self) -> int:
-        return int(self.registry.get_sample_value("inferq_worker_batch_images_sum") or 0)
+        """Items answered by them."""
+        return self._images
 
     def snapshot(self) -> list[dict]:
         return snapshot(self.registry)

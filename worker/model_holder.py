@@ -1,59 +1,89 @@
-"""The model a worker process serves, and its replacement when a new version appears.
+"""One model's loaded versions, kept in step with its directory and its version policy.
 
-The newest version under MODEL_DIR is the one to serve, as with TF Serving: a new version
-directory is loaded beside the old model and swapped in whole, so a batch runs on one version from
-start to end and none waits for the load; removing the newest directory rolls back to the one
-before. A version that fails to load is refused once, logged, and never tried again by this
-process; the old model keeps serving.
+The versions to serve are those the model's ``version_policy`` picks (TF Serving's semantics: the
+newest one by default) among the versions present and not refused. A new version is loaded beside
+the ones served and swapped in whole, so a batch runs on one version from start to end and none
+waits for the load; removing the newest directory rolls back to the one before. A version that
+fails to load is refused once, logged, and never tried again by this process; the others keep
+serving. ``config.json`` is read again at each refresh: a change of labels, batching or policy
+takes effect within a heartbeat; a config that does not load is logged and the last good one kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import threading
 from pathlib import Path
 
-from inferq import model_contract as contract
+from inferq import model_config, repository
+from inferq.model_config import ConfigError, ModelConfig
+from inferq.model_spec import ModelSpec
 from worker.model import LoadedModel, ModelLoadError, load_version
 
 log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    def __init__(self, model_dir: str | Path, name: str, *, intra_op_threads: int = 0,
+    def __init__(self, name: str, model_dir: str | Path, *, intra_op_threads: int = 0,
                  inter_op_threads: int = 0) -> None:
-        self.model_dir = Path(model_dir)
         self.name = name
+        self.model_dir = Path(model_dir)
         self._threads = {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}
         self._refused: set[int] = set()
-        self.current: LoadedModel | None = None
-
-    def wait_for_model(self, stop: threading.Event, poll_s: float) -> LoadedModel | None:
-        """Load the newest version, waiting for one to appear; None if ``stop`` is set first."""
-        announced = False
-        while True:
-            self.refresh()
-            if self.current is not None:
-                return self.current
-            if not announced:
-                log.warning("no loadable model under %s yet; waiting for one", self.model_dir.resolve())
-                announced = True
-            if stop.wait(poll_s):
-                return None
+        self._config_error: str | None = None
+        self.config = ModelConfig()
+        #: The versions served, by number.
+        self.loaded: dict[int, LoadedModel] = {}
 
     def refresh(self) -> bool:
-        """Swap in the newest version if it is not the one served; True if a model was loaded."""
-        newest = contract.newest_version(self.model_dir)
-        served = self.current.version if self.current is not None else None
-        if newest is None or newest == served or newest in self._refused:
-            return False
+        """Load the versions the policy wants and drop the others; True if anything was loaded."""
+        self._read_config()
+        present = [version for version in repository.versions(self.model_dir) if version not in self._refused]
+        wanted = self.config.version_policy.select(present)
+        loaded_any = False
+        for version in wanted:
+            if version not in self.loaded:
+                loaded_any |= self._load(version)
+        keep = {version for version in wanted if version in self.loaded}
+        if keep or not present:
+            for version in set(self.loaded) - keep:
+                log.info("model %s: no longer serving version %d", self.name, version)
+                del self.loaded[version]
+        return loaded_any
+
+    def _read_config(self) -> None:
         try:
-            model = load_version(self.model_dir, self.name, newest, **self._threads)
+            config = model_config.load(self.model_dir)
+        except ConfigError as exc:
+            if str(exc) != self._config_error:
+                log.error("model %s: %s; keeping the config it had", self.name, exc)
+                self._config_error = str(exc)
+            return
+        self._config_error = None
+        self.config = config
+
+    def _load(self, version: int) -> bool:
+        try:
+            model = load_version(self.model_dir, self.name, version, config=self.config, **self._threads)
         except ModelLoadError as exc:
-            self._refused.add(newest)
-            log.error("refused model version %d, still serving %s: %s", newest, served, exc)
+            self._refused.add(version)
+            log.error("model %s: refused version %d, still serving %s: %s", self.name, version,
+                      sorted(self.loaded) or "none", exc)
             return False
-        self.current = model
-        if served is not None:
-            log.info("now serving model version %d (was %d)", newest, served)
+        self.loaded[version] = model
+        log.info("model %s: serving version %d", self.name, version)
         return True
+
+    def model(self, version: int | None = None) -> LoadedModel | None:
+        """The version asked for, or the newest served; None if it is not served."""
+        if version is None:
+            return self.loaded[max(self.loaded)] if self.loaded else None
+        return self.loaded.get(version)
+
+    def specs(self) -> list[ModelSpec]:
+        """What each served version takes and gives, with the model's current config."""
+        return [dataclasses.replace(self.loaded[version].spec, config=self.config) for version in sorted(self.loaded)]
+
+    @property
+    def max_batch_size(self) -> int | None:
+        return self.config.max_batch_size

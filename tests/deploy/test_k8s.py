@@ -73,9 +73,8 @@ WORKER_PROBE = ["python", "-m", "worker.liveness"]
 
 def queues_of(settings: Settings, model: str) -> list[str]:
     """The Celery queues ``model``'s workers take from, which are also the names of their Redis lists:
-    one a priority, as the Celery app declares them. (One model is served today; a model's own
-    queues will be named here too.)"""
-    return priorities.queues(settings.queue_name)
+    one a priority, as the worker declares them."""
+    return priorities.queues(settings.model_queue(model))
 
 
 @functools.cache
@@ -252,6 +251,8 @@ def test_workers_run_what_compose_runs_on_their_models_queue(objects):
         command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
         # No --queues: the worker takes every queue the Celery app declares, interactive ones first.
         assert "--queues" not in command and model == settings.model_name
+        environment = {item["name"]: item["value"] for item in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        assert environment.get("WORKER_MODELS") == model, "each model's Deployment serves that model alone"
         assert command == COMPOSE["worker"]["command"]
         assert {arg for arg in command if arg.startswith("--")} == launcher_flags
         assert option(command, "--pool") == option(launcher, "--pool")
@@ -433,12 +434,12 @@ def test_writable_paths_are_volumes(objects):
             mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
             assert "emptyDir" in volumes[mounts["/tmp"]["name"]], owner
             if "trainer" in owner:
-                for path in (settings.model_dir, settings.mnist_data_dir):
+                for path in (settings.repository_root, settings.mnist_data_dir):
                     assert not mounts[path].get("readOnly"), owner
-                claims[owner] = volumes[mounts[settings.model_dir]["name"]]["persistentVolumeClaim"]["claimName"]
+                claims[owner] = volumes[mounts[settings.repository_root]["name"]]["persistentVolumeClaim"]["claimName"]
             elif "worker" in owner:
-                assert mounts[settings.model_dir]["readOnly"] is True, owner
-                claims[owner] = volumes[mounts[settings.model_dir]["name"]]["persistentVolumeClaim"]["claimName"]
+                assert mounts[settings.repository_root]["readOnly"] is True, owner
+                claims[owner] = volumes[mounts[settings.repository_root]["name"]]["persistentVolumeClaim"]["claimName"]
     workers = {f"Deployment/{d['metadata']['name']}" for d in worker_deployments(objects)}
     assert set(claims) == {"Job/inferq-trainer", "CronJob/inferq-trainer", *workers}
     assert len(set(claims.values())) == 1, claims

@@ -1,10 +1,11 @@
 """A pytest plugin for API tests: apps built with their own settings on fakeredis, and a stand-in for
 a worker that answers each message as it is queued. Loaded by the root conftest.
 
-The stand-in answers every image at model version :data:`STAND_IN_VERSION` with
-:func:`fake_label`. The routes know models only from heartbeats: ``app_and_worker`` (and so
-``client`` and ``worker``) comes with the stand-in's heartbeat; ``make_app`` without one, and
-``serve`` publishes more.
+The stand-in answers every item at the version its model's catalog entry has (for MNIST, by default
+:data:`STAND_IN_VERSION`): ``labels`` with :func:`fake_label`, any other output with zeros of its
+shape. The routes know models only from the catalog and heartbeats: ``app_and_worker`` (and so
+``client`` and ``worker``) comes with the stand-in's heartbeat for MNIST; ``make_app`` without
+one, and ``serve`` publishes more.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import redis
 
 from api import create_app
 from inferq import messages, priorities
+from inferq.catalog import ModelCatalog
 from inferq.jobs import Finished, JobStore, Outcome
-from inferq.model_contract import N_INPUT
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry, WorkerStatus
@@ -32,8 +33,16 @@ from worker.metrics import WorkerMetrics
 #: The API's answer, with a 503, whenever Redis is out of reach.
 BROKER_UNREACHABLE = {"error": "the broker (Redis) does not answer; try again shortly", "reason": "broker"}
 
-#: The queues the API pushes messages onto, with default settings, in the order workers take them.
-QUEUES = priorities.queues(Settings().queue_name)
+#: The queues the API pushes the default model's messages onto, with default settings, in the order
+#: workers take them.
+QUEUES = priorities.queues(Settings().model_queue(Settings().default_model))
+
+
+def model_queues(client: redis.Redis) -> list[str]:
+    """Every catalogued model's queues, interactive ones first."""
+    names = [*ModelCatalog(client).models(), Settings().default_model]
+    return sorted({queue for name in names for queue in priorities.queues(Settings().model_queue(name))},
+                  key=lambda queue: (priorities.rank(queue), queue))
 
 
 #: The model version the stand-in answers with, and its heartbeat says it serves.
@@ -61,35 +70,54 @@ class InlineWorker:
     expire: bool = False
     broker_down: bool = False
     sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
+    #: The model of each job in ``sent``.
+    models: list[str] = dataclasses.field(default_factory=list)
 
     def take_queued(self) -> None:
         """Answer every queued message, interactive ones first, as a worker takes them."""
-        while (raw := next(filter(None, (self.redis.rpop(queue) for queue in QUEUES)), None)) is not None:
+        queues = model_queues(self.redis)
+        while (raw := next(filter(None, (self.redis.rpop(queue) for queue in queues)), None)) is not None:
             envelope = orjson.loads(raw)
             assert envelope["headers"]["task"] == messages.TASK_NAME
             args, _kwargs, _embed = orjson.loads(envelope["body"])
-            jobs = messages.decode(args[0])
+            model, jobs = messages.decode(args[0])
             assert envelope["headers"][messages.IMAGES_HEADER] == messages.image_count(jobs)
-            self._run(jobs)
+            assert envelope["headers"][messages.MODEL_HEADER] == model
+            self._run(model, jobs)
 
-    def _run(self, jobs: list[messages.JobInput]) -> None:
+    def _run(self, model: str, jobs: list[messages.JobInput]) -> None:
         self.sent += jobs
+        self.models += [model] * len(jobs)
         if not self.answer:
             return
         with self.store.running([job.job_id for job in jobs]):
             pass
-        self.store.finish([Finished(job.job_id, job.count, job.priority, job.reply_to, self._outcome(job))
+        specs = ModelCatalog(self.redis).models()[model]
+        self.store.finish([Finished(job.job_id, job.count, model, job.priority, job.reply_to,
+                                    self._outcome(job, specs))
                            for job in jobs])
 
-    def _outcome(self, job: messages.JobInput) -> Outcome:
+    def _outcome(self, job: messages.JobInput, specs: list[ModelSpec]) -> Outcome:
         if self.expire:
             return Outcome.expired("its deadline passed 0.100 s before a worker could run it; it was not run")
         if self.model_error:
             return Outcome.failed(self.model_error)
-        pixels = np.frombuffer(job.pixels, np.uint8).reshape(-1, N_INPUT)
-        return Outcome.done([
-            {"label": fake_label(row), "probabilities": [0.1] * 10, "model_version": STAND_IN_VERSION} for row in pixels
-        ])
+        spec = specs[-1] if job.version is None else next(spec for spec in specs if spec.version == job.version)
+        first = next(iter(job.inputs.values()))
+        rows = first.reshape(len(first), -1)
+        outputs = {}
+        for tensor in spec.outputs:
+            if tensor.name == "labels":
+                outputs[tensor.name] = np.array([fake_label(row) for row in rows], np.int64)
+            elif tensor.name == "probabilities":
+                outputs[tensor.name] = np.full((len(rows), *[max(size, 1) for size in tensor.shape[1:]]), 0.1,
+                                               tensor.dtype)
+            elif tensor.dtype == "string":
+                outputs[tensor.name] = [""] * len(rows)
+            else:
+                outputs[tensor.name] = np.zeros((len(rows), *[max(size, 1) for size in tensor.shape[1:]]),
+                                                tensor.dtype)
+        return Outcome.done({"model_version": spec.version, "outputs": outputs})
 
 
 class StandInStore(JobStore):
@@ -99,9 +127,9 @@ class StandInStore(JobStore):
         super().__init__(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.worker = worker
 
-    def admit(self, jobs, *, priority, enqueue=None):
+    def admit(self, jobs, *, model, priority, enqueue=None):
         self._check_reachable()
-        refusals = super().admit(jobs, priority=priority, enqueue=enqueue)
+        refusals = super().admit(jobs, model=model, priority=priority, enqueue=enqueue)
         self.worker.take_queued()
         return refusals
 
@@ -130,18 +158,21 @@ def make_app(fake_redis):
 
 
 def publish_heartbeat(client: redis.Redis, *, version: int | None = STAND_IN_VERSION, spec: ModelSpec | None = None,
-                      name: str = "host:1", batch_sizes: Sequence[int] = ()) -> None:
-    """A live worker's heartbeat: it serves ``version`` (None: no model yet) of the model ``spec``
-    describes (default: an MNIST model from inferq's trainer), and ran batches of ``batch_sizes``."""
+                      specs: Sequence[ModelSpec] = (), name: str = "host:1", batch_sizes: Sequence[int] = ()) -> None:
+    """A live worker's heartbeat, and its models in the catalog, as a worker writes them: it serves
+    ``version`` (None: no model yet) of the model ``spec`` describes (default: an MNIST model from
+    inferq's trainer), or every one of ``specs``, and ran batches of ``batch_sizes``."""
     metrics = WorkerMetrics()
     for size in batch_sizes:
-        metrics.record_batch(size, 0.001)
-    if version is not None:
-        spec = dataclasses.replace(spec or mnist_spec(version), version=version)
+        metrics.record_call("mnist", version or 1, size, 0.001)
+    served = list(specs)
+    if not served and version is not None:
+        served = [dataclasses.replace(spec or mnist_spec(version), version=version)]
+    ModelCatalog(client).publish(served)
     WorkerRegistry(client, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
-        name=name, hostname="host", pid=1, started_at=time.time(), model_version=version,
-        spec=spec if version is not None else None, batches=metrics.batches, images=metrics.images,
-        recent_batch_sizes=list(batch_sizes), metrics=metrics.snapshot(),
+        name=name, hostname="host", pid=1, started_at=time.time(), models=served,
+        batches=metrics.batches, images=metrics.images, recent_batch_sizes=list(batch_sizes),
+        metrics=metrics.snapshot(),
     ))
 
 

@@ -1,0 +1,63 @@
+"""A job's answer, item by item, as the image routes give it.
+
+Each item (an uploaded image) is answered ``{"filename", "labels", "probabilities",
+"model_version"}`` as the original Go server answered (``labels`` holding the predicted class),
+with what the model has of these:
+
+- ``labels``: the model's own integer ``labels`` output; else, for a model with class names
+  (``labels`` in its config) and one float output of as many classes, the top class's name, with
+  ``top``: the five most likely classes and their scores;
+- ``probabilities``: the model's ``probabilities`` output;
+- ``outputs``: every other output, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from inferq.jobs import Outcome
+from inferq.model_spec import ModelSpec, TensorSpec
+
+LABELS = "labels"
+PROBABILITIES = "probabilities"
+#: Classes listed in ``top``.
+TOP = 5
+
+
+def class_scores(spec: ModelSpec) -> TensorSpec | None:
+    """The output that scores each of the model's named classes: float ``[-1, C]``, C its class count."""
+    names = spec.config.labels
+    if not names:
+        return None
+    found = [tensor for tensor in spec.outputs
+             if tensor.dtype.startswith("float") and len(tensor.shape) == 2 and tensor.shape[1] == len(names)]
+    return found[0] if len(found) == 1 else None
+
+
+def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | None) -> list[dict[str, object]]:
+    answer = outcome.answer or {}
+    outputs: dict[str, list] = answer.get("outputs", {})
+    count = len(next(iter(outputs.values()), []))
+    names = list(filenames) if len(filenames) == count else [""] * count
+    scores = class_scores(spec) if spec is not None else None
+    rest = [name for name in outputs if name not in (LABELS, PROBABILITIES)]
+    items = []
+    for index, filename in enumerate(names):
+        item: dict[str, object] = {"filename": filename}
+        if LABELS in outputs:
+            item[LABELS] = [outputs[LABELS][index]]
+        elif scores is not None and scores.name in outputs:
+            assert spec is not None and spec.config.labels is not None
+            ranked = np.argsort(-np.asarray(outputs[scores.name][index]), kind="stable")[:TOP]
+            row = outputs[scores.name][index]
+            item[LABELS] = [spec.config.labels[ranked[0]]]
+            item["top"] = [{"label": spec.config.labels[k], "score": row[k]} for k in ranked.tolist()]
+        if PROBABILITIES in outputs:
+            item[PROBABILITIES] = outputs[PROBABILITIES][index]
+        if rest:
+            item["outputs"] = {name: outputs[name][index] for name in rest}
+        item["model_version"] = answer.get("model_version")
+        items.append(item)
+    return items

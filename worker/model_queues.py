@@ -1,0 +1,80 @@
+"""The queues a worker consumes: each served model's, one a priority, kept in step with the repository.
+
+The consumer's own timer looks at the repository every heartbeat interval (no TensorFlow: only
+which model directories there are, and their ``config.json``): a model added gets its queues taken
+up, and a model removed has them given up once they are empty, so that work admitted before the
+removal is still taken and answered (with an error saying the model is gone) rather than left
+queued for ever. The same look gives each model's batch limits to the batcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from inferq import model_config, priorities
+from inferq.model_config import ConfigError
+from inferq.settings import Settings
+from worker.served_models import models_to_serve
+
+log = logging.getLogger(__name__)
+
+
+class ModelQueues:
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self._settings = settings
+        self._redis = client
+        #: Each served model's batch size and wait, from its config.
+        self.limits: dict[str, tuple[int, float]] = {}
+        #: The queues consumed, interactive ones first.
+        self.names: list[str] = self._wanted()
+
+    def _wanted(self) -> list[str]:
+        models = models_to_serve(self._settings)
+        defaults = (self._settings.max_batch_size, self._settings.max_batch_wait_ms)
+        limits = {}
+        for name, path in models.items():
+            try:
+                config = model_config.load(path)
+            except ConfigError:
+                config = model_config.ModelConfig()  # the model holder logs it
+            limits[name] = (config.max_batch_size or defaults[0],
+                            (defaults[1] if config.max_batch_wait_ms is None else config.max_batch_wait_ms) / 1000)
+        self.limits = limits
+        # With no model yet, the default model's queues: work for it waits there until one appears.
+        names = list(models) or [self._settings.default_model]
+        queues = [queue for name in names for queue in priorities.queues(self._settings.model_queue(name))]
+        return sorted(queues, key=priorities.rank)
+
+    def batch_limits(self, model: str) -> tuple[int, float]:
+        return self.limits.get(model, (self._settings.max_batch_size, self._settings.max_batch_wait_ms / 1000))
+
+    def queue_length(self) -> int:
+        with self._redis.pipeline(transaction=False) as pipe:
+            for queue in self.names:
+                pipe.llen(queue)
+            return sum(pipe.execute())
+
+    def follow(self, consumer: Any) -> None:
+        """Keep ``consumer`` (Celery's) consuming the served models' queues, from its own timer."""
+        consumer.timer.call_repeatedly(self._settings.heartbeat_interval_s, self.sync, (consumer,))
+
+    def sync(self, consumer: Any) -> None:
+        try:
+            wanted = self._wanted()
+            for queue in wanted:
+                if queue not in self.names:
+                    consumer.add_task_queue(queue)
+            kept = list(wanted)
+            for queue in self.names:
+                if queue in wanted:
+                    continue
+                if self._redis.llen(queue) == 0:
+                    consumer.cancel_task_queue(queue)
+                else:  # still holds work admitted for a removed model: answer it first
+                    kept.append(queue)
+            self.names = sorted(kept, key=priorities.rank)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("could not bring the queues in step with the repository: %s", exc)

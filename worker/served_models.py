@@ -1,0 +1,71 @@
+"""The models a worker process serves: every model of the repository that WORKER_MODELS names.
+
+Each refresh (a heartbeat) looks at the repository again: a model added is loaded, a model removed
+is dropped, and each model's holder brings its versions in step with its directory. A batch for a
+model this process has not loaded yet (its queue was taken up before the next refresh) loads it on
+the spot.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from inferq.model_spec import ModelSpec
+from inferq.repository import Repository
+from inferq.settings import Settings
+from worker.model import LoadedModel
+from worker.model_holder import ModelHolder
+
+log = logging.getLogger(__name__)
+
+
+def repository_of(settings: Settings) -> Repository:
+    return Repository(settings.repository_root, single_model_name=settings.model_name)
+
+
+def models_to_serve(settings: Settings) -> dict[str, Path]:
+    """The repository's models that this worker serves, by name."""
+    wanted = settings.served_models
+    return {name: path for name, path in repository_of(settings).models().items() if wanted is None or name in wanted}
+
+
+class ServedModels:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._threads = {"intra_op_threads": settings.tf_intra_op_threads,
+                         "inter_op_threads": settings.tf_inter_op_threads}
+        self.holders: dict[str, ModelHolder] = {}
+        #: Models dropped since :meth:`take_gone` was last asked.
+        self._gone: set[str] = set()
+
+    def refresh(self) -> None:
+        found = models_to_serve(self._settings)
+        for name in set(self.holders) - set(found):
+            log.info("model %s: gone from the repository; no longer served", name)
+            del self.holders[name]
+            self._gone.add(name)
+        for name, path in found.items():
+            holder = self.holders.get(name)
+            if holder is None or holder.model_dir != path:
+                holder = self.holders[name] = ModelHolder(name, path, **self._threads)
+            holder.refresh()
+
+    def model(self, name: str, version: int | None) -> LoadedModel | None:
+        holder = self.holders.get(name)
+        if holder is None or holder.model(version) is None:
+            self.refresh()
+            holder = self.holders.get(name)
+        return holder.model(version) if holder is not None else None
+
+    def take_gone(self) -> list[str]:
+        """The models dropped since the last call, for the catalog to forget."""
+        gone, self._gone = sorted(self._gone - set(self.holders)), set()
+        return gone
+
+    def specs(self) -> list[ModelSpec]:
+        return [spec for holder in self.holders.values() for spec in holder.specs()]
+
+    @property
+    def any_loaded(self) -> bool:
+        return any(holder.loaded for holder in self.holders.values())
