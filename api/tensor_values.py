@@ -144,6 +144,8 @@ def fit_shape(shape: tuple[int, ...], tensor: TensorSpec, what: str, datatype: s
         raise ApiError(400, f"{what}: the model's input has no batch dimension (shape []); inferq cannot batch it")
     if not shape:
         raise ApiError(400, f"{what}: a single value, not a batch; {model_takes}")
+    if shape[0] < 1:
+        raise ApiError(400, f"{what}: no items (shape {shape_text(shape)}); {model_takes}")
     item = expected[1:]
     if len(shape) == len(expected) and all(size in (ANY, given) for size, given in zip(item, shape[1:], strict=True)):
         fitted = shape
@@ -151,8 +153,6 @@ def fit_shape(shape: tuple[int, ...], tensor: TensorSpec, what: str, datatype: s
         fitted = (shape[0], *item)
     else:
         raise ApiError(400, f"{what}: shape {shape_text(shape)}; {model_takes}")
-    if shape[0] < 1:
-        raise ApiError(400, f"{what}: no items (shape {shape_text(shape)}); {model_takes}")
     if shape[0] > max_items:
         raise ApiError(400, f"{what}: {shape[0]} items, more than the {max_items} allowed in one request")
     return fitted
