@@ -171,7 +171,7 @@ def same_batch(arrays: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray
 def text(value: bytes | str) -> str | None:
     """A string's bytes as text, or None where they are not UTF-8."""
     if isinstance(value, str):
-        return value
+        return str(value)  # numpy's str_ as a plain str, for any JSON writer
     try:
         return bytes(value).decode()
     except UnicodeDecodeError:
