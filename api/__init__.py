@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items)
 
     replies = ReplyListener(store)
-    models = ServedModels(ModelCatalog(client), ttl_s=settings.heartbeat_interval_s / 4)
+    models = ServedModels(ModelCatalog(client), workers, ttl_s=settings.heartbeat_interval_s / 4)
     metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,

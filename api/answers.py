@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from inferq.jobs import Outcome
-from inferq.model_spec import ModelSpec, TensorSpec
+from api.tfserving_classify import class_output
+from inferq.model_spec import ModelSpec
 
 LABELS = "labels"
 PROBABILITIES = "probabilities"
@@ -26,22 +27,13 @@ PROBABILITIES = "probabilities"
 TOP = 5
 
 
-def class_scores(spec: ModelSpec) -> TensorSpec | None:
-    """The output that scores each of the model's named classes: float ``[-1, C]``, C its class count."""
-    names = spec.config.labels
-    if not names:
-        return None
-    found = [tensor for tensor in spec.outputs
-             if tensor.dtype.startswith("float") and len(tensor.shape) == 2 and tensor.shape[1] == len(names)]
-    return found[0] if len(found) == 1 else None
-
-
 def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | None) -> list[dict[str, object]]:
     answer = outcome.answer or {}
     outputs: dict[str, list] = answer.get("outputs", {})
     count = len(next(iter(outputs.values()), []))
     names = list(filenames) if len(filenames) == count else [""] * count
-    scores = class_scores(spec) if spec is not None else None
+    # Top classes by name: only for a model whose config names them.
+    scores = class_output(spec) if spec is not None and spec.config.labels else None
     rest = [name for name in outputs if name not in (LABELS, PROBABILITIES)]
     items = []
     for index, filename in enumerate(names):

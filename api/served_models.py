@@ -1,10 +1,12 @@
 """The models the API takes work for, and at which versions: the workers' catalog, read through a cache.
 
 Every route that queues work looks its model up here first, so that a request for a model, version
-or input that does not exist is refused before anything is queued. The catalog (``inferq.catalog``)
-outlives the workers, so work is still admitted for a model whose workers are scaled to zero. It
-is read again at most every ``ttl_s``: a request does not pay a Redis round trip and the parsing of
-every model's description to learn what changes once a heartbeat at most.
+or input that does not exist is refused before anything is queued. A model's versions are those its
+live workers serve (while workers move to a new version, both), and where none is alive those the
+catalog (``inferq.catalog``) last recorded: it outlives the workers, so that work is still admitted
+for a model whose workers are scaled to zero. Both are read again at most every ``ttl_s``: a
+request does not pay Redis round trips and the parsing of every model's description to learn what
+changes once a heartbeat at most.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import time
 
 from werkzeug.routing import BaseConverter
 
-from api.errors import ApiError
+from api.errors import ApiError, unavailable
 from inferq.catalog import ModelCatalog
 from inferq.model_spec import ModelSpec, TensorSpec
+from inferq.workers import WorkerRegistry, WorkerStatus
 
 
 class ModelName(BaseConverter):
@@ -54,8 +57,9 @@ class Served:
 
 
 class ServedModels:
-    def __init__(self, catalog: ModelCatalog, *, ttl_s: float) -> None:
+    def __init__(self, catalog: ModelCatalog, workers: WorkerRegistry, *, ttl_s: float) -> None:
         self._catalog = catalog
+        self._workers = workers
         self._ttl_s = ttl_s
         self._lock = threading.Lock()
         self._models: dict[str, list[ModelSpec]] = {}
@@ -66,14 +70,18 @@ class ServedModels:
         if time.monotonic() - self._read_at > self._ttl_s:
             with self._lock:
                 if time.monotonic() - self._read_at > self._ttl_s:
-                    self._models = self._catalog.models()
+                    self._models = _served(self._catalog.models(), self._workers.live())
                     self._read_at = time.monotonic()
         return self._models
 
-    def find(self, name: str, version: int | None = None) -> Served:
-        """Model ``name`` at ``version`` (None: its newest), or a 404 saying what there is."""
+    def find(self, name: str, version: int | None = None, *, expected: bool = False) -> Served:
+        """Model ``name`` at ``version`` (None: its newest), or a 404 saying what there is. A model
+        ``expected`` to be there (the default model) that no worker has described yet is a 503: it
+        is on its way (a worker loading it), not a wrong name."""
         models = self.all()
         specs = models.get(name)
+        if not specs and expected:
+            raise unavailable(f"no worker has loaded model {name!r} yet; try again shortly", reason="no_worker")
         if not specs:
             known = ", ".join(map(repr, models)) or "none yet"
             raise ApiError(404, f"no model {name!r}; served: {known}")
@@ -83,3 +91,14 @@ class ServedModels:
                                 + ", ".join(map(str, versions)))
         chosen = specs[-1] if version is None else specs[versions.index(version)]
         return Served(chosen, versions, version is not None)
+
+
+def _served(catalogued: dict[str, list[ModelSpec]], live: list[WorkerStatus]) -> dict[str, list[ModelSpec]]:
+    by_live: dict[str, dict[int, ModelSpec]] = {}
+    for worker in live:
+        for spec in worker.models:
+            by_live.setdefault(spec.name, {})[spec.version] = spec
+    served = {name: [versions[version] for version in sorted(versions)] for name, versions in by_live.items()}
+    for name, specs in catalogued.items():
+        served.setdefault(name, specs)
+    return dict(sorted(served.items()))

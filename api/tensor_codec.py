@@ -14,6 +14,7 @@ JSON string cannot carry, that output is sent as binary data instead, whole and 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from api.errors import ApiError
 from api.tensor_values import described, fit_shape, from_json, numpy_dtype, same_batch, shape_text, text
+from inferq.dtypes import BY_KSERVE
 from inferq.model_spec import ModelSpec, TensorSpec
 
 _LENGTH = struct.Struct("<I")
@@ -56,8 +58,12 @@ def decode_inputs(inputs: object, binary: bytes, spec: ModelSpec, *, max_items: 
 def _decode(sent: dict, tensor: TensorSpec, binary: bytes, offset: int, max_items: int) -> tuple[np.ndarray, int]:
     what, datatype = f"input {tensor.name!r}", tensor.type.kserve
     if sent.get("datatype") != datatype:
-        raise ApiError(400, f"{what}: datatype {sent.get('datatype')!r}; the model takes {datatype} "
-                            f"{shape_text(tensor.shape)}")
+        narrower = _exactly_widened(sent.get("datatype"), tensor)
+        if narrower is None:
+            raise ApiError(400, f"{what}: datatype {sent.get('datatype')!r}; the model takes {datatype} "
+                                f"{shape_text(tensor.shape)} (or a narrower number type that converts to it exactly)")
+        # Read as sent and kept so: the worker casts, and the narrower array is the smaller message.
+        tensor, datatype = narrower, sent["datatype"]
     shape = sent.get("shape")
     if not isinstance(shape, list) or not all(type(size) is int and size >= 0 for size in shape):
         raise ApiError(400, f"{what}: 'shape' must be a list of sizes (whole numbers, 0 or more), got {shape!r}")
@@ -80,6 +86,17 @@ def _decode(sent: dict, tensor: TensorSpec, binary: bytes, offset: int, max_item
         raise ApiError(400, f"{what}: shape {shape_text(shape)} holds {math.prod(shape)} values, its 'data' "
                             f"{values.size}")
     return values.reshape(fitted), offset
+
+
+def _exactly_widened(sent: object, tensor: TensorSpec) -> TensorSpec | None:
+    """``tensor`` as of the sent datatype, where every value of that type converts to the model's
+    exactly (UINT8 pixels for an FP32 input); else None."""
+    kind = BY_KSERVE.get(sent) if isinstance(sent, str) else None
+    if kind is None or kind.name in ("bool", "string") or tensor.dtype in ("bool", "string"):
+        return None
+    if not np.can_cast(np.dtype(kind.name), np.dtype(tensor.dtype), casting="safe"):
+        return None
+    return dataclasses.replace(tensor, dtype=kind.name)
 
 
 def _from_binary(chunk: bytes, tensor: TensorSpec, shape: tuple[int, ...], what: str) -> np.ndarray:

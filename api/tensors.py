@@ -25,8 +25,10 @@ from inferq.model_spec import TensorSpec
 
 
 def served_model(name: str, version: int | None = None) -> Served:
-    """Model ``name`` at ``version`` (None: its newest), or a 404 that says what is served."""
-    return runtime().models.find(name, version)
+    """Model ``name`` at ``version`` (None: its newest), or a 404 that says what is served (a 503 for
+    the default model before any worker has loaded it)."""
+    rt = runtime()
+    return rt.models.find(name, version, expected=name == rt.settings.default_model)
 
 
 def json_object(raw: bytes, what: str) -> dict:

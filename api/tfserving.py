@@ -16,9 +16,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import tfserving_codec as codec
+from api.tfserving_classify import class_output, classifications, not_a_classifier
 from api.errors import ApiError
 from api.runtime import runtime
-from api.scheduling import from_request
+from api.scheduling import Scheduling, from_request
 from api.served_models import Served
 from api.tensors import infer, json_object, served_model
 from inferq.model_config import DEFAULT_SIGNATURE
@@ -92,11 +93,10 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
     return jsonify({"outputs": codec.columnar_outputs(values)})
 
 
-def _classify(served: Served, body: dict, max_items: int, scheduling) -> Response:
-    scores = codec.class_output(served.spec)
+def _classify(served: Served, body: dict, max_items: int, scheduling: Scheduling) -> Response:
+    scores = class_output(served.spec)
     if scores is None:
-        raise ApiError(400, f"model {served.name!r} has no output that scores classes (one float output "
-                            "[-1, classes], matching its labels where it has them); use ':predict'")
+        raise not_a_classifier(served.spec)
     inputs = codec.decode_examples(body.get("examples"), served.spec, max_items, context=body.get("context"))
     values = infer(served, inputs, [scores], scheduling).values
-    return jsonify({"results": codec.classifications(values[scores.name], served.spec.config.labels)})
+    return jsonify(classifications(values[scores.name], served.spec.config.labels))

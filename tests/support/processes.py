@@ -57,17 +57,19 @@ class WorkerProcess:
                 beats.append(json.loads(record))
         return beats
 
-    def wait_serving(self, version: int | None = None, timeout_s: float = WORKER_START_TIMEOUT_S) -> dict:
-        """The heartbeat of a process serving ``version`` (any), once the worker has started consuming."""
+    def wait_serving(self, version: int | None = None, timeout_s: float = WORKER_START_TIMEOUT_S, *,
+                     model: str | None = None) -> dict:
+        """The heartbeat of a process serving ``version`` (any) of ``model`` (any), once the worker has
+        started consuming."""
         def serving() -> dict | None:
             assert self.process.poll() is None, f"worker exited:\n{self.log()}"
             if " ready." not in self.log():
                 return None
             for beat in self.heartbeats():
-                if beat["model_version"] is not None and version in (None, beat["model_version"]):
+                if any(model in (None, spec["name"]) and version in (None, spec["version"]) for spec in beat["models"]):
                     return beat
             return None
-        return wait_for(serving, timeout_s, f"the worker to serve model version {version}")
+        return wait_for(serving, timeout_s, f"the worker to serve model {model or 'any'} version {version}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
