@@ -49,13 +49,13 @@ def measure(model_dir: str | Path, batches: list[int], threads: list[int]) -> li
     for count in threads:
         model = load_version(model_dir, Path(model_dir).name, version, intra_op_threads=count, inter_op_threads=1)
         for batch in batches:
-            pixels = images[:batch]
-            model.predict(pixels)  # the first call of a shape sets up its kernels
+            inputs = {model_contract.SIGNATURE_INPUT: images[:batch]}
+            model.predict(inputs)  # the first call of a shape sets up its kernels
             times = []
             deadline = time.perf_counter() + SECONDS_PER_POINT
             while len(times) < MIN_CALLS or time.perf_counter() < deadline:
                 started = time.perf_counter()
-                model.predict(pixels)
+                model.predict(inputs)
                 times.append(time.perf_counter() - started)
             seconds = statistics.median(times)
             points.append(CallPoint(count, batch, seconds * 1000, batch / seconds))

@@ -1,29 +1,56 @@
-"""One loaded SavedModel version and the one call a worker makes on it.
+"""One loaded SavedModel version and the one call a worker makes on it, whatever its signature.
 
-Both kinds of model the contract allows load here: ours, whose ``serving_default`` signature
-gives probabilities and labels, and the original Go server's, which has only the named tensors
-``inputdata`` and ``inference``. Either runs as a TF1 session callable
+The meta graph tagged ``serve`` is loaded (TF Serving's tag, the one ``tf.saved_model.save`` and
+Keras' ``model.export`` write), else the one tagged ``model`` (the original Go server's; inferq's
+trainer writes both). The signature served is the config's, ``serving_default`` unless config.json
+names another. A graph with no signature at all but the Go server's tensors ``inputdata`` and
+``inference`` is served as that server served it: raw pixels in, labels out.
+
+A call feeds every input and fetches every output in one run of a TF1 session callable
 (``worker.session_callable``), the path the Go server took and the cheapest per call TensorFlow
-offers. Pixels are fed raw, 0..255, as the Go server fed them.
+offers. TensorFlow 2 SavedModels load into that session as TF Serving loads them: their functions
+become (Stateful)PartitionedCall ops and the saver they carry restores their variables. String
+tensors need no other path: the callable takes NumPy arrays of bytes (object, ``S`` or ``U``; str
+goes in as UTF-8) and gives object arrays of bytes back.
+
+A model that loads but cannot answer is refused at load, by a batch of two zeros that must give
+every output a first dimension of 2. That is what catches a Keras 3 model saved inside a tf.Module:
+its functions read variables its saver does not restore, in TF Serving too;
+``model.export`` writes one that serves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import saved_model_pb2
 
 from inferq import model_contract as contract
+from inferq.dtypes import UnknownDType
+from inferq.dtypes import dtype as known_dtype
+from inferq.model_config import ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
+from inferq.repository import SAVED_MODEL_FILE, version_dir
 from worker.session_callable import session_callable
 
 log = logging.getLogger(__name__)
 
+#: The meta graph tags tried, in order: TF Serving's, then the original Go server's.
+TAGS = (tf.saved_model.SERVING, contract.TAG)
+#: A model's config where it has no config.json (a frozen dataclass: one instance serves every default).
+DEFAULT_CONFIG = ModelConfig()
+#: The batch the load-time test call runs.
+TEST_BATCH = 2
+
 
 class ModelLoadError(Exception):
-    """A version directory that does not hold a model the contract allows."""
+    """A version directory that does not hold a model inferq can serve."""
 
 
 class ModelCallError(RuntimeError):
@@ -31,70 +58,205 @@ class ModelCallError(RuntimeError):
 
 
 class LoadedModel:
-    def __init__(self, path: str | Path, name: str, version: int, *, intra_op_threads: int = 0,
-                 inter_op_threads: int = 0) -> None:
+    def __init__(self, path: str | Path, name: str, version: int, *, config: ModelConfig = DEFAULT_CONFIG,
+                 intra_op_threads: int = 0, inter_op_threads: int = 0) -> None:
         self.path = str(path)
-        self._graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto(
+        #: The meta graph's tag: ``serve``, or ``model`` where there is no ``serve`` one.
+        self.tag = tag = _tag(self.path)
+        graph = tf.Graph()
+        session_config = tf.compat.v1.ConfigProto(
             intra_op_parallelism_threads=intra_op_threads, inter_op_parallelism_threads=inter_op_threads
         )
-        self._session = tf.compat.v1.Session(graph=self._graph, config=config)
+        self._session = tf.compat.v1.Session(graph=graph, config=session_config)
         try:
-            with self._graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(self._session, [contract.TAG], str(path))
-            signature = meta_graph.signature_def.get(contract.SIGNATURE)
-            input_name, output_names = _tensor_names(signature)
-            self._input = self._graph.get_tensor_by_name(input_name)
-            outputs = {key: self._graph.get_tensor_by_name(name) for key, name in output_names.items()}
+            with graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(self._session, [tag], self.path)
+            signature, inputs, outputs = _served_tensors(meta_graph, graph, config.signature)
+            self._run = session_callable(
+                self._session, [spec.tensor_name for spec in inputs], [spec.tensor_name for spec in outputs]
+            )
         except (OSError, ValueError, KeyError, RuntimeError, tf.errors.OpError) as exc:
             self._session.close()
-            raise ModelLoadError(f"{path}: {exc}") from exc
-        self.has_probabilities = contract.SIGNATURE_PROBABILITIES in outputs
-        fetches = [outputs[contract.SIGNATURE_LABELS]]
-        if self.has_probabilities:
-            fetches.append(outputs[contract.SIGNATURE_PROBABILITIES])
-        self._run = session_callable(self._session, [self._input.name], [tensor.name for tensor in fetches])
-        self.spec = ModelSpec(
-            name=name,
-            version=version,
-            signature=contract.SIGNATURE if signature is not None else None,
-            inputs=(_spec(contract.SIGNATURE_INPUT, self._input),),
-            outputs=tuple(_spec(key, tensor) for key, tensor in outputs.items()),
+            raise ModelLoadError(f"{self.path}: {exc}") from exc
+        # Everything a call needs, worked out once: the feed order, and each input's NumPy type and
+        # shape, with the sizes after the batch's where they are all fixed (most models': one tuple
+        # comparison checks them).
+        self._feeds = tuple(
+            (spec.name, _numpy_type(spec.dtype), spec.shape,
+             spec.shape[1:] if spec.shape and spec.shape[0] == ANY and ANY not in spec.shape[1:] else None)
+            for spec in inputs
         )
-        self._check()
+        self._output_names = tuple(spec.name for spec in outputs)
+        try:
+            shapes = self._check(inputs)
+        except ModelLoadError:
+            self._session.close()
+            raise
+        # An output of unknown rank (a TF1 op without shape inference) has the rank the test call
+        # showed, and no size known.
+        outputs = tuple(spec if spec.shape else dataclasses.replace(spec, shape=(ANY,) * len(shapes[spec.name]))
+                        for spec in outputs)
+        self.spec = ModelSpec(name, version, signature, inputs, outputs, config)
 
     @property
     def version(self) -> int:
         return self.spec.version
 
-    def predict(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels (int64 ``[N]``) and probabilities (float32 ``[N, 10]`` or None) for uint8 ``[N, 784]``."""
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of the signature, by name, for ``inputs`` (every input, by name), in one call.
+
+        Each array is cast to its input's type. Strings go as object arrays of bytes (str is sent as
+        UTF-8), or as NumPy's ``S`` and ``U`` arrays, which drop trailing NUL bytes.
+        """
+        if len(inputs) != len(self._feeds):
+            raise ModelCallError(self._wrong_inputs(inputs))
+        arrays = []
+        for name, numpy_type, spec_shape, fixed_rest in self._feeds:
+            try:
+                value = inputs[name]
+            except (KeyError, IndexError, TypeError):  # the last two: not a mapping (an array, as predict once took)
+                raise ModelCallError(self._wrong_inputs(inputs)) from None
+            try:
+                array = _as_strings(value) if numpy_type is object else np.asarray(value, numpy_type)
+            except (TypeError, ValueError) as exc:
+                raise ModelCallError(f"input {name!r}: {exc}") from exc
+            shape = array.shape
+            if fixed_rest is not None:
+                fits = len(shape) == len(spec_shape) and shape[1:] == fixed_rest
+            else:
+                fits = _fits(shape, spec_shape)
+            if not fits:
+                raise ModelCallError(f"input {name!r} takes shape {list(spec_shape)}, "
+                                     f"got {list(shape)} (-1: any size)")
+            arrays.append(array)
         try:
-            fetched = self._run(pixels.astype(np.float32))
-        except tf.errors.OpError as exc:
+            fetched = self._run(*arrays)
+        except tf.errors.OpError as exc:  # an object array holding other than bytes or str too: InternalError
             raise ModelCallError(_first_words(exc.message)) from exc
-        return fetched[0], (fetched[1] if self.has_probabilities else None)
+        return dict(zip(self._output_names, fetched, strict=True))
 
-    def _check(self) -> None:
-        """Refuse a model that loads but cannot answer a batch in the contract's shapes."""
+    def _wrong_inputs(self, inputs: object) -> str:
+        wanted = [name for name, *_ in self._feeds]
+        if not isinstance(inputs, Mapping):
+            return f"inputs must map each input's name to its array, not be a {type(inputs).__name__}: " \
+                   f"the model takes {', '.join(wanted)}"
+        missing = [name for name in wanted if name not in inputs]
+        unknown = sorted(set(inputs) - set(wanted))
+        problems = ([f"no input {', '.join(map(repr, missing))}"] if missing else []) + \
+                   ([f"no such input {', '.join(map(repr, unknown))}"] if unknown else [])
+        return f"{'; '.join(problems)}: the model takes {', '.join(wanted)}"
+
+    def _check(self, inputs: tuple[TensorSpec, ...]) -> dict[str, tuple[int, ...]]:
+        """Refuse a model that loads but cannot answer a batch: every output must have one row per row fed.
+
+        Returns the shape each output had.
+        """
+        batch = {spec.name: _test_input(spec) for spec in inputs}
         try:
-            labels, probabilities = self.predict(np.zeros((2, contract.N_INPUT), np.uint8))
-        except (ModelCallError, ValueError) as exc:
-            raise ModelLoadError(f"{self.path}: a test batch failed: {exc}") from exc
-        if labels.shape != (2,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ModelLoadError(f"{self.path}: labels of shape {labels.shape} and type {labels.dtype}")
-        if probabilities is not None and probabilities.shape != (2, contract.N_CLASSES):
-            raise ModelLoadError(f"{self.path}: probabilities of shape {probabilities.shape}")
+            outputs = self.predict(batch)
+        except ModelCallError as exc:
+            raise ModelLoadError(f"{self.path}: a test batch of {TEST_BATCH} failed: {exc}") from exc
+        for name, array in outputs.items():
+            if array.ndim == 0 or array.shape[0] != TEST_BATCH:
+                raise ModelLoadError(f"{self.path}: output {name!r} has shape {list(array.shape)} for a batch of "
+                                     f"{TEST_BATCH}: its first dimension must be the batch's")
+        return {name: array.shape for name, array in outputs.items()}
 
 
-def _tensor_names(signature: object) -> tuple[str, dict[str, str]]:
-    """The input tensor and the outputs by contract key, from the signature or the original Go server's names."""
-    if signature is None:
-        return f"{contract.INPUT_TENSOR}:0", {contract.SIGNATURE_LABELS: f"{contract.LABELS_TENSOR}:0"}
-    outputs = {key: signature.outputs[key].name for key in sorted(signature.outputs)}  # type: ignore[attr-defined]
-    if contract.SIGNATURE_LABELS not in outputs:
-        raise KeyError(f"signature {contract.SIGNATURE} has no {contract.SIGNATURE_LABELS!r} output")
-    return signature.inputs[contract.SIGNATURE_INPUT].name, outputs  # type: ignore[attr-defined]
+def _tag(path: str) -> str:
+    """The tag of the meta graph to load, read from saved_model.pb (the loader only fails on a missing one)."""
+    try:
+        saved_model = saved_model_pb2.SavedModel.FromString((Path(path) / SAVED_MODEL_FILE).read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise ModelLoadError(f"{path}: no readable {SAVED_MODEL_FILE}: {exc}") from exc
+    tag_sets = [sorted(meta_graph.meta_info_def.tags) for meta_graph in saved_model.meta_graphs]
+    for tag in TAGS:
+        if [tag] in tag_sets:
+            return tag
+    raise ModelLoadError(f"{path}: no meta graph tagged {' or '.join(map(repr, TAGS))}; its tag sets: {tag_sets}")
+
+
+def _served_tensors(meta_graph: object, graph: tf.Graph,
+                    signature_name: str) -> tuple[str | None, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The signature's name and its inputs and outputs, each sorted by name."""
+    # Keys starting "__" are TensorFlow's own (``__saved_model_init_op``), not signatures to serve.
+    signatures = {key: value for key, value in meta_graph.signature_def.items()  # type: ignore[attr-defined]
+                  if not key.startswith("__")}
+    if signature_name in signatures:
+        signature = signatures[signature_name]
+        inputs = tuple(_spec(key, signature.inputs[key], graph, is_input=True) for key in sorted(signature.inputs))
+        outputs = tuple(_spec(key, signature.outputs[key], graph, is_input=False)
+                        for key in sorted(signature.outputs))
+        if not inputs or not outputs:
+            raise ValueError(f"signature {signature_name!r} has no {'inputs' if not inputs else 'outputs'}")
+        return signature_name, inputs, outputs
+    if not signatures and _has_go_server_tensors(graph):
+        return None, (_graph_spec(contract.SIGNATURE_INPUT, graph, contract.INPUT_TENSOR, is_input=True),), \
+            (_graph_spec(contract.SIGNATURE_LABELS, graph, contract.LABELS_TENSOR, is_input=False),)
+    have = ", ".join(map(repr, sorted(signatures))) or "none (nor the Go server's inputdata and inference tensors)"
+    raise ValueError(f"no signature {signature_name!r}; the signatures it has: {have}")
+
+
+def _has_go_server_tensors(graph: tf.Graph) -> bool:
+    names = {op.name for op in graph.get_operations()}
+    return contract.INPUT_TENSOR in names and contract.LABELS_TENSOR in names
+
+
+def _spec(name: str, info: object, graph: tf.Graph, *, is_input: bool) -> TensorSpec:
+    """A signature's tensor: its type and shape as the signature gives them, else as the graph does."""
+    if info.WhichOneof("encoding") != "name":  # type: ignore[attr-defined]
+        raise ValueError(f"tensor {name!r} is sparse or composite; inferq serves dense tensors only")
+    tensor = graph.get_tensor_by_name(info.name)  # type: ignore[attr-defined]
+    shape = tf.TensorShape(info.tensor_shape)  # type: ignore[attr-defined]
+    if shape.rank is None:
+        shape = tensor.shape
+    type_name = tf.dtypes.as_dtype(info.dtype).name  # type: ignore[attr-defined]
+    return _tensor_spec(name, type_name, shape, info.name, is_input=is_input)  # type: ignore[attr-defined]
+
+
+def _graph_spec(name: str, graph: tf.Graph, op_name: str, *, is_input: bool) -> TensorSpec:
+    tensor = graph.get_tensor_by_name(f"{op_name}:0")
+    return _tensor_spec(name, tensor.dtype.name, tensor.shape, tensor.name, is_input=is_input)
+
+
+def _tensor_spec(name: str, type_name: str, shape: tf.TensorShape, tensor_name: str, *,
+                 is_input: bool) -> TensorSpec:
+    """The spec of a tensor; an output of unknown rank gets shape () until the test call shows its rank."""
+    try:
+        known_dtype(type_name)
+    except UnknownDType as exc:
+        raise ValueError(f"tensor {name!r}: {exc}") from None
+    if shape.rank is None and is_input:
+        raise ValueError(f"input {name!r} has no known rank; inferq needs at least its batch dimension")
+    dims = shape.as_list() if shape.rank is not None else []
+    return TensorSpec(name, type_name, tuple(ANY if size is None else size for size in dims), tensor_name)
+
+
+def _fits(shape: tuple[int, ...], spec_shape: tuple[int, ...]) -> bool:
+    """Whether an array's shape is one the spec allows (:data:`ANY` matching any size)."""
+    if len(shape) != len(spec_shape):
+        return False
+    return all(size in (ANY, given) for given, size in zip(shape, spec_shape, strict=True))
+
+
+def _numpy_type(type_name: str) -> type | np.dtype:
+    """NumPy's type for a TensorFlow type name; ``object`` for strings (arrays of bytes)."""
+    return tf.dtypes.as_dtype(type_name).as_numpy_dtype
+
+
+def _as_strings(value: object) -> np.ndarray:
+    array = value if isinstance(value, np.ndarray) else np.asarray(value, object)
+    if array.dtype.kind not in "OSU":
+        raise TypeError(f"takes strings (bytes), got {array.dtype}")
+    return array
+
+
+def _test_input(spec: TensorSpec) -> np.ndarray:
+    """Zeros (empty strings) of the test batch's size, 1 where a later dimension may be any size."""
+    shape = (TEST_BATCH, *(1 if size == ANY else size for size in spec.shape[1:]))
+    if spec.dtype == "string":
+        return np.full(shape, b"", object)
+    return np.zeros(shape, _numpy_type(spec.dtype))
 
 
 def _first_words(message: str) -> str:
@@ -103,13 +265,9 @@ def _first_words(message: str) -> str:
     return text.split(" [[", 1)[0][:300]
 
 
-def _spec(name: str, tensor: tf.Tensor) -> TensorSpec:
-    shape = tensor.shape.as_list() if tensor.shape.rank is not None else []
-    return TensorSpec(name, tensor.dtype.name, tuple(ANY if size is None else size for size in shape), tensor.name)
-
-
-def load_version(model_dir: str | Path, name: str, version: int, **threads: int) -> LoadedModel:
-    model = LoadedModel(contract.version_dir(model_dir, version), name, version, **threads)
-    log.info("loaded model %s version %d from %s: inputs %s, outputs %s", name, version, model.path,
-             model.spec.inputs, model.spec.outputs)
+def load_version(model_dir: str | Path, name: str, version: int, *, config: ModelConfig = DEFAULT_CONFIG,
+                 **threads: int) -> LoadedModel:
+    model = LoadedModel(version_dir(model_dir, version), name, version, config=config, **threads)
+    log.info("loaded model %s version %d from %s (meta graph %r, signature %s): inputs %s, outputs %s", name,
+             version, model.path, model.tag, model.spec.signature, model.spec.inputs, model.spec.outputs)
     return model

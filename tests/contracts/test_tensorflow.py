@@ -30,3 +30,17 @@ def test_a_callable_from_options_feeds_and_fetches_by_tensor_name():
         out_doubled, out_total = run(fed)
     np.testing.assert_array_equal(out_doubled, fed * 2, err_msg=RECHECK)
     np.testing.assert_array_equal(out_total, [3.0, 12.0], err_msg=RECHECK)
+
+
+def test_a_callable_takes_strings_as_numpy_arrays_and_gives_bytes():
+    # worker.model feeds string inputs through the callable as they come (object arrays of bytes or
+    # str, or NumPy's S and U arrays) rather than through Session.run.
+    graph = tf.Graph()
+    with graph.as_default():
+        text = tf.compat.v1.placeholder(tf.string, [None], name="text")
+        upper = tf.strings.upper(text, name="upper")
+    with tf.compat.v1.Session(graph=graph) as session:
+        run = session_callable(session, [text.name], [upper.name])
+        for fed in (np.array([b"ab", b"\x00c"], object), np.array(["ab", "\x00c"], object), np.array(["ab", "\x00c"])):
+            [out] = run(fed)
+            assert out.dtype == object and out.tolist() == [b"AB", b"\x00C"], RECHECK

@@ -67,7 +67,8 @@ def test_the_workers_loader_finds_the_contracts_tensors(cnn_dir: Path) -> None:
 def test_served_from_raw_pixels_it_answers_as_keras_did(cnn_dir: Path, test_split: data.Split) -> None:
     from worker.model import load_version
 
-    labels, probabilities = load_version(cnn_dir, "mnist_cnn", 1).predict(test_split.images)
+    answers = load_version(cnn_dir, "mnist_cnn", 1).predict({"inputdata": test_split.images})
+    labels, probabilities = answers["labels"], answers["probabilities"]
     assert labels.shape == (TEST_IMAGES,)
     assert labels.dtype == np.int64
     assert probabilities.shape == (TEST_IMAGES, 10)

@@ -85,7 +85,8 @@ def test_an_untrained_wide_mlp_serves_under_the_contract(tmp_path: Path) -> None
     loaded = load_version(model_dir, "wide_mlp", 1)
     assert loaded.spec.inputs == (TensorSpec("inputdata", "float32", (-1, 784), "inputdata:0"),)
     pixels = np.random.default_rng(0).integers(0, 256, (8, 784), np.uint8)
-    labels, probabilities = loaded.predict(pixels)
+    answers = loaded.predict({"inputdata": pixels})
+    labels, probabilities = answers["labels"], answers["probabilities"]
     assert labels.dtype == np.int64 and labels.shape == (8,)
     assert probabilities.shape == (8, 10)
     np.testing.assert_array_equal(probabilities.argmax(axis=1), labels)
@@ -97,5 +98,5 @@ def test_without_a_trained_cnn_the_same_network_is_built_untrained(tmp_path: Pat
     [model] = resolve("mnist_cnn", settings, tmp_path / "work")
     assert model.model_dir == str(tmp_path / "work" / "models" / "mnist_cnn")
     assert model.origin == f"untrained (no model in {Path(settings.model_dir) / 'mnist_cnn'}/: `make train ARCH=cnn`)"
-    labels, probabilities = load_version(model.model_dir, "mnist_cnn", 1).predict(np.zeros((3, 784), np.uint8))
-    assert labels.shape == (3,) and probabilities.shape == (3, 10)
+    answers = load_version(model.model_dir, "mnist_cnn", 1).predict({"inputdata": np.zeros((3, 784), np.uint8)})
+    assert answers["labels"].shape == (3,) and answers["probabilities"].shape == (3, 10)
