@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
-from inferq.model_contract import IMAGE_SIDE
+from inferq.mnist_contract import IMAGE_SIDE
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 #: MNIST fits each digit in a 20x20 box inside the 28x28 image.

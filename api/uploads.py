@@ -53,6 +53,7 @@ def image_input_of(served: Served) -> ImageInput:
 
 
 def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
+    geometry = image_input_of(served)  # a model that takes no images says so, whatever was sent
     if request.content_length is not None and request.content_length > settings.max_request_bytes:
         raise ApiError(413, f"the request is {request.content_length} bytes, more than the "
                             f"{settings.max_request_bytes} allowed")
@@ -72,7 +73,6 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
     if len(files) > settings.max_images_per_request:
         raise ApiError(413, f"{len(files)} images in one request, more than the "
                             f"{settings.max_images_per_request} allowed")
-    geometry = image_input_of(served)
     filenames: list[str] = []
     pixels: list[np.ndarray] = []
     for index, (field, file) in enumerate(files):

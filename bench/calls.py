@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inferq import model_contract
+from inferq import mnist_contract, repository
 
 #: Calls are repeated for at least this long, and at least MIN_CALLS times, per point.
 SECONDS_PER_POINT = 0.5
@@ -40,16 +40,16 @@ def measure(model_dir: str | Path, batches: list[int], threads: list[int]) -> li
     from worker.model import load_version
 
     # What the pixels are does not change what a call of these models costs.
-    images = np.random.default_rng(0).integers(0, 256, (max(batches), model_contract.N_INPUT), np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (max(batches), mnist_contract.N_INPUT), np.uint8)
 
-    version = model_contract.newest_version(model_dir)
+    version = repository.newest_version(model_dir)
     if version is None:
         raise ValueError(f"no model in {model_dir}")
     points = []
     for count in threads:
         model = load_version(model_dir, Path(model_dir).name, version, intra_op_threads=count, inter_op_threads=1)
         for batch in batches:
-            inputs = {model_contract.SIGNATURE_INPUT: images[:batch]}
+            inputs = {mnist_contract.SIGNATURE_INPUT: images[:batch]}
             model.predict(inputs)  # the first call of a shape sets up its kernels
             times = []
             deadline = time.perf_counter() + SECONDS_PER_POINT
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", help="a directory of versions (the newest is measured)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     args = parser.parse_args(argv)
-    if model_contract.newest_version(args.model_dir) is None:
+    if repository.newest_version(args.model_dir) is None:
         print(f"bench.calls: no model in {args.model_dir}", file=sys.stderr)
         return 1
     print(f"{'threads':>8}{'batch':>7}{'ms/call':>10}{'images/s':>11}")

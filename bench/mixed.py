@@ -34,7 +34,7 @@ from bench import systems
 from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
 from bench.load import SyncPoint, wrk
 from inferq import keys
-from inferq.model_contract import newest_version
+from inferq.mnist_contract import newest_version
 from inferq.priorities import BULK
 from inferq.settings import Settings
 from trainer import mnist_files

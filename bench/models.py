@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inferq import model_contract
+from inferq import mnist_contract, repository
 from inferq.settings import Settings
 
 REGIMES = {"mnist": "HTTP-bound", "mnist_cnn": "compute-bound", "wide_mlp": "weight-bound"}
@@ -59,7 +59,7 @@ def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path
     if not path.exists() and (Path(settings.model_dir) / spec).is_dir():
         path = Path(settings.model_dir) / spec
     name = path.resolve().name
-    if (path / model_contract.SAVED_MODEL_FILE).is_file():
+    if (path / repository.SAVED_MODEL_FILE).is_file():
         if name.isdigit():  # a version directory: named by its model too
             name = f"{path.resolve().parent.name}-{name}"
         # One SavedModel: served as version 1 of a model directory of its own.
@@ -67,7 +67,7 @@ def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path
         model_dir.mkdir(parents=True)
         (model_dir / "1").symlink_to(path.resolve(), target_is_directory=True)
         return [BenchModel(name, "given", str(model_dir), f"the SavedModel {path}")]
-    version = model_contract.newest_version(path)
+    version = repository.newest_version(path)
     if version is None:
         raise BenchModelError(
             f"MODEL={spec}: not a SavedModel directory, a directory of versions, a directory under "
@@ -80,15 +80,15 @@ def _regime_model(name: str, settings: Settings, data_dir: Path, work: Path) -> 
     regime = REGIMES[name]
     if name == "mnist":
         model_dir = Path(settings.model_dir)
-        if model_contract.newest_version(model_dir) is None:
+        if repository.newest_version(model_dir) is None:
             print(f"bench: no model in {model_dir}/; training one", flush=True)
             subprocess.run([sys.executable, "-m", "trainer", "--params", "config/model.json"], check=True,
                            env={**os.environ, "MNIST_DATA_DIR": str(data_dir), "MODEL_DIR": str(model_dir)})
-        version = model_contract.newest_version(model_dir)
+        version = repository.newest_version(model_dir)
         return BenchModel(name, regime, str(model_dir), _trained_origin(model_dir, version))
     if name == "mnist_cnn":
         model_dir = Path(settings.model_dir) / CNN_DIR_NAME
-        version = model_contract.newest_version(model_dir)
+        version = repository.newest_version(model_dir)
         if version is not None:
             return BenchModel(name, regime, str(model_dir), _trained_origin(model_dir, version))
         built = write_untrained_cnn(work / "models" / name)
@@ -104,8 +104,8 @@ def write_wide_mlp(model_dir: Path, width: int = WIDE_WIDTH, depth: int = WIDE_D
     keras.utils.set_random_seed(1)
     layers = [keras.layers.Dense(width, activation="relu", name=f"hidden_{i + 1}") for i in range(depth)]
     model = keras.Sequential(
-        [keras.Input((model_contract.N_INPUT,)), keras.layers.Rescaling(1.0 / 255.0, name="scale"), *layers,
-         keras.layers.Dense(model_contract.N_CLASSES, name="logits")],
+        [keras.Input((mnist_contract.N_INPUT,)), keras.layers.Rescaling(1.0 / 255.0, name="scale"), *layers,
+         keras.layers.Dense(mnist_contract.N_CLASSES, name="logits")],
         name="wide_mlp",
     )
     return _write(model, model_dir)
@@ -125,12 +125,12 @@ def write_untrained_cnn(model_dir: Path) -> Path:
 def _write(model, model_dir: Path) -> Path:
     from trainer.export import write_saved_model
 
-    write_saved_model(model, model_contract.version_dir(model_dir, 1))
+    write_saved_model(model, repository.version_dir(model_dir, 1))
     return model_dir
 
 
 def _trained_origin(model_dir: Path, version: int | None) -> str:
-    metrics_file = model_contract.version_dir(model_dir, version or 0) / model_contract.METRICS_FILE
+    metrics_file = repository.version_dir(model_dir, version or 0) / mnist_contract.METRICS_FILE
     try:
         metrics = json.loads(metrics_file.read_text())
     except (OSError, ValueError):

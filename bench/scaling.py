@@ -24,7 +24,7 @@ from pathlib import Path
 from bench import systems
 from bench.bodies import test_digits
 from bench.drain import DrainResult, drain
-from inferq.model_contract import newest_version
+from inferq.mnist_contract import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 from flask import Flask, jsonify, request
 from PIL import Image
 
-from inferq.model_contract import newest_version, version_dir
+from inferq.mnist_contract import newest_version, version_dir
 
 
 def create_app(model_dir: str | None = None) -> Flask:

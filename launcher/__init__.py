@@ -30,8 +30,8 @@ from pathlib import Path
 
 import redis
 
-from inferq.repository import Repository
 from inferq.redis_connection import connect
+from inferq.repository import Repository
 from inferq.settings import Settings
 from launcher.processes import Child, free_port, redis_answers
 from launcher.redis_server import embedded_redis_command

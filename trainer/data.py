@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inferq import idx, model_contract
+from inferq import idx, mnist_contract
 from trainer import download, mnist_files
 from trainer.errors import TrainerError
 
-SIDE = model_contract.IMAGE_SIDE
+SIDE = mnist_contract.IMAGE_SIDE
 PNG_LAYOUT = "an mnist_png tree holds training/<label>/*.png and testing/<label>/*.png"
 
 
@@ -75,7 +75,7 @@ def load_idx_split(data_dir: str | Path, split: str, *, download_missing: bool =
         raise TrainerError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are {SIDE}x{SIDE}")
     if len(images) != len(labels):
         raise TrainerError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
-    if labels.size and labels.max() >= model_contract.N_CLASSES:
+    if labels.size and labels.max() >= mnist_contract.N_CLASSES:
         raise TrainerError(f"{labels_path}: label {labels.max()} is not a digit")
     return Split(
         images.reshape(len(images), SIDE * SIDE),
@@ -132,7 +132,7 @@ def load_png_split(root: str | Path, split: str) -> Split:
     for label_dir in sorted(split_dir.iterdir()):
         if label_dir.name.startswith("."):
             continue
-        if not (label_dir.is_dir() and label_dir.name.isdigit() and int(label_dir.name) < model_contract.N_CLASSES):
+        if not (label_dir.is_dir() and label_dir.name.isdigit() and int(label_dir.name) < mnist_contract.N_CLASSES):
             raise TrainerError(f"{label_dir}: not a label directory 0..9 ({PNG_LAYOUT})")
         for png in label_dir.glob("*.png"):
             index = int(png.stem) if png.stem.isdigit() else math.inf

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from inferq import model_contract
+from inferq import mnist_contract
 from trainer import tf1_ops
 
 SERVE_TAG = tf.saved_model.SERVING
@@ -27,30 +27,30 @@ SERVE_TAG = tf.saved_model.SERVING
 def write_saved_model(model: keras.Model, export_dir: Path) -> None:
     """A SavedModel of ``model`` (a chain of layers from raw pixels ``[None, 784]`` to logits) in the empty
     or absent directory ``export_dir``."""
-    if tuple(model.input_shape) != (None, model_contract.N_INPUT):
-        raise ValueError(f"the model takes {model.input_shape}, not (None, {model_contract.N_INPUT}) raw pixels")
+    if tuple(model.input_shape) != (None, mnist_contract.N_INPUT):
+        raise ValueError(f"the model takes {model.input_shape}, not (None, {mnist_contract.N_INPUT}) raw pixels")
     weights = tf1_ops.weight_values(model)
     graph = tf.Graph()
     with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
         pixels = tf.compat.v1.placeholder(
-            tf.float32, [None, model_contract.N_INPUT], name=model_contract.INPUT_TENSOR
+            tf.float32, [None, mnist_contract.N_INPUT], name=mnist_contract.INPUT_TENSOR
         )
         # The model's own scaling (its Rescaling layer) goes into the graph: that is what makes the
         # seed's raw-pixel clients right (the seed's graph was not).
         network = tf1_ops.build_network(model, weights, pixels)
-        probabilities = tf.nn.softmax(network.logits, name=model_contract.SIGNATURE_PROBABILITIES)
-        labels = tf.argmax(network.logits, 1, name=model_contract.LABELS_TENSOR, output_type=tf.int64)
+        probabilities = tf.nn.softmax(network.logits, name=mnist_contract.SIGNATURE_PROBABILITIES)
+        labels = tf.argmax(network.logits, 1, name=mnist_contract.LABELS_TENSOR, output_type=tf.int64)
         session.run([variable.initializer for variable in network.variables], feed_dict=network.feed)
 
         signature = tf.compat.v1.saved_model.signature_def_utils.predict_signature_def(
-            inputs={model_contract.SIGNATURE_INPUT: pixels},
-            outputs={model_contract.SIGNATURE_PROBABILITIES: probabilities, model_contract.SIGNATURE_LABELS: labels},
+            inputs={mnist_contract.SIGNATURE_INPUT: pixels},
+            outputs={mnist_contract.SIGNATURE_PROBABILITIES: probabilities, mnist_contract.SIGNATURE_LABELS: labels},
         )
-        signatures = {model_contract.SIGNATURE: signature}
+        signatures = {mnist_contract.SIGNATURE: signature}
         builder = tf.compat.v1.saved_model.Builder(str(export_dir))
         # strip_default_attrs lets older TensorFlow runtimes (the Go binding's libtensorflow) load it.
         builder.add_meta_graph_and_variables(
-            session, [model_contract.TAG], signature_def_map=signatures, strip_default_attrs=True
+            session, [mnist_contract.TAG], signature_def_map=signatures, strip_default_attrs=True
         )
         builder.add_meta_graph([SERVE_TAG], signature_def_map=signatures, strip_default_attrs=True)
         builder.save()
@@ -61,12 +61,12 @@ def run_seed_style(export_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np
     ``inference``) and return those labels with the ``serving_default`` probabilities for ``images``."""
     graph = tf.Graph()
     with _quiet_tf1_deprecations(), graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
-        meta_graph = tf.compat.v1.saved_model.loader.load(session, [model_contract.TAG], str(export_dir))
-        signature = meta_graph.signature_def[model_contract.SIGNATURE]
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, [mnist_contract.TAG], str(export_dir))
+        signature = meta_graph.signature_def[mnist_contract.SIGNATURE]
         # One run for both fetches: a second pass over the test set costs seconds for a CNN.
         labels, probabilities = session.run(
-            [f"{model_contract.LABELS_TENSOR}:0", signature.outputs[model_contract.SIGNATURE_PROBABILITIES].name],
-            {f"{model_contract.INPUT_TENSOR}:0": images.astype(np.float32)},
+            [f"{mnist_contract.LABELS_TENSOR}:0", signature.outputs[mnist_contract.SIGNATURE_PROBABILITIES].name],
+            {f"{mnist_contract.INPUT_TENSOR}:0": images.astype(np.float32)},
         )
     return labels, probabilities
 

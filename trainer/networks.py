@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import keras
 
-from inferq import model_contract
+from inferq import mnist_contract
 from trainer.params import TrainParams
 
 #: The CNN's widths, as Keras' MNIST convnet example has them; fixed, as the seed's MLP widths were
@@ -48,7 +48,7 @@ def build_mlp(params: TrainParams) -> keras.Model:
 def build_cnn(params: TrainParams) -> keras.Model:
     """Keras' MNIST convnet (two 3x3 convolutions, one 2x2 max pool, a dense layer, dropout) without its
     dropout after the pool, which slows learning more than a few epochs on a CPU can afford."""
-    side = model_contract.IMAGE_SIDE
+    side = mnist_contract.IMAGE_SIDE
     return keras.Sequential(
         [
             keras.Input(shape=(params.n_input,), name="pixels"),

@@ -36,7 +36,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
-from inferq import model_contract
+from inferq import mnist_contract
 from inferq.settings import Settings
 from trainer.errors import TrainerError
 
@@ -57,8 +57,8 @@ class TrainParams:
     batch_size: int = 100
     n_hidden_1: int = 256
     n_hidden_2: int = 256
-    n_classes: int = model_contract.N_CLASSES
-    n_input: int = model_contract.N_INPUT
+    n_classes: int = mnist_contract.N_CLASSES
+    n_input: int = mnist_contract.N_INPUT
     save_path: str = "models/mnist"
     data_path: str = "data/mnist"
     epochs: int = 3
@@ -80,13 +80,13 @@ class TrainParams:
         if self.max_train_images is not None:
             _check_positive("max_train_images", self.max_train_images)
         # Only these shapes fit MNIST and the graph the workers feed.
-        if self.n_input != model_contract.N_INPUT:
+        if self.n_input != mnist_contract.N_INPUT:
             raise TrainerError(
-                f"n_input must be {model_contract.N_INPUT} (28x28 pixels, the serving contract's input), "
+                f"n_input must be {mnist_contract.N_INPUT} (28x28 pixels, the serving contract's input), "
                 f"got {self.n_input}"
             )
-        if self.n_classes != model_contract.N_CLASSES:
-            raise TrainerError(f"n_classes must be {model_contract.N_CLASSES} (the digits), got {self.n_classes}")
+        if self.n_classes != mnist_contract.N_CLASSES:
+            raise TrainerError(f"n_classes must be {mnist_contract.N_CLASSES} (the digits), got {self.n_classes}")
         if not 0 <= self.seed < 2**32:  # NumPy's seed range
             raise TrainerError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
         for name in ("save_path", "data_path"):

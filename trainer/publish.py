@@ -1,7 +1,7 @@
 """Publishing a model version atomically: written into ``MODEL_DIR/.tmp-<random>/``, then renamed to
 ``MODEL_DIR/<next version>/`` only when complete, so a worker never sees half a model.
 
-Temporary directories are ignored by ``inferq.model_contract.versions`` (their names are not integers).
+Temporary directories are ignored by ``inferq.repository.versions`` (their names are not integers).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from inferq import model_contract
+from inferq import repository
 
 TMP_PREFIX = ".tmp-"
 
@@ -42,7 +42,7 @@ def publish(staged: Path, model_dir: Path, stamp: Callable[[int], None]) -> Path
     while True:
         stamp(version)
         _fsync_tree(staged)
-        target = model_contract.version_dir(model_dir, version)
+        target = repository.version_dir(model_dir, version)
         try:
             os.rename(staged, target)
         except OSError as exc:

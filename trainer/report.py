@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from inferq import model_contract
+from inferq import mnist_contract
 
 TRAINING_CURVE_FILE = "training_curve.png"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
@@ -46,7 +46,7 @@ def classification_metrics(true_labels: np.ndarray, predicted: np.ndarray, n_cla
 
 
 def write_metrics(directory: Path, metrics: Mapping[str, object], version: int) -> Path:
-    path = directory / model_contract.METRICS_FILE
+    path = directory / mnist_contract.METRICS_FILE
     path.write_text(json.dumps({"version": version, **metrics}, indent=2) + "\n", encoding="utf-8")
     return path
 

@@ -31,7 +31,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
-from inferq import model_contract as contract
+from inferq import mnist_contract as contract
 from inferq.dtypes import UnknownDType
 from inferq.dtypes import dtype as known_dtype
 from inferq.model_config import ModelConfig

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from inferq import idx
-from inferq.model_contract import IMAGE_SIDE, N_INPUT
+from inferq.mnist_contract import IMAGE_SIDE, N_INPUT
 
 NPY_PREFIX = b"\x93NUMPY"
 GZIP_PREFIX = b"\x1f\x8b"

@@ -251,7 +251,8 @@ def test_workers_run_what_compose_runs_on_their_models_queue(objects):
         command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
         # No --queues: the worker takes every queue the Celery app declares, interactive ones first.
         assert "--queues" not in command and model == settings.model_name
-        environment = {item["name"]: item["value"] for item in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        environment = {item["name"]: item["value"] for item in container.get("env", [])}
         assert environment.get("WORKER_MODELS") == model, "each model's Deployment serves that model alone"
         assert command == COMPOSE["worker"]["command"]
         assert {arg for arg in command if arg.startswith("--")} == launcher_flags

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferq import model_contract
+from inferq import mnist_contract, repository
 from trainer import data, report
 from trainer.params import ARCHS, TrainParams
 from trainer.train import train_and_export
@@ -54,7 +54,7 @@ def test_the_workers_loader_finds_the_contracts_tensors(cnn_dir: Path) -> None:
     from inferq.model_spec import TensorSpec
     from worker.model import load_version
 
-    assert model_contract.versions(cnn_dir) == [1]
+    assert repository.versions(cnn_dir) == [1]
     model = load_version(cnn_dir, "mnist_cnn", 1, intra_op_threads=1, inter_op_threads=1)
     assert model.spec.signature == "serving_default"
     assert model.spec.inputs == (TensorSpec("inputdata", "float32", (-1, 784), "inputdata:0"),)
@@ -77,7 +77,7 @@ def test_served_from_raw_pixels_it_answers_as_keras_did(cnn_dir: Path, test_spli
     np.testing.assert_array_equal(probabilities.argmax(axis=1), labels)
     # The trainer measured the Keras model on the same images: the graph must agree, scaling and
     # reshaping included, or the accuracies would differ.
-    metrics = json.loads((cnn_dir / "1" / model_contract.METRICS_FILE).read_text())
+    metrics = json.loads((cnn_dir / "1" / mnist_contract.METRICS_FILE).read_text())
     accuracy = float(np.mean(labels == test_split.labels))
     assert accuracy == pytest.approx(metrics["test_accuracy"])
     assert accuracy == pytest.approx(metrics["keras_test_accuracy"], abs=1 / TEST_IMAGES)
@@ -87,14 +87,14 @@ def test_served_from_raw_pixels_it_answers_as_keras_did(cnn_dir: Path, test_spli
 def test_the_graph_convolves_an_image_made_inside_it(cnn_dir: Path) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
 
-    saved = saved_model_pb2.SavedModel.FromString((cnn_dir / "1" / model_contract.SAVED_MODEL_FILE).read_bytes())
+    saved = saved_model_pb2.SavedModel.FromString((cnn_dir / "1" / repository.SAVED_MODEL_FILE).read_bytes())
     for meta in saved.meta_graphs:
         ops = {node.op for node in meta.graph_def.node}
         assert {"Conv2D", "MaxPool", "Reshape", "Relu"} <= ops
 
 
 def test_metrics_and_plots_are_written_as_for_the_mlp(cnn_dir: Path) -> None:
-    metrics = json.loads((cnn_dir / "1" / model_contract.METRICS_FILE).read_text())
+    metrics = json.loads((cnn_dir / "1" / mnist_contract.METRICS_FILE).read_text())
     assert metrics["architecture"] == "cnn conv32-conv64-maxpool-dense128-dropout-10"
     assert metrics["params"]["arch"] == "cnn"
     assert metrics["train_images"] == 256

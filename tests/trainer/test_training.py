@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inferq import model_contract
+from inferq import mnist_contract, repository
 from trainer import data, mnist_files, report
 from trainer.errors import TrainerError
 from trainer.params import TrainParams
@@ -48,7 +48,7 @@ def seed_style_labels(export_dir: Path, images: np.ndarray) -> np.ndarray:
 def test_first_run_publishes_version_1_and_nothing_else(version_1: Path, tiny_params: TrainParams) -> None:
     model_dir = Path(tiny_params.save_path)
     assert version_1 == model_dir / "1"
-    assert model_contract.versions(model_dir) == [1]
+    assert repository.versions(model_dir) == [1]
     assert [entry.name for entry in model_dir.iterdir()] == ["1"]
 
 
@@ -62,7 +62,7 @@ def test_seed_style_load_answers_digits_from_raw_pixels(version_1: Path, test_sp
 def test_meta_graphs_are_tagged_model_and_serve_with_the_signature(version_1: Path) -> None:
     from tensorflow.core.protobuf import saved_model_pb2
 
-    saved = saved_model_pb2.SavedModel.FromString((version_1 / model_contract.SAVED_MODEL_FILE).read_bytes())
+    saved = saved_model_pb2.SavedModel.FromString((version_1 / repository.SAVED_MODEL_FILE).read_bytes())
     assert [list(meta.meta_info_def.tags) for meta in saved.meta_graphs] == [["model"], ["serve"]]
     for meta in saved.meta_graphs:
         signature = meta.signature_def["serving_default"]
@@ -95,7 +95,7 @@ def test_serve_tag_signature_gives_probabilities_that_agree_with_the_labels(
 
 
 def test_metrics_json_describes_the_version(version_1: Path, tiny_params: TrainParams, test_split: data.Split) -> None:
-    metrics = json.loads((version_1 / model_contract.METRICS_FILE).read_text())
+    metrics = json.loads((version_1 / mnist_contract.METRICS_FILE).read_text())
     labels = seed_style_labels(version_1, test_split.images)
     assert metrics["version"] == 1
     assert metrics["test_accuracy"] == pytest.approx(float(np.mean(labels == test_split.labels)))
@@ -133,6 +133,6 @@ def test_a_run_that_fails_midway_publishes_nothing(
     quick = TrainParams(**{**tiny_params.to_dict(), "epochs": 1, "max_train_images": 1000})
     with pytest.raises(TrainerError, match="cannot write the model under .*No space left on device"):
         train_and_export(quick, verbose=False)
-    assert model_contract.SAVED_MODEL_FILE in staged_contents  # it failed with a whole SavedModel written
-    assert model_contract.versions(model_dir) == [1]
+    assert repository.SAVED_MODEL_FILE in staged_contents  # it failed with a whole SavedModel written
+    assert repository.versions(model_dir) == [1]
     assert [entry.name for entry in model_dir.iterdir()] == ["1"]

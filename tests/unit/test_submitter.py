@@ -12,7 +12,7 @@ from api.submitter import SendFailed, Submitter
 from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull
-from inferq.model_contract import N_INPUT
+from inferq.mnist_contract import N_INPUT
 from inferq.priorities import BULK
 from tests.support.waiting import wait_for
 

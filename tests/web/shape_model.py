@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inferq.model_contract import IMAGE_SIDE, N_CLASSES, N_INPUT
+from inferq.mnist_contract import IMAGE_SIDE, N_CLASSES, N_INPUT
 from tests.support.models import save_contract_model
 
 VERTICAL = 1
