@@ -66,10 +66,18 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._models.refresh()
-                self.beat()
-            except redis.RedisError as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
+            self.tick()
+
+    def tick(self) -> None:
+        """One interval's work: look at the repository, then beat. A look that fails (the repository
+        out of reach) still beats, with the models held: the process is alive and serving them."""
+        try:
+            self._models.refresh()
+        except Exception:
+            log.exception("could not bring the models in step with the repository")
+        try:
+            self.beat()
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        except Exception:
+            log.exception("heartbeat failed")
