@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from urllib.parse import parse_qs, urlsplit
-
 from collections.abc import Sequence
+from urllib.parse import parse_qs, urlsplit
 
 from celery import Celery
 from kombu import Queue

@@ -1,8 +1,9 @@
 """A worker process's heartbeat: a thread that says every interval that the process is alive.
 
 Each beat first looks at the repository again (so a new model or version is served, and a removed
-one dropped, within one interval), then publishes what the process serves and its counters for the API's /readyz, /models and
-/metrics. A beat that cannot reach Redis is logged and the next one tries again.
+one dropped, within one interval), then publishes what the process serves and its counters for the
+API's /readyz, /models and /metrics. A beat that cannot reach Redis is logged and the next one tries
+again.
 """
 
 from __future__ import annotations

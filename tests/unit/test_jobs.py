@@ -43,7 +43,8 @@ def test_a_job_goes_queued_running_done(store):
 
 
 def test_admission_takes_the_jobs_that_fit_and_refuses_the_rest(store):
-    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5), ("j3", ["x"] * 4)], model=M, priority=I) == [None, 10, None]
+    assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5), ("j3", ["x"] * 4)], model=M, priority=I) == \
+        [None, 10, None]
     assert store.get("j2") is None
     assert store.queued_images([M])[M][I] == 10
     assert store.admit([("j4", ["x"])], model=M, priority=I) == [10]
@@ -133,7 +134,8 @@ def test_a_job_expired_while_queued_still_gets_its_answer(store, fake_redis):
 def test_each_priority_has_its_own_limit_and_count(store):
     assert store.admit([("b1", ["x"] * 20)], model=M, priority=BULK) == [None]
     assert store.admit([("b2", ["x"])], model=M, priority=BULK) == [20]
-    assert store.admit([("i1", ["x"] * 10)], model=M, priority=I) == [None]  # a full bulk queue refuses no interactive work
+    # A full bulk queue refuses no interactive work.
+    assert store.admit([("i1", ["x"] * 10)], model=M, priority=I) == [None]
     assert store.queued_images([M]) == {M: {INTERACTIVE: 10, BULK: 20}}
     assert store.get("b1").priority == BULK and store.get("i1").priority == INTERACTIVE
     store.finish([Finished("b1", 20, M, BULK, None, Outcome.done(answer(*[3] * 20))),
@@ -198,7 +200,8 @@ def test_an_answer_of_arrays_is_read_back_as_lists():
         "labels": np.array([3, 4], np.int64), "probabilities": np.array([[0.5, 0.25]], np.float32),
         "flags": np.array([True, False]), "text": ["caf\u00e9", {"b64": "/w=="}]}})
     assert Outcome.from_dict(json.loads(outcome.to_json())) == Outcome.done({"model_version": 2, "outputs": {
-        "labels": [3, 4], "probabilities": [[0.5, 0.25]], "flags": [True, False], "text": ["caf\u00e9", {"b64": "/w=="}]}})
+        "labels": [3, 4], "probabilities": [[0.5, 0.25]], "flags": [True, False],
+        "text": ["caf\u00e9", {"b64": "/w=="}]}})
 
 
 def test_a_finished_answer_of_arrays_is_stored_and_replied_as_lists(store):

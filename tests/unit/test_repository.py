@@ -37,7 +37,8 @@ def test_what_is_not_a_model_with_a_complete_version_is_ignored(tmp_path):
     assert Repository(tmp_path).models() == {"mnist": tmp_path / "mnist"}
 
 
-@pytest.mark.parametrize("name", [".tmp-mnist", "bulk", "interactive", "with space", "dotted.name", "x" * 65, "caf\u00e9"])
+@pytest.mark.parametrize("name", [".tmp-mnist", "bulk", "interactive", "with space", "dotted.name", "x" * 65,
+                                  "caf\u00e9"])
 def test_directories_whose_name_no_model_can_have_are_ignored(tmp_path, name):
     version(tmp_path / "mnist", 1)
     version(tmp_path / name, 1)
@@ -84,7 +85,8 @@ def test_names_of_letters_digits_underscores_and_dashes_are_model_names(name):
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "bulk", "interactive", "a.b", "a/b", "../etc", "a b", "x" * 65, "caf\u00e9", "a\n"])
+@pytest.mark.parametrize("name", ["", "bulk", "interactive", "a.b", "a/b", "../etc", "a b", "x" * 65, "caf\u00e9",
+                                  "a\n"])
 def test_other_names_are_refused_saying_what_a_name_may_hold(tmp_path, name):
     with pytest.raises(ModelNameError, match="is not a model name: letters, digits, '_' and '-', up to 64"):
         check_name(name)

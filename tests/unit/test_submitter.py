@@ -16,7 +16,6 @@ from inferq.jobs import QueueFull
 from inferq.priorities import BULK
 from tests.support.waiting import wait_for
 
-
 MODEL = "mnist"
 
 
