@@ -77,7 +77,8 @@ end
 # KEYS: the queued-images counters the jobs count in (one a model and priority), one key per job,
 # then the reply lists named by the jobs. ARGV: ttl, now, counter count, job count, then per job:
 # status, image count, outcome JSON, the position of its reply list among KEYS (0 when nobody
-# waits), its id and the position of its counter. Every reply list gets one item: a JSON list of [job id, outcome] pairs.
+# waits), its id and the position of its counter. Every reply list gets one item: a JSON list of
+# [job id, outcome] pairs.
 _FINISH = """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local finished, replies = {}, {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -102,7 +103,10 @@ class ModelConfig:
             if value is None:
                 continue
             number_types = (int,) if key == "max_batch_size" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, number_types) or value < (1 if key == "max_batch_size" else 0):
+            # Python's JSON reads NaN and Infinity: no wait can be either.
+            if (isinstance(value, bool) or not isinstance(value, number_types)
+                    or (isinstance(value, float) and not math.isfinite(value))
+                    or value < (1 if key == "max_batch_size" else 0)):
                 kind = "a positive integer" if key == "max_batch_size" else "a number of milliseconds, 0 or more"
                 raise ConfigError(f"{where}: {key!r} must be {kind}, got {value!r}")
             values[key] = value
@@ -150,7 +154,8 @@ def _image(value: object, where: str) -> ImageConfig:
     for key, allowed in choices.items():
         if key in value and value[key] not in allowed:
             raise ConfigError(f"{what}: {key!r} must be one of {', '.join(map(repr, allowed))}, got {value[key]!r}")
-    if value.get("channels") not in (None, 1, 3) or isinstance(value.get("channels"), bool):
+    channels = value.get("channels")
+    if channels is not None and (type(channels) is not int or channels not in (1, 3)):
         raise ConfigError(f"{what}: 'channels' must be 1 or 3, got {value['channels']!r}")
     if "invert" in value and not isinstance(value["invert"], bool):
         raise ConfigError(f"{what}: 'invert' must be true or false, got {value['invert']!r}")

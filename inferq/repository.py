@@ -40,7 +40,8 @@ def versions(model_dir: str | Path) -> list[int]:
         return []
     found = []
     for entry in root.iterdir():
-        if entry.name.isdigit() and (entry / SAVED_MODEL_FILE).is_file():
+        # ASCII digits only: str.isdigit() takes "²" too, which int() does not.
+        if entry.name.isascii() and entry.name.isdigit() and (entry / SAVED_MODEL_FILE).is_file():
             found.append(int(entry.name))
     return sorted(found)
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.redis_connection import names_sentinels
+from inferq.repository import ModelNameError, check_name
 
 #: The HTTP servers the API runs under, each tested.
 API_SERVERS = ("gunicorn", "granian")
@@ -53,8 +54,8 @@ class Settings:
     model_name: str = "mnist"
     #: The model ``POST /recognize`` and ``POST /jobs`` answer with.
     default_model: str = "mnist"
-    #: The models a worker process serves, comma-separated; empty: every model in the repository.
-    worker_models: str = ""
+    #: The models a worker process serves, comma-separated; unset: every model in the repository.
+    worker_models: str | None = None
     #: The four MNIST IDX files the trainer reads.
     mnist_data_dir: str = "data/mnist"
     #: The Celery queue the API sends images to and workers consume.
@@ -150,6 +151,14 @@ class Settings:
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
                                 f"got {self.api_worker_class!r}")
+        # Model names are parts of queue names, Redis keys and URLs.
+        names = [("model_name", self.model_name), ("default_model", self.default_model),
+                 *(("worker_models", name) for name in sorted(self.served_models or ()))]
+        for setting, name in names:
+            try:
+                check_name(name)
+            except ModelNameError as exc:
+                raise SettingsError(f"{setting.upper()}: {exc}") from None
         for name in ("max_queue_depth", "max_interactive_queue_depth"):
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
@@ -163,7 +172,7 @@ class Settings:
     @property
     def served_models(self) -> frozenset[str] | None:
         """The models a worker serves (WORKER_MODELS), or None for all."""
-        names = frozenset(name.strip() for name in self.worker_models.split(",") if name.strip())
+        names = frozenset(name.strip() for name in (self.worker_models or "").split(",") if name.strip())
         return names or None
 
     def model_queue(self, model: str) -> str:

@@ -1,8 +1,9 @@
 """A worker process's heartbeat: a thread that says every interval that the process is alive.
 
 Each beat first looks at the repository again (so a new model or version is served, and a removed
-one dropped, within one interval), then publishes what the process serves and its counters for the API's /readyz, /models and
-/metrics. A beat that cannot reach Redis is logged and the next one tries again.
+one dropped, within one interval), then publishes what the process serves and its counters for the
+API's /readyz, /models and /metrics. A beat that cannot reach Redis is logged and the next one tries
+again.
 """
 
 from __future__ import annotations
@@ -66,10 +67,18 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._models.refresh()
-                self.beat()
-            except redis.RedisError as exc:
-                log.warning("heartbeat failed: %s", exc)
-            except Exception:
-                log.exception("heartbeat failed")
+            self.tick()
+
+    def tick(self) -> None:
+        """One interval's work: look at the repository, then beat. A look that fails (the repository
+        out of reach) still beats, with the models held: the process is alive and serving them."""
+        try:
+            self._models.refresh()
+        except Exception:
+            log.exception("could not bring the models in step with the repository")
+        try:
+            self.beat()
+        except redis.RedisError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        except Exception:
+            log.exception("heartbeat failed")

@@ -19,18 +19,21 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
 from worker.metrics import WorkerMetrics
-from worker.model import LoadedModel
+
+if TYPE_CHECKING:  # the batch path needs no TensorFlow of its own: the models bring it
+    from worker.model import LoadedModel
 
 log = logging.getLogger(__name__)
 
 #: The model to run a group's jobs on, by model name and version (None: the newest served).
-FindModel = Callable[[str, int | None], LoadedModel | None]
+FindModel = Callable[[str, "int | None"], "LoadedModel | None"]
 
 Group = tuple[str, int | None]
 
@@ -95,6 +98,9 @@ def _call(model: LoadedModel, jobs: list[messages.JobInput], metrics: WorkerMetr
         for key, values in outputs.items():
             if values.ndim == 0 or len(values) != items:
                 raise ValueError(f"output {key!r} has shape {list(values.shape)} for {items} items")
+        # Made writable here, so that an output the job store cannot write fails this call's jobs,
+        # not the whole batch when its outcomes are written.
+        outputs = {key: _writable(key, values) for key, values in outputs.items()}
     except Exception as exc:
         log.exception("model %s version %d failed on a batch of %d items", name, version, items)
         return _failed(name, jobs, f"model {name!r} version {version} failed on this batch: {exc}", metrics)
@@ -106,6 +112,16 @@ def _call(model: LoadedModel, jobs: list[messages.JobInput], metrics: WorkerMetr
         finished.append(Finished(job.job_id, job.count, name, job.priority, job.reply_to, Outcome.done(answer)))
         offset += job.count
     return finished
+
+
+def _writable(key: str, values: np.ndarray) -> np.ndarray:
+    """An output as the job store can write it: numbers and booleans in native byte order (orjson
+    writes no other), strings as an object array."""
+    if values.dtype.kind in "biuf":
+        return values.astype(values.dtype.newbyteorder("="), copy=False)
+    if values.dtype.kind in "OSU":
+        return values.astype(object, copy=False)
+    raise ValueError(f"output {key!r} is of type {values.dtype}, which inferq cannot answer with")
 
 
 def _failed(model: str, jobs: list[messages.JobInput], error: str, metrics: WorkerMetrics) -> list[Finished]:
@@ -134,6 +150,8 @@ def _jsonable(values: np.ndarray) -> object:
 def _strings(items: object) -> object:
     if isinstance(items, list):
         return [_strings(item) for item in items]
+    if isinstance(items, str):  # NumPy's str_ as a plain str
+        return str(items)
     if isinstance(items, bytes):
         try:
             return items.decode("utf-8")

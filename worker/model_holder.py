@@ -40,15 +40,20 @@ class ModelHolder:
         self._read_config()
         present = [version for version in repository.versions(self.model_dir) if version not in self._refused]
         wanted = self.config.version_policy.select(present)
+        # Built aside and swapped in whole: a batch reading ``loaded`` from another thread sees the
+        # versions before or after, never a dict changing under it.
+        loaded = dict(self.loaded)
         loaded_any = False
         for version in wanted:
-            if version not in self.loaded:
-                loaded_any |= self._load(version)
-        keep = {version for version in wanted if version in self.loaded}
+            if version not in loaded and (model := self._load(version)) is not None:
+                loaded[version] = model
+                loaded_any = True
+        keep = {version for version in wanted if version in loaded}
         if keep or not present:
-            for version in set(self.loaded) - keep:
+            for version in set(loaded) - keep:
                 log.info("model %s: no longer serving version %d", self.name, version)
-                del self.loaded[version]
+                del loaded[version]
+        self.loaded = loaded
         return loaded_any
 
     def _read_config(self) -> None:
@@ -62,27 +67,30 @@ class ModelHolder:
         self._config_error = None
         self.config = config
 
-    def _load(self, version: int) -> bool:
+    def _load(self, version: int) -> LoadedModel | None:
         try:
             model = load_version(self.model_dir, self.name, version, config=self.config, **self._threads)
-        except ModelLoadError as exc:
+        except Exception as exc:
+            # Whatever the reason (a SavedModel TensorFlow cannot parse raises its own errors), the
+            # version is refused once: retrying it every heartbeat would only fail again.
             self._refused.add(version)
             log.error("model %s: refused version %d, still serving %s: %s", self.name, version,
-                      sorted(self.loaded) or "none", exc)
-            return False
-        self.loaded[version] = model
+                      sorted(self.loaded) or "none", exc, exc_info=not isinstance(exc, ModelLoadError))
+            return None
         log.info("model %s: serving version %d", self.name, version)
-        return True
+        return model
 
     def model(self, version: int | None = None) -> LoadedModel | None:
         """The version asked for, or the newest served; None if it is not served."""
+        loaded = self.loaded
         if version is None:
-            return self.loaded[max(self.loaded)] if self.loaded else None
-        return self.loaded.get(version)
+            return loaded[max(loaded)] if loaded else None
+        return loaded.get(version)
 
     def specs(self) -> list[ModelSpec]:
         """What each served version takes and gives, with the model's current config."""
-        return [dataclasses.replace(self.loaded[version].spec, config=self.config) for version in sorted(self.loaded)]
+        loaded, config = self.loaded, self.config
+        return [dataclasses.replace(loaded[version].spec, config=config) for version in sorted(loaded)]
 
     @property
     def max_batch_size(self) -> int | None:

@@ -43,8 +43,9 @@ class ModelQueues:
             limits[name] = (config.max_batch_size or defaults[0],
                             (defaults[1] if config.max_batch_wait_ms is None else config.max_batch_wait_ms) / 1000)
         self.limits = limits
-        # With no model yet, the default model's queues: work for it waits there until one appears.
-        names = list(models) or [self._settings.default_model]
+        # With no model yet, the queues of those this worker is for (WORKER_MODELS, else the default
+        # model): their work waits there until one appears. Never another model's: its jobs would fail.
+        names = list(models) or sorted(self._settings.served_models or [self._settings.default_model])
         queues = [queue for name in names for queue in priorities.queues(self._settings.model_queue(name))]
         return sorted(queues, key=priorities.rank)
 

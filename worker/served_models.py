@@ -9,6 +9,7 @@ the spot.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from inferq.model_spec import ModelSpec
@@ -38,8 +39,15 @@ class ServedModels:
         self.holders: dict[str, ModelHolder] = {}
         #: Models dropped since :meth:`take_gone` was last asked.
         self._gone: set[str] = set()
+        # The heartbeat thread refreshes while a batch may refresh to find a model: one at a time,
+        # so that no version is loaded twice and no model dropped twice.
+        self._refreshing = threading.Lock()
 
     def refresh(self) -> None:
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         found = models_to_serve(self._settings)
         for name in set(self.holders) - set(found):
             log.info("model %s: gone from the repository; no longer served", name)
@@ -52,10 +60,14 @@ class ServedModels:
             holder.refresh()
 
     def model(self, name: str, version: int | None) -> LoadedModel | None:
-        holder = self.holders.get(name)
-        if holder is None or holder.model(version) is None:
+        found = self._served(name, version)
+        if found is None:  # not loaded yet, or loading in the heartbeat's refresh: wait for that one
             self.refresh()
-            holder = self.holders.get(name)
+            found = self._served(name, version)
+        return found
+
+    def _served(self, name: str, version: int | None) -> LoadedModel | None:
+        holder = self.holders.get(name)
         return holder.model(version) if holder is not None else None
 
     def take_gone(self) -> list[str]:
@@ -64,8 +76,9 @@ class ServedModels:
         return gone
 
     def specs(self) -> list[ModelSpec]:
-        return [spec for holder in self.holders.values() for spec in holder.specs()]
+        # A copy of the holders: a batch's refresh in another thread may add or drop one meanwhile.
+        return [spec for holder in list(self.holders.values()) for spec in holder.specs()]
 
     @property
     def any_loaded(self) -> bool:
-        return any(holder.loaded for holder in self.holders.values())
+        return any(holder.loaded for holder in list(self.holders.values()))

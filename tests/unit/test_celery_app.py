@@ -10,7 +10,10 @@ def test_json_only_late_acks_and_the_queue_from_settings():
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.result_accept_content == ["json"] and conf.result_serializer == "json"
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
-    assert conf.task_routes[TASK_NAME] == {"queue": "digits"}
+    # The task's default route is the default model's interactive queue; the API pushes to any model's.
+    assert conf.task_routes[TASK_NAME] == {"queue": "digits.mnist"}
+    assert conf.task_default_queue == "digits.mnist"
+    assert conf.task_queues is None
     assert conf.broker_transport_options["visibility_timeout"] == 60
     assert conf.broker_transport_options["unacked_restore_interval"] == 10
     assert conf.worker_prefetch_multiplier == 64
@@ -38,3 +41,10 @@ def test_a_sentinel_url_takes_the_sentinel_transport_and_names_the_master():
     assert app.connection_for_write().alt == ["sentinel://a:26379", "sentinel://b:26379"]
     assert app.backend.__class__.__name__ == "SentinelBackend"
     assert make_celery(Settings(redis_url="redis://host/0")).conf.broker_transport == "inferq.broker:Transport"
+
+
+def test_a_worker_consumes_the_queues_it_is_given_in_their_order():
+    queues = ["inferq.mnist", "inferq.resnet", "inferq.mnist.bulk", "inferq.resnet.bulk"]
+    conf = make_celery(Settings(default_model="resnet"), queues=queues).conf
+    assert [queue.name for queue in conf.task_queues] == queues
+    assert conf.task_routes[TASK_NAME] == {"queue": "inferq.resnet"}

@@ -8,7 +8,27 @@ def test_defaults_without_environment():
     assert settings.port == 8080
     assert settings.max_batch_size == 64
     assert settings.api_key is None
-    assert settings.model_dir == "models"
+    assert settings.model_repository == "models" and settings.model_dir is None
+    assert settings.repository_root == "models"
+    assert settings.default_model == "mnist" and settings.model_name == "mnist"
+    assert settings.served_models is None
+
+
+def test_model_dir_where_set_is_served_instead_of_the_repository():
+    settings = Settings.from_env({"MODEL_DIR": "/old/mnist", "MODEL_REPOSITORY": "/repo"})
+    assert settings.repository_root == "/old/mnist"
+    assert Settings.from_env({"MODEL_REPOSITORY": "/repo"}).repository_root == "/repo"
+
+
+def test_worker_models_is_a_comma_separated_list_and_blank_means_every_model():
+    assert Settings.from_env({"WORKER_MODELS": " resnet, mnist ,"}).served_models == {"resnet", "mnist"}
+    assert Settings.from_env({"WORKER_MODELS": "mnist"}).served_models == {"mnist"}
+    assert Settings.from_env({"WORKER_MODELS": ""}).served_models is None
+    assert Settings(worker_models=" , ").served_models is None
+
+
+def test_each_model_has_its_queues_under_queue_name():
+    assert Settings(queue_name="digits").model_queue("resnet") == "digits.resnet"
 
 
 def test_environment_variables_are_upper_case_field_names():
@@ -38,6 +58,12 @@ def test_overrides_win_over_the_environment():
     ("API_WORKER_CLASS", "sync", "API_WORKER_CLASS must be one of gevent, gthread, got 'sync'"),
     ("REDIS_MIN_REPLICAS_ACKED", "-1", "REDIS_MIN_REPLICAS_ACKED must not be negative, got -1"),
     ("REDIS_REPLICA_ACK_TIMEOUT_MS", "0", "REDIS_REPLICA_ACK_TIMEOUT_MS must be positive, got 0"),
+    ("DEFAULT_MODEL", "bulk", "DEFAULT_MODEL: 'bulk' is not a model name: letters, digits, '_' and '-', up to 64, "
+                              "and not 'interactive' or 'bulk'"),
+    ("MODEL_NAME", "a/b", "MODEL_NAME: 'a/b' is not a model name: letters, digits, '_' and '-', up to 64, "
+                          "and not 'interactive' or 'bulk'"),
+    ("WORKER_MODELS", "mnist,my model", "WORKER_MODELS: 'my model' is not a model name: letters, digits, '_' and "
+                                        "'-', up to 64, and not 'interactive' or 'bulk'"),
 ])
 def test_bad_values_name_the_variable(name, value, message):
     with pytest.raises(SettingsError) as caught:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 import redis
 
@@ -12,16 +13,17 @@ from api.submitter import SendFailed, Submitter
 from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull
-from inferq.mnist_contract import N_INPUT
 from inferq.priorities import BULK
 from tests.support.waiting import wait_for
 
+MODEL = "mnist"
+
 
 class FakeMessages:
-    """Task messages as job ids, on the queue "inferq" (interactive) or "inferq.bulk"."""
+    """Task messages as job ids, on the model's queue "inferq.<model>" (interactive) or "inferq.<model>.bulk"."""
 
-    def envelope(self, jobs, priority):
-        return Envelope(priorities.queue("inferq", priority), json.dumps([job.job_id for job in jobs]))
+    def envelope(self, model, jobs, priority):
+        return Envelope(priorities.queue(f"inferq.{model}", priority), json.dumps([job.job_id for job in jobs]))
 
 
 class FakeStore:
@@ -43,8 +45,8 @@ class FakeStore:
         #: Fail only pushes of messages admitted before (``enqueue``).
         self.fail_enqueue = False
 
-    def admit(self, jobs, *, priority, enqueue=None):
-        assert priority == BULK
+    def admit(self, jobs, *, model, priority, enqueue=None):
+        assert (model, priority) == (MODEL, BULK)
         self.sending.set()
         self.hold.wait(10)
         if self.fail:
@@ -61,20 +63,20 @@ class FakeStore:
         self._push(message)
 
     def _push(self, message: Envelope) -> None:
-        assert message.queue_key == "inferq.bulk"
+        assert message.queue_key == "inferq.mnist.bulk"
         self.sent.append((json.loads(message.raw), threading.current_thread().name))
 
-    def withdraw(self, jobs, *, priority):
-        assert priority == BULK
+    def withdraw(self, jobs, *, model, priority):
+        assert (model, priority) == (MODEL, BULK)
         self.withdrawn.append(dict(jobs))
 
 
 def submitter_on(store: FakeStore, **options) -> Submitter:
-    return Submitter(FakeMessages(), store, priority=BULK, **{"max_images_per_message": 64, **options})
+    return Submitter(FakeMessages(), store, model=MODEL, priority=BULK, **{"max_images_per_message": 64, **options})
 
 
 def job(job_id: str, images: int = 1) -> messages.JobInput:
-    return messages.JobInput(job_id, bytes(N_INPUT * images), None)
+    return messages.JobInput(job_id, {"inputdata": np.zeros((images, 784), np.uint8)}, None)
 
 
 def submit_in_thread(submitter: Submitter, job_id: str, errors: dict[str, Exception]) -> threading.Thread:
@@ -136,7 +138,8 @@ def test_a_job_that_would_overfill_the_queue_is_refused_and_the_others_are_sent(
     submitter = submitter_on(store)
     with pytest.raises(QueueFull) as refused:
         submitter.submit(job("full"), ["x.png"])
-    assert refused.value.depth == 7
+    assert (refused.value.depth, refused.value.priority, refused.value.model) == (7, BULK, MODEL)
+    assert str(refused.value) == "7 bulk items are queued for model 'mnist'"
     submitter.submit(job("fits"), ["x.png"])
     assert [ids for ids, _ in store.sent] == [["fits"]]
 

@@ -7,7 +7,7 @@ import redis
 from celery_batches import Batches
 
 from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
-from inferq.messages import IMAGES_HEADER
+from inferq.messages import IMAGES_HEADER, MODEL_HEADER
 from worker.image_batches import BATCH_DONE, ImageBatches
 
 
@@ -46,13 +46,14 @@ def batches(monkeypatch, flushes):
     task.timer = Timer()
     handle = task.Strategy(task, None, SimpleNamespace(timer=task.timer))
 
-    def deliver(images: int, queue_length: int | None = None, *, queue: str = "inferq",
-                interactive_left: int | None = None) -> bool:
+    def deliver(images: int, queue_length: int | None = None, *, queue: str = "inferq.mnist",
+                interactive_left: int | None = None, model: str | None = "mnist") -> bool:
         before = len(flushes)
         delivery_info = {"routing_key": queue}
         if queue_length is not None:
             delivery_info.update({QUEUE_LENGTH: queue_length, INTERACTIVE_LEFT: interactive_left})
-        handle(SimpleNamespace(headers={IMAGES_HEADER: images}, delivery_info=delivery_info), None, None, None, set())
+        headers = {IMAGES_HEADER: images, **({MODEL_HEADER: model} if model is not None else {})}
+        handle(SimpleNamespace(headers=headers, delivery_info=delivery_info), None, None, None, set())
         return len(flushes) > before
 
     return task, deliver
@@ -175,12 +176,69 @@ def test_interactive_work_runs_once_no_more_is_queued_without_waiting_for_the_bu
 def test_bulk_work_behind_a_backlog_still_fills_its_batch(batches):
     task, deliver = batches
     task.backlog = []
-    assert not deliver(3, queue_length=40, queue="inferq.bulk", interactive_left=0)
-    assert deliver(5, queue_length=39, queue="inferq.bulk", interactive_left=0)  # full: 8 images
+    assert not deliver(3, queue_length=40, queue="inferq.mnist.bulk", interactive_left=0)
+    assert deliver(5, queue_length=39, queue="inferq.mnist.bulk", interactive_left=0)  # full: 8 images
 
 
 def test_a_batch_that_took_interactive_work_behind_bulk_runs_when_that_is_all(batches):
     task, deliver = batches
     task.backlog = []
-    assert not deliver(2, queue_length=40, queue="inferq.bulk", interactive_left=1)
+    assert not deliver(2, queue_length=40, queue="inferq.mnist.bulk", interactive_left=1)
     assert deliver(1, queue_length=39, interactive_left=0)
+
+
+LIMITS = {"small": (4, 0.002), "large": (100, 0.05)}
+
+
+def test_each_models_images_are_counted_against_its_own_batch_size(batches):
+    task, deliver = batches
+    task.batch_limits = LIMITS.get
+    task.backlog = [100]
+    assert not deliver(3, model="large", queue="inferq.large")
+    assert not deliver(3, model="small", queue="inferq.small")  # 3 of 4: the large model's do not count
+    assert not deliver(90, model="large", queue="inferq.large")
+    assert deliver(1, model="small", queue="inferq.small")  # 4 of the small model's: full
+
+
+def test_a_batch_full_for_one_model_starts_the_next_with_every_count_at_zero(batches):
+    task, deliver = batches
+    task.batch_limits = LIMITS.get
+    task.backlog = [100]
+    assert not deliver(3, model="small")
+    assert deliver(100, model="large")
+    task.backlog = [100]
+    assert not deliver(3, model="small")  # counted from zero again
+    assert deliver(1, model="small")
+
+
+def test_a_batch_waits_as_long_as_its_first_model_says(batches):
+    task, deliver = batches
+    task.batch_limits = LIMITS.get
+    task.backlog = [100]
+    assert not deliver(1, model="large")
+    assert not deliver(1, model="small")
+    [deadline] = task.timer.pending
+    assert deadline.seconds == 0.05
+    task.backlog = [40]
+    deadline.fire()  # more queued: it waits again, as long
+    [deadline] = task.timer.pending
+    assert deadline.seconds == 0.05
+    task.backlog = [0]
+    deadline.fire()
+    task.backlog = [100]
+    assert not deliver(1, model="small")
+    assert [entry.seconds for entry in task.timer.pending] == [0.002]
+
+
+def test_a_message_without_a_model_header_counts_with_the_tasks_own_limits(batches):
+    task, deliver = batches
+    asked = []
+    task.batch_limits = lambda model: asked.append(model) or (Policy.max_images, Policy.max_wait_s)
+    task.backlog = [100]
+    assert not deliver(7, model=None)
+    assert deliver(1, model=None)  # 8: Policy.max_images
+    assert asked == ["", ""]
+
+
+def test_without_the_apps_limits_every_model_has_the_tasks():
+    assert Policy().batch_limits("anything") == (8, Policy.max_wait_s)

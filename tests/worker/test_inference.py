@@ -1,41 +1,87 @@
+"""One batch through ``run_batch``: jobs grouped by model and version, one model call per group, with
+small fake models (a spec and ``predict``), no TensorFlow."""
+
+from __future__ import annotations
+
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import redis
 
 from inferq import messages
-from inferq.jobs import DONE, EXPIRED, FAILED, JobStore
+from inferq.jobs import DONE, EXPIRED, FAILED, JobStore, Outcome
+from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
 from worker.inference import run_batch
 from worker.metrics import WorkerMetrics
 
 
+def first_and_sum(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each item's first value mod 10 as its label, and the sum of its values (every input's)."""
+    flat = [array.reshape(len(array), -1).astype(np.float64) for _, array in sorted(inputs.items())]
+    first = flat[0]
+    return {"labels": first[:, 0].astype(np.int64) % 10,
+            "sums": sum(array.sum(axis=1) for array in flat).astype(np.float32)}
+
+
 class FakeModel:
-    """Labels each image by its first pixel mod 10, like a model would: one call for the batch."""
+    """A loaded model version as the worker sees one: its spec, and one ``predict`` call a batch."""
 
-    version = 7
-
-    def __init__(self, fail: bool = False, probabilities: bool = True) -> None:
-        self.calls: list[int] = []
+    def __init__(self, name: str = "mnist", version: int = 7, *, inputs: tuple[str, ...] = ("x",),
+                 answer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = first_and_sum,
+                 fail: str | None = None) -> None:
+        self.spec = ModelSpec(name, version, "serving_default",
+                              tuple(TensorSpec(key, "float32", (ANY, ANY)) for key in inputs),
+                              (TensorSpec("labels", "int64", (ANY,)), TensorSpec("sums", "float32", (ANY,))))
+        self.answer = answer
         self.fail = fail
-        self.probabilities = probabilities
+        #: The inputs of each call.
+        self.calls: list[dict[str, np.ndarray]] = []
 
-    def predict(self, pixels: np.ndarray):
-        self.calls.append(len(pixels))
+    @property
+    def version(self) -> int:
+        return self.spec.version
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls.append(inputs)
         if self.fail:
-            raise RuntimeError("out of memory")
-        labels = pixels[:, 0].astype(np.int64) % 10
-        probabilities = np.eye(10, dtype=np.float32)[labels] if self.probabilities else None
-        return labels, probabilities
+            raise RuntimeError(self.fail)
+        return self.answer(inputs)
+
+    @property
+    def call_sizes(self) -> list[int]:
+        return [len(next(iter(inputs.values()))) for inputs in self.calls]
+
+
+class Served:
+    """``find_model``: the models served, by name and version; no version means the newest."""
+
+    def __init__(self, *models: FakeModel) -> None:
+        self.models = {(model.spec.name, model.spec.version): model for model in models}
+        self.asked: list[tuple[str, int | None]] = []
+
+    def __call__(self, name: str, version: int | None) -> FakeModel | None:
+        self.asked.append((name, version))
+        if version is None:
+            versions = [v for n, v in self.models if n == name]
+            version = max(versions) if versions else None
+        return self.models.get((name, version))
 
 
 def job(job_id: str, firsts: list[int], reply_to: str | None = None, priority: str = INTERACTIVE,
-        deadline: float | None = None) -> messages.JobInput:
-    pixels = np.zeros((len(firsts), 784), np.uint8)
-    pixels[:, 0] = firsts
-    return messages.JobInput(job_id, pixels.tobytes(), reply_to, priority, deadline, time.time() - 0.25)
+        deadline: float | None = None, *, width: int = 4, version: int | None = None,
+        dtype: str = "uint8") -> messages.JobInput:
+    values = np.zeros((len(firsts), width), dtype)
+    values[:, 0] = firsts
+    return messages.JobInput(job_id, {"x": values}, reply_to, priority, deadline, time.time() - 0.25, version)
+
+
+def message(model: str, *jobs: messages.JobInput) -> dict:
+    """A message as the worker's task receives it: encoded, through JSON's types."""
+    return messages.encode(model, list(jobs))
 
 
 @pytest.fixture
@@ -43,72 +89,237 @@ def store(fake_redis):
     return JobStore(fake_redis, result_ttl_s=60, depth_limits=Settings().depth_limits)
 
 
-def admit(store, *jobs):
+def admit(store, model: str, *jobs: messages.JobInput) -> None:
     for one in jobs:
-        assert store.admit([(one.job_id, ["f"] * one.count)], priority=one.priority) == [None]
+        assert store.admit([(one.job_id, ["f"] * one.count)], model=model, priority=one.priority) == [None]
 
 
-def test_the_jobs_of_all_messages_go_through_one_model_call(store):
+def outputs(store, job_id: str) -> dict:
+    record = store.get(job_id)
+    assert record.status == DONE, record.outcome
+    return record.outcome.answer["outputs"]
+
+
+def error(store, job_id: str) -> str:
+    record = store.get(job_id)
+    assert record.status == FAILED, record.outcome
+    return record.outcome.error
+
+
+def idle(store, *models: str) -> bool:
+    return all(counts == {INTERACTIVE: 0, BULK: 0} for counts in store.queued_images(list(models)).values())
+
+
+def test_the_jobs_of_all_messages_of_a_model_go_through_one_model_call(store):
     jobs = [job("a", [3]), job("b", [14, 25], reply_to="api-1"), job("c", [6])]
-    admit(store, *jobs)
+    admit(store, "mnist", *jobs)
     model, metrics = FakeModel(), WorkerMetrics()
-    run_batch([messages.encode(jobs[:2]), messages.encode(jobs[2:])], model, store, metrics)
+    run_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, metrics)
 
-    assert model.calls == [4]
-    assert [r["label"] for r in store.get("b").outcome.results] == [4, 5]
-    assert store.get("a").outcome.results == [
-        {"label": 3, "probabilities": [0, 0, 0, 1, 0, 0, 0, 0, 0, 0], "model_version": 7}]
+    assert model.call_sizes == [4]
+    assert model.calls[0]["x"][:, 0].tolist() == [3, 14, 25, 6]
+    assert store.get("a").outcome == Outcome.done({"model_version": 7, "outputs": {"labels": [3], "sums": [3.0]}})
+    assert outputs(store, "b") == {"labels": [4, 5], "sums": [14.0, 25.0]}
     assert [(job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)] == [("b", DONE)]
-    assert store.queued_images() == {"interactive": 0, "bulk": 0}
+    assert idle(store, "mnist")
     assert (metrics.batches, metrics.images) == (1, 4)
-    assert metrics.registry.get_sample_value("inferq_worker_messages_total") == 2
+    sample = metrics.registry.get_sample_value
+    assert sample("inferq_worker_messages_total") == 2
+    assert sample("inferq_worker_batch_images_count", {"model": "mnist", "version": "7"}) == 1
+    assert sample("inferq_worker_batch_images_sum", {"model": "mnist", "version": "7"}) == 4
+    assert sample("inferq_worker_model_call_seconds_count", {"model": "mnist", "version": "7"}) == 1
+    assert sample("inferq_worker_batch_seconds_count") == 1
 
 
-def test_a_model_without_probabilities_answers_labels(store):
-    admit(store, job("a", [9]))
-    run_batch([messages.encode([job("a", [9])])], FakeModel(probabilities=False), store, WorkerMetrics())
-    assert store.get("a").outcome.results == [{"label": 9, "probabilities": None, "model_version": 7}]
+def test_two_models_in_one_batch_get_one_call_each(store):
+    digits = [job("d1", [1]), job("d2", [2, 3])]
+    texts = [job("t1", [4], reply_to="api-1"), job("t2", [5])]
+    admit(store, "mnist", *digits)
+    admit(store, "resnet", *texts)
+    mnist, resnet, metrics = FakeModel("mnist", 7), FakeModel("resnet", 2), WorkerMetrics()
+    served = Served(mnist, resnet)
+    run_batch([message("mnist", digits[0]), message("resnet", texts[0]), message("mnist", digits[1]),
+               message("resnet", texts[1])], served, store, metrics)
+
+    assert (mnist.call_sizes, resnet.call_sizes) == ([3], [2])
+    assert sorted(served.asked) == [("mnist", None), ("resnet", None)]
+    assert outputs(store, "d2")["labels"] == [2, 3] and outputs(store, "t2")["labels"] == [5]
+    assert store.get("d1").outcome.answer["model_version"] == 7
+    assert store.get("t1").outcome.answer["model_version"] == 2
+    assert store.replies("api-1", 0.1) == [("t1", store.get("t1").outcome)]
+    assert idle(store, "mnist", "resnet")
+    sample = metrics.registry.get_sample_value
+    assert sample("inferq_worker_batch_images_sum", {"model": "mnist", "version": "7"}) == 3
+    assert sample("inferq_worker_batch_images_sum", {"model": "resnet", "version": "2"}) == 2
+    assert (metrics.batches, metrics.images) == (2, 5)
 
 
-def test_a_failed_model_call_fails_every_job_of_the_batch_with_the_reason(store):
-    jobs = [job("a", [1]), job("b", [2], reply_to="api-1")]
-    admit(store, *jobs)
+def test_a_model_that_fails_fails_only_its_own_jobs_with_the_reason(store):
+    digits = [job("d1", [1]), job("d2", [2], reply_to="api-1")]
+    texts = [job("t1", [4], reply_to="api-1")]
+    admit(store, "mnist", *digits)
+    admit(store, "resnet", *texts)
     metrics = WorkerMetrics()
-    run_batch([messages.encode(jobs)], FakeModel(fail=True), store, metrics)
-    for job_id in "ab":
-        record = store.get(job_id)
-        assert record.status == FAILED
-        assert "model version 7 failed" in record.outcome.error and "out of memory" in record.outcome.error
-    assert [(job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)] == [("b", FAILED)]
-    assert metrics.registry.get_sample_value("inferq_worker_failed_jobs_total") == 2
-    assert store.queued_images() == {"interactive": 0, "bulk": 0}
+    run_batch([message("mnist", *digits), message("resnet", *texts)],
+              Served(FakeModel("mnist", 7, fail="out of memory"), FakeModel("resnet", 2)), store, metrics)
+
+    for job_id in ("d1", "d2"):
+        assert error(store, job_id) == "model 'mnist' version 7 failed on this batch: out of memory"
+    assert outputs(store, "t1")["labels"] == [4]
+    assert sorted((job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)) == \
+        [("d2", FAILED), ("t1", DONE)]
+    sample = metrics.registry.get_sample_value
+    assert sample("inferq_worker_failed_jobs_total", {"model": "mnist"}) == 2
+    assert sample("inferq_worker_failed_jobs_total", {"model": "resnet"}) is None
+    assert idle(store, "mnist", "resnet")
+
+
+def test_a_model_not_served_fails_its_jobs_saying_so_and_the_others_are_answered(store):
+    admit(store, "gone", job("g", [1], reply_to="api-1"))
+    admit(store, "mnist", job("pinned", [2], version=9), job("newest", [3]))
+    metrics = WorkerMetrics()
+    run_batch([message("gone", job("g", [1], reply_to="api-1")),
+               message("mnist", job("pinned", [2], version=9), job("newest", [3]))],
+              Served(FakeModel("mnist", 7)), store, metrics)
+
+    assert error(store, "g") == "model 'gone' is not served by this worker (removed from the repository?)"
+    assert error(store, "pinned") == \
+        "model 'mnist' version 9 is not served by this worker (removed from the repository?)"
+    assert outputs(store, "newest")["labels"] == [3]
+    assert store.replies("api-1", 0.1) == [("g", store.get("g").outcome)]
+    assert metrics.registry.get_sample_value("inferq_worker_failed_jobs_total", {"model": "gone"}) == 1
+    assert idle(store, "gone", "mnist")
+
+
+def test_a_model_that_cannot_be_loaded_fails_its_jobs_and_not_the_batch(store):
+    admit(store, "broken", job("b", [1]))
+    admit(store, "mnist", job("m", [2]))
+
+    def find(name, version):
+        if name == "broken":
+            raise OSError("saved_model.pb: no such file")
+        return Served(FakeModel())(name, version)
+
+    run_batch([message("broken", job("b", [1])), message("mnist", job("m", [2]))], find, store, WorkerMetrics())
+    assert error(store, "b") == "model 'broken' could not be loaded: saved_model.pb: no such file"
+    assert store.get("m").status == DONE
+
+
+def test_jobs_pinned_to_a_version_run_on_it_in_a_group_of_their_own(store):
+    jobs = [job("v1a", [1], version=1), job("newest", [2]), job("v2", [3], version=2), job("v1b", [4], version=1)]
+    admit(store, "mnist", *jobs)
+    v1, v2 = FakeModel("mnist", 1), FakeModel("mnist", 2)
+    served = Served(v1, v2)
+    run_batch([message("mnist", *jobs[:2]), message("mnist", *jobs[2:])], served, store, WorkerMetrics())
+
+    assert served.asked == [("mnist", 1), ("mnist", None), ("mnist", 2)]  # one look a group
+    assert v1.call_sizes == [2] and v1.calls[0]["x"][:, 0].tolist() == [1, 4]
+    assert v2.call_sizes == [1, 1]  # the newest and version 2 are asked for apart, and run apart
+    versions = {job_id: store.get(job_id).outcome.answer["model_version"] for job_id in ("v1a", "newest", "v2", "v1b")}
+    assert versions == {"v1a": 1, "newest": 2, "v2": 2, "v1b": 1}
+    assert outputs(store, "v1b")["labels"] == [4]
+
+
+def test_items_of_different_shapes_or_types_run_in_separate_calls(store):
+    jobs = [job("narrow-1", [1], width=3), job("wide", [2, 3], width=5), job("narrow-2", [4, 5], width=3),
+            job("float", [6], width=3, dtype="float32")]
+    admit(store, "mnist", *jobs)
+    model = FakeModel()
+    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+
+    assert [(len(call["x"]), call["x"].shape[1], call["x"].dtype.name) for call in model.calls] == \
+        [(3, 3, "uint8"), (2, 5, "uint8"), (1, 3, "float32")]
+    assert outputs(store, "narrow-2")["labels"] == [4, 5] and outputs(store, "wide")["labels"] == [2, 3]
+    assert outputs(store, "float")["labels"] == [6]
+
+
+def test_a_model_of_several_inputs_gets_each_stacked_by_name(store):
+    def two(first: list[int], second: float, job_id: str) -> messages.JobInput:
+        return messages.JobInput(job_id, {"image": np.array([[value, 0] for value in first], np.uint8),
+                                          "scale": np.full((len(first), 1), second, np.float32)}, None)
+
+    jobs = [two([1, 2], 0.5, "a"), two([3], 2.0, "b")]
+    admit(store, "pair", *jobs)
+    model = FakeModel("pair", 1, inputs=("image", "scale"))
+    run_batch([message("pair", *jobs)], Served(model), store, WorkerMetrics())
+
+    [call] = model.calls
+    assert call["image"].tolist() == [[1, 0], [2, 0], [3, 0]] and call["scale"].ravel().tolist() == [0.5, 0.5, 2.0]
+    assert outputs(store, "a") == {"labels": [1, 2], "sums": [1.5, 2.5]}
+    assert outputs(store, "b") == {"labels": [3], "sums": [5.0]}
+
+
+def test_outputs_of_every_kind_come_back_split_per_job(store):
+    def every_kind(inputs):
+        n = len(inputs["x"])
+        text = np.empty(n, dtype=object)
+        text[:] = [b"cat", b"\xff\xfe", "caf\u00e9".encode()][:n]
+        return {"text": text, "unicode": np.array(["x", "y", "z"][:n]), "flags": np.arange(n) % 2 == 0,
+                "half": np.full((n, 2), 0.5, np.float16), "big": np.arange(n, dtype=">i4"),
+                "matrix": np.arange(n * 4, dtype=np.float64).reshape(n, 2, 2)}
+
+    jobs = [job("a", [1, 2]), job("b", [3])]
+    admit(store, "mnist", *jobs)
+    run_batch([message("mnist", *jobs)], Served(FakeModel(answer=every_kind)), store, WorkerMetrics())
+
+    assert outputs(store, "a") == {"text": ["cat", {"b64": "//4="}], "unicode": ["x", "y"], "flags": [True, False],
+                                   "half": [[0.5, 0.5], [0.5, 0.5]], "big": [0, 1],
+                                   "matrix": [[[0.0, 1.0], [2.0, 3.0]], [[4.0, 5.0], [6.0, 7.0]]]}
+    assert outputs(store, "b") == {"text": ["caf\u00e9"], "unicode": ["z"], "flags": [True], "half": [[0.5, 0.5]],
+                                   "big": [2], "matrix": [[[8.0, 9.0], [10.0, 11.0]]]}
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    (lambda inputs: {"labels": np.zeros(1, np.int64)}, "output 'labels' has shape [1] for 3 items"),
+    (lambda inputs: {"labels": np.int64(3)}, "output 'labels' has shape [] for 3 items"),
+    (lambda inputs: {"phase": np.zeros(3, np.complex64)}, "output 'phase' is of type complex64, which inferq "
+                                                          "cannot answer with"),
+])
+def test_an_answer_that_does_not_fit_fails_only_that_models_jobs(store, answer, reason):
+    jobs = [job("a", [1, 2]), job("b", [3])]
+    admit(store, "odd", *jobs)
+    admit(store, "mnist", job("m", [4]))
+    run_batch([message("odd", *jobs), message("mnist", job("m", [4]))],
+              Served(FakeModel("odd", 1, answer=answer), FakeModel()), store, WorkerMetrics())
+    assert error(store, "a") == error(store, "b") == f"model 'odd' version 1 failed on this batch: {reason}"
+    assert store.get("m").status == DONE
+    assert idle(store, "odd", "mnist")
 
 
 def test_a_message_that_is_not_ours_is_dropped_and_the_others_answered(store):
-    admit(store, job("a", [1]))
-    run_batch([{"something": "else"}, messages.encode([job("a", [1])])], FakeModel(), store, WorkerMetrics())
+    admit(store, "mnist", job("a", [1]))
+    metrics = WorkerMetrics()
+    run_batch([{"something": "else"}, {"v": 1, "jobs": []}, message("mnist", job("a", [1]))],
+              Served(FakeModel()), store, metrics)
     assert store.get("a").status == DONE
+    assert metrics.registry.get_sample_value("inferq_worker_messages_total") == 3
+
+
+def test_a_batch_of_nothing_but_messages_not_ours_writes_nothing(store):
+    model = FakeModel()
+    run_batch([{"something": "else"}], Served(model), store, WorkerMetrics())
+    assert model.calls == []
 
 
 def test_redis_out_of_reach_propagates_so_the_batch_is_delivered_again(unreachable_redis):
     store = JobStore(unreachable_redis, result_ttl_s=60, depth_limits=Settings().depth_limits)
     with pytest.raises(redis.ConnectionError):
-        run_batch([messages.encode([job("a", [1])])], FakeModel(), store, WorkerMetrics())
+        run_batch([message("mnist", job("a", [1]))], Served(FakeModel()), store, WorkerMetrics())
 
 
 def test_jobs_past_their_deadline_end_expired_unrun_and_the_others_are_answered(store):
     late = job("late", [1], reply_to="api-1", deadline=time.time() - 1)
     on_time = job("on-time", [2], priority=BULK, deadline=time.time() + 60)
-    admit(store, late, on_time)
-    model, metrics = FakeModel(), WorkerMetrics("mnist")
-    run_batch([messages.encode([late, on_time])], model, store, metrics)
+    admit(store, "mnist", late, on_time)
+    model, metrics = FakeModel(), WorkerMetrics()
+    run_batch([message("mnist", late, on_time)], Served(model), store, metrics)
 
-    assert model.calls == [1]  # the expired job's image never reached the model
+    assert model.call_sizes == [1]  # the expired job's image never reached the model
     record = store.get("late")
     assert record.status == EXPIRED and "deadline passed" in record.outcome.error and record.started_at is None
     assert [(job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)] == [("late", EXPIRED)]
     assert store.get("on-time").status == DONE
-    assert store.queued_images() == {"interactive": 0, "bulk": 0}
+    assert idle(store, "mnist")
     expired = metrics.registry.get_sample_value
     assert expired("inferq_worker_expired_jobs_total", {"model": "mnist", "priority": "interactive"}) == 1
     assert expired("inferq_worker_expired_jobs_total", {"model": "mnist", "priority": "bulk"}) is None
@@ -116,19 +327,23 @@ def test_jobs_past_their_deadline_end_expired_unrun_and_the_others_are_answered(
 
 def test_a_batch_of_expired_jobs_calls_no_model(store):
     late = job("late", [1], deadline=time.time() - 1)
-    admit(store, late)
+    admit(store, "mnist", late)
     model, metrics = FakeModel(), WorkerMetrics()
-    run_batch([messages.encode([late])], model, store, metrics)
-    assert model.calls == [] and store.get("late").status == EXPIRED
+    served = Served(model)
+    run_batch([message("mnist", late)], served, store, metrics)
+    assert model.calls == [] and served.asked == [] and store.get("late").status == EXPIRED
     assert metrics.batches == 0
 
 
-def test_queue_waits_are_measured_by_priority(store):
+def test_queue_waits_are_measured_by_model_and_priority(store):
     jobs = [job("a", [1]), job("b", [2], priority=BULK)]
-    admit(store, *jobs)
-    metrics = WorkerMetrics("mnist")
-    run_batch([messages.encode(jobs)], FakeModel(), store, metrics)
+    admit(store, "mnist", *jobs)
+    admit(store, "resnet", job("r", [3]))
+    metrics = WorkerMetrics()
+    run_batch([message("mnist", *jobs), message("resnet", job("r", [3]))],
+              Served(FakeModel(), FakeModel("resnet", 1)), store, metrics)
     wait = metrics.registry.get_sample_value
-    for priority in ("interactive", "bulk"):
-        assert wait("inferq_worker_queue_wait_seconds_count", {"model": "mnist", "priority": priority}) == 1
-        assert wait("inferq_worker_queue_wait_seconds_sum", {"model": "mnist", "priority": priority}) >= 0.25
+    for model, priority in (("mnist", "interactive"), ("mnist", "bulk"), ("resnet", "interactive")):
+        assert wait("inferq_worker_queue_wait_seconds_count", {"model": model, "priority": priority}) == 1
+        assert wait("inferq_worker_queue_wait_seconds_sum", {"model": model, "priority": priority}) >= 0.25
+    assert wait("inferq_worker_queue_wait_seconds_count", {"model": "resnet", "priority": "bulk"}) is None

@@ -11,13 +11,14 @@ import pytest
 from inferq import keys
 from inferq.workers import WorkerRegistry, WorkerStatus
 from tests.conftest import REPO
+from tests.support.specs import mnist_spec
 from worker import liveness
 
 
 def beat(client, name: str, interval_s: float = 2.0) -> None:
     hostname, _, pid = name.rpartition(":")
     WorkerRegistry(client, heartbeat_interval_s=interval_s).publish(WorkerStatus(
-        name=name, hostname=hostname, pid=int(pid), started_at=time.time(), model_version=1, spec=None,
+        name=name, hostname=hostname, pid=int(pid), started_at=time.time(), models=[mnist_spec(1)],
         batches=0, images=0, recent_batch_sizes=[], metrics=[]))
 
 
