@@ -102,7 +102,11 @@ for reply, items in pairs(replies) do
   redis.call('EXPIRE', KEYS[reply], ttl)
 end
 for counter, images in pairs(finished) do
-  redis.call('DECRBY', KEYS[counter], images)
+  -- Never below zero: jobs admitted under another counter (before an upgrade) must not leave
+  -- headroom that was never taken.
+  if redis.call('DECRBY', KEYS[counter], images) < 0 then
+    redis.call('SET', KEYS[counter], 0)
+  end
 end
 """
 

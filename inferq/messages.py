@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from inferq.mnist_contract import N_INPUT, SIGNATURE_INPUT
 from inferq.priorities import INTERACTIVE, PRIORITIES
 
 #: The task's name on the wire, one task for every model (the message names its model). Kept from
@@ -98,8 +99,16 @@ def image_count(jobs: Sequence[JobInput]) -> int:
     return sum(job.count for job in jobs)
 
 
-def decode(body: object) -> tuple[str, list[JobInput]]:
-    """The model a message is for, and its jobs."""
+#: The format of the first releases, when every message was for the one MNIST model: its images'
+#: 28x28 uint8 pixels as ``pixels``. Still read, so that work queued across an upgrade is answered.
+LEGACY_FORMAT_VERSION = 1
+
+
+def decode(body: object, *, legacy_model: str | None = None) -> tuple[str, list[JobInput]]:
+    """The model a message is for, and its jobs. A message of the first releases' format is read as
+    one for ``legacy_model`` (the MNIST model), if given."""
+    if legacy_model is not None and isinstance(body, dict) and body.get("v") == LEGACY_FORMAT_VERSION:
+        return legacy_model, _legacy_jobs(body)
     if (not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list)
             or not isinstance(body.get("model"), str)):
         raise MessageError(f"not an inferq v{FORMAT_VERSION} message")
@@ -123,6 +132,26 @@ def decode(body: object) -> tuple[str, list[JobInput]]:
             raise MessageError(f"job {job.job_id}: inputs of no items, or of different numbers of items")
         jobs.append(job)
     return body["model"], jobs
+
+
+def _legacy_jobs(body: dict) -> list[JobInput]:
+    if not isinstance(body.get("jobs"), list):
+        raise MessageError(f"not an inferq v{LEGACY_FORMAT_VERSION} message")
+    jobs = []
+    for raw in body["jobs"]:
+        try:
+            pixels = np.frombuffer(binascii.a2b_base64(raw["pixels"], strict_mode=True), np.uint8)
+            job = JobInput(str(raw["id"]), {SIGNATURE_INPUT: pixels.reshape(-1, N_INPUT)},
+                           None if raw["reply_to"] is None else str(raw["reply_to"]),
+                           raw.get("priority", INTERACTIVE),
+                           None if raw.get("deadline") is None else float(raw["deadline"]),
+                           None if raw.get("queued_at") is None else float(raw["queued_at"]))
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise MessageError(f"malformed job in a v{LEGACY_FORMAT_VERSION} message: {exc!r}") from None
+        if job.priority not in PRIORITIES or not job.count:
+            raise MessageError(f"job {job.job_id}: no priority {job.priority!r}, or no images")
+        jobs.append(job)
+    return jobs
 
 
 def decode_tensor(tensor: Mapping) -> np.ndarray:

@@ -33,6 +33,7 @@ class Engine:
         self._catalog = ModelCatalog(client)
         self._interval_s = settings.heartbeat_interval_s
         self._root = settings.repository_root
+        self._legacy_model = settings.default_model
         self._heartbeat: Heartbeat | None = None
         self._stop = threading.Event()
 
@@ -57,4 +58,4 @@ class Engine:
             self._heartbeat.stop()
 
     def run_batch(self, bodies: Sequence[object]) -> None:
-        run_batch(bodies, self.models.model, self.store, self.metrics)
+        run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model)

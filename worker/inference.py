@@ -38,10 +38,12 @@ FindModel = Callable[[str, "int | None"], "LoadedModel | None"]
 Group = tuple[str, int | None]
 
 
-def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics) -> None:
+def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
+              legacy_model: str | None = None) -> None:
+    """``legacy_model``: the model that messages of the first releases' format are for."""
     started = time.perf_counter()
     metrics.messages.inc(len(bodies))
-    groups = _decode(bodies)
+    groups = _decode(bodies, legacy_model)
     if not groups:
         return
     now = time.time()
@@ -160,11 +162,11 @@ def _strings(items: object) -> object:
     return items
 
 
-def _decode(bodies: Sequence[object]) -> dict[Group, list[messages.JobInput]]:
+def _decode(bodies: Sequence[object], legacy_model: str | None) -> dict[Group, list[messages.JobInput]]:
     groups: dict[Group, list[messages.JobInput]] = {}
     for body in bodies:
         try:
-            model, jobs = messages.decode(body)
+            model, jobs = messages.decode(body, legacy_model=legacy_model)
         except messages.MessageError as exc:
             log.error("dropped a message that is not ours: %s", exc)
             continue

@@ -47,7 +47,19 @@ class ModelQueues:
         # model): their work waits there until one appears. Never another model's: its jobs would fail.
         names = list(models) or sorted(self._settings.served_models or [self._settings.default_model])
         queues = [queue for name in names for queue in priorities.queues(self._settings.model_queue(name))]
+        if self._settings.default_model in names:
+            queues += self._legacy_queues_with_work()
         return sorted(queues, key=priorities.rank)
+
+    def _legacy_queues_with_work(self) -> list[str]:
+        """The first releases' queues, which held the MNIST model's work, while they hold some: taken
+        too, so that work queued across an upgrade is answered (``messages.LEGACY_FORMAT_VERSION``),
+        and given up, as a removed model's are, once empty."""
+        try:
+            return [queue for queue in priorities.queues(self._settings.queue_name) if self._redis.llen(queue)]
+        except redis.RedisError as exc:
+            log.warning("could not look for work in the queues of earlier releases: %s", exc)
+            return []
 
     def batch_limits(self, model: str) -> tuple[int, float]:
         return self.limits.get(model, (self._settings.max_batch_size, self._settings.max_batch_wait_ms / 1000))

@@ -170,3 +170,18 @@ def test_a_valid_body_as_these_tests_build_it_is_accepted():
 def test_anything_else_is_refused(message):
     with pytest.raises(messages.MessageError):
         messages.decode(message)
+
+
+def test_a_message_of_the_first_releases_is_read_as_the_mnist_models_when_asked():
+    pixels = bytes(range(256)) * 3 + bytes(16) + b"\x07" * 784
+    body = {"v": 1, "jobs": [{"id": "a", "pixels": base64.b64encode(pixels).decode(), "reply_to": "api-1",
+                              "priority": BULK, "deadline": 12.5, "queued_at": 10.0}]}
+    model, (job,) = messages.decode(json.loads(json.dumps(body)), legacy_model="mnist")
+    assert model == "mnist" and (job.job_id, job.reply_to, job.priority, job.deadline, job.queued_at) == (
+        "a", "api-1", BULK, 12.5, 10.0)
+    assert job.count == 2 and job.inputs["inputdata"].dtype == np.uint8
+    assert job.inputs["inputdata"].tobytes() == pixels
+    with pytest.raises(messages.MessageError):
+        messages.decode(body)  # only where the worker says whose it is
+    with pytest.raises(messages.MessageError):
+        messages.decode({"v": 1, "jobs": [{"id": "b", "pixels": "AAAA", "reply_to": None}]}, legacy_model="mnist")

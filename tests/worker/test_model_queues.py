@@ -165,3 +165,17 @@ def test_redis_out_of_reach_during_a_sync_keeps_the_queues_as_they_were(repo, un
     assert queues.names == before and consumer.calls == []
     with pytest.raises(redis.ConnectionError):
         queues.queue_length()
+
+
+def test_the_first_releases_queues_are_taken_while_they_hold_work_by_the_default_models_workers(repo, fake_redis):
+    fake_redis.lpush("inferq.bulk", "a message queued before the upgrade")
+    queues, consumer = queues_of(repo, fake_redis), FakeConsumer()
+    assert queues.names == ["inferq.mnist", "inferq.resnet", "inferq.mnist.bulk", "inferq.resnet.bulk",
+                            "inferq.bulk"]
+    assert queues_of(repo, fake_redis, worker_models="resnet").names == ["inferq.resnet", "inferq.resnet.bulk"]
+    fake_redis.delete("inferq.bulk")
+    queues.sync(consumer)
+    assert consumer.calls == [("cancel", "inferq.bulk")]
+    fake_redis.lpush("inferq", "another, pushed by an API of the first releases still running")
+    queues.sync(consumer)
+    assert consumer.calls[-1] == ("add", "inferq") and "inferq" in queues.names
