@@ -7,7 +7,8 @@ with what the model has of these:
 - ``labels``: the model's own integer ``labels`` output; else, for a model with class names
   (``labels`` in its config) and one float output of as many classes, the top class's name, with
   ``top``: the five most likely classes and their scores;
-- ``probabilities``: the model's ``probabilities`` output;
+- ``probabilities``: the model's ``probabilities`` output (``null`` beside a ``labels`` output
+  without one);
 - ``outputs``: every other output, by name.
 """
 
@@ -48,6 +49,10 @@ def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | N
             item["top"] = [{"label": spec.config.labels[k], "score": row[k]} for k in ranked.tolist()]
         if PROBABILITIES in outputs:
             item[PROBABILITIES] = outputs[PROBABILITIES][index]
+        elif LABELS in outputs:
+            # A model of labels only (the original Go server's graph) answers ``null``, as the first
+            # releases did: the shape clients read (``inferq.client``) always has the key.
+            item[PROBABILITIES] = None
         if rest:
             item["outputs"] = {name: outputs[name][index] for name in rest}
         item["model_version"] = answer.get("model_version")
