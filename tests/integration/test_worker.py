@@ -13,6 +13,7 @@ from inferq import keys, priorities
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.seed_model import seed_style_predict
+from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
 
@@ -31,17 +32,19 @@ def test_a_model_built_as_the_seed_built_it_is_served(start_worker, make_client,
     body = client.post("/recognize", data=files(*images)).get_json()
     assert [r["labels"][0] for r in body["results"]] == seed_style_predict(seed_model_dir / "1", images).tolist()
     assert all(r["probabilities"] is None and r["model_version"] == 1 for r in body["results"])
-    spec = client.get("/models").get_json()["spec"]
+    spec = client.get("/models/mnist").get_json()
+    assert (spec["versions"], spec["ready_versions"]) == ([1], [1])
     assert spec["signature"] is None
     assert spec["inputs"] == [
         {"name": "inputdata", "dtype": "float32", "shape": [-1, 784], "tensor_name": "inputdata:0"}]
     assert [(output["name"], output["tensor_name"]) for output in spec["outputs"]] == [("labels", "inference:0")]
 
 
-def test_batches_form_from_a_queue_that_filled_up(start_worker, make_client, tmp_path, mnist_test):
+def test_batches_form_from_a_queue_that_filled_up(start_worker, make_client, tmp_path, mnist_test, redis_url):
     """200 one-image messages wait; the worker takes them 32 images to a model call, with the
     default batch window: work already queued is gathered past it."""
     build_model(tmp_path / "models", 1, label=4)
+    publish(redis_url, mnist_spec(1))  # as the worker would have, had it run before: the API takes the work
     client = make_client(max_batch_size=32)
     jobs = [client.post("/jobs", data=files(image)).get_json()["job_id"] for image in mnist_test[0][:200]]
     worker = start_worker(tmp_path / "models", max_batch_size=32)
@@ -93,10 +96,12 @@ def test_a_new_version_is_served_without_a_restart_and_a_broken_one_refused(star
     broken = models / "3"
     broken.mkdir()
     (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
-    wait_for(lambda: "refused model version 3" in worker.log(), 30, "the broken version to be refused")
+    wait_for(lambda: "model mnist: refused version 3, still serving [2]" in worker.log(), 30,
+             "the broken version to be refused")
     body = client.post("/recognize", data=files(mnist_test[0][0])).get_json()
     assert (body["labels"], body["model_version"]) == ([2], 2)
-    assert client.get("/models").get_json()["served_version"] == 2
+    described = client.get("/models/mnist").get_json()
+    assert (described["versions"], described["ready_versions"]) == ([2], [2])
 
 
 def test_a_failing_model_call_fails_the_jobs_of_its_batch_with_the_reason(start_worker, make_client, tmp_path,
@@ -145,5 +150,6 @@ def test_a_killed_pool_process_gives_its_batch_back_at_once(start_worker, make_c
 
     wait_for(lambda: job_status(client, job_id) == "done", 90, "the batch to run again in a new pool process")
     assert client.get(f"/jobs/{job_id}").get_json()["result"]["results"][0]["labels"] == [5]
-    assert [worker.client.llen(queue) for queue in priorities.queues("q")] == [0, 0]
-    assert [worker.client.get(keys.queued_images(priority)) for priority in priorities.PRIORITIES] == [None, b"0"]
+    assert [worker.client.llen(queue) for queue in priorities.queues("q.mnist")] == [0, 0]
+    assert [worker.client.get(keys.queued_images("mnist", priority))
+            for priority in priorities.PRIORITIES] == [None, b"0"]
