@@ -10,6 +10,7 @@ import redis
 from inferq import keys
 from tests.conftest import png_bytes
 from tests.support.models import build_model
+from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
 
@@ -25,6 +26,7 @@ def started_at(client: redis.Redis, job_id: str) -> float | None:
 def test_interactive_work_queued_behind_a_bulk_backlog_runs_first(start_worker, make_client, redis_url, tmp_path,
                                                                   mnist_test):
     build_model(tmp_path / "models", 1, label=3)
+    publish(redis_url, mnist_spec(1))  # as the worker would have, had it run before: the API takes the work
     client = make_client(max_batch_size=4)
     bulk = [client.post("/jobs", data=form(image)).get_json()["job_id"] for image in mnist_test[0][:24]]
     interactive = [client.post("/jobs", data=form(image, priority="interactive")).get_json()["job_id"]
@@ -44,6 +46,7 @@ def test_interactive_work_queued_behind_a_bulk_backlog_runs_first(start_worker, 
 def test_work_whose_deadline_passed_in_the_queue_is_not_run(start_worker, make_client, redis_url, tmp_path,
                                                            mnist_test):
     build_model(tmp_path / "models", 1, label=6)
+    publish(redis_url, mnist_spec(1))  # as the worker would have, had it run before: the API takes the work
     client = make_client()
     # No worker yet: the sync request gives up after its timeout, and its job after its deadline.
     gave_up = client.post("/recognize?timeout_ms=100", data=form(mnist_test[0][0]))
