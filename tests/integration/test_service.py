@@ -12,12 +12,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import redis
 
 from inferq.settings import API_WORKER_CLASSES
 from launcher.processes import free_port
 from tests.conftest import MNIST_DIR, REPO, png_bytes
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, worker_env
+from tests.support.specs import mnist_spec, publish
 from tests.support.stand_in import BROKER_UNREACHABLE
 from tests.support.waiting import wait_for
 
@@ -122,7 +124,8 @@ def test_a_sync_request_that_outlasts_its_timeout_is_a_504_and_the_job_finishes(
     assert job["result"]["results"][0]["labels"] == [2]
 
 
-def test_backpressure_on_a_real_redis(make_client, digit_104):
+def test_backpressure_on_a_real_redis(make_client, redis_url, digit_104):
+    publish(redis_url, mnist_spec(1))  # as a worker that ran before would have: the API takes the work
     client = make_client(max_queue_depth=4, max_images_per_request=4)  # no worker: nothing drains
     two_images = lambda: {"image": [(io.BytesIO(digit_104), "a"), (io.BytesIO(digit_104), "b")]}  # noqa: E731
     accepted = [client.post("/jobs", data=two_images()).status_code for _ in range(3)]
@@ -150,9 +153,20 @@ def test_the_api_answers_503_while_redis_is_down_and_recovers_by_itself(tmp_path
 
     redis_server = subprocess.Popen(embedded_redis_command(port, tmp_path, persist=False), stdout=subprocess.DEVNULL)
     try:
+        # A Redis that comes back empty: the model's description is written again, as the workers'
+        # heartbeats would write it, so that the API takes work for it.
+        wait_for(lambda: publish_when_up(f"redis://127.0.0.1:{port}/0"), 15, "Redis to start")
         accepted = wait_for(lambda: (r := client.post("/jobs", data=form())).status_code == 202 and r, 15,
                             "the API to reach Redis again")
         assert accepted.get_json()["status"] == "queued"
     finally:
         redis_server.terminate()
         redis_server.wait(10)
+
+
+def publish_when_up(url: str) -> bool:
+    try:
+        publish(url, mnist_spec(1))
+    except redis.ConnectionError:
+        return False
+    return True
