@@ -113,7 +113,7 @@ def test_no_accepted_job_is_lost_when_a_pool_process_then_the_whole_worker_is_ki
     assert set(load.statuses) == {202}
     assert_every_accepted_job_answered_right(client, load, trained_model_dir, 120)
     assert client.hlen("unacked") == 0
-    assert [client.get(keys.queued_images(priority)) for priority in (BULK, INTERACTIVE)] == [b"0", b"0"]
+    assert [client.get(keys.queued_images("mnist", priority)) for priority in (BULK, INTERACTIVE)] == [b"0", b"0"]
 
 
 def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_dir, mnist_test):
@@ -182,7 +182,7 @@ def test_sigterm_lets_the_api_finish_requests_in_flight(start_worker, redis_url,
     in_flight = threading.Thread(target=recognize)
     in_flight.start()
     client = redis.Redis.from_url(redis_url)
-    wait_for(lambda: client.get(keys.queued_images(INTERACTIVE)) == b"1", 30, "the request to be queued")
+    wait_for(lambda: client.get(keys.queued_images("mnist", INTERACTIVE)) == b"1", 30, "the request to be queued")
     started = time.monotonic()
     assert api.stop() == 0
     in_flight.join(30)
