@@ -17,6 +17,7 @@ import numpy as np
 
 from api import create_app
 from inferq import keys
+from inferq.jobs import Outcome
 from inferq.priorities import PRIORITIES
 from inferq.redis_connection import connect
 from inferq.settings import Settings
@@ -26,6 +27,7 @@ from tests.support.http_load import HttpLoad
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 from tests.support.sentinel import MASTER, sentinel_group
+from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
 #: The label the test's model gives every image, so that any answer can be checked.
@@ -63,10 +65,11 @@ def test_a_failover_under_load_loses_no_answered_job_and_refuses_meanwhile(tmp_p
             wait_for(lambda: all(status == b"done" for status, _ in _outcomes(store, accepted)), 30,
                      f"all {len(accepted)} accepted jobs to finish")
             labels = {label for _, outcome in _outcomes(store, accepted)
-                      for label in (result["label"] for result in json.loads(outcome)["results"])}
+                      for label in Outcome.from_dict(json.loads(outcome)).answer["outputs"]["labels"]}
             assert labels == {LABEL}
             # Whatever was admitted, answered or not, ends: nothing is left counted as queued.
-            wait_for(lambda: all(int(count or 0) == 0 for count in store.mget(map(keys.queued_images, PRIORITIES))),
+            counters = [keys.queued_images("mnist", priority) for priority in PRIORITIES]
+            wait_for(lambda: all(int(count or 0) == 0 for count in store.mget(counters)),
                      30, "the queued-image counters to come back to zero")
         finally:
             api.stop()
@@ -83,6 +86,8 @@ def _outcomes(store, job_ids: list[str]) -> list[tuple[bytes | None, bytes | Non
 def test_a_job_is_accepted_only_once_the_replica_holds_it(tmp_path):
     image = png_bytes(np.full((28, 28), 200, np.uint8))
     with sentinel_group(tmp_path) as group:
+        # As a worker that ran before would have: the API admits work only for a model described.
+        publish(group.url, mnist_spec(1), sentinel_master=MASTER)
         app = create_app(Settings(redis_url=group.url, queue_name="q", redis_replica_ack_timeout_ms=1000))
         client = app.test_client()
         replica = group.client(group.replica_port)

@@ -21,7 +21,7 @@ def go_server_spec(version: int, *, name: str = "mnist") -> ModelSpec:
     return ModelSpec(name, version, None, (INPUT,), (LABELS,))
 
 
-def publish(redis_url: str, *specs: ModelSpec) -> None:
+def publish(redis_url: str, *specs: ModelSpec, sentinel_master: str | None = None) -> None:
     """Write ``specs`` to the catalog (``inferq.catalog``), as a worker that ran before would have.
 
     The API admits work only for a model some worker has described: the default model is a 503
@@ -29,4 +29,4 @@ def publish(redis_url: str, *specs: ModelSpec) -> None:
     a worker then drains, a worker started on demand) publishes the model first, as a deployment's
     earlier workers would have: the catalog outlives them.
     """
-    ModelCatalog(connect(redis_url)).publish(list(specs))
+    ModelCatalog(connect(redis_url, sentinel_master=sentinel_master)).publish(list(specs))
