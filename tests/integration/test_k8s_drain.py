@@ -22,6 +22,7 @@ from inferq import keys, priorities
 from inferq.settings import Settings
 from tests.conftest import REPO
 from tests.support.models import _busy_work, save_contract_model
+from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
 WORKER_MANIFEST = REPO / "deploy" / "k8s" / "base" / "worker-mnist.yaml"
@@ -32,8 +33,8 @@ BATCH_IMAGES = 16
 #: only come back after this, and the test would time out waiting for its job.
 VISIBILITY_TIMEOUT_S = 3600
 
-#: POST /jobs is bulk work: its queue, the Redis list KEDA would watch.
-BULK_QUEUE = priorities.queue("q", priorities.BULK)
+#: POST /jobs is bulk work for the default model: its queue, the Redis list KEDA would watch.
+BULK_QUEUE = priorities.queue(Settings(queue_name="q").model_queue("mnist"), priorities.BULK)
 
 
 def grace_period_s() -> int:
@@ -113,7 +114,10 @@ def test_a_worker_stopped_under_load_drains_and_every_job_is_answered(start_work
     jobs = Jobs(app, images)
 
     # Both workers load TensorFlow, then wait for a model before they consume anything: meanwhile
-    # a backlog forms, in the Redis list named after the queue, which KEDA would watch.
+    # a backlog forms, in the Redis list named after the queue, which KEDA would watch. The API
+    # takes it because the catalog describes the model, as workers that ran before (scaled to zero
+    # since) would have left it.
+    publish(redis_url, mnist_spec(1))
     stopping = start_worker(tmp_path / "models", wait=False, **settings)
     staying = start_worker(tmp_path / "models", wait=False, **settings)
     for _ in range(150):
@@ -160,7 +164,7 @@ def test_a_worker_stopped_under_load_drains_and_every_job_is_answered(start_work
         results = answers.get(f"/jobs/{job_id}").get_json()["result"]["results"]
         assert [r["labels"][0] for r in results] == [int(expected[i]) for i in jobs.accepted[job_id]], job_id
     assert client.hlen("unacked") == 0 and client.llen(BULK_QUEUE) == 0
-    assert client.get(keys.queued_images(priorities.BULK)) == b"0"
+    assert client.get(keys.queued_images("mnist", priorities.BULK)) == b"0"
 
     assert staying.stop() == 0
     assert liveness(redis_url) == 1
