@@ -84,9 +84,9 @@ def test_workers_on_other_hosts_answer_and_take_over_a_dead_hosts_message(lan, t
             accepted = load.accepted_job_ids()
             wait_for(lambda: all(status == DONE for status in _statuses(store, accepted)), 30,
                      f"all {len(accepted)} accepted jobs to finish")
-            wait_for(lambda: store.hlen("unacked") == 0 and all(
-                int(count or 0) == 0 for count in store.mget(map(keys.queued_images, PRIORITIES))),
-                10, "every message acknowledged and the queued-image counters back to zero")
+            counters = [keys.queued_images("mnist", priority) for priority in PRIORITIES]
+            wait_for(lambda: store.hlen("unacked") == 0 and all(int(count or 0) == 0 for count in store.mget(counters)),
+                     10, "every message acknowledged and the queued-image counters back to zero")
         finally:
             for worker in workers.values():
                 if worker.process.poll() is None:
@@ -127,7 +127,9 @@ def _catch_holding_a_message(store, worker, other) -> list[str]:
 def _jobs(record: bytes) -> list[messages.JobInput]:
     message, _exchange, _routing_key = json.loads(record)
     args, _kwargs, _embed = json.loads(message["body"])
-    return messages.decode(args[0])
+    model, jobs = messages.decode(args[0])
+    assert model == "mnist"
+    return jobs
 
 
 def _statuses(store, job_ids: list[str]) -> list[str | None]:
