@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
+import time
+import uuid
 
 import numpy as np
 import pytest
 import redis
 
-from inferq import keys, priorities
+from inferq import broker, keys, messages, priorities
+from inferq.celery_app import make_celery
+from inferq.jobs import JobStore
+from inferq.settings import Settings
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.seed_model import seed_style_predict
@@ -153,3 +160,57 @@ def test_a_killed_pool_process_gives_its_batch_back_at_once(start_worker, make_c
     assert [worker.client.llen(queue) for queue in priorities.queues("q.mnist")] == [0, 0]
     assert [worker.client.get(keys.queued_images("mnist", priority))
             for priority in priorities.PRIORITIES] == [None, b"0"]
+
+
+def first_release_message(redis_url: str, queue: str, job_id: str, pixels: np.ndarray, priority: str) -> None:
+    """Admit a job and push its message as an API of the first releases did, before models had names.
+
+    The job's record without a model, counted in that release's per-priority counter; its message
+    ``{"v": 1, "jobs": [{"id", "pixels", ...}]}``, a Celery task message without the model header,
+    pushed with its bell onto the queue of that release's names (QUEUE_NAME, QUEUE_NAME.bulk).
+    """
+    client = redis.Redis.from_url(redis_url)
+    client.hset(keys.job(job_id), mapping={"status": "queued", "n": len(pixels), "created_at": time.time(),
+                                           "priority": priority,
+                                           "filenames": json.dumps([f"old-{i}.png" for i in range(len(pixels))])})
+    client.expire(keys.job(job_id), 3600)
+    client.incrby(f"{keys.PREFIX}:queued-images:{priority}", len(pixels))
+    body = {"v": messages.LEGACY_FORMAT_VERSION,
+            "jobs": [{"id": job_id, "pixels": base64.b64encode(pixels.astype(np.uint8).tobytes()).decode("ascii"),
+                      "reply_to": None, "priority": priority}]}
+    celery = make_celery(Settings(redis_url=redis_url, queue_name="q"))
+    message = celery.amqp.as_task_v2(str(uuid.uuid4()), messages.TASK_NAME, args=[body],
+                                     argsrepr=f"<1 jobs, {len(pixels)} images>", ignore_result=True)
+    envelope = broker.envelope(queue, message.body, properties=message.properties,
+                               headers={**message.headers, messages.IMAGES_HEADER: len(pixels)})
+    JobStore(client, result_ttl_s=3600, depth_limits=Settings().depth_limits).enqueue(envelope)
+
+
+def test_work_queued_by_the_first_releases_is_answered_after_an_upgrade(start_worker, make_client, tmp_path,
+                                                                         mnist_test, redis_url):
+    """A bulk job queued before the upgrade, in the old format on the old queue, is answered by the
+    new worker when it starts; an interactive one pushed by an old API still running while it serves
+    is taken up too, within a heartbeat."""
+    build_model(tmp_path / "models", 1, label=7)
+    images = mnist_test[0].reshape(-1, 784)
+    bulk, interactive = str(uuid.uuid4()), str(uuid.uuid4())
+    first_release_message(redis_url, "q.bulk", bulk, images[:2], priorities.BULK)
+    worker = start_worker(tmp_path / "models")
+    client = make_client()
+    wait_for(lambda: job_status(client, bulk) == "done", 30, "the queued job of the first releases")
+    job = client.get(f"/jobs/{bulk}").get_json()
+    assert (job["model"], job["priority"], job["images"]) == (None, "bulk", 2)
+    answers = job["result"]["results"]
+    assert [(answer["filename"], answer["labels"], answer["model_version"]) for answer in answers] == [
+        ("old-0.png", [7], 1), ("old-1.png", [7], 1)]
+    assert all(len(answer["probabilities"]) == 10 for answer in answers)
+
+    first_release_message(redis_url, "q", interactive, images[2:3], priorities.INTERACTIVE)
+    wait_for(lambda: job_status(client, interactive) == "done", 30, "the job an old API pushed meanwhile")
+    assert client.get(f"/jobs/{interactive}").get_json()["result"]["results"][0]["labels"] == [7]
+
+    store = worker.client
+    assert [store.llen(queue) for queue in ("q", "q.bulk")] == [0, 0] and store.hlen("unacked") == 0
+    # Finished under the mnist model's counters, which never go below zero for work they never counted.
+    assert [store.get(keys.queued_images("mnist", priority))
+            for priority in priorities.PRIORITIES] == [b"0", b"0"]
