@@ -11,10 +11,12 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from launcher.processes import descendants, free_port
 from tests.conftest import MNIST_DIR, REPO
+from tests.support import saved_models
 from tests.support.models import build_model
 from tests.support.sentinel import sentinel_group
 from tests.support.waiting import wait_for
@@ -68,6 +70,42 @@ def test_make_up_serves_restarts_a_dead_worker_and_stops_everything_on_sigterm(t
         up.process.send_signal(signal.SIGTERM)
         assert up.wait_exit() == 0
         assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "a child outlived make up"
+    finally:
+        if up.process.poll() is None:
+            up.process.kill()
+
+
+def get_json(port: int, path: str, body: object = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_make_up_serves_every_model_of_its_repository(tmp_path, digit_104):
+    """MODEL_REPOSITORY with two models, one of images and one of numbers: the workers ``make up``
+    starts serve both, through the image routes and TF Serving's."""
+    repo = tmp_path / "repo"
+    build_model(repo / "mnist", 1, label=6)
+    saved_models.build_tabular(repo)
+    features = saved_models.sample_inputs("tabular", 3, seed=2)["features"]
+    expected = saved_models.offline_outputs(repo / "tabular" / "1", {"features": features})
+    up = Launcher(tmp_path, port=free_port(), model_repository=repo)
+    try:
+        wait_for(lambda: "inferq is up on" in up.output(), 120, f"the ready line:\n{up.output()}")
+        assert "training the MNIST one" not in up.output()
+        listed = get_json(up.port, "/models")["models"]
+        assert [(model["name"], model["versions"], model["ready_versions"]) for model in listed] == [
+            ("mnist", [1], [1]), ("tabular", [1], [1])]
+        answer = recognize(up.port, digit_104)
+        assert (answer["filename"], answer["labels"], answer["model_version"]) == ("104.png", [6], 1)
+        predictions = get_json(up.port, "/v1/models/tabular:predict", {"instances": features.tolist()})["predictions"]
+        assert [sorted(row) for row in predictions] == [["class_probabilities", "value"]] * 3
+        for name, values in expected.items():
+            np.testing.assert_allclose([row[name] for row in predictions], values, rtol=1e-5, atol=1e-6, err_msg=name)
+        up.process.send_signal(signal.SIGTERM)
+        assert up.wait_exit() == 0
     finally:
         if up.process.poll() is None:
             up.process.kill()
