@@ -25,7 +25,7 @@ import redis
 
 from inferq import keys
 from inferq.client.state import state_path
-from inferq.mnist_contract import newest_version
+from inferq.repository import newest_version
 from launcher.processes import free_port
 from tests.conftest import MNIST_DIR, png_bytes
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
