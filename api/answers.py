@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inferq.jobs import Outcome
 from api.tfserving_classify import class_output
+from inferq.jobs import Outcome
 from inferq.model_spec import ModelSpec
 
 LABELS = "labels"

@@ -47,7 +47,8 @@ def readyz() -> Response:
 def models() -> Response:
     live = _live_workers()
     served = _served_by(live)
-    return jsonify({"models": [_describe(specs, served.get(name, set())) for name, specs in runtime().models.all().items()]})
+    return jsonify({"models": [_describe(specs, served.get(name, set()))
+                               for name, specs in runtime().models.all().items()]})
 
 
 @blueprint.get("/models/<model:name>")

@@ -15,10 +15,10 @@ from api.answers import item_answers
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
-from inferq.model_spec import ModelSpec
 from api.tensors import served_model, submit
 from api.uploads import read_upload
 from inferq.jobs import DONE, FAILED, JobRecord
+from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
 
 blueprint = Blueprint("images", __name__)

@@ -70,7 +70,8 @@ def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[Te
     answer = outcome.answer or {}
     version = answer.get("model_version")
     values = answer.get("outputs", {})
-    if served.addressed and version != served.version:  # workers moving between versions; the queue does not route by one
+    # Workers moving between versions: an answer from another version than the one addressed is none.
+    if served.addressed and version != served.version:
         raise unavailable(f"version {served.version} was asked for but version {version} answered: the "
                           "workers are changing versions; try again")
     missing = [tensor.name for tensor in outputs if tensor.name not in values]

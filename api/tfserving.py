@@ -16,12 +16,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import tfserving_codec as codec
-from api.tfserving_classify import class_output, classifications, not_a_classifier
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import Scheduling, from_request
 from api.served_models import Served
 from api.tensors import infer, json_object, served_model
+from api.tfserving_classify import class_output, classifications, not_a_classifier
 from inferq.model_config import DEFAULT_SIGNATURE
 from inferq.model_spec import TensorSpec
 from inferq.priorities import INTERACTIVE
