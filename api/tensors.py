@@ -76,7 +76,8 @@ def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[Te
                           "workers are changing versions; try again")
     missing = [tensor.name for tensor in outputs if tensor.name not in values]
     if missing:
-        raise unavailable(f"model version {version} answered without {missing}: the served model changed; try again")
+        raise unavailable(f"model version {version} answered without {', '.join(map(repr, missing))}: the served "
+                          "model changed; try again")
     return Answer(int(version), {tensor.name: as_array(values[tensor.name], tensor) for tensor in outputs})
 
 
