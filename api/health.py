@@ -68,7 +68,7 @@ def _describe(specs: list[ModelSpec], live_versions: set[int]) -> dict:
     return {
         "name": newest.name,
         "versions": [spec.version for spec in specs],
-        "ready_versions": sorted(live_versions),
+        "ready_versions": sorted(live_versions & {spec.version for spec in specs}),
         "signature": newest.signature,
         "inputs": [tensor.to_json() for tensor in newest.inputs],
         "outputs": [tensor.to_json() for tensor in newest.outputs],

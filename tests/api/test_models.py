@@ -116,6 +116,17 @@ def test_a_pinned_version_is_asked_of_the_worker_and_answers(repository):
     assert newest["model_version"] == 2 and worker.sent[-1].version is None
 
 
+def test_an_answer_from_another_version_than_the_one_pinned_is_503(repository):
+    client, worker = repository
+    worker.version = 2  # a worker moving between versions answers at 2
+    response = client.post("/models/cifar/versions/1/recognize", data=files(*rgb(1)))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json() == {"error": "version 1 was asked for but version 2 answered: the workers are "
+                                            "changing versions; try again"}
+    assert worker.sent[-1].version == 1
+    assert client.post("/models/cifar/recognize", data=files(*rgb(1))).status_code == 200  # none asked: any
+
+
 def test_a_model_that_takes_no_images_refuses_uploads_naming_its_inputs(repository, digit_104):
     client, worker = repository
     for path in ("/models/iris/recognize", "/models/iris/jobs", "/models/iris/versions/1/recognize"):
