@@ -80,6 +80,23 @@ def test_several_images_answer_each_its_own_classes_in_upload_order(repository):
     assert len(worker.sent) == 1 and worker.sent[0].count == 3
 
 
+def test_scores_that_are_not_numbers_rank_last_and_are_null(repository):
+    """A model version that gives NaN for a class (JSON has no NaN: the job store holds null)."""
+    client, worker = repository
+    worker.outputs["scores"] = lambda job: np.array([[np.nan, 0.1, 0.3] + [0.0] * 7], np.float32)
+    response = client.post("/models/cifar/recognize", data=files(*rgb(1)))
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["labels"] == ["bird"]
+    assert body["top"] == [{"label": "bird", "score": stored(np.float32(0.3))},
+                           {"label": "automobile", "score": stored(np.float32(0.1))},
+                           {"label": "cat", "score": 0.0}, {"label": "deer", "score": 0.0},
+                           {"label": "dog", "score": 0.0}]
+    worker.outputs["scores"] = lambda job: np.full((1, 10), np.nan, np.float32)
+    body = client.post("/models/cifar/recognize", data=files(*rgb(1))).get_json()
+    assert body["labels"] == ["airplane"] and body["top"][0] == {"label": "airplane", "score": None}
+
+
 def test_a_bulk_file_of_rgb_images(repository):
     client, worker = repository
     images = rgb(4, seed=1)
