@@ -55,7 +55,7 @@ def models() -> Response:
 @blueprint.get("/models/<model:name>/versions/<int:version>")
 def model(name: str, version: int | None = None) -> Response:
     found = served_model(name, version)
-    specs = runtime().models.all()[name]
+    specs = runtime().models.all().get(name, [found.spec])  # read again: it may be gone since
     if version is not None:
         specs = [spec for spec in specs if spec.version == version]
     return jsonify(_describe(specs, _served_by(_live_workers()).get(found.name, set())))
