@@ -37,11 +37,13 @@ class WithoutProbabilities:
         return self.store.running(job_ids)
 
     def finish(self, finished) -> None:
-        self.store.finish([
-            dataclasses.replace(job, outcome=Outcome.done([{**result, "probabilities": None}
-                                                           for result in job.outcome.results]))
-            for job in finished
-        ])
+        self.store.finish([dataclasses.replace(job, outcome=Outcome.done(_without_probabilities(job.outcome.answer)))
+                           for job in finished])
+
+
+def _without_probabilities(answer: dict) -> dict:
+    return {**answer, "outputs": {name: values for name, values in answer["outputs"].items()
+                                  if name != "probabilities"}}
 
 
 @pytest.fixture
