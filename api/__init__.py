@@ -31,8 +31,10 @@ from inferq.workers import WorkerRegistry
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None,
-               store: JobStore | None = None) -> Flask:
-    """The API app; ``redis_client`` and ``store`` replace the ones built from ``settings`` (tests)."""
+               store: JobStore | None = None, models_ttl_s: float | None = None) -> Flask:
+    """The API app; ``redis_client`` and ``store`` replace the ones built from ``settings`` (tests), and
+    ``models_ttl_s`` how long what is served is cached (default: a quarter of a heartbeat interval;
+    tests that publish heartbeats between requests read it afresh with 0)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(
@@ -54,7 +56,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items)
 
     replies = ReplyListener(store)
-    models = ServedModels(ModelCatalog(client), workers, ttl_s=settings.heartbeat_interval_s / 4)
+    models = ServedModels(ModelCatalog(client), workers,
+                          ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s)
     metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,

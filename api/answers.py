@@ -6,7 +6,7 @@ with what the model has of these:
 
 - ``labels``: the model's own integer ``labels`` output; else, for a model with class names
   (``labels`` in its config) and one float output of as many classes, the top class's name, with
-  ``top``: the five most likely classes and their scores;
+  ``top``: the five most likely classes and their scores (a score that is not a number: null, last);
 - ``probabilities``: the model's ``probabilities`` output (``null`` beside a ``labels`` output
   without one);
 - ``outputs``: every other output, by name.
@@ -43,8 +43,9 @@ def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | N
             item[LABELS] = [outputs[LABELS][index]]
         elif scores is not None and scores.name in outputs:
             assert spec is not None and spec.config.labels is not None
-            ranked = np.argsort(-np.asarray(outputs[scores.name][index]), kind="stable")[:TOP]
             row = outputs[scores.name][index]
+            # A score that is not a number (NaN, kept as null: JSON has no NaN) ranks last.
+            ranked = np.argsort(-np.asarray(row, dtype=np.float64), kind="stable")[:TOP]
             item[LABELS] = [spec.config.labels[ranked[0]]]
             item["top"] = [{"label": spec.config.labels[k], "score": row[k]} for k in ranked.tolist()]
         if PROBABILITIES in outputs:

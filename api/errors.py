@@ -71,9 +71,10 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(QueueFull)
     def queue_full(error: QueueFull) -> Response:
-        which = f"model {error.model!r}'s {error.priority}" if error.model else f"the {error.priority}"
-        return _render(unavailable(f"{which} queue is full ({error.depth} items waiting); "
-                                   "try again shortly", reason="queue_full", priority=error.priority))
+        which = f"model {error.model!r}: the" if error.model else "the"
+        details = {"model": error.model} if error.model else {}
+        return _render(unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
+                                   "try again shortly", reason="queue_full", priority=error.priority, **details))
 
     @app.errorhandler(ImageError)
     def bad_image(error: ImageError) -> Response:

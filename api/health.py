@@ -47,14 +47,15 @@ def readyz() -> Response:
 def models() -> Response:
     live = _live_workers()
     served = _served_by(live)
-    return jsonify({"models": [_describe(specs, served.get(name, set())) for name, specs in runtime().models.all().items()]})
+    return jsonify({"models": [_describe(specs, served.get(name, set()))
+                               for name, specs in runtime().models.all().items()]})
 
 
 @blueprint.get("/models/<model:name>")
 @blueprint.get("/models/<model:name>/versions/<int:version>")
 def model(name: str, version: int | None = None) -> Response:
     found = served_model(name, version)
-    specs = runtime().models.all()[name]
+    specs = runtime().models.all().get(name, [found.spec])  # read again: it may be gone since
     if version is not None:
         specs = [spec for spec in specs if spec.version == version]
     return jsonify(_describe(specs, _served_by(_live_workers()).get(found.name, set())))
@@ -67,7 +68,7 @@ def _describe(specs: list[ModelSpec], live_versions: set[int]) -> dict:
     return {
         "name": newest.name,
         "versions": [spec.version for spec in specs],
-        "ready_versions": sorted(live_versions),
+        "ready_versions": sorted(live_versions & {spec.version for spec in specs}),
         "signature": newest.signature,
         "inputs": [tensor.to_json() for tensor in newest.inputs],
         "outputs": [tensor.to_json() for tensor in newest.outputs],

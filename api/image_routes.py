@@ -15,7 +15,7 @@ from api.answers import item_answers
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
-from api.tensors import served_model, submit
+from api.tensors import check_version, served_model, submit
 from api.uploads import read_upload
 from inferq.jobs import DONE, FAILED, JobRecord
 from inferq.model_spec import ModelSpec
@@ -40,6 +40,7 @@ def recognize_with(name: str, version: int | None = None) -> Response:
     outcome = rt.queue.wait(submitted)
     if outcome.status == FAILED:
         raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
+    check_version(served, (outcome.answer or {}).get("model_version"))
     answers = item_answers(upload.filenames, outcome, served.spec)
     body = answers[0] if len(answers) == 1 else {"results": answers}
     return jsonify({**body, "job_id": submitted.job_id})

@@ -70,13 +70,20 @@ def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[Te
     answer = outcome.answer or {}
     version = answer.get("model_version")
     values = answer.get("outputs", {})
-    if served.addressed and version != served.version:  # workers moving between versions; the queue does not route by one
-        raise unavailable(f"version {served.version} was asked for but version {version} answered: the "
-                          "workers are changing versions; try again")
+    check_version(served, version)
     missing = [tensor.name for tensor in outputs if tensor.name not in values]
     if missing:
-        raise unavailable(f"model version {version} answered without {missing}: the served model changed; try again")
+        raise unavailable(f"model version {version} answered without {', '.join(map(repr, missing))}: the served "
+                          "model changed; try again")
     return Answer(int(version), {tensor.name: as_array(values[tensor.name], tensor) for tensor in outputs})
+
+
+def check_version(served: Served, version: object) -> None:
+    """A 503 where the request named a version and another answered (workers moving between versions):
+    an answer from another version than the one addressed is no answer."""
+    if served.addressed and version != served.version:
+        raise unavailable(f"version {served.version} was asked for but version {version} answered: the "
+                          "workers are changing versions; try again")
 
 
 def as_array(values: list, tensor: TensorSpec) -> np.ndarray:

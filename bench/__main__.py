@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one model, fewer and shorter points: about two minutes")
-    parser.add_argument("--model", help="a model directory (versions under it), a SavedModel directory, a name under "
-                        f"MODEL_DIR, or one of {', '.join(models.REGIMES)}")
+    parser.add_argument("--model", help="a model directory (versions under it), a SavedModel directory, the name of "
+                        f"a model in MODEL_REPOSITORY, or one of {', '.join(models.REGIMES)}")
     parser.add_argument("--servers", default=",".join(API_SERVERS),
                         help="HTTP servers to measure inferq and the reference under, side by side; the first "
                              "for every scenario, the others for the sync sweeps (default: %(default)s)")

@@ -4,7 +4,7 @@ with one TensorFlow thread (the workers' default) and with one per core.
 It tells a model's regime without the service around it: how much a call of 64 images costs against
 a call of one (what batching can buy), and what a second thread buys against a second worker.
 
-    python -m bench.calls MODEL_DIR      # the newest version under MODEL_DIR
+    python -m bench.calls models/mnist      # the newest version of a model directory
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inferq import mnist_contract, repository
+from inferq import mnist_contract, model_config, repository
 
 #: Calls are repeated for at least this long, and at least MIN_CALLS times, per point.
 SECONDS_PER_POINT = 0.5
@@ -46,8 +46,10 @@ def measure(model_dir: str | Path, batches: list[int], threads: list[int]) -> li
     if version is None:
         raise ValueError(f"no model in {model_dir}")
     points = []
+    config = model_config.load(model_dir)  # its config.json, if it has one, as the worker reads it
     for count in threads:
-        model = load_version(model_dir, Path(model_dir).name, version, intra_op_threads=count, inter_op_threads=1)
+        model = load_version(model_dir, Path(model_dir).name, version, config=config, intra_op_threads=count,
+                             inter_op_threads=1)
         for batch in batches:
             inputs = {mnist_contract.SIGNATURE_INPUT: images[:batch]}
             model.predict(inputs)  # the first call of a shape sets up its kernels

@@ -20,8 +20,8 @@ import redis
 
 from api.task_messages import TaskMessages
 from bench.redis_usage import RedisUsage
-from bench.systems import workers_only
-from inferq import keys, messages, priorities
+from bench.systems import SERVED_MODEL, workers_only
+from inferq import keys, messages, mnist_contract, priorities
 from inferq.broker import bell
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
@@ -54,18 +54,22 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
     settings = Settings(redis_url=redis_url)
     client = connect(redis_url, sentinel_master=settings.redis_sentinel_master)
     store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
-    task_messages = TaskMessages(make_celery(settings), settings.queue_name)
-    queue = priorities.queue(settings.queue_name, BULK)
+    task_messages = TaskMessages(make_celery(settings), settings)
+    # The queue of the model the workers serve (``bench.systems``), at bulk priority.
+    queue = priorities.queue(settings.model_queue(SERVED_MODEL), BULK)
     # Filled beside the queue and moved into place once every worker waits on it, so that all of
     # them drain it from the start.
     staging = f"{queue}.staging"
-    pixels = [images[i:i + per_message].tobytes() for i in range(0, 50 * per_message, per_message)]
+    # As the API queues images for the MNIST input: uint8 pixels, [images, 784], under its name.
+    pixels = [{mnist_contract.SIGNATURE_INPUT: images[i:i + per_message].reshape(-1, mnist_contract.N_INPUT)}
+              for i in range(0, 50 * per_message, per_message)]
     job_ids = []
     before_fill = RedisUsage.read(client)
     for n in range(count):
         job_id = str(uuid.uuid4())
-        envelope = task_messages.envelope([messages.JobInput(job_id, pixels[n % 50], None, BULK)], BULK)
-        store.admit([(job_id, [""] * per_message)], priority=BULK,
+        envelope = task_messages.envelope(SERVED_MODEL, [messages.JobInput(job_id, pixels[n % 50], None, BULK)],
+                                          BULK)
+        store.admit([(job_id, [""] * per_message)], model=SERVED_MODEL, priority=BULK,
                     enqueue=dataclasses.replace(envelope, queue_key=staging))
         job_ids.append(job_id)
     admitting = RedisUsage.read(client).since(before_fill)
@@ -78,7 +82,8 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
             pipe.rename(staging, queue)
             pipe.rename(bell(staging), bell(queue))
             pipe.execute()
-        _wait(lambda: store.queued_images()[BULK] == 0, deadline, "the workers to drain the queue")
+        _wait(lambda: store.queued_images([SERVED_MODEL])[SERVED_MODEL][BULK] == 0, deadline,
+              "the workers to drain the queue")
         draining = RedisUsage.read(client).since(before_drain)
 
     with client.pipeline(transaction=False) as pipe:

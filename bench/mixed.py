@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench import systems
+from bench import models, systems
 from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
 from bench.load import SyncPoint, wrk
 from inferq import keys
-from inferq.mnist_contract import newest_version
 from inferq.priorities import BULK
+from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -104,7 +104,7 @@ def bulk_images_per_s(client: redis.Redis, job_ids: list[str], window: Window) -
 def wait_full(client: redis.Redis, limit: int, timeout_s: float = 60) -> None:
     """Until the bulk queue is within one job of its limit."""
     deadline = time.monotonic() + timeout_s
-    while int(client.get(keys.queued_images(BULK)) or 0) < limit - JOB_IMAGES:
+    while _queued_bulk(client) < limit - JOB_IMAGES:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the bulk producer did not fill the queue to {limit} images in {timeout_s:g} s")
         time.sleep(0.05)
@@ -113,10 +113,15 @@ def wait_full(client: redis.Redis, limit: int, timeout_s: float = 60) -> None:
 def wait_drained(client: redis.Redis, timeout_s: float = 120) -> None:
     """Until the backlog left behind is answered, so that what runs next starts on an empty queue."""
     deadline = time.monotonic() + timeout_s
-    while int(client.get(keys.queued_images(BULK)) or 0) > 0:
+    while _queued_bulk(client) > 0:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the bulk backlog was not answered in {timeout_s:g} s")
         time.sleep(0.1)
+
+
+def _queued_bulk(client: redis.Redis) -> int:
+    """Bulk images queued for the model the system serves (``bench.systems``)."""
+    return int(client.get(keys.queued_images(systems.SERVED_MODEL, BULK)) or 0)
 
 
 @dataclasses.dataclass
@@ -184,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    if newest_version(settings.model_dir) is None:
-        print(f"bench.mixed: no model in {settings.model_dir}/; `make train` makes one", file=sys.stderr)
+    model_dir = models.mnist_dir(settings)
+    if newest_version(model_dir) is None:
+        print(f"bench.mixed: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
         return 1
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
-    with systems.redis_server(work) as redis_url, systems.inferq(redis_url, settings.model_dir) as base:
+    with systems.redis_server(work) as redis_url, systems.inferq(redis_url, str(model_dir)) as base:
         result = mixed(base, redis_url, settings.max_queue_depth, images, bodies, 4 if args.quick else 10)
     print(table(result))
     print(json.dumps(dataclasses.asdict(result)))

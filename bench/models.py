@@ -1,12 +1,15 @@
 """The models a benchmark run serves: one per regime by default, or any SavedModel that takes MNIST images.
 
-Each is a model directory (``<dir>/<version>/saved_model.pb``) that inferq's workers and the seed's
-reference server both load. The three regimes, by what a request's time goes to:
+Each is a model directory (``<dir>/<version>/saved_model.pb``) that inferq's workers (``bench.systems``
+serves it as the default model) and the seed's reference server both load. The three regimes, by
+what a request's time goes to:
 
-- ``mnist``, the seed's MLP (784-256-256-10, MODEL_DIR's model, trained if there is none): a model
-  call costs less than the HTTP request around it — HTTP-bound.
-- ``mnist_cnn``, the trainer's CNN (``<MODEL_DIR>/mnist_cnn``; untrained when there is none, since
-  training it takes minutes, longer than the benchmark): arithmetic per image dominates — compute-bound.
+- ``mnist``, the seed's MLP (784-256-256-10, the repository's ``mnist``, ``<MODEL_REPOSITORY>/mnist``, or
+  MODEL_DIR's model where that is set; trained there if there is none): a model call costs less than
+  the HTTP request around it — HTTP-bound.
+- ``mnist_cnn``, the trainer's CNN (``<MODEL_REPOSITORY>/mnist_cnn``, where ``make train ARCH=cnn`` puts
+  it; untrained when there is none, since training it takes minutes, longer than the benchmark):
+  arithmetic per image dominates — compute-bound.
 - ``wide_mlp``, 784-2048x4-10, untrained: 56 MB of weights read on every call, whatever the batch, so
   a call of one image costs a good part of what a call of 64 does — weight-bound.
 
@@ -25,6 +28,7 @@ import sys
 from pathlib import Path
 
 from inferq import mnist_contract, repository
+from inferq.repository import Repository
 from inferq.settings import Settings
 
 REGIMES = {"mnist": "HTTP-bound", "mnist_cnn": "compute-bound", "wide_mlp": "weight-bound"}
@@ -50,14 +54,14 @@ class BenchModel:
 def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path, work: Path) -> list[BenchModel]:
     """The models to run: the three regimes (quick: the default one only) when ``spec`` is None, else
     the one ``spec`` names — a regime's name, a directory of versions, a SavedModel directory, or the
-    name of a directory under MODEL_DIR."""
+    name of a model in MODEL_REPOSITORY."""
     if spec is None:
         return [_regime_model(name, settings, data_dir, work) for name in ([DEFAULT] if quick else REGIMES)]
     if spec in REGIMES:
         return [_regime_model(spec, settings, data_dir, work)]
     path = Path(spec)
-    if not path.exists() and (Path(settings.model_dir) / spec).is_dir():
-        path = Path(settings.model_dir) / spec
+    if not path.exists():
+        path = next((named for named in _named(spec, settings) if named.is_dir()), path)
     name = path.resolve().name
     if (path / repository.SAVED_MODEL_FILE).is_file():
         if name.isdigit():  # a version directory: named by its model too
@@ -70,8 +74,8 @@ def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path
     version = repository.newest_version(path)
     if version is None:
         raise BenchModelError(
-            f"MODEL={spec}: not a SavedModel directory, a directory of versions, a directory under "
-            f"{settings.model_dir}/, or one of {', '.join(REGIMES)}"
+            f"MODEL={spec}: not a SavedModel directory, a directory of versions, a model of "
+            f"{settings.model_repository}/, or one of {', '.join(REGIMES)}"
         )
     return [BenchModel(name, "given", str(path), _trained_origin(path, version))]
 
@@ -79,22 +83,44 @@ def resolve(spec: str | None, *, quick: bool, settings: Settings, data_dir: Path
 def _regime_model(name: str, settings: Settings, data_dir: Path, work: Path) -> BenchModel:
     regime = REGIMES[name]
     if name == "mnist":
-        model_dir = Path(settings.model_dir)
+        model_dir = mnist_dir(settings)
         if repository.newest_version(model_dir) is None:
             print(f"bench: no model in {model_dir}/; training one", flush=True)
+            # MODEL_DIR names the trainer's output directory itself, wherever the model is.
             subprocess.run([sys.executable, "-m", "trainer", "--params", "config/model.json"], check=True,
                            env={**os.environ, "MNIST_DATA_DIR": str(data_dir), "MODEL_DIR": str(model_dir)})
         version = repository.newest_version(model_dir)
         return BenchModel(name, regime, str(model_dir), _trained_origin(model_dir, version))
     if name == "mnist_cnn":
-        model_dir = Path(settings.model_dir) / CNN_DIR_NAME
-        version = repository.newest_version(model_dir)
-        if version is not None:
-            return BenchModel(name, regime, str(model_dir), _trained_origin(model_dir, version))
+        places = _named(CNN_DIR_NAME, settings)
+        for model_dir in places:
+            version = repository.newest_version(model_dir)
+            if version is not None:
+                return BenchModel(name, regime, str(model_dir), _trained_origin(model_dir, version))
         built = write_untrained_cnn(work / "models" / name)
-        return BenchModel(name, regime, str(built), f"untrained (no model in {model_dir}/: `make train ARCH=cnn`)")
+        return BenchModel(name, regime, str(built), f"untrained (no model in {places[0]}/: `make train ARCH=cnn`)")
     built = write_wide_mlp(work / "models" / name)
     return BenchModel(name, regime, str(built), f"untrained 784-{WIDE_WIDTH}x{WIDE_DEPTH}-10, built for the run")
+
+
+def mnist_dir(settings: Settings) -> Path:
+    """The seed's MLP: MODEL_DIR where it is set (the first releases' one model), else the
+    repository's ``mnist``, where ``make train`` and ``make up`` put it."""
+    if settings.model_dir:
+        return Path(settings.model_dir)
+    return Repository(settings.model_repository, single_model_name=settings.model_name).model_dir(DEFAULT)
+
+
+def _named(name: str, settings: Settings) -> list[Path]:
+    """Where a model called ``name`` may be, in order: the repository's model of that name, then,
+    with MODEL_DIR set, a directory of that name under it (where the first releases' layout kept the
+    CNN)."""
+    if not repository.NAME_PATTERN.fullmatch(name):
+        return []
+    places = [Path(settings.model_repository) / name]
+    if settings.model_dir:
+        places.append(Path(settings.model_dir) / name)
+    return places
 
 
 def write_wide_mlp(model_dir: Path, width: int = WIDE_WIDTH, depth: int = WIDE_DEPTH) -> Path:

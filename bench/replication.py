@@ -25,7 +25,7 @@ import numpy as np
 import redis
 
 from api.task_messages import TaskMessages
-from inferq import messages
+from inferq import messages, mnist_contract
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.priorities import BULK
@@ -63,14 +63,19 @@ def _wait(condition, what: str, timeout_s: float = 30) -> None:
         time.sleep(0.05)
 
 
-def admission_latencies(store: JobStore, task_messages: TaskMessages, pixels: bytes, count: int) -> list[float]:
+#: The model the admitted jobs are for: no worker runs them, so any name does; the default model's.
+MODEL = Settings().default_model
+
+
+def admission_latencies(store: JobStore, task_messages: TaskMessages, pixels: np.ndarray, count: int) -> list[float]:
     """Seconds each of ``count`` admissions (a one-image job and its message) took, one after another."""
     took = []
     for _ in range(count):
         job_id = str(uuid.uuid4())
-        envelope = task_messages.envelope([messages.JobInput(job_id, pixels, None, BULK)], BULK)
+        inputs = {mnist_contract.SIGNATURE_INPUT: pixels}
+        envelope = task_messages.envelope(MODEL, [messages.JobInput(job_id, inputs, None, BULK)], BULK)
         started = time.perf_counter()
-        store.admit([(job_id, ["digit.png"])], priority=BULK, enqueue=envelope)
+        store.admit([(job_id, ["digit.png"])], model=MODEL, priority=BULK, enqueue=envelope)
         took.append(time.perf_counter() - started)
     return took
 
@@ -81,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admissions", type=int, default=2000, help="admissions per block (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="blocks per setting (default 3)")
     args = parser.parse_args(argv)
-    pixels = np.random.default_rng(0).integers(0, 255, 784, dtype=np.uint8).tobytes()
+    pixels = np.random.default_rng(0).integers(0, 255, (1, mnist_contract.N_INPUT), dtype=np.uint8)
     took: dict[int, list[float]] = {0: [], 1: []}
     with primary_and_replica(Path(tempfile.mkdtemp(prefix="inferq-replication-"))) as (primary, _):
         settings = Settings(redis_url=primary, max_queue_depth=10_000_000)
         client = redis.Redis.from_url(primary)
-        task_messages = TaskMessages(make_celery(settings), settings.queue_name)
+        task_messages = TaskMessages(make_celery(settings), settings)
         stores = {replicas: JobStore(client, result_ttl_s=60, depth_limits=settings.depth_limits,
                                      replicas=replicas, replica_timeout_ms=settings.redis_replica_ack_timeout_ms)
                   for replicas in took}

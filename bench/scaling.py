@@ -7,8 +7,9 @@ drained (``bench.drain``). Each row gives the rate, and Redis's own CPU time and
 message, read from INFO. From those: Redis, one thread, runs out of CPU at about
 1 s / (its CPU per message) messages a second, which is that many times one worker's rate.
 
-The model is MODEL_DIR's newest (``make train``, or ``python -m trainer --epochs 1``: the weights do
-not change what a call costs). Redis is an embedded one, or REDIS_URL's.
+The model is the MNIST MLP's newest version, ``<MODEL_REPOSITORY>/mnist`` or MODEL_DIR's where that is
+set (``make train``, or ``python -m trainer --epochs 1``: the weights do not change what a call costs).
+Redis is an embedded one, or REDIS_URL's.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import systems
+from bench import models, systems
 from bench.bodies import test_digits
 from bench.drain import DrainResult, drain
-from inferq.mnist_contract import newest_version
+from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -37,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the worker counts (default 2)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    if newest_version(settings.model_dir) is None:
-        print(f"bench.scaling: no model in {settings.model_dir}/; `make train` makes one", file=sys.stderr)
+    model_dir = models.mnist_dir(settings)
+    if newest_version(model_dir) is None:
+        print(f"bench.scaling: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
         return 1
     counts = [int(count) for count in args.workers.split(",")]
     images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     with systems.redis_server(Path(tempfile.mkdtemp(prefix="inferq-scaling-"))) as redis_url:
         for _ in range(args.rounds):
             for workers in counts:
-                result = drain(redis_url, settings.model_dir, images, count=args.messages, per_message=1,
+                result = drain(redis_url, str(model_dir), images, count=args.messages, per_message=1,
                                workers=workers)
                 results.append(result)
                 frequent = ", ".join(f"{name} {calls:g}" for name, calls in result.drain_commands_by_name.items()

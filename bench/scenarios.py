@@ -163,8 +163,18 @@ def _batch_totals(base: str) -> tuple[float, float] | None:
             text = response.read().decode()
     except OSError:
         return None
-    found = dict(re.findall(r"^inferq_worker_batch_images_(sum|count) (\S+)$", text, re.MULTILINE))
-    return (float(found.get("sum", 0)), float(found.get("count", 0))) if found else (0.0, 0.0)
+    return batch_totals(text)
+
+
+def batch_totals(metrics: str, model: str = systems.SERVED_MODEL) -> tuple[float, float]:
+    """Images and batches of ``model`` in a /metrics text: its samples, one a version, summed."""
+    label = f'model="{model}"'
+    totals = {"sum": 0.0, "count": 0.0}
+    for kind, labels, value in re.findall(r"^inferq_worker_batch_images_(sum|count)\{([^}]*)\} (\S+)$", metrics,
+                                          re.MULTILINE):
+        if label in labels.split(","):
+            totals[kind] += float(value)
+    return totals["sum"], totals["count"]
 
 
 def _mean_batch_since(base: str, before: tuple[float, float], point: SyncPoint) -> float | None:

@@ -3,25 +3,28 @@
 Flask holds the SavedModel and makes one session call per request (no queue, no batching),
 served with 2 processes x 8 threads by the HTTP server inferq is measured under (gunicorn gthread,
 or granian's WSGI interface: ``bench/systems.py``).
-Like the seed it loads ``MODEL_DIR/<newest>`` with tags ["model"], feeds the raw pixels of the
-upload to ``inputdata`` and answers ``{"filename": ..., "labels": [...]}`` from ``inference``.
+Like the seed it loads the newest version of one model's directory (MODEL_DIR, which
+``bench.systems`` sets to the model measured; unset, the MNIST MLP's, ``<MODEL_REPOSITORY>/mnist``)
+with tags ["model"], feeds the raw pixels of the upload to ``inputdata`` and answers
+``{"filename": ..., "labels": [...]}`` from ``inference``.
 """
 
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import tensorflow as tf
 from flask import Flask, jsonify, request
 from PIL import Image
 
-from inferq.mnist_contract import newest_version, version_dir
+from bench.models import mnist_dir
+from inferq.repository import newest_version, version_dir
+from inferq.settings import Settings
 
 
 def create_app(model_dir: str | None = None) -> Flask:
-    model_dir = model_dir or os.environ.get("MODEL_DIR", "models")
+    model_dir = model_dir or str(mnist_dir(Settings.from_env()))
     version = newest_version(model_dir)
     if version is None:
         raise SystemExit(f"no model under {model_dir}")

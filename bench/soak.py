@@ -22,9 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench import systems
+from bench import models, systems
 from bench.bodies import one_image_bodies, test_digits
 from bench.load import SCRIPT, wrk
+from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -43,11 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
+    model_dir = models.mnist_dir(settings)
+    if newest_version(model_dir) is None:
+        print(f"bench.soak: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
+        return 1
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-soak-"))
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
     with systems.redis_server(work) as redis_url, \
-            systems.inferq_processes(redis_url, settings.model_dir) as running:
+            systems.inferq_processes(redis_url, str(model_dir)) as running:
         rps = args.rps or args.fraction * wrk(running.base_url, 64, 5, bodies).rps
         print(f"soak: {rps:.0f} requests/s for {args.seconds:g} s, {CONNECTIONS} clients", flush=True)
         started = time.monotonic()

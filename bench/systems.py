@@ -2,7 +2,10 @@
 under the HTTP server (API_SERVER) asked for.
 
 They share one embedded Redis (or REDIS_URL's) and are started and stopped as plain processes,
-with the commands ``make up`` uses.
+with the commands ``make up`` uses. inferq serves the one model measured from a model repository
+of its own, as ``make up`` serves MODEL_REPOSITORY: the model's directory of versions, named there
+as the default model (``SERVED_MODEL``), so that ``POST /recognize`` answers with it whatever the
+model is; the reference server loads the same directory's newest SavedModel.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +27,9 @@ from launcher.processes import Child, descendants, free_port
 from launcher.redis_server import embedded_redis
 
 START_TIMEOUT_S = 180.0
+#: The name the model measured is served under: the default model (DEFAULT_MODEL), the one
+#: ``POST /recognize`` and ``POST /jobs`` answer with.
+SERVED_MODEL = Settings().default_model
 
 
 @contextlib.contextmanager
@@ -53,22 +60,43 @@ class Running:
 
 
 @contextlib.contextmanager
-def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[Running]:
-    """Workers and the API on a free port, once ready."""
-    port = free_port()
-    env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, PORT=port, HEARTBEAT_INTERVAL_S=0.5,
-               LOG_LEVEL="WARNING", **settings)
-    config = Settings.from_env(env)
-    children = [Child(f"worker {i}", worker_command(config, i), env) for i in range(workers)]
-    children.append(Child("api", api_command(), env))
-    base = f"http://127.0.0.1:{port}"
+def serving_repository(model_dir: str | Path) -> Iterator[Path]:
+    """A model repository holding ``model_dir`` (a directory of versions) alone, as SERVED_MODEL: a
+    temporary directory with a link to it, removed afterwards (the model is left alone)."""
+    root = Path(tempfile.mkdtemp(prefix="inferq-bench-repository-"))
+    link = root / SERVED_MODEL
     try:
-        for child in children:
-            child.start()
-        _wait(lambda: _answers(f"{base}/readyz"), START_TIMEOUT_S, "inferq to be ready", children)
-        yield Running(base, children)
+        link.symlink_to(Path(model_dir).resolve(), target_is_directory=True)
+        yield root
     finally:
-        _stop(children)
+        link.unlink(missing_ok=True)
+        root.rmdir()
+
+
+def _serving_env(repository: Path, **settings: object) -> dict[str, str]:
+    """The environment of inferq's processes serving ``repository``: the settings that choose what
+    is served are set here, whatever the caller's environment says (an empty MODEL_DIR is unset)."""
+    return _env(MODEL_REPOSITORY=repository, MODEL_DIR="", WORKER_MODELS="", DEFAULT_MODEL=SERVED_MODEL,
+                HEARTBEAT_INTERVAL_S=0.5, LOG_LEVEL="WARNING", **settings)
+
+
+@contextlib.contextmanager
+def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[Running]:
+    """Workers and the API on a free port serving ``model_dir`` as SERVED_MODEL, once ready."""
+    port = free_port()
+    with serving_repository(model_dir) as repository:
+        env = _serving_env(repository, REDIS_URL=redis_url, PORT=port, **settings)
+        config = Settings.from_env(env)
+        children = [Child(f"worker {i}", worker_command(config, i), env) for i in range(workers)]
+        children.append(Child("api", api_command(), env))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for child in children:
+                child.start()
+            _wait(lambda: _answers(f"{base}/readyz"), START_TIMEOUT_S, "inferq to be ready", children)
+            yield Running(base, children)
+        finally:
+            _stop(children)
 
 
 @contextlib.contextmanager
@@ -80,15 +108,17 @@ def inferq(redis_url: str, model_dir: str, **settings: object) -> Iterator[str]:
 
 @contextlib.contextmanager
 def workers_only(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[None]:
-    """``workers`` worker processes (solo pool, as ``make up`` starts them) and no API."""
-    env = _env(REDIS_URL=redis_url, MODEL_DIR=model_dir, HEARTBEAT_INTERVAL_S=0.5, LOG_LEVEL="WARNING", **settings)
-    children = [Child(f"worker {i}", worker_command(Settings.from_env(env), i), env) for i in range(workers)]
-    try:
-        for child in children:
-            child.start()
-        yield
-    finally:
-        _stop(children)
+    """``workers`` worker processes (solo pool, as ``make up`` starts them) serving ``model_dir`` as
+    SERVED_MODEL, and no API."""
+    with serving_repository(model_dir) as repository:
+        env = _serving_env(repository, REDIS_URL=redis_url, **settings)
+        children = [Child(f"worker {i}", worker_command(Settings.from_env(env), i), env) for i in range(workers)]
+        try:
+            for child in children:
+                child.start()
+            yield
+        finally:
+            _stop(children)
 
 
 @contextlib.contextmanager
@@ -97,7 +127,7 @@ def seed_reference(model_dir: str, probe_body: bytes, server: str = "gunicorn") 
     under ``server``: the HTTP server inferq is measured under, so that their ratio compares the
     architectures rather than the servers."""
     port = free_port()
-    env = _env(MODEL_DIR=model_dir)
+    env = _env(MODEL_DIR=Path(model_dir).resolve())
     child = Child("seed reference", _seed_command(server, port), env)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -140,8 +170,6 @@ def _recognizes(url: str, body: bytes) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
 
 
 def _wait(condition, timeout_s: float, what: str, children: list[Child]) -> None:

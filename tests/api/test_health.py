@@ -1,7 +1,10 @@
+import io
 import time
 
 import pytest
 
+from inferq.catalog import ModelCatalog
+from tests.support.specs import CIFAR_LABELS, image_classifier_spec, mnist_spec, pair_spec, tabular_spec
 from tests.support.stand_in import publish_heartbeat
 
 
@@ -31,7 +34,21 @@ def test_ready_once_a_worker_has_a_model(client, fake_redis):
     publish_heartbeat(fake_redis, version=4)
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "workers": 1, "model_versions": [4]}
+    assert response.get_json() == {"status": "ready", "workers": 1, "models": {"mnist": [4]}}
+
+
+def test_not_ready_while_a_catalogued_model_has_no_live_worker(client, fake_redis):
+    ModelCatalog(fake_redis).publish([tabular_spec(1)])  # its workers are gone; the catalog keeps it
+    publish_heartbeat(fake_redis, version=4)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "not ready: no live worker serves iris", "reason": "no_worker",
+                                   "models_without_workers": ["iris"]}
+    optional = client.get("/readyz?workers=optional")
+    assert optional.status_code == 200
+    assert optional.get_json() == {"status": "ready", "workers": 1, "models": {"mnist": [4]}}
+    publish_heartbeat(fake_redis, name="b:2", specs=[tabular_spec(1)])
+    assert client.get("/readyz").get_json() == {"status": "ready", "workers": 2, "models": {"iris": [1], "mnist": [4]}}
 
 
 def test_not_ready_when_the_broker_is_down(make_app, unreachable_redis):
@@ -47,23 +64,98 @@ def test_a_worker_that_stopped_beating_is_gone(client, fake_redis):
     assert client.get("/readyz").status_code == 503
 
 
+MNIST_TENSORS = {
+    "signature": "serving_default",
+    "inputs": [{"name": "inputdata", "dtype": "float32", "shape": [-1, 784], "tensor_name": "inputdata:0"}],
+    "outputs": [{"name": "labels", "dtype": "int64", "shape": [-1], "tensor_name": "inference:0"},
+                {"name": "probabilities", "dtype": "float32", "shape": [-1, 10], "tensor_name": "probabilities:0"}],
+}
+
+
 def test_models_shows_what_live_workers_serve(client, fake_redis):
     publish_heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 5])
     publish_heartbeat(fake_redis, name="b:2", version=5)
-    body = client.get("/models").get_json()
-    assert body["name"] == "mnist"
-    assert body["versions"] == [4, 5]
-    assert body["served_version"] == 5
-    assert {w["name"]: (w["batches"], w["images"]) for w in body["workers"]} == {"a:1": (2, 8), "b:2": (0, 0)}
+    assert client.get("/models").get_json() == {"models": [{
+        "name": "mnist", "versions": [4, 5], "ready_versions": [4, 5], **MNIST_TENSORS,
+        "batching": {"max_batch_size": 64, "max_batch_wait_ms": 5.0}, "labels": None,
+        "version_policy": {"latest": 1},
+    }]}
+
+
+def test_models_lists_every_model_with_its_versions_tensors_and_batching(client, fake_redis):
+    publish_heartbeat(fake_redis, specs=[mnist_spec(4), image_classifier_spec(1), image_classifier_spec(2),
+                                         tabular_spec(7)])
+    ModelCatalog(fake_redis).publish([pair_spec(1)])  # catalogued, no live worker
+    models = client.get("/models").get_json()["models"]
+    assert [(model["name"], model["versions"], model["ready_versions"]) for model in models] == [
+        ("cifar", [1, 2], [1, 2]), ("iris", [7], [7]), ("mnist", [4], [4]), ("pair", [1], [])]
+    cifar = models[0]
+    assert cifar["inputs"] == [{"name": "image", "dtype": "float32", "shape": [-1, 32, 32, 3],
+                                "tensor_name": "image:0"}]
+    assert cifar["outputs"] == [{"name": "scores", "dtype": "float32", "shape": [-1, 10], "tensor_name": "scores:0"}]
+    assert cifar["batching"] == {"max_batch_size": 16, "max_batch_wait_ms": 2.0}  # its config's, not the server's
+    assert cifar["labels"] == list(CIFAR_LABELS)
+    assert cifar["version_policy"] == {"latest": 2}
+    assert models[2]["batching"] == {"max_batch_size": 64, "max_batch_wait_ms": 5.0}  # MAX_BATCH_SIZE, _WAIT_MS
+    assert [tensor["name"] for tensor in models[3]["inputs"]] == ["ids", "weights"]
+
+
+def test_one_model_and_one_version_of_it(client, fake_redis):
+    publish_heartbeat(fake_redis, specs=[image_classifier_spec(1), image_classifier_spec(2)])
+    publish_heartbeat(fake_redis, name="b:2", version=4)
+    everything = {model["name"]: model for model in client.get("/models").get_json()["models"]}
+    assert client.get("/models/cifar").get_json() == everything["cifar"]
+    assert client.get("/models/mnist").get_json() == everything["mnist"]
+    one = client.get("/models/cifar/versions/1").get_json()
+    assert (one["name"], one["versions"], one["ready_versions"]) == ("cifar", [1], [1])
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/models/fashion", "no model 'fashion'; served: 'cifar', 'mnist'"),
+    ("/models/cifar/versions/3", "model 'cifar' version 3 is not served; served: 1"),
+])
+def test_an_unknown_model_or_version_is_404(client, fake_redis, path, message):
+    publish_heartbeat(fake_redis, specs=[image_classifier_spec(1), mnist_spec(4)])
+    response = client.get(path)
+    assert (response.status_code, response.get_json()) == (404, {"error": message})
+
+
+def test_the_default_model_before_any_worker_described_it_is_503(client):
+    response = client.get("/models/mnist")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json() == {"error": "no worker has loaded model 'mnist' yet; try again shortly",
+                                   "reason": "no_worker"}
+    assert client.get("/models").get_json() == {"models": []}
 
 
 def test_status_sums_up_the_system(client, fake_redis):
     publish_heartbeat(fake_redis, name="a:1", version=4, batch_sizes=[3, 64])
     body = client.get("/status").get_json()
-    assert body == {"ready": True, "workers": 1, "model_versions": [4], "queued_images": 0,
+    assert body == {"ready": True, "workers": 1, "default_model": "mnist", "model_versions": [4],
+                    "models": {"mnist": {"versions": [4], "queued_images": {"interactive": 0, "bulk": 0}}},
+                    "queued_images": 0,
                     "lanes": {"interactive": {"queued_images": 0, "limit": 10_000},
                               "bulk": {"queued_images": 0, "limit": 100_000}},
                     "recent_batch_sizes": {"a:1": [3, 64]}}
+
+
+def test_status_counts_each_models_queue(make_app, fake_redis, digit_104):
+    publish_heartbeat(fake_redis, specs=[mnist_spec(4), tabular_spec(1)])
+    ModelCatalog(fake_redis).publish([image_classifier_spec(1)])  # no live worker
+    app, worker = make_app()
+    worker.answer = False  # nothing drains
+    client = app.test_client()
+    assert client.post("/jobs", data={"image": [(io.BytesIO(digit_104), "a.png")]}).status_code == 202
+    assert client.post("/v1/models/iris:predict", json={"instances": [[0.0] * 4] * 3}).status_code == 504
+    body = client.get("/status").get_json()
+    assert body["ready"] is False  # cifar has no live worker
+    assert body["models"] == {
+        "cifar": {"versions": [], "queued_images": {"interactive": 0, "bulk": 0}},
+        "iris": {"versions": [1], "queued_images": {"interactive": 3, "bulk": 0}},
+        "mnist": {"versions": [4], "queued_images": {"interactive": 0, "bulk": 1}},
+    }
+    assert body["lanes"]["interactive"]["queued_images"] == 3 and body["lanes"]["bulk"]["queued_images"] == 1
+    assert body["queued_images"] == 4
 
 
 def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
@@ -75,9 +167,9 @@ def test_one_scrape_shows_the_api_the_queue_and_the_workers(client, fake_redis):
     assert 'inferq_queue_images{model="mnist",priority="interactive"} 0.0' in text
     assert 'inferq_queue_images{model="mnist",priority="bulk"} 0.0' in text
     assert "inferq_workers 2.0" in text
-    assert "inferq_worker_batch_images_count 3.0" in text
-    assert "inferq_worker_batch_images_sum 160.0" in text
-    assert 'inferq_worker_batch_images_bucket{le="32.0"} 1.0' in text
+    assert 'inferq_worker_batch_images_count{model="mnist",version="4"} 3.0' in text
+    assert 'inferq_worker_batch_images_sum{model="mnist",version="4"} 160.0' in text
+    assert 'inferq_worker_batch_images_bucket{le="32.0",model="mnist",version="4"} 1.0' in text
 
 
 @pytest.mark.parametrize("path", ["/recognize", "/jobs", "/models", "/metrics"])
@@ -100,7 +192,7 @@ def test_with_workers_optional_an_api_is_ready_once_redis_answers(client, fake_r
     assert client.get("/readyz").status_code == 503
     response = client.get("/readyz?workers=optional")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ready", "workers": 0, "model_versions": []}
+    assert response.get_json() == {"status": "ready", "workers": 0, "models": {}}
     publish_heartbeat(fake_redis, version=4)
     assert client.get("/readyz?workers=optional").get_json()["workers"] == 1
 

@@ -73,7 +73,8 @@ def test_a_sync_job_that_expired_is_a_504_with_its_job_id(client, worker, digit_
     assert job["status"] == "expired" and "deadline passed" in job["error"] and job["result"] is None
 
 
-def test_a_full_bulk_queue_refuses_bulk_work_and_takes_interactive_work(make_app, digit_104):
+def test_a_full_bulk_queue_refuses_bulk_work_and_takes_interactive_work(make_app, serve, digit_104):
+    serve()
     app, worker = make_app(max_queue_depth=2, max_interactive_queue_depth=3, max_images_per_request=2)
     worker.answer = False  # nothing drains
     client = app.test_client()
@@ -81,8 +82,8 @@ def test_a_full_bulk_queue_refuses_bulk_work_and_takes_interactive_work(make_app
     assert client.post("/jobs", data=form(digit_104)).status_code == 202
     refused = client.post("/jobs", data=form(digit_104))
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
-    assert refused.get_json() == {"error": "the bulk queue is full (2 images waiting); try again shortly",
-                                  "reason": "queue_full", "priority": BULK}
+    assert refused.get_json() == {"error": "model 'mnist': the bulk queue is full (2 items waiting); try again "
+                                           "shortly", "reason": "queue_full", "priority": BULK, "model": "mnist"}
     accepted = [client.post("/jobs", data=form(digit_104, priority="interactive")) for _ in range(3)]
     assert [response.status_code for response in accepted] == [202] * 3
     assert client.post("/jobs", data=form(digit_104, priority="interactive")).get_json()["priority"] == INTERACTIVE

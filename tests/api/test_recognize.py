@@ -50,7 +50,8 @@ def test_an_async_job_is_queued_then_polled(client, digit_104):
     assert job["created_at"] <= job["started_at"] <= job["finished_at"]
 
 
-def test_no_answer_in_time_is_a_504_with_a_job_to_poll(make_app, digit_104):
+def test_no_answer_in_time_is_a_504_with_a_job_to_poll(make_app, serve, digit_104):
+    serve()
     app, worker = make_app(sync_timeout_s=0.05)
     worker.answer = False
     response = app.test_client().post("/recognize", data=files(("104.png", digit_104)))
@@ -77,7 +78,8 @@ def test_unknown_and_malformed_job_ids_are_404(client, job_id):
     assert response.get_json()["error"].startswith(("no job", "no such route"))
 
 
-def test_backpressure_refuses_past_the_queue_depth(make_app, digit_104):
+def test_backpressure_refuses_past_the_queue_depth(make_app, serve, digit_104):
+    serve()
     app, worker = make_app(max_queue_depth=3, max_images_per_request=3)
     worker.answer = False
     client = app.test_client()
@@ -94,7 +96,7 @@ def test_a_broker_that_refuses_the_message_is_a_503_and_nothing_stays_admitted(c
     response = client.post("/recognize", data=files(("104.png", digit_104)))
     assert response.status_code == 503
     assert response.get_json() == BROKER_UNREACHABLE
-    assert worker.store.queued_images() == {"interactive": 0, "bulk": 0}
+    assert worker.store.queued_images(["mnist"]) == {"mnist": {"interactive": 0, "bulk": 0}}
 
 
 @pytest.mark.parametrize("unreachable", ["unreachable_redis", "unreachable_sentinels"])
@@ -111,7 +113,7 @@ def test_redis_out_of_reach_is_a_503_never_a_500(make_app, digit_104, request, u
 def test_images_count_as_accepted_in_the_metrics(client, digit_104):
     client.post("/recognize", data=files(("a", digit_104), ("b", digit_104)))
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert "inferq_images_accepted_total 2.0" in metrics
+    assert 'inferq_images_accepted_total{model="mnist"} 2.0' in metrics
     assert 'inferq_http_requests_total{method="POST",route="/recognize",status="200"} 1.0' in metrics
 
 
@@ -159,7 +161,8 @@ def test_broken_bulk_files_are_400(client, worker, content, words):
     assert not worker.sent
 
 
-def test_a_bulk_file_counts_against_the_images_per_request(make_app, mnist_test):
+def test_a_bulk_file_counts_against_the_images_per_request(make_app, serve, mnist_test):
+    serve()
     app, _ = make_app(max_images_per_request=10)
     response = app.test_client().post("/jobs", data={"images": [(io.BytesIO(idx_file(mnist_test[0][:11])), "b")]})
     assert response.status_code == 413

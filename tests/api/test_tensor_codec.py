@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from api.errors import ApiError
 from api.tensor_codec import decode_inputs, encode_outputs, requested_outputs
 from api.tensor_values import NUMPY
-from inferq.dtypes import BY_NAME
+from inferq.dtypes import BY_KSERVE, BY_NAME
 from inferq.model_spec import ModelSpec, TensorSpec
 
 DTYPES = list(BY_NAME)
@@ -135,6 +135,35 @@ def test_nan_and_infinities_are_floats():
     assert np.isnan(got[0, 0]) and np.isinf(got[0, 1])
 
 
+@pytest.mark.parametrize(("model", "sent"), [("float32", "UINT8"), ("float32", "INT16"), ("float64", "INT32"),
+                                             ("float64", "FP32"), ("int64", "UINT32"), ("int32", "INT8")])
+def test_a_narrower_number_type_that_converts_exactly_is_taken_as_sent(model, sent):
+    """UINT8 pixels for an FP32 input: kept narrow (the worker casts), a quarter of the message."""
+    spec = one(model, (-1, 3))
+    values = [[1, 2, 3], [4, 5, 127]]
+    narrow = NUMPY[BY_KSERVE[sent].name]
+    got = decode_inputs([{"name": "x", "datatype": sent, "shape": [2, 3], "data": values}], b"", spec,
+                        max_items=2)["x"]
+    assert got.dtype == narrow and got.tolist() == values
+    wire = np.array(values, narrow.newbyteorder("<")).tobytes()
+    binary = [{"name": "x", "datatype": sent, "shape": [2, 3], "parameters": {"binary_data_size": len(wire)}}]
+    got = decode_inputs(binary, wire, spec, max_items=2)["x"]
+    assert got.dtype == narrow and got.tolist() == values
+
+
+@pytest.mark.parametrize(("model", "sent"), [("int32", "UINT32"), ("uint8", "INT8"), ("float16", "INT16"),
+                                             ("int64", "FP32"), ("string", "UINT8"), ("bool", "UINT8")])
+def test_a_type_that_does_not_convert_exactly_is_refused(model, sent):
+    spec = one(model, (-1, 1))
+    message = refused([{"name": "x", "datatype": sent, "shape": [1, 1], "data": [1]}], spec)
+    assert message.startswith(f"input 'x': datatype {sent!r}; the model takes {spec.inputs[0].type.kserve} [-1, 1]")
+
+
+def test_a_narrower_type_is_still_checked_against_its_own_range():
+    message = refused(images([256] + ROW[1:], [1, 784], "UINT8"))
+    assert message == "input 'images': 256 at [0] does not fit UINT8 (0..255)"
+
+
 def test_whole_floats_are_integers():
     got = decode_inputs([{"name": "x", "datatype": "INT32", "shape": [1, 1], "data": [3.0]}], b"",
                         one("int32", (-1, 1)), max_items=1)["x"]
@@ -159,7 +188,12 @@ ROW = [0.0] * 784
     (images(ROW, [1, 784]) * 2, "input 'images' is sent twice"),
     ([], "no input 'images' (FP32 [-1, 784]) in the request; the model's inputs are 'images' (FP32 [-1, 784]), "
          "all of them needed"),
-    (images(ROW, [1, 784], "UINT8"), "input 'images': datatype 'UINT8'; the model takes FP32 [-1, 784]"),
+    (images(ROW, [1, 784], "FP64"), "input 'images': datatype 'FP64'; the model takes FP32 [-1, 784] (or a narrower "
+                                    "number type that converts to it exactly)"),
+    (images(ROW, [1, 784], "INT64"), "input 'images': datatype 'INT64'; the model takes FP32 [-1, 784]"),
+    (images(ROW, [1, 784], "BOOL"), "input 'images': datatype 'BOOL'; the model takes FP32 [-1, 784]"),
+    (images(ROW, [1, 784], "BYTES"), "input 'images': datatype 'BYTES'; the model takes FP32 [-1, 784]"),
+    (images(ROW, [1, 784], "fp32"), "input 'images': datatype 'fp32'; the model takes FP32 [-1, 784]"),
     (images(ROW, "784"), "input 'images': 'shape' must be a list of sizes (whole numbers, 0 or more), got '784'"),
     (images(ROW, [1, -784]),
      "input 'images': 'shape' must be a list of sizes (whole numbers, 0 or more), got [1, -784]"),

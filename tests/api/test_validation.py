@@ -51,10 +51,11 @@ def test_one_bad_image_refuses_the_request_before_anything_is_queued(client, wor
     response = client.post("/recognize", data=files(("ok.png", digit_104), ("bad.png", b"\x89PNG broken")))
     assert_json_error(response, 400, "image 1", "bad.png")
     assert not worker.sent
-    assert worker.store.queued_images() == {"interactive": 0, "bulk": 0}
+    assert worker.store.queued_images(["mnist"]) == {"mnist": {"interactive": 0, "bulk": 0}}
 
 
-def test_too_many_images(make_app, digit_104):
+def test_too_many_images(make_app, serve, digit_104):
+    serve()
     app, worker = make_app(max_images_per_request=3)
     response = app.test_client().post("/recognize", data=files(*[(f"{i}", digit_104) for i in range(4)]))
     assert_json_error(response, 413, "4 images", "3 allowed")
@@ -67,14 +68,16 @@ def test_thousands_of_parts(client, digit_104):
     assert "error" in response.get_json()
 
 
-def test_a_request_over_the_byte_limit(make_app):
+def test_a_request_over_the_byte_limit(make_app, serve):
+    serve()
     app, worker = make_app(max_request_bytes=10_000)
     response = app.test_client().post("/recognize", data=files(("big.png", b"\0" * 20_000)))
     assert_json_error(response, 413, "more than the 10000 allowed")
     assert not worker.sent
 
 
-def test_an_image_over_the_pixel_limit(make_app, digit_104):
+def test_an_image_over_the_pixel_limit(make_app, serve, digit_104):
+    serve()
     app, _ = make_app(max_image_pixels=100)
     assert_json_error(app.test_client().post("/recognize", data=files(("104.png", digit_104))), 413, "pixels")
 

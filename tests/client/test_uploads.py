@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,17 +9,22 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from api import images as api_images
+from api.served_models import Served
 from api.uploads import read_upload
 from inferq.client import routes, uploads
 from inferq.settings import Settings
 from tests.client.fake_service import numbered_images
 from tests.conftest import png_bytes
+from tests.support.specs import mnist_spec
+
+#: The model the API reads the uploads for: MNIST, as its workers describe it.
+MNIST = Served(mnist_spec(3), [3], addressed=False)
 
 
 def read_by_the_api(batch: list[uploads.Item]):
     body, content_type = uploads.multipart(batch)
     request = Request(EnvironBuilder(method="POST", data=body, content_type=content_type).get_environ())
-    return read_upload(request, Settings())
+    return read_upload(request, Settings(), MNIST)
 
 
 def test_routes_target_the_default_model_or_a_named_one():
@@ -43,8 +46,8 @@ def test_arrays_files_bytes_and_pil_images_reach_the_api_as_the_same_pixels_in_o
     decoded = [api_images.decode(png_bytes(digit), max_pixels=10**6).reshape(784) for digit in digits[3:]]
     expected = np.stack([*digits[:2].reshape(2, 784), decoded[0], decoded[0], decoded[1],
                          *digits[:2].reshape(2, 784)])
-    pixels = np.frombuffer(b"".join(upload.pixels for upload in uploads_read), np.uint8).reshape(-1, 784)
-    assert np.array_equal(pixels, expected)
+    pixels = np.concatenate([upload.inputs["inputdata"] for upload in uploads_read])
+    assert pixels.dtype == np.uint8 and np.array_equal(pixels, expected)
     assert [name for item in found for name in item.names()] == [
         "array-0#0", "array-0#1", "three.png", "image-2", "image-3.png", "bulk.npy#0", "bulk.npy#1"]
     # The API answers a request's image files and bulk files each in order, not interleaved: apart.
@@ -89,4 +92,4 @@ def test_batches_split_arrays_at_the_limit_and_keep_every_image_in_order():
 def test_a_filename_cannot_break_the_multipart_header():
     upload = read_by_the_api([uploads.ImageFile('x"; name="evil\r\n.png', png_bytes(numbered_images(1)[0]))])
     assert len(upload.filenames) == 1 and "\r" not in upload.filenames[0]
-    assert io.BytesIO(upload.pixels).getbuffer().nbytes == 784
+    assert upload.inputs["inputdata"].shape == (1, 784) and upload.inputs["inputdata"].dtype == np.uint8

@@ -61,6 +61,8 @@ NOT_IN_CONFIGMAP = {
     "WORKERS": "make up's count of worker processes; the cluster scales pods instead",
     "RUN_DIR": "where make up keeps its embedded Redis; the cluster runs its own",
     "API_KEY": "a secret: it comes from the Secret inferq-api-key",
+    "MODEL_DIR": "the first releases' single-model setting; the cluster serves MODEL_REPOSITORY",
+    "WORKER_MODELS": "set per model, in each model's worker Deployment",
 }
 #: Variables the manifests may set that are not inferq settings, and why.
 OTHER_VARIABLES = {

@@ -7,6 +7,7 @@ and the app served over HTTP from a thread, for clients that open sockets.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterator
@@ -37,11 +38,13 @@ class WithoutProbabilities:
         return self.store.running(job_ids)
 
     def finish(self, finished) -> None:
-        self.store.finish([
-            dataclasses.replace(job, outcome=Outcome.done([{**result, "probabilities": None}
-                                                           for result in job.outcome.results]))
-            for job in finished
-        ])
+        self.store.finish([dataclasses.replace(job, outcome=Outcome.done(_without_probabilities(job.outcome.answer)))
+                           for job in finished])
+
+
+def _without_probabilities(answer: dict) -> dict:
+    return {**answer, "outputs": {name: values for name, values in answer["outputs"].items()
+                                  if name != "probabilities"}}
 
 
 @pytest.fixture
@@ -70,15 +73,25 @@ def real_worker(tmp_path_factory, own_redis_url) -> Iterator[WorkerProcess]:
         worker.stop()
 
 
-@pytest.fixture(scope="module")
-def server_address(real_worker, own_redis_url) -> Iterator[str]:
-    """``host:port`` of the app, served over HTTP from a thread, wired to the real worker."""
-    app = create_app(Settings(redis_url=own_redis_url, queue_name="protocols", heartbeat_interval_s=0.5))
+@contextlib.contextmanager
+def served_over_http(settings: Settings) -> Iterator[str]:
+    """``host:port`` of an app built with ``settings``, served over HTTP from a thread."""
+    app = create_app(settings)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
-    app.extensions["inferq"].replies.close()
+    try:
+        yield f"127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        app.extensions["inferq"].replies.close()
+
+
+@pytest.fixture(scope="module")
+def server_address(real_worker, own_redis_url) -> Iterator[str]:
+    """``host:port`` of the app, served over HTTP from a thread, wired to the real worker."""
+    settings = Settings(redis_url=own_redis_url, queue_name="protocols", heartbeat_interval_s=0.5)
+    with served_over_http(settings) as address:
+        yield address
 

@@ -20,9 +20,22 @@ def tensor(images: np.ndarray, datatype: str = "FP32", **fields) -> dict:
             "data": images.ravel().tolist(), **fields}
 
 
+#: The stand-in's probabilities, 0.1 as FP32, written as JSON writes the FP32 value: exactly.
+FP32_TENTH = float(np.float32(0.1))
+
+
+def assert_sent(job, images: np.ndarray, datatype: str) -> None:
+    """The job holds the images as the model's input [N, 784], of the type sent: UINT8 pixels stay
+    UINT8 (the worker casts them to FP32), a quarter of the message."""
+    sent = job.inputs["inputdata"]
+    assert sent.dtype == (np.float32 if datatype == "FP32" else np.uint8)
+    np.testing.assert_array_equal(sent, images.reshape(len(images), 784))
+
+
 def test_server_metadata_names_the_extensions(client):
     assert client.get("/v2").get_json() == {"name": "inferq", "version": importlib.metadata.version("inferq"),
-                                            "extensions": ["binary_tensor_data", "schedule_policy"]}
+                                            "extensions": ["binary_tensor_data", "schedule_policy",
+                                                           "model_configuration", "model_repository"]}
 
 
 def test_live_whatever_the_broker(make_app, unreachable_redis):
@@ -37,7 +50,7 @@ def test_ready_once_a_worker_serves_the_model(make_app, serve, path):
     client = app.test_client()
     response = client.get(path)
     assert response.status_code == 400  # the protocol's "false": any 4xx
-    assert response.get_json() == {"error": "no live worker serves model 'mnist' yet", "ready": False}
+    assert response.get_json() == {"error": "no worker has loaded model 'mnist' yet; try again shortly", "ready": False}
     serve()
     assert (client.get(path).status_code, client.get(path).get_json()) == (200, {"ready": True})
 
@@ -85,10 +98,11 @@ def test_infer_with_json_tensors(client, worker, datatype, shape):
         "id": "r-1",
         "outputs": [
             {"name": "labels", "datatype": "INT64", "shape": [3], "data": stand_in_labels(images)},
-            {"name": "probabilities", "datatype": "FP32", "shape": [3, 10], "data": [0.1] * 30},
+            {"name": "probabilities", "datatype": "FP32", "shape": [3, 10], "data": [FP32_TENTH] * 30},
         ],
     }
-    assert [job.pixels for job in worker.sent] == [images.tobytes()]  # one job, through the queue
+    [job] = worker.sent  # one job, through the queue
+    assert_sent(job, images, datatype)
 
 
 def test_nested_json_data_is_taken_in_row_major_order(client):
@@ -134,8 +148,8 @@ def test_binary_tensors_both_ways(client, worker, datatype):
     assert all("data" not in output for output in result.get_response()["outputs"])
     assert result.as_numpy("labels").tolist() == stand_in_labels(images)
     assert result.as_numpy("labels").dtype == np.int64
-    np.testing.assert_allclose(result.as_numpy("probabilities"), np.full((5, 10), 0.1, np.float32))
-    assert worker.sent[0].pixels == images.tobytes()
+    np.testing.assert_array_equal(result.as_numpy("probabilities"), np.full((5, 10), 0.1, np.float32))
+    assert_sent(worker.sent[0], images, datatype)
 
 
 def test_binary_and_json_outputs_mix(client):
@@ -169,14 +183,16 @@ def test_a_seed_model_has_labels_alone(make_app, serve, labels_only):
     assert outputs == [{"name": "labels", "datatype": "INT64", "shape": [2], "data": stand_in_labels(images)}]
     response = client.post(INFER, json={"inputs": [tensor(images)], "outputs": [{"name": "probabilities"}]})
     assert response.status_code == 400
-    assert response.get_json()["error"] == "model 'mnist' version 3 has no output 'probabilities'; it has 'labels'"
+    assert response.get_json()["error"] == ("model 'mnist' version 3 has no output 'probabilities'; it has 'labels' "
+                                            "(INT64 [-1])")
 
 
 def test_an_answer_without_an_output_the_heartbeat_promised_is_refused(client, worker, labels_only):
     labels_only(worker)  # the workers' model changed after the request was checked
     response = client.post(INFER, json={"inputs": [tensor(digits(1))]})
     assert response.status_code == 503
-    assert "without 'probabilities'" in response.get_json()["error"]
+    assert response.get_json()["error"] == ("model version 3 answered without 'probabilities': the served model "
+                                            "changed; try again")
 
 
 def test_a_version_is_addressed_by_number(client):

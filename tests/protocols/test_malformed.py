@@ -31,47 +31,56 @@ def raw(body: dict) -> bytes:
     return json.dumps(body).encode()
 
 
-NAN = BLACK[:-1] + [float("nan")]
-
 CASES = {
     # TF Serving
-    "tf: not JSON": (PREDICT, b"instances=1", {}, "not JSON"),
-    "tf: not an object": (PREDICT, b"[1, 2]", {}, "must be a JSON object"),
+    "tf: not JSON": (PREDICT, b"instances=1", {}, "the predict request is not JSON"),
+    "tf: not an object": (PREDICT, b"[1, 2]", {}, "the predict request must be a JSON object"),
     "tf: nested past the parser": (PREDICT, b"[" * 100_000, {}, "not JSON"),
-    "tf: neither format": (PREDICT, raw({"instance": [BLACK]}), {}, "either 'instances'"),
+    "tf: neither format": (PREDICT, raw({"instance": [BLACK]}), {},
+                           "send either 'instances' (row format) or 'inputs' (column format), one of them"),
     "tf: both formats": (PREDICT, raw({"instances": [BLACK], "inputs": [BLACK]}), {}, "either 'instances'"),
-    "tf: instances not a list": (PREDICT, raw({"instances": 5}), {}, "'instances' must be a list"),
-    "tf: no instances": (PREDICT, raw({"instances": []}), {}, "shape [0]"),
-    "tf: 783 pixels": (PREDICT, raw({"instances": [BLACK[:-1]]}), {}, "shape [1, 783], not [N, 784]"),
-    "tf: 27x28": (PREDICT, raw({"instances": [[[0] * 28] * 27]}), {}, "shape [1, 27, 28]"),
+    "tf: instances not a list": (PREDICT, raw({"instances": 5}), {}, "'instances' must be a list of instances"),
+    "tf: no instances": (PREDICT, raw({"instances": []}), {}, "'instances' must be a list of instances, one per "
+                                                             "item, at least one"),
+    "tf: 783 pixels": (PREDICT, raw({"instances": [BLACK[:-1]]}), {},
+                       "input 'inputdata': shape [1, 783]; the model takes float32 [-1, 784]"),
+    "tf: 27x28": (PREDICT, raw({"instances": [[[0] * 28] * 27]}), {}, "shape [1, 27, 28]; the model takes float32"),
     "tf: ragged": (PREDICT, raw({"instances": [BLACK, BLACK[:-1]]}), {}, "lists of different lengths"),
-    "tf: too bright": (PREDICT, raw({"instances": [BLACK[:-1] + [256]]}), {}, "0..255, got 256 at [0, 783]"),
-    "tf: negative": (PREDICT, raw({"instances": [[-0.5] + BLACK[1:]]}), {}, "got -0.5 at [0, 0]"),
-    "tf: NaN": (PREDICT, raw({"instances": [NAN]}), {}, "got nan"),
-    "tf: Infinity": (PREDICT, raw({"inputs": [BLACK[:-1] + [float("inf")]]}), {}, "got inf"),
-    "tf: text": (PREDICT, raw({"instances": [["0"] * 784]}), {}, "must be numbers 0..255, got text"),
-    "tf: booleans": (PREDICT, raw({"instances": [[False] * 784]}), {}, "got true/false"),
-    "tf: nulls": (PREDICT, raw({"instances": [[None] * 784]}), {}, "got null"),
-    "tf: unknown input name": (PREDICT, raw({"instances": [{"pixels": BLACK}]}), {}, "names inputs ['pixels']"),
+    "tf: beyond float32": (PREDICT, raw({"instances": [BLACK[:-1] + [1e39]]}), {},
+                           "input 'inputdata': 1e+39 at [0, 783] is beyond float32's range"),
+    "tf: beyond any float": (PREDICT, raw({"inputs": [BLACK[:-1] + [10**400]]}), {}, "at [0, 783] is beyond float32's"),
+    "tf: text": (PREDICT, raw({"instances": [["0"] * 784]}), {}, "\"0\" at [0, 0] is not a number (float32)"),
+    "tf: base64 for a number": (PREDICT, raw({"instances": [[{"b64": "AA=="}] * 784]}), {},
+                                "{\"b64\": \"AA==\"} at [0, 0] is not a number (float32)"),
+    "tf: booleans": (PREDICT, raw({"instances": [[False] * 784]}), {}, "false at [0, 0] is not a number"),
+    "tf: nulls": (PREDICT, raw({"instances": [[None] * 784]}), {}, "null at [0, 0] is not a number"),
+    "tf: unknown input name": (PREDICT, raw({"instances": [{"pixels": BLACK}]}), {},
+                               "instance 0: no input 'pixels'; the model's inputs are 'inputdata' (float32 [-1, 784])"),
     "tf: one instance without its batch": (PREDICT, raw({"inputs": BLACK}), {}, "shape [784]"),
     "tf: other signature": (PREDICT, raw({"signature_name": "classify", "instances": [BLACK]}), {},
-                            "no signature 'classify'"),
-    "tf: too many": (PREDICT, raw({"instances": [BLACK] * 3}), {}, "3 images, more than the 2 allowed"),
+                            "no signature 'classify': the model has 'serving_default'"),
+    "tf: too many": (PREDICT, raw({"instances": [BLACK] * 3}), {}, "3 items, more than the 2 allowed"),
     # KServe v2
-    "v2: not JSON": (INFER, b"{", {}, "not JSON"),
-    "v2: no inputs": (INFER, raw({}), {}, "'inputs' must list one tensor"),
-    "v2: two inputs": (INFER, raw({"inputs": infer_body()["inputs"] * 2}), {}, "'inputs' must list one tensor"),
+    "v2: not JSON": (INFER, b"{", {}, "the inference request is not JSON"),
+    "v2: no inputs": (INFER, raw({}), {}, "'inputs' must be a list of tensors, one for each of the model's inputs: "
+                                          "'inputdata' (FP32 [-1, 784])"),
+    "v2: two inputs": (INFER, raw({"inputs": infer_body()["inputs"] * 2}), {}, "input 'inputdata' is sent twice"),
     "v2: unknown input": (INFER, raw(infer_body(name="x")), {}, "no input 'x'"),
-    "v2: datatype": (INFER, raw(infer_body(datatype="INT32")), {}, "datatype 'INT32'; send FP32 or UINT8"),
-    "v2: shape not sizes": (INFER, raw(infer_body(shape=[-1, 784])), {}, "shape must be a list of sizes"),
-    "v2: shape and data disagree": (INFER, raw(infer_body(shape=[2, 784])), {}, "holds 1568 values, its data 784"),
-    "v2: shape not an image": (INFER, raw(infer_body(shape=[1, 10], data=[0] * 10)), {}, "shape [1, 10], not"),
+    "v2: datatype": (INFER, raw(infer_body(datatype="INT32")), {},
+                     "datatype 'INT32'; the model takes FP32 [-1, 784] (or a narrower number type that converts"),
+    "v2: shape not sizes": (INFER, raw(infer_body(shape=[-1, 784])), {}, "'shape' must be a list of sizes"),
+    "v2: shape and data disagree": (INFER, raw(infer_body(shape=[2, 784])), {}, "holds 1568 values, its 'data' 784"),
+    "v2: shape not an image": (INFER, raw(infer_body(shape=[1, 10], data=[0] * 10)), {},
+                               "shape [1, 10]; the model takes FP32 [-1, 784]"),
     "v2: no data": (INFER, raw({"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": "FP32"}]}), {},
                     "no 'data'"),
     "v2: ragged data": (INFER, raw(infer_body(data=[BLACK[:392], BLACK])), {}, "lists of different lengths"),
-    "v2: text data": (INFER, raw(infer_body(data=["x"] * 784)), {}, "got text"),
-    "v2: too bright": (INFER, raw(infer_body(data=[300.0] + BLACK[1:])), {}, "got 300.0 at [0, 0]"),
-    "v2: UINT8 fractions": (INFER, raw(infer_body(datatype="UINT8", data=[0.5] + BLACK[1:])), {}, "whole numbers"),
+    "v2: text data": (INFER, raw(infer_body(data=["x"] * 784)), {}, "\"x\" at [0] is not a number (FP32)"),
+    "v2: beyond FP32": (INFER, raw(infer_body(data=[-1e39] + BLACK[1:])), {}, "-1e+39 at [0] is beyond FP32's range"),
+    "v2: UINT8 too bright": (INFER, raw(infer_body(datatype="UINT8", data=[300] + BLACK[1:])), {},
+                             "300 at [0] does not fit UINT8 (0..255)"),
+    "v2: UINT8 fractions": (INFER, raw(infer_body(datatype="UINT8", data=[0.5] + BLACK[1:])), {},
+                            "0.5 at [0] is not a whole number (UINT8)"),
     "v2: too many": (INFER, raw(infer_body(shape=[3, 784], data=BLACK * 3)), {}, "more than the 2 allowed"),
     "v2: parameters not an object": (INFER, raw(infer_body(parameters=[1])), {}, "'parameters' must be an object"),
     "v2: unknown output": (INFER, raw({**infer_body(), "outputs": [{"name": "logits"}]}), {}, "no output 'logits'"),
@@ -81,7 +90,9 @@ CASES = {
                                    {}, "binary_data must be true or false"),
     "v2: binary too short": (INFER, *binary_body(b"\0" * 783 * 4), "is 3136 bytes"),
     "v2: binary size disagrees": (INFER, *binary_body(b"\0" * 784 * 4, size=12), "binary_data_size says 12"),
-    "v2: binary NaN": (INFER, *binary_body(np.full(784, np.nan, "<f4").tobytes()), "got nan"),
+    "v2: binary of another type's size": (INFER, *binary_body(b"\0" * 784 * 4, datatype="UINT8"),
+                                          "shape [1, 784] of UINT8 is 784 bytes of binary data (1 a value); "
+                                          "binary_data_size says 3136"),
     "v2: header longer than the body": (INFER, *binary_body(b"", json_size=10**6),
                                         "Inference-Header-Content-Length '1000000'"),
     "v2: header length not a number": (INFER, raw(infer_body()), {"Inference-Header-Content-Length": "ten"},
@@ -113,3 +124,26 @@ def test_a_well_formed_request_passes_the_same_checks(make_app, serve):
     assert client.post(INFER, data=binary_body(np.zeros(784, "<f4").tobytes())[0],
                        headers=binary_body(np.zeros(784, "<f4").tobytes())[1]).status_code == 200
     assert client.post(PREDICT, data=raw({"instances": [digits(1)[0].tolist()]})).status_code == 200
+
+
+#: Values of the input's own type that are no pixels: the protocols carry tensors of the model's type, and
+#: inferq passes them on as they are (no clipping, no rounding): whether they mean anything is the model's.
+ODD_FLOATS = [256.0, -0.5, 12.4, float("nan"), float("inf"), -float("inf")]
+
+
+def test_any_value_of_the_inputs_type_reaches_the_model_as_sent(make_app, serve):
+    serve()
+    app, worker = make_app()
+    client = app.test_client()
+    row = ODD_FLOATS + BLACK[len(ODD_FLOATS):]
+    # json.dumps writes NaN and Infinity as JavaScript does, as TF Serving's clients send them.
+    for path, body in ((PREDICT, {"instances": [row]}), (PREDICT, {"inputs": [row]}),
+                       (INFER, infer_body(data=row))):
+        assert client.post(path, data=json.dumps(body)).status_code == 200, path
+    payload = np.array(row, "<f4").tobytes()
+    body, headers = binary_body(payload)
+    assert client.post(INFER, data=body, headers=headers).status_code == 200
+    for job in worker.sent:
+        sent = job.inputs["inputdata"]
+        assert sent.dtype == np.float32 and sent.shape == (1, 784)
+        np.testing.assert_array_equal(sent[0, :len(ODD_FLOATS)], np.array(ODD_FLOATS, np.float32))

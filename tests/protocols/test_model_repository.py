@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import shutil
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,14 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
-from werkzeug.serving import make_server
 
-from api import create_app
 from api.image_preprocessing import decode_for
 from inferq import model_config
 from inferq.image_inputs import image_input, to_model_values
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
+from tests.protocols.conftest import served_over_http
 from tests.support import saved_models
 from tests.support.models import build_model
 from tests.support.processes import WorkerProcess, worker_env
@@ -66,15 +64,9 @@ def worker(repository, own_redis_url, tmp_path_factory) -> Iterator[WorkerProces
 
 @pytest.fixture(scope="module")
 def address(worker, own_redis_url, repository) -> Iterator[str]:
-    app = create_app(Settings(redis_url=own_redis_url, queue_name="repo", heartbeat_interval_s=0.5,
-                              model_repository=str(repository)))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(10)
-    app.extensions["inferq"].replies.close()
+    with served_over_http(Settings(redis_url=own_redis_url, queue_name="repo", heartbeat_interval_s=0.5,
+                                   model_repository=str(repository))) as served:
+        yield served
 
 
 def call(address: str, path: str, body: object = None, *, data: bytes | None = None,

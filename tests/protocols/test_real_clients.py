@@ -42,7 +42,8 @@ def test_health_and_metadata(triton):
     assert not triton.is_model_ready("fashion")
 
     server = triton.get_server_metadata()
-    assert (server["name"], server["extensions"]) == ("inferq", ["binary_tensor_data", "schedule_policy"])
+    assert (server["name"], server["extensions"]) == ("inferq", ["binary_tensor_data", "schedule_policy",
+                                                                 "model_configuration", "model_repository"])
     assert triton.get_model_metadata("mnist") == {
         "name": "mnist",
         "versions": [str(REAL_VERSION)],
@@ -90,12 +91,22 @@ def test_infer_by_version_with_the_clients_defaults(triton, images):
 
 
 def test_a_bad_tensor_is_the_clients_error(triton):
-    infer_input = InferInput("inputdata", [1, 784], "FP32")
-    infer_input.set_data_from_numpy(np.full((1, 784), 300, np.float32))
+    infer_input = InferInput("inputdata", [1, 784], "FP64")  # wider than the model's FP32: not exact
+    infer_input.set_data_from_numpy(np.full((1, 784), 0.5, np.float64))
     with pytest.raises(InferenceServerException) as refused:
         triton.infer("mnist", [infer_input])
     assert refused.value.status() == "400"
-    assert "0..255" in refused.value.message()
+    assert "datatype 'FP64'; the model takes FP32 [-1, 784]" in refused.value.message()
+
+
+def test_model_configuration_and_repository_index(triton):
+    config = triton.get_model_config("mnist")
+    assert (config["name"], config["max_batch_size"]) == ("mnist", 64)
+    assert [(tensor["name"], tensor["data_type"], tensor["dims"]) for tensor in config["input"]] == [
+        ("inputdata", "TYPE_FP32", [784])]
+    assert triton.get_model_config("mnist", str(REAL_VERSION)) == config
+    assert triton.get_model_repository_index() == [
+        {"name": "mnist", "version": str(REAL_VERSION), "state": "READY", "reason": ""}]
 
 
 def http(server_address: str, path: str, body: object = None) -> tuple[int, dict]:

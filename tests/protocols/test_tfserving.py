@@ -7,7 +7,11 @@ import pytest
 
 from tests.protocols.conftest import SEED_SPEC
 from tests.protocols.helpers import digits, stand_in_labels
-from tests.support.stand_in import BROKER_UNREACHABLE
+from tests.support.specs import mnist_spec
+from tests.support.stand_in import BROKER_UNREACHABLE, STAND_IN_VERSION, fake_label
+
+#: The stand-in's probabilities, 0.1 as float32, written as JSON writes the float32 value: exactly.
+FP32_TENTH = float(np.float32(0.1))
 
 PREDICT = "/v1/models/mnist:predict"
 
@@ -49,9 +53,11 @@ def test_row_format_answers_an_object_per_instance(client, worker, shape):
     response = client.post(PREDICT, json={"instances": images.reshape(3, *shape).tolist()})
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == {"predictions": [
-        {"labels": label, "probabilities": [0.1] * 10} for label in stand_in_labels(images)
+        {"labels": label, "probabilities": [FP32_TENTH] * 10} for label in stand_in_labels(images)
     ]}
-    assert [job.pixels for job in worker.sent] == [images.tobytes()]  # one job, through the queue
+    [job] = worker.sent  # one job, through the queue, of the model's type and shape
+    assert job.inputs["inputdata"].dtype == np.float32
+    np.testing.assert_array_equal(job.inputs["inputdata"], images.reshape(3, 784))
 
 
 def test_row_format_instances_may_name_the_input(client):
@@ -67,16 +73,19 @@ def test_column_format_answers_a_column_per_output(client, named):
     images = digits(4, seed=2)
     inputs = images.reshape(4, 784).tolist()
     response = client.post(PREDICT, json={"inputs": {"inputdata": inputs} if named else inputs})
-    assert response.get_json() == {"outputs": {"labels": stand_in_labels(images), "probabilities": [[0.1] * 10] * 4}}
+    assert response.get_json() == {"outputs": {"labels": stand_in_labels(images),
+                                               "probabilities": [[FP32_TENTH] * 10] * 4}}
 
 
-def test_pixel_values_are_raw_intensities_and_floats_are_rounded(client, worker):
+def test_values_are_the_inputs_type_sent_as_they_are(client, worker):
+    """TF Serving's JSON has no types: values are the input's (float32 for MNIST), not rounded to pixels."""
     instance = [0.0, 12.4, 12.6, 254.5, 255] + [0] * 779
     response = client.post(PREDICT, json={"instances": [instance]})
     assert response.status_code == 200, response.get_json()
-    sent = np.frombuffer(worker.sent[0].pixels, np.uint8)
-    assert sent[:5].tolist() == [0, 12, 13, 254, 255]  # round half to even, as numpy rounds
-    assert response.get_json()["predictions"][0]["labels"] == (12 + 13 + 254 + 255) % 10
+    sent = worker.sent[0].inputs["inputdata"]
+    assert sent.dtype == np.float32 and sent.shape == (1, 784)
+    np.testing.assert_array_equal(sent[0, :5], np.array([0.0, 12.4, 12.6, 254.5, 255], np.float32))
+    assert response.get_json()["predictions"][0]["labels"] == fake_label(sent[0])
 
 
 def test_a_seed_model_answers_labels_alone(make_app, serve, labels_only):
@@ -92,7 +101,7 @@ def test_a_seed_model_answers_labels_alone(make_app, serve, labels_only):
     assert list(signature["serving_default"]["outputs"]) == ["labels"]
 
 
-def test_a_version_is_addressed_by_number(client, serve):
+def test_a_version_is_addressed_by_number(client, worker, serve):
     images = digits(1)
     response = client.post("/v1/models/mnist/versions/3:predict", json={"instances": images.tolist()})
     assert response.get_json()["predictions"][0]["labels"] == stand_in_labels(images)[0]
@@ -106,35 +115,43 @@ def test_a_version_is_addressed_by_number(client, serve):
 
     # A worker announces version 4, but the one that answers still has 3: no answer from the wrong one.
     serve(version=4, name="host:2")
+    worker.version = 3
     response = client.post("/v1/models/mnist/versions/4:predict", json={"instances": images.tolist()})
     assert response.status_code == 503
-    assert "version 3 answered" in response.get_json()["error"]
+    assert response.get_json()["error"] == ("version 4 was asked for but version 3 answered: the workers are "
+                                            "changing versions; try again")
+    assert worker.sent[-1].version == 4  # the job asked for it
 
 
 @pytest.mark.parametrize("method, path, message", [
-    ("GET", "/v1/models/fashion", "no model 'fashion': this server serves 'mnist'"),
-    ("GET", "/v1/models/fashion/metadata", "no model 'fashion': this server serves 'mnist'"),
-    ("POST", "/v1/models/fashion:predict", "no model 'fashion': this server serves 'mnist'"),
-    ("POST", "/v1/models/mnist:classify", "inferq answers ':predict', not ':classify'"),
+    ("GET", "/v1/models/fashion", "no model 'fashion'; served: 'mnist'"),
+    ("GET", "/v1/models/fashion/metadata", "no model 'fashion'; served: 'mnist'"),
+    ("POST", "/v1/models/fashion:predict", "no model 'fashion'; served: 'mnist'"),
+    ("POST", "/v1/models/fashion:classify", "no model 'fashion'; served: 'mnist'"),
+    ("POST", "/v1/models/mnist:regress", "inferq answers ':predict' and ':classify', not ':regress'"),
+    ("POST", "/v1/models/mnist/versions/3:regress", "inferq answers ':predict' and ':classify', not ':regress'"),
 ])
 def test_unknown_models_and_methods_are_404(client, method, path, message):
     response = client.open(path, method=method, json={"instances": digits(1).tolist()})
     assert (response.status_code, response.get_json()) == (404, {"error": message})
 
 
-def test_the_model_name_is_a_setting(make_app, serve):
-    serve()
-    app, _ = make_app(model_name="digits")
+def test_the_models_name_is_the_one_its_workers_serve_it_under(make_app, serve):
+    serve(spec=mnist_spec(STAND_IN_VERSION, name="digits"))  # a worker's MODEL_NAME
+    app, _ = make_app(default_model="digits")
     client = app.test_client()
     assert client.get("/v1/models/digits").status_code == 200
-    assert client.get("/v1/models/mnist").status_code == 404
+    assert client.post("/v1/models/digits:predict", json={"instances": digits(1).tolist()}).status_code == 200
+    response = client.get("/v1/models/mnist")
+    assert (response.status_code, response.get_json()) == (404, {"error": "no model 'mnist'; served: 'digits'"})
 
 
 def test_without_a_worker_the_model_is_unavailable(make_app):
     app, worker = make_app()
     response = app.test_client().post(PREDICT, json={"instances": digits(1).tolist()})
-    assert response.status_code == 503
-    assert response.get_json()["error"] == "no live worker serves model 'mnist' yet"
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json() == {"error": "no worker has loaded model 'mnist' yet; try again shortly",
+                                   "reason": "no_worker"}
     assert worker.sent == []
 
 
@@ -142,7 +159,8 @@ def test_a_failed_batch_is_a_server_error(client, worker):
     worker.model_error = "the model broke"
     response = client.post(PREDICT, json={"instances": digits(1).tolist()})
     assert response.status_code == 500
-    assert response.get_json()["error"] == "recognition failed: the model broke"
+    body = response.get_json()
+    assert body == {"error": "inference failed: the model broke", "job_id": body["job_id"]}
 
 
 def test_the_api_key_guards_these_routes(make_app, serve):

@@ -1,11 +1,14 @@
 """A pytest plugin for API tests: apps built with their own settings on fakeredis, and a stand-in for
 a worker that answers each message as it is queued. Loaded by the root conftest.
 
-The stand-in answers every item at the version its model's catalog entry has (for MNIST, by default
-:data:`STAND_IN_VERSION`): ``labels`` with :func:`fake_label`, any other output with zeros of its
-shape. The routes know models only from the catalog and heartbeats: ``app_and_worker`` (and so
-``client`` and ``worker``) comes with the stand-in's heartbeat for MNIST; ``make_app`` without
-one, and ``serve`` publishes more.
+The stand-in answers every item at the version the job asked for, else the newest its model's
+catalog entry has (for MNIST, by default :data:`STAND_IN_VERSION`): ``labels`` with
+:func:`fake_label`, ``probabilities`` with 0.1 each, a string output with empty strings, any other
+output with zeros of its shape, unless the test set that output's values (``InlineWorker.outputs``).
+
+The routes know models only from the catalog and heartbeats: ``app_and_worker`` (and so ``client``
+and ``worker``) comes with the stand-in's heartbeat for MNIST; ``make_app`` without one, and
+``serve`` publishes more.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import orjson
@@ -69,6 +72,10 @@ class InlineWorker:
     #: Answer every job as expired, as a worker does once its deadline has passed.
     expire: bool = False
     broker_down: bool = False
+    #: Answer every job at this version, whatever it asked for: a worker still on another version.
+    version: int | None = None
+    #: Each output's values for a job, by output name, in place of the stand-in's own (a test's model).
+    outputs: dict[str, Callable[[messages.JobInput], object]] = dataclasses.field(default_factory=dict)
     sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
     #: The model of each job in ``sent``.
     models: list[str] = dataclasses.field(default_factory=list)
@@ -102,12 +109,16 @@ class InlineWorker:
             return Outcome.expired("its deadline passed 0.100 s before a worker could run it; it was not run")
         if self.model_error:
             return Outcome.failed(self.model_error)
-        spec = specs[-1] if job.version is None else next(spec for spec in specs if spec.version == job.version)
+        version = self.version if self.version is not None else job.version
+        spec = specs[-1] if version is None else next(
+            (spec for spec in specs if spec.version == version), dataclasses.replace(specs[-1], version=version))
         first = next(iter(job.inputs.values()))
         rows = first.reshape(len(first), -1)
         outputs = {}
         for tensor in spec.outputs:
-            if tensor.name == "labels":
+            if tensor.name in self.outputs:
+                outputs[tensor.name] = self.outputs[tensor.name](job)
+            elif tensor.name == "labels":
                 outputs[tensor.name] = np.array([fake_label(row) for row in rows], np.int64)
             elif tensor.name == "probabilities":
                 outputs[tensor.name] = np.full((len(rows), *[max(size, 1) for size in tensor.shape[1:]]), 0.1,
@@ -144,10 +155,12 @@ class StandInStore(JobStore):
 
 
 def stand_in_app(settings: Settings, client: redis.Redis):
-    """An app whose messages the stand-in worker answers, and the worker."""
+    """An app whose messages the stand-in worker answers, and the worker. The app reads the catalog
+    and heartbeats at every request (no cache), so that what a test publishes counts at once."""
     worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits),
                           client)
-    return create_app(settings, redis_client=client, store=StandInStore(client, worker, settings)), worker
+    app = create_app(settings, redis_client=client, store=StandInStore(client, worker, settings), models_ttl_s=0)
+    return app, worker
 
 
 @pytest.fixture

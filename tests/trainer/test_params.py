@@ -37,7 +37,7 @@ def test_shipped_config_holds_the_seeds_keys_and_the_trainers_own() -> None:
     assert set(raw) >= SEED_KEYS
     params = load_params(path, {})
     assert params.arch == "mlp"
-    assert (params.save_path, params.data_path) == ("models", "data/mnist")
+    assert (params.save_path, params.data_path) == ("models/mnist", "data/mnist")
     assert (params.n_input, params.n_classes, params.n_hidden_1, params.n_hidden_2) == (784, 10, 256, 256)
     assert params.max_train_images is None
 
@@ -81,6 +81,13 @@ def test_model_dir_and_mnist_data_dir_override_the_paths_when_set(tmp_path: Path
     assert (overridden.save_path, overridden.data_path) == ("/models", "/mnist")
     empty = load_params(path, {"MODEL_DIR": "", "MNIST_DATA_DIR": ""})
     assert (empty.save_path, empty.data_path) == ("a", "b")
+
+
+def test_model_repository_puts_the_model_in_it_under_its_name_and_model_dir_wins(tmp_path: Path) -> None:
+    path = write_params(tmp_path, save_path="models/mnist_cnn")
+    assert load_params(path, {"MODEL_REPOSITORY": "/repo"}).save_path == "/repo/mnist_cnn"
+    both = load_params(path, {"MODEL_REPOSITORY": "/repo", "MODEL_DIR": "/one-model"})
+    assert both.save_path == "/one-model"
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:

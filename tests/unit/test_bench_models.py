@@ -24,7 +24,17 @@ def fake_version(model_dir: Path, version: int, accuracy: float | None = None) -
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(model_dir=str(tmp_path / "models"))
+    return Settings(model_repository=str(tmp_path / "models"))
+
+
+@pytest.fixture
+def legacy(tmp_path: Path) -> Settings:
+    """The first releases' setting: MODEL_DIR, one model's directory."""
+    return Settings(model_dir=str(tmp_path / "legacy"))
+
+
+def repository(settings: Settings) -> Path:
+    return Path(settings.model_repository)
 
 
 def resolve(spec: str | None, settings: Settings, work: Path, quick: bool = False) -> list[models.BenchModel]:
@@ -47,11 +57,19 @@ def test_one_savedmodel_directory_becomes_version_1_of_a_model_of_its_own(tmp_pa
     assert sorted(entry.name for entry in Path(model.model_dir).iterdir()) == ["1"]
 
 
-def test_a_name_is_looked_up_under_model_dir(tmp_path: Path, settings: Settings, monkeypatch) -> None:
+def test_a_name_is_looked_up_in_the_repository(tmp_path: Path, settings: Settings, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # so that the name is no path of its own
-    fake_version(Path(settings.model_dir) / "digits", 1)
+    fake_version(repository(settings) / "digits", 1)
     [model] = resolve("digits", settings, tmp_path / "work")
-    assert model.model_dir == str(Path(settings.model_dir) / "digits")
+    assert (model.name, model.model_dir) == ("digits", str(repository(settings) / "digits"))
+
+
+def test_a_name_is_still_looked_up_under_a_model_dir_that_is_set(tmp_path: Path, legacy: Settings,
+                                                                monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    fake_version(Path(legacy.model_dir) / "digits", 1)
+    [model] = resolve("digits", legacy, tmp_path / "work")
+    assert model.model_dir == str(Path(legacy.model_dir) / "digits")
 
 
 def test_a_model_that_is_nothing_servable_is_named_with_the_choices(tmp_path: Path, settings: Settings) -> None:
@@ -60,21 +78,57 @@ def test_a_model_that_is_nothing_servable_is_named_with_the_choices(tmp_path: Pa
         resolve(str(tmp_path / "empty"), settings, tmp_path / "work")
     message = str(caught.value)
     assert message.startswith(f"MODEL={tmp_path / 'empty'}: not a SavedModel directory")
+    assert f"a model of {repository(settings)}/" in message
     assert "mnist, mnist_cnn, wide_mlp" in message
 
 
-def test_quick_runs_the_seeds_mlp_alone(tmp_path: Path, settings: Settings) -> None:
-    fake_version(Path(settings.model_dir), 2, accuracy=0.98)
+def test_quick_runs_the_seeds_mlp_alone_from_the_repository(tmp_path: Path, settings: Settings) -> None:
+    fake_version(repository(settings) / "mnist", 2, accuracy=0.98)
+    fake_version(repository(settings) / "mnist_cnn", 1)
     [model] = resolve(None, settings, tmp_path / "work", quick=True)
-    assert (model.name, model.regime, model.model_dir) == ("mnist", "HTTP-bound", settings.model_dir)
+    assert (model.name, model.regime, model.model_dir) == ("mnist", "HTTP-bound", str(repository(settings) / "mnist"))
+
+
+def test_the_seeds_mlp_is_model_dirs_model_where_that_is_set(tmp_path: Path, legacy: Settings) -> None:
+    fake_version(Path(legacy.model_dir), 2, accuracy=0.98)
+    [model] = resolve(None, legacy, tmp_path / "work", quick=True)
+    assert (model.name, model.regime, model.model_dir) == ("mnist", "HTTP-bound", legacy.model_dir)
+
+
+def test_a_repository_laid_out_as_one_model_is_the_seeds_mlp(tmp_path: Path) -> None:
+    settings = Settings(model_repository=str(tmp_path / "models"))
+    fake_version(repository(settings), 3)
+    assert models.mnist_dir(settings) == repository(settings)
+
+
+def test_without_the_seeds_mlp_it_is_trained_into_the_repository(tmp_path: Path, settings: Settings,
+                                                                  monkeypatch) -> None:
+    trained = []
+
+    def train(command: list[str], *, check: bool, env: dict[str, str]) -> None:
+        assert command[1:] == ["-m", "trainer", "--params", "config/model.json"] and check
+        trained.append(env["MODEL_DIR"])
+        fake_version(Path(env["MODEL_DIR"]), 1, accuracy=0.97)
+
+    monkeypatch.setattr(models.subprocess, "run", train)
+    [model] = resolve("mnist", settings, tmp_path / "work")
+    assert trained == [str(repository(settings) / "mnist")]
+    assert model.model_dir == str(repository(settings) / "mnist")
+    assert model.origin.endswith("test accuracy 0.9700")
 
 
 def test_a_trained_cnn_is_used_when_there_is_one(tmp_path: Path, settings: Settings) -> None:
-    fake_version(Path(settings.model_dir) / "mnist_cnn", 4, accuracy=0.993)
+    fake_version(repository(settings) / "mnist_cnn", 4, accuracy=0.993)
     [model] = resolve("mnist_cnn", settings, tmp_path / "work")
     assert model.regime == "compute-bound"
-    assert model.model_dir == str(Path(settings.model_dir) / "mnist_cnn")
+    assert model.model_dir == str(repository(settings) / "mnist_cnn")
     assert model.origin.endswith("test accuracy 0.9930")
+
+
+def test_a_cnn_under_a_model_dir_that_is_set_is_still_found(tmp_path: Path, legacy: Settings) -> None:
+    fake_version(Path(legacy.model_dir) / "mnist_cnn", 4, accuracy=0.993)
+    [model] = resolve("mnist_cnn", legacy, tmp_path / "work")
+    assert model.model_dir == str(Path(legacy.model_dir) / "mnist_cnn")
 
 
 def test_an_untrained_wide_mlp_serves_under_the_contract(tmp_path: Path) -> None:
@@ -97,6 +151,6 @@ def test_without_a_trained_cnn_the_same_network_is_built_untrained(tmp_path: Pat
 
     [model] = resolve("mnist_cnn", settings, tmp_path / "work")
     assert model.model_dir == str(tmp_path / "work" / "models" / "mnist_cnn")
-    assert model.origin == f"untrained (no model in {Path(settings.model_dir) / 'mnist_cnn'}/: `make train ARCH=cnn`)"
+    assert model.origin == f"untrained (no model in {repository(settings) / 'mnist_cnn'}/: `make train ARCH=cnn`)"
     answers = load_version(model.model_dir, "mnist_cnn", 1).predict({"inputdata": np.zeros((3, 784), np.uint8)})
     assert answers["labels"].shape == (3,) and answers["probabilities"].shape == (3, 10)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from inferq.model_config import ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from worker.model import ModelLoadError
@@ -59,3 +61,13 @@ class Loader:
         if (name, version) in self.refuse:
             raise ModelLoadError(f"{model_dir}/{version}: not a model this worker can serve")
         return FakeLoaded(Path(model_dir) / str(version), name, version, config, threads)
+
+
+@pytest.fixture
+def loader(monkeypatch) -> Loader:
+    """``worker.model_holder``'s ``load_version`` replaced by a :class:`Loader`."""
+    from worker import model_holder
+
+    fake = Loader()
+    monkeypatch.setattr(model_holder, "load_version", fake)
+    return fake

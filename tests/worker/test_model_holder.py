@@ -9,16 +9,9 @@ import logging
 import pytest
 
 from inferq.model_config import ModelConfig, VersionPolicy
-from tests.worker.fake_loading import Loader, add_version, remove_version
+from tests.worker.fake_loading import add_version, remove_version
 from worker import model_holder
 from worker.model_holder import ModelHolder
-
-
-@pytest.fixture
-def loader(monkeypatch) -> Loader:
-    fake = Loader()
-    monkeypatch.setattr(model_holder, "load_version", fake)
-    return fake
 
 
 @pytest.fixture

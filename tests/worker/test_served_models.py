@@ -8,16 +8,8 @@ import threading
 import pytest
 
 from inferq.settings import Settings
-from tests.worker.fake_loading import Loader, add_version
-from worker import model_holder
+from tests.worker.fake_loading import add_version
 from worker.served_models import ServedModels, models_to_serve
-
-
-@pytest.fixture
-def loader(monkeypatch) -> Loader:
-    fake = Loader()
-    monkeypatch.setattr(model_holder, "load_version", fake)
-    return fake
 
 
 @pytest.fixture
