@@ -183,6 +183,9 @@ def api_command() -> list[str]:
 
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the HTTP servers bind: connections of an earlier run left in TIME_WAIT do not hold
+        # the port, a listening socket does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:

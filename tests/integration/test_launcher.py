@@ -136,6 +136,25 @@ def test_make_up_fails_fast_when_the_port_is_taken(tmp_path, trained_model_dir):
     assert f"make up: port {up.port} is taken" in up.output()
 
 
+def test_a_port_whose_last_connections_are_closing_is_free_for_the_next_make_up():
+    """Connections of an earlier run in TIME_WAIT (the server closed them first, as it does on
+    shutdown) do not hold the port: a restart right after a stop is not refused."""
+    from launcher import LaunchError, _check_port_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn and granian listen
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            accepted.close()  # the server's side closes first: its end waits in TIME_WAIT
+            client.recv(1)
+        with pytest.raises(LaunchError):
+            _check_port_free(port)  # still listening: taken
+    _check_port_free(port)
+
+
 def test_make_up_fails_fast_when_redis_url_is_unreachable(tmp_path, trained_model_dir):
     url = f"redis://127.0.0.1:{free_port()}/0"
     up = Launcher(tmp_path, port=free_port(), model_dir=trained_model_dir, redis_url=url)
