@@ -35,7 +35,6 @@ from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_d
 from bench.load import SyncPoint, wrk
 from inferq import keys
 from inferq.priorities import BULK
-from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -189,9 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    model_dir = models.mnist_dir(settings)
-    if newest_version(model_dir) is None:
-        print(f"bench.mixed: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
+    model_dir = models.trained_mnist_dir(settings, "bench.mixed")
+    if model_dir is None:
         return 1
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))

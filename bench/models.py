@@ -103,6 +103,15 @@ def _regime_model(name: str, settings: Settings, data_dir: Path, work: Path) -> 
     return BenchModel(name, regime, str(built), f"untrained 784-{WIDE_WIDTH}x{WIDE_DEPTH}-10, built for the run")
 
 
+def trained_mnist_dir(settings: Settings, program: str) -> Path | None:
+    """:func:`mnist_dir` when it holds a version; else None, after saying so for ``program``."""
+    model_dir = mnist_dir(settings)
+    if repository.newest_version(model_dir) is None:
+        print(f"{program}: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
+        return None
+    return model_dir
+
+
 def mnist_dir(settings: Settings) -> Path:
     """The seed's MLP: MODEL_DIR where it is set (the first releases' one model), else the
     repository's ``mnist``, where ``make train`` and ``make up`` put it."""

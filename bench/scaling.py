@@ -25,7 +25,6 @@ from pathlib import Path
 from bench import models, systems
 from bench.bodies import test_digits
 from bench.drain import DrainResult, drain
-from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -38,9 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the worker counts (default 2)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    model_dir = models.mnist_dir(settings)
-    if newest_version(model_dir) is None:
-        print(f"bench.scaling: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
+    model_dir = models.trained_mnist_dir(settings, "bench.scaling")
+    if model_dir is None:
         return 1
     counts = [int(count) for count in args.workers.split(",")]
     images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))

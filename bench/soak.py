@@ -25,7 +25,6 @@ from pathlib import Path
 from bench import models, systems
 from bench.bodies import one_image_bodies, test_digits
 from bench.load import SCRIPT, wrk
-from inferq.repository import newest_version
 from inferq.settings import Settings
 from trainer import mnist_files
 
@@ -44,9 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    model_dir = models.mnist_dir(settings)
-    if newest_version(model_dir) is None:
-        print(f"bench.soak: no model in {model_dir}/; `make train` makes one", file=sys.stderr)
+    model_dir = models.trained_mnist_dir(settings, "bench.soak")
+    if model_dir is None:
         return 1
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-soak-"))
