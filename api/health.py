@@ -14,7 +14,7 @@ from api.errors import ApiError, error_response
 from api.runtime import runtime
 from api.tensors import served_model
 from inferq.model_spec import ModelSpec
-from inferq.workers import WorkerStatus
+from inferq.workers import WorkerStatus, served_versions
 
 blueprint = Blueprint("health", __name__)
 
@@ -34,7 +34,7 @@ def readyz() -> Response:
         raise ApiError(400, f"workers must be 'required' or 'optional', got {workers!r}")
     live = _live_workers()  # Redis out of reach: its 503
     models = runtime().models.all()
-    served = _served_by(live)
+    served = served_versions(live)
     waiting = sorted(set(models) - set(served))
     if workers == "required" and (waiting or not served):
         detail = f"no live worker serves {', '.join(waiting)}" if waiting else "no live worker has a model loaded"
@@ -46,7 +46,7 @@ def readyz() -> Response:
 @blueprint.get("/models")
 def models() -> Response:
     live = _live_workers()
-    served = _served_by(live)
+    served = served_versions(live)
     return jsonify({"models": [_describe(specs, served.get(name, set()))
                                for name, specs in runtime().models.all().items()]})
 
@@ -58,7 +58,7 @@ def model(name: str, version: int | None = None) -> Response:
     specs = runtime().models.all().get(name, [found.spec])  # read again: it may be gone since
     if version is not None:
         specs = [spec for spec in specs if spec.version == version]
-    return jsonify(_describe(specs, _served_by(_live_workers()).get(found.name, set())))
+    return jsonify(_describe(specs, served_versions(_live_workers()).get(found.name, set())))
 
 
 def _describe(specs: list[ModelSpec], live_versions: set[int]) -> dict:
@@ -85,7 +85,7 @@ def status() -> Response:
     """The system at a glance, for people and the web page: workers, models, queues, recent batches."""
     rt = runtime()
     live = _live_workers()
-    served = _served_by(live)
+    served = served_versions(live)
     names = list(rt.models.all())
     queued = rt.queue.queued_images(names)
     limits = rt.queue.depth_limits
@@ -112,12 +112,3 @@ def metrics() -> Response:
 
 def _live_workers() -> list[WorkerStatus]:
     return runtime().workers.live()
-
-
-def _served_by(live: list[WorkerStatus]) -> dict[str, set[int]]:
-    """Each model a live worker serves, with the versions they serve."""
-    served: dict[str, set[int]] = {}
-    for worker in live:
-        for spec in worker.models:
-            served.setdefault(spec.name, set()).add(spec.version)
-    return served

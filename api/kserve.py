@@ -31,6 +31,7 @@ from api.tensors import json_object, served_model
 from api.triton_config import IndexEntry, model_config, repository_index
 from inferq.model_spec import TensorSpec
 from inferq.priorities import INTERACTIVE
+from inferq.workers import served_versions
 
 blueprint = Blueprint("kserve", __name__)
 
@@ -109,11 +110,7 @@ def repository() -> Response:
 
 
 def _live_versions() -> dict[str, set[int]]:
-    live: dict[str, set[int]] = {}
-    for worker in runtime().workers.live():
-        for spec in worker.models:
-            live.setdefault(spec.name, set()).add(spec.version)
-    return live
+    return served_versions(runtime().workers.live())
 
 
 @blueprint.post("/v2/models/<model:name>/infer")

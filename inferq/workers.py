@@ -36,6 +36,15 @@ class WorkerStatus:
     seen_at: float = 0.0
 
 
+def served_versions(live: list[WorkerStatus]) -> dict[str, set[int]]:
+    """Each model the ``live`` workers serve, with the versions they serve."""
+    served: dict[str, set[int]] = {}
+    for worker in live:
+        for spec in worker.models:
+            served.setdefault(spec.name, set()).add(spec.version)
+    return served
+
+
 class WorkerRegistry:
     def __init__(self, client: redis.Redis, *, heartbeat_interval_s: float) -> None:
         self._redis = client
