@@ -71,6 +71,25 @@ def test_each_message_is_recorded_as_unacknowledged_before_it_is_handed_over(red
     assert client.hlen("unacked") == 0  # acknowledged since
 
 
+def test_the_delivery_tag_is_read_from_the_envelope_whatever_its_body_or_layout_holds(redis_url):
+    """The claim decodes only the envelope's tail, from its last '"properties":'. A body that
+    mentions properties, and an envelope whose properties are not its last key, are recorded under
+    their own delivery tags all the same."""
+    client = redis.Redis.from_url(redis_url)
+    tricky = push(client, BULK, '{"properties": {"delivery_tag": "not-this-one"}}')
+    reordered = json.loads(broker.envelope(BULK, [["reordered"], {}, {}], headers={}, properties={}).raw)
+    # Properties first and a header named like them after: the tail alone is not the properties.
+    raw = json.dumps({"properties": reordered["properties"], **{k: v for k, v in reordered.items()
+                                                                if k != "properties"},
+                      "trailer": {"properties": 1}})
+    client.lpush(BULK, raw)
+    client.lpush(bell(BULK), 1)
+    taken = take(redis_url, 2)
+    assert [body for _, body, _, _ in taken] == ['{"properties": {"delivery_tag": "not-this-one"}}', "reordered"]
+    tags = [json.loads(tricky.raw)["properties"]["delivery_tag"], reordered["properties"]["delivery_tag"]]
+    assert [next(iter(unacked)) for _, _, unacked, _ in taken] == tags
+
+
 def test_a_message_without_a_bell_is_taken_at_the_wait_timeout_and_given_bells(redis_url):
     """As kombu restores a dead worker's message: no bell. The next claim finds it all the same."""
     client = redis.Redis.from_url(redis_url)
