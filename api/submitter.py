@@ -118,7 +118,8 @@ class Submitter:
         try:
             refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
                                          model=self._model, priority=self._priority,
-                                         enqueue=self._envelope(batch))
+                                         enqueue=self._envelope(batch),
+                                         stored_inputs=messages.stored_inputs([pending.job for pending in batch]))
         except redis.RedisError as exc:  # nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return

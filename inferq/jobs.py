@@ -33,35 +33,44 @@ QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", 
 #: The statuses a job ends in.
 FINAL = (DONE, FAILED, EXPIRED)
 
-# KEYS: the model's and priority's queued-images counter, one key per job, then the queue to push
-# a message onto and its bell (or neither). ARGV: max depth, ttl, now, priority, job count, model,
-# then the image count and filenames (JSON) of each job, then the message. Answers 1 or 0 per job and the depth
-# after. The message is pushed only when every job was admitted, and after their records are
-# written, so a worker never sees a job before its record.
+# KEYS: the model's and priority's queued-images counter, one key per job, one inputs hash per
+# job, then the queue to push a message onto and its bell (or neither). ARGV: max depth, ttl, now,
+# priority, job count, model, then for each job its image count, filenames (JSON) and number of
+# stored inputs followed by their names and bytes, then the message. Answers 1 or 0 per job and
+# the depth after. The message is pushed only when every job was admitted, and after their records
+# and inputs are written, so a worker never sees a job before them; a job refused stores nothing.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, ttl, now, priority, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local model = ARGV[6]
-local admitted, added, all = {}, 0, true
+local admitted, added, all, a = {}, 0, true, 7
 for j = 1, jobs do
-  local key, n = KEYS[1 + j], tonumber(ARGV[5 + 2 * j])
+  local key, n, filenames, stored = KEYS[1 + j], tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
   if depth + added + n <= max then
     redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
-               'model', model, 'filenames', ARGV[6 + 2 * j])
+               'model', model, 'filenames', filenames)
     redis.call('EXPIRE', key, ttl)
+    if stored > 0 then
+      local inputs = KEYS[1 + jobs + j]
+      for i = 1, stored do
+        redis.call('HSET', inputs, ARGV[a + 1 + 2 * i], ARGV[a + 2 + 2 * i])
+      end
+      redis.call('EXPIRE', inputs, ttl)
+    end
     added = added + n
     admitted[j] = 1
   else
     admitted[j] = 0
     all = false
   end
+  a = a + 3 + 2 * stored
 end
 if added > 0 then
   depth = redis.call('INCRBY', KEYS[1], added)
 end
-if all and #KEYS > 1 + jobs then
-  redis.call('LPUSH', KEYS[2 + jobs], ARGV[7 + 2 * jobs])
-  redis.call('LPUSH', KEYS[3 + jobs], 1)
+if all and #KEYS > 1 + 2 * jobs then
+  redis.call('LPUSH', KEYS[2 + 2 * jobs], ARGV[a])
+  redis.call('LPUSH', KEYS[3 + 2 * jobs], 1)
 end
 return {admitted, depth}
 """
@@ -200,19 +209,27 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
 
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
-              enqueue: Envelope | None = None) -> list[int | None]:
+              enqueue: Envelope | None = None,
+              stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None) -> list[int | None]:
         """Record new queued jobs (id, filenames) of ``model`` and ``priority`` that fit in its queue, in order.
 
         For each job: None if admitted, else the queue's depth in images once the others were.
-        ``enqueue`` is the message carrying these jobs, pushed onto its queue (with its bell) in the
-        same round trip if every job was admitted, and not at all otherwise. Raises
+        ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel beside the
+        jobs' message (``inferq.messages``), stored with each job admitted. ``enqueue`` is the
+        message carrying these jobs, pushed onto its queue (with its bell) in the same round trip
+        if every job was admitted, and not at all otherwise. Raises
         :class:`~inferq.replication.NotReplicated` if the replicas asked for did not acknowledge it:
         the jobs may still run, but a failover could lose them.
         """
-        script_keys = [keys.queued_images(model, priority), *(keys.job(job_id) for job_id, _ in jobs)]
+        stored_inputs = stored_inputs or {}
+        script_keys = [keys.queued_images(model, priority), *(keys.job(job_id) for job_id, _ in jobs),
+                       *(keys.job_inputs(job_id) for job_id, _ in jobs)]
         args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs), model]
-        for _, filenames in jobs:
-            args += [len(filenames), json.dumps(list(filenames))]
+        for job_id, filenames in jobs:
+            stored = stored_inputs.get(job_id, {})
+            args += [len(filenames), json.dumps(list(filenames)), len(stored)]
+            for name, data in stored.items():
+                args += [name, data]
         if enqueue is not None:
             script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
@@ -240,7 +257,7 @@ class JobStore:
     def withdraw(self, jobs: dict[str, int], *, model: str, priority: str) -> None:
         """Forget admitted jobs (id -> image count) that could not be sent to the workers."""
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(keys.job(job_id) for job_id in jobs))
+            pipe.delete(*(keys.job(job_id) for job_id in jobs), *(keys.job_inputs(job_id) for job_id in jobs))
             pipe.decrby(keys.queued_images(model, priority), sum(jobs.values()))
             pipe.execute()
 
@@ -269,7 +286,16 @@ class JobStore:
         finally:
             pool.release(connection)
 
-    def finish(self, finished: Sequence[Finished]) -> None:
+    def stored_inputs(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
+        """Each job's stored inputs (input name -> bytes), in one round trip; empty where none are."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(keys.job_inputs(job_id))
+            return [{name.decode(): data for name, data in inputs.items()} for inputs in pipe.execute()]
+
+    def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = ()) -> None:
+        """Record the jobs' outcomes, answer whoever waits for them, and delete the stored inputs
+        of the jobs ``stored`` names, all in one round trip."""
         # Lua indexes KEYS from 1: the counters, the jobs, then each reply list once.
         counters = {counter: position + 1 for position, counter in
                     enumerate(dict.fromkeys((job.model, job.priority) for job in finished))}
@@ -285,7 +311,15 @@ class JobStore:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
             args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
                      counters[job.model, job.priority]]
-        self._finish(keys=script_keys, args=args)
+        if not stored:
+            self._finish(keys=script_keys, args=args)
+            return
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._finish(keys=script_keys, args=args, client=pipe)
+            # After the outcomes: a batch delivered again once they are written finds its jobs
+            # finished, and so needs no inputs. UNLINK frees the megabytes off Redis's main thread.
+            pipe.unlink(*(keys.job_inputs(job_id) for job_id in stored))
+            pipe.execute()
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = {k.decode(): v for k, v in self._redis.hgetall(keys.job(job_id)).items()}

@@ -21,6 +21,12 @@ def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
+def job_inputs(job_id: str) -> str:
+    """Hash of a job's inputs too large to travel in its message (``inferq.messages``): input name
+    -> raw little-endian bytes. Written when the job is admitted, deleted when it finishes."""
+    return f"{PREFIX}:job-inputs:{job_id}"
+
+
 def replies(listener: str) -> str:
     """List of outcomes for one API process's waiting requests: each item the ``[job id, outcome]``
     pairs of one batch."""

@@ -8,6 +8,13 @@ little-endian bytes (one decode per tensor on the worker, a fraction of the size
 strings as the base64 of each. A tensor may travel in a narrower type than the model takes when
 that is exact (image pixels as uint8 for a float32 input): the worker casts. Only JSON goes over
 the wire.
+
+A numeric tensor larger than :data:`MAX_INLINE_BYTES` (a bulk job's images) travels beside its
+message instead: its raw bytes go into its job's inputs hash (``inferq.keys.job_inputs``) when the
+job is admitted, and the message says only its type and shape. In the message it would be base64
+inside JSON inside the envelope's JSON, encoded by the API and decoded twice by the worker, and
+copied through the broker's claim script: most of a worker's time on bulk work went there.
+Workers read both forms; a message with stored tensors needs a worker of this release or later.
 """
 
 from __future__ import annotations
@@ -38,15 +45,42 @@ FORMAT_VERSION = 2
 STRING = "string"
 
 
+#: Bytes of a numeric tensor past which it is stored beside its message rather than in it; one
+#: request's image or row stays inline, costing no read of its own.
+MAX_INLINE_BYTES = 64 * 1024
+
+
 class MessageError(ValueError):
     """A message body that is not a list of jobs as :func:`encode` writes them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredTensor:
+    """A tensor stored beside its message (in its job's inputs hash): its type and shape, the bytes
+    still to be read. Until then it stands in for the array in :attr:`JobInput.inputs`."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def load(self, data: bytes) -> np.ndarray:
+        if len(data) != math.prod(self.shape) * self.dtype.itemsize:
+            raise MessageError(f"{len(data)} bytes stored for shape {list(self.shape)} of {self.dtype.name}")
+        return np.frombuffer(data, self.dtype).reshape(self.shape)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class JobInput:
     job_id: str
-    #: The model's inputs by name, each ``[count, ...]`` (strings: object arrays of bytes).
-    inputs: Mapping[str, np.ndarray]
+    #: The model's inputs by name, each ``[count, ...]`` (strings: object arrays of bytes); as a
+    #: worker decodes a message, a :class:`StoredTensor` for each input still to be read.
+    inputs: Mapping[str, np.ndarray | StoredTensor]
     #: The API process waiting for this job's outcome (``inferq.keys.replies``), if one is.
     reply_to: str | None
     priority: str = INTERACTIVE
@@ -61,6 +95,21 @@ class JobInput:
     def count(self) -> int:
         return len(next(iter(self.inputs.values())))
 
+    @property
+    def stored(self) -> list[str]:
+        """The inputs still to be read from the job's inputs hash."""
+        return [name for name, tensor in self.inputs.items() if isinstance(tensor, StoredTensor)]
+
+    def with_stored(self, data: Mapping[str, bytes]) -> JobInput:
+        """This job with its stored inputs read from ``data`` (input name -> bytes). Raises
+        :class:`MessageError` if one is missing or of the wrong size."""
+        inputs = dict(self.inputs)
+        for name in self.stored:
+            if name not in data:
+                raise MessageError(f"job {self.job_id}: input {name!r} is no longer stored")
+            inputs[name] = self.inputs[name].load(data[name])
+        return dataclasses.replace(self, inputs=inputs)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JobInput):
             return NotImplemented
@@ -70,7 +119,9 @@ class JobInput:
                 and all(_same(self.inputs[name], other.inputs[name]) for name in self.inputs))
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
+def _same(a: np.ndarray | StoredTensor, b: np.ndarray | StoredTensor) -> bool:
+    if isinstance(a, StoredTensor) or isinstance(b, StoredTensor):
+        return a == b
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.all(a == b))
 
 
@@ -91,8 +142,25 @@ def encode_tensor(array: np.ndarray) -> dict:
     if array.dtype == object:
         return {"dtype": STRING, "shape": list(array.shape),
                 "data": [base64.b64encode(item).decode("ascii") for item in array.ravel()]}
-    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    return {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(data).decode("ascii")}
+    if _is_stored(array):
+        return {"dtype": array.dtype.name, "shape": list(array.shape), "stored": True}
+    return {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(_raw(array)).decode("ascii")}
+
+
+def stored_inputs(jobs: Sequence[JobInput]) -> dict[str, dict[str, bytes]]:
+    """What :func:`encode` leaves out of the message, to be stored with the jobs: job id -> input
+    name -> raw bytes, for the jobs that have any."""
+    stored = {job.job_id: {name: _raw(array) for name, array in job.inputs.items() if _is_stored(array)}
+              for job in jobs}
+    return {job_id: inputs for job_id, inputs in stored.items() if inputs}
+
+
+def _is_stored(array: np.ndarray) -> bool:
+    return array.dtype != object and array.nbytes > MAX_INLINE_BYTES
+
+
+def _raw(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
 
 
 def image_count(jobs: Sequence[JobInput]) -> int:
@@ -154,8 +222,13 @@ def _legacy_jobs(body: dict) -> list[JobInput]:
     return jobs
 
 
-def decode_tensor(tensor: Mapping) -> np.ndarray:
+def decode_tensor(tensor: Mapping) -> np.ndarray | StoredTensor:
     shape = tuple(int(size) for size in tensor["shape"])
+    if tensor.get("stored") is True:
+        dtype = np.dtype(tensor["dtype"]).newbyteorder("<")
+        if dtype.kind not in "biuf":
+            raise ValueError(f"no stored tensor of type {tensor['dtype']!r}")
+        return StoredTensor(dtype, shape)
     if tensor["dtype"] == STRING:
         items = [binascii.a2b_base64(item, strict_mode=True) for item in tensor["data"]]
         if len(items) != math.prod(shape):

@@ -3,11 +3,13 @@
 1. Decode the messages into jobs, grouped by model and version (a message that is not one of ours
    is logged and dropped).
 2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun.
-3. Mark the others running: one round trip, which overlaps the next two steps.
-4. For each model and version, stack every job's inputs and call the model once.
-5. Split each call's outputs back per job, or fail that call's jobs with its error: a model that
+3. Read the inputs that travel beside the messages (bulk jobs': ``inferq.messages``), one round
+   trip for the batch; a job whose inputs are gone fails.
+4. Mark the others running: one round trip, which overlaps the next two steps.
+5. For each model and version, stack every job's inputs and call the model once.
+6. Split each call's outputs back per job, or fail that call's jobs with its error: a model that
    fails fails only its own jobs.
-6. Write all outcomes in one round trip.
+7. Write all outcomes, and delete the stored inputs, in one round trip.
 
 Any error reaching Redis propagates, so that the batch's messages are delivered again rather than
 acknowledged with their jobs unanswered.
@@ -56,12 +58,34 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
                 live.setdefault((model, version), []).append(job)
             else:
                 finished.append(_expired(model, job, now, metrics))
+    stored = [job.job_id for jobs in groups.values() for job in jobs if job.stored]
+    if stored:
+        live = _read_stored(live, store, finished, metrics)
     if live:
         with store.running([job.job_id for jobs in live.values() for job in jobs]):
             for (model, version), jobs in live.items():
                 finished += _outcomes(model, version, jobs, find_model, metrics)
-    store.finish(finished)
+    store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+def _read_stored(groups: dict[Group, list[messages.JobInput]], store: JobStore, finished: list[Finished],
+                 metrics: WorkerMetrics) -> dict[Group, list[messages.JobInput]]:
+    """The jobs with their stored inputs read; those whose inputs are gone go to ``finished``, failed
+    (a job delivered again after it finished has none left, and finishing it again changes nothing)."""
+    pending = [job for jobs in groups.values() for job in jobs if job.stored]
+    data = dict(zip((job.job_id for job in pending), store.stored_inputs([job.job_id for job in pending]),
+                    strict=True))
+    read: dict[Group, list[messages.JobInput]] = {}
+    for (model, version), jobs in groups.items():
+        for job in jobs:
+            try:
+                job = job.with_stored(data[job.job_id]) if job.stored else job
+            except messages.MessageError as exc:
+                finished += _failed(model, [job], str(exc), metrics)
+                continue
+            read.setdefault((model, version), []).append(job)
+    return read
 
 
 def _expired(model: str, job: messages.JobInput, now: float, metrics: WorkerMetrics) -> Finished:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from inferq.jobs import RUNNING, JobStore
+from inferq import keys
+from inferq.jobs import DONE, RUNNING, Finished, JobStore, Outcome
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
 
@@ -54,3 +55,27 @@ def test_with_no_replica_online_an_admission_waits_for_none(redis_url):
     assert store.admit([("j1", ["x"])], model=MODEL, priority=INTERACTIVE) == [None]
     store.admit([("j2", ["x"])], model=MODEL, priority=INTERACTIVE)
     assert client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0) == waits
+
+
+def test_stored_inputs_are_written_with_the_jobs_admitted_only_and_deleted_when_they_finish(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits={INTERACTIVE: 10, BULK: 3})
+    pixels, more = bytes(range(256)) * 4, b"\x00\xff" * 8
+    refusals = store.admit([("fits", ["a", "b"]), ("plain", ["c"]), ("too-many", ["d", "e"])], model=MODEL,
+                           priority=BULK, stored_inputs={"fits": {"images": pixels, "mask": more},
+                                                         "too-many": {"images": pixels}})
+    assert refusals == [None, None, 3]
+    assert store.stored_inputs(["fits", "plain", "too-many"]) == [{"images": pixels, "mask": more}, {}, {}]
+    assert 0 < client.ttl(keys.job_inputs("fits")) <= 60
+
+    store.finish([Finished("fits", 2, MODEL, BULK, None, Outcome.done({"outputs": {}}))], stored=["fits"])
+    assert store.get("fits").status == DONE
+    assert not client.exists(keys.job_inputs("fits"))
+
+
+def test_withdrawn_jobs_leave_no_stored_inputs(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits=Settings().depth_limits)
+    store.admit([("j1", ["a"])], model=MODEL, priority=BULK, stored_inputs={"j1": {"x": b"123"}})
+    store.withdraw({"j1": 1}, model=MODEL, priority=BULK)
+    assert not client.exists(keys.job("j1"), keys.job_inputs("j1"))

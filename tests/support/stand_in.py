@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from api import create_app
-from inferq import messages, priorities
+from inferq import keys, messages, priorities
 from inferq.catalog import ModelCatalog
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_spec import ModelSpec
@@ -89,6 +89,12 @@ class InlineWorker:
             assert envelope["headers"]["task"] == messages.TASK_NAME
             args, _kwargs, _embed = orjson.loads(envelope["body"])
             model, jobs = messages.decode(args[0])
+            # As a worker does: the inputs that travel beside the message are read, then deleted.
+            stored = [job.job_id for job in jobs if job.stored]
+            if stored:
+                jobs = [job.with_stored(inputs) for job, inputs in
+                        zip(jobs, self.store.stored_inputs([job.job_id for job in jobs]), strict=True)]
+                self.redis.delete(*map(keys.job_inputs, stored))
             assert envelope["headers"][messages.IMAGES_HEADER] == messages.image_count(jobs)
             assert envelope["headers"][messages.MODEL_HEADER] == model
             self._run(model, jobs)
@@ -139,9 +145,9 @@ class StandInStore(JobStore):
         super().__init__(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.worker = worker
 
-    def admit(self, jobs, *, model, priority, enqueue=None):
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None):
         self._check_reachable()
-        refusals = super().admit(jobs, model=model, priority=priority, enqueue=enqueue)
+        refusals = super().admit(jobs, model=model, priority=priority, enqueue=enqueue, stored_inputs=stored_inputs)
         self.worker.take_queued()
         return refusals
 

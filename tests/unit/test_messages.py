@@ -118,6 +118,33 @@ def tensor(**changes) -> dict:
     return {**valid_job()["inputs"]["x"], **changes}
 
 
+def test_a_large_numeric_tensor_travels_beside_the_message_and_a_small_one_in_it():
+    big = values_of("float32", (messages.MAX_INLINE_BYTES // 4 // 8 + 1, 8)).astype(">f4")  # just over, big-endian
+    small = (np.arange(len(big) * 2) % 256).astype(np.uint8).reshape(len(big), 2)
+    text = strings(b"x" * messages.MAX_INLINE_BYTES, b"y")  # strings always travel inline
+    job = messages.JobInput("a", {"big": big, "small": small}, None)
+    body = json.loads(json.dumps(messages.encode("m", [job, messages.JobInput("b", {"text": text}, None)])))
+    assert body["jobs"][0]["inputs"]["big"] == {"dtype": "float32", "shape": list(big.shape), "stored": True}
+    assert "data" in body["jobs"][0]["inputs"]["small"] and "data" in body["jobs"][1]["inputs"]["text"]
+    stored = messages.stored_inputs([job, messages.JobInput("b", {"text": text}, None)])
+    assert stored == {"a": {"big": big.astype("<f4").tobytes()}}
+
+    _, [decoded, _] = messages.decode(body)
+    assert decoded.stored == ["big"] and decoded.count == len(big)
+    assert isinstance(decoded.inputs["big"], messages.StoredTensor)
+    read = decoded.with_stored(stored["a"])
+    assert read.stored == [] and read == messages.JobInput("a", {"big": big.astype("<f4"), "small": small}, None)
+
+
+def test_stored_inputs_that_are_gone_or_of_the_wrong_size_are_refused():
+    big = np.zeros((messages.MAX_INLINE_BYTES + 1,), np.uint8)
+    _, [job] = through_json("m", [messages.JobInput("a", {"x": big}, None)])
+    with pytest.raises(messages.MessageError, match="no longer stored"):
+        job.with_stored({})
+    with pytest.raises(messages.MessageError, match="bytes stored"):
+        job.with_stored({"x": b"\0" * messages.MAX_INLINE_BYTES})
+
+
 def body(*jobs: dict, **changes) -> dict:
     return {"v": 2, "model": "m", "jobs": list(jobs), **changes}
 
@@ -154,6 +181,9 @@ def test_a_valid_body_as_these_tests_build_it_is_accepted():
     body(valid_job(inputs={"x": tensor(dtype="U2")})),
     body(valid_job(inputs={"x": tensor(dtype="no such type")})),
     body(valid_job(inputs={"x": {"dtype": "int16", "shape": [2]}})),  # no data
+    body(valid_job(inputs={"x": {"dtype": "string", "shape": [2], "stored": True}})),  # strings are never stored
+    body(valid_job(inputs={"x": {"dtype": "no such type", "shape": [2], "stored": True}})),
+    body(valid_job(inputs={"x": {"dtype": "int16", "shape": ["two"], "stored": True}})),
     body(valid_job(inputs={"x": {"dtype": "int16", "shape": [], "data": "AQA="}})),  # a scalar: no items
     body(valid_job(inputs={"x": {"dtype": "int16", "shape": [0], "data": ""}})),  # no items
     body(valid_job(inputs={"x": {"dtype": "string", "shape": [2], "data": ["eA=="]}})),  # 1 string for 2

@@ -45,7 +45,7 @@ class FakeStore:
         #: Fail only pushes of messages admitted before (``enqueue``).
         self.fail_enqueue = False
 
-    def admit(self, jobs, *, model, priority, enqueue=None):
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None):
         assert (model, priority) == (MODEL, BULK)
         self.sending.set()
         self.hold.wait(10)

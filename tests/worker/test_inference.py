@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import redis
 
-from inferq import messages
+from inferq import keys, messages
 from inferq.jobs import DONE, EXPIRED, FAILED, JobStore, Outcome
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.priorities import BULK, INTERACTIVE
@@ -90,8 +90,10 @@ def store(fake_redis):
 
 
 def admit(store, model: str, *jobs: messages.JobInput) -> None:
+    """As the API admits jobs: with the inputs that travel beside their message stored."""
     for one in jobs:
-        assert store.admit([(one.job_id, ["f"] * one.count)], model=model, priority=one.priority) == [None]
+        assert store.admit([(one.job_id, ["f"] * one.count)], model=model, priority=one.priority,
+                           stored_inputs=messages.stored_inputs([one])) == [None]
 
 
 def outputs(store, job_id: str) -> dict:
@@ -347,3 +349,38 @@ def test_queue_waits_are_measured_by_model_and_priority(store):
         assert wait("inferq_worker_queue_wait_seconds_count", {"model": model, "priority": priority}) == 1
         assert wait("inferq_worker_queue_wait_seconds_sum", {"model": model, "priority": priority}) >= 0.25
     assert wait("inferq_worker_queue_wait_seconds_count", {"model": "resnet", "priority": "bulk"}) is None
+
+
+def test_inputs_stored_beside_the_message_are_read_for_the_call_and_deleted_with_the_outcome(store, fake_redis):
+    rows = messages.MAX_INLINE_BYTES // 4 + 1  # a bulk job's size: its inputs are stored, not in the message
+    big, small = job("big", [n % 256 for n in range(rows)], priority=BULK), job("small", [5])
+    admit(store, "mnist", big, small)
+    assert messages.stored_inputs([big, small]).keys() == {"big"}
+    model = FakeModel()
+    run_batch([message("mnist", big, small)], Served(model), store, WorkerMetrics())
+    assert model.call_sizes == [rows + 1]
+    assert outputs(store, "big")["labels"] == [n % 256 % 10 for n in range(rows)]
+    assert outputs(store, "small")["labels"] == [5]
+    assert not fake_redis.exists(keys.job_inputs("big"))
+    assert idle(store, "mnist")
+
+
+def test_a_job_whose_stored_inputs_are_gone_fails_and_one_delivered_again_after_finishing_is_left_as_it_was(
+        store, fake_redis):
+    rows = messages.MAX_INLINE_BYTES // 4 + 1
+    gone, kept, other = job("gone", [1] * rows, priority=BULK), job("kept", [2] * rows, priority=BULK), job("o", [3])
+    admit(store, "mnist", gone, kept, other)
+    fake_redis.delete(keys.job_inputs("gone"))
+    batch = [message("mnist", gone, kept, other)]
+    run_batch(batch, Served(FakeModel()), store, WorkerMetrics())
+    assert "no longer stored" in error(store, "gone")
+    finished = {job_id: store.get(job_id).outcome for job_id in ("kept", "o")}
+    assert outputs(store, "kept")["labels"] == [2] * rows
+
+    # The batch delivered again after its outcomes were written (the worker died before its ack):
+    # nothing is run on inputs that are gone, and no outcome changes.
+    model = FakeModel()
+    run_batch(batch, Served(model), store, WorkerMetrics())
+    assert model.call_sizes == [1]
+    assert {job_id: store.get(job_id).outcome for job_id in ("kept", "o")} == finished
+    assert "no longer stored" in error(store, "gone") and idle(store, "mnist")
