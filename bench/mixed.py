@@ -11,12 +11,15 @@ wrk sends sync ``POST /recognize`` from 16 clients. Four measurements on one run
   queue served everything in arrival order.
 
 Targets: interactive p99 mixed at most 2x alone, no interactive errors, bulk at least 80% of bulk
-alone. Run by ``make bench`` or alone: ``python -m bench.mixed [--quick]``.
+alone. Run by ``make bench`` or alone: ``python -m bench.mixed [--quick]``, which also prints the
+cores the API, the worker and Redis took in each measurement (``bench.cpu``): the goals ask both
+lanes to keep most of their rate alone, which they can only where their costs fit the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -25,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +36,7 @@ import redis
 
 from bench import models, systems
 from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
+from bench.cpu import CpuMeter, Roles
 from bench.load import SyncPoint, wrk
 from inferq import keys
 from inferq.priorities import BULK
@@ -132,6 +137,8 @@ class MixedResult:
     without_priorities: SyncPoint
     without_priorities_bulk_images_per_s: float
     bulk_refusals: int
+    #: Cores each role took, by measurement ("interactive alone", ...), where they were measured.
+    cores: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
     def goals(self) -> dict[str, bool]:
         return {
@@ -143,26 +150,43 @@ class MixedResult:
 
 
 def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bodies: list[Path],
-          seconds: float) -> MixedResult:
+          seconds: float, roles: Roles | None = None) -> MixedResult:
+    """``roles``: the system's processes by role, to measure the cores each takes (none: not measured)."""
     client = redis.Redis.from_url(redis_url)
-    alone = wrk(base_url, CLIENTS, seconds, bodies)
+    cores: dict[str, dict[str, float]] = {}
+
+    @contextlib.contextmanager
+    def measured(name: str) -> Iterator[None]:
+        if roles is None:
+            yield
+            return
+        with CpuMeter(roles) as meter:
+            yield
+        cores[name] = meter.cores
+
+    wrk(base_url, CLIENTS, 2, bodies)  # warm up: the yardstick is the warm system, not its first calls
+    with measured("interactive alone"):
+        alone = wrk(base_url, CLIENTS, seconds, bodies)
     with BulkProducer(base_url, images) as producer:
         wait_full(client, bulk_limit)
         window = Window(time.time(), time.time() + seconds)
-        time.sleep(seconds)  # the bulk producer alone, the queue at its limit
+        with measured("bulk alone"):
+            time.sleep(seconds)  # the bulk producer alone, the queue at its limit
         bulk_alone = bulk_images_per_s(client, list(producer.accepted), window)
 
         started = time.time()
-        prioritised = wrk(base_url, CLIENTS, seconds, bodies)
+        with measured("mixed, with priorities"):
+            prioritised = wrk(base_url, CLIENTS, seconds, bodies)
         prioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
 
         wait_full(client, bulk_limit)
         started = time.time()
-        unprioritised = wrk(base_url, CLIENTS, seconds, bodies, path=f"/recognize?priority={BULK}")
+        with measured("mixed, without priorities"):
+            unprioritised = wrk(base_url, CLIENTS, seconds, bodies, path=f"/recognize?priority={BULK}")
         unprioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
     wait_drained(client)
     return MixedResult(alone, bulk_alone, prioritised, prioritised_bulk, unprioritised, unprioritised_bulk,
-                       producer.refused)
+                       producer.refused, cores)
 
 
 def table(result: MixedResult) -> str:
@@ -179,7 +203,23 @@ def table(result: MixedResult) -> str:
                        else "– | – | – | –")
         lines.append(f"| {name} | {interactive} | {f'{bulk:,.0f}' if bulk is not None else '–'} |")
     goals = ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in result.goals().items())
-    return "\n".join([*lines, "", f"Goals: {goals}."])
+    return "\n".join([*lines, "", f"Goals: {goals}.", *_cores_table(result.cores)])
+
+
+def _cores_table(cores: dict[str, dict[str, float]]) -> list[str]:
+    if not cores:
+        return []
+    roles = list(next(iter(cores.values())))
+    return ["", f"| run | cores: {' | '.join(roles)} | all |", f"| --- |{' ---: |' * (len(roles) + 1)}",
+            *(f"| {name} | {' | '.join(f'{by_role[role]:.2f}' for role in roles)} | {sum(by_role.values()):.2f} |"
+              for name, by_role in cores.items())]
+
+
+def _local_redis(redis_url: str) -> dict[str, list[int]]:
+    """Redis's process, where it runs on this machine (its pid means nothing elsewhere)."""
+    if urllib.parse.urlsplit(redis_url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return {}
+    return {"redis": [int(redis.Redis.from_url(redis_url).info("server")["process_id"])]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
-    with systems.redis_server(work) as redis_url, systems.inferq(redis_url, str(model_dir)) as base:
-        result = mixed(base, redis_url, settings.max_queue_depth, images, bodies, 4 if args.quick else 10)
+    with (systems.redis_server(work) as redis_url,
+          systems.inferq_processes(redis_url, str(model_dir)) as running):
+        result = mixed(running.base_url, redis_url, settings.max_queue_depth, images, bodies,
+                       4 if args.quick else 10, roles=lambda: {**running.pids(), **_local_redis(redis_url)})
     print(table(result))
     print(json.dumps(dataclasses.asdict(result)))
     return 0
