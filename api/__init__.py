@@ -22,6 +22,7 @@ from api.runtime import EXTENSION, Runtime
 from api.served_models import ModelName, ServedModels
 from api.submitter import Submitter
 from api.task_messages import TaskMessages
+from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
@@ -52,12 +53,13 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
     task_messages = TaskMessages(make_celery(settings), settings)
 
-    def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
-        return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items)
-
     replies = ReplyListener(store)
     models = ServedModels(ModelCatalog(client), workers,
                           ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s)
+
+    def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
+        return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
+                         store_large=lambda: models.workers_read(messages.STORED_INPUTS))
     metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,

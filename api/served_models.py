@@ -18,6 +18,7 @@ import time
 from werkzeug.routing import BaseConverter
 
 from api.errors import ApiError, unavailable
+from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.model_spec import ModelSpec, TensorSpec
 from inferq.workers import WorkerRegistry, WorkerStatus
@@ -63,16 +64,29 @@ class ServedModels:
         self._ttl_s = ttl_s
         self._lock = threading.Lock()
         self._models: dict[str, list[ModelSpec]] = {}
+        self._features: set[str] = set()
         self._read_at = -float("inf")
 
     def all(self) -> dict[str, list[ModelSpec]]:
         """Each model's served versions, oldest first. Redis errors propagate (a 503)."""
+        self._read()
+        return self._models
+
+    def workers_read(self, feature: str) -> bool:
+        """Whether every live worker reads messages with ``feature`` (``inferq.messages.FEATURES``).
+        With none alive, yes: the workers that start next are presumed of this release."""
+        self._read()
+        return feature in self._features
+
+    def _read(self) -> None:
         if time.monotonic() - self._read_at > self._ttl_s:
             with self._lock:
                 if time.monotonic() - self._read_at > self._ttl_s:
-                    self._models = _served(self._catalog.models(), self._workers.live())
+                    live = self._workers.live()
+                    self._models = _served(self._catalog.models(), live)
+                    self._features = (set.intersection(*(set(worker.message_features) for worker in live))
+                                      if live else set(messages.FEATURES))
                     self._read_at = time.monotonic()
-        return self._models
 
     def find(self, name: str, version: int | None = None, *, expected: bool = False) -> Served:
         """Model ``name`` at ``version`` (None: its newest), or a 404 saying what there is. A model

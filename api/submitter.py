@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -49,9 +49,13 @@ class _Pending:
 
 class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
-                 max_images_per_message: int, send_timeout_s: float = 15.0) -> None:
-        """Sends jobs of one ``model`` and ``priority``: a message goes on that model's priority's queue."""
+                 max_images_per_message: int, send_timeout_s: float = 15.0,
+                 store_large: Callable[[], bool] = lambda: True) -> None:
+        """Sends jobs of one ``model`` and ``priority``: a message goes on that model's priority's queue.
+        ``store_large`` says whether large tensors may travel beside their message (every live
+        worker reads them: ``inferq.messages``), asked once a message."""
         self._messages = task_messages
+        self._store_large = store_large
         self._model = model
         self._priority = priority
         self._store = store
@@ -116,10 +120,14 @@ class Submitter:
     def _admit_and_send(self, batch: list[_Pending]) -> None:
         # One round trip: the job store admits the jobs and pushes their message if all of them fit.
         try:
+            store_large = self._store_large()
+        except redis.RedisError:  # the admission will say what is wrong; inline, every worker reads it
+            store_large = False
+        stored = messages.stored_inputs([pending.job for pending in batch]) if store_large else {}
+        try:
             refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
                                          model=self._model, priority=self._priority,
-                                         enqueue=self._envelope(batch),
-                                         stored_inputs=messages.stored_inputs([pending.job for pending in batch]))
+                                         enqueue=self._envelope(batch, store_large), stored_inputs=stored)
         except redis.RedisError as exc:  # nothing was admitted
             self._release(batch, SendFailed(str(exc)))
             return
@@ -132,11 +140,12 @@ class Submitter:
             if depth is not None:
                 self._release([pending], QueueFull(self._priority, depth, self._model))
         if admitted:
-            self._release(admitted, self._enqueue(admitted))
+            self._release(admitted, self._enqueue(admitted, store_large))
 
-    def _enqueue(self, admitted: list[_Pending]) -> Exception | None:
+    def _enqueue(self, admitted: list[_Pending], store_large: bool) -> Exception | None:
+        # As they were admitted: their large tensors stored with them, or not.
         try:
-            self._store.enqueue(self._envelope(admitted))
+            self._store.enqueue(self._envelope(admitted, store_large))
         except redis.RedisError as exc:
             log.warning("could not queue %d admitted jobs: %s", len(admitted), exc)
             try:
@@ -147,8 +156,9 @@ class Submitter:
             return SendFailed(str(exc))
         return None
 
-    def _envelope(self, batch: list[_Pending]) -> Envelope:
-        return self._messages.envelope(self._model, [pending.job for pending in batch], self._priority)
+    def _envelope(self, batch: list[_Pending], store_large: bool) -> Envelope:
+        return self._messages.envelope(self._model, [pending.job for pending in batch], self._priority,
+                                       store_large=store_large)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:

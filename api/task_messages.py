@@ -22,14 +22,17 @@ class TaskMessages:
         self._celery = celery
         self._settings = settings
 
-    def envelope(self, model: str, jobs: Sequence[messages.JobInput], priority: str) -> broker.Envelope:
-        """The task message carrying ``jobs`` for ``model``, of ``priority``, and the queue it goes on."""
+    def envelope(self, model: str, jobs: Sequence[messages.JobInput], priority: str, *,
+                 store_large: bool = False) -> broker.Envelope:
+        """The task message carrying ``jobs`` for ``model``, of ``priority``, and the queue it goes on;
+        ``store_large``: large tensors are left out, stored with the jobs (``inferq.messages``)."""
         task_id = str(uuid.uuid4())
         items = messages.image_count(jobs)
         # What Celery's logs and Flower show for a message, instead of its tensors.
         description = f"<{model}: {len(jobs)} jobs, {items} items>"
-        message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[messages.encode(model, jobs)],
-                                               argsrepr=description, ignore_result=True)
+        body = messages.encode(model, jobs, store_large=store_large)
+        message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[body], argsrepr=description,
+                                               ignore_result=True)
         queue = priorities.queue(self._settings.model_queue(model), priority)
         return broker.envelope(queue, message.body, properties=message.properties,
                                headers={**message.headers, messages.IMAGES_HEADER: items,

@@ -14,7 +14,9 @@ message instead: its raw bytes go into its job's inputs hash (``inferq.keys.job_
 job is admitted, and the message says only its type and shape. In the message it would be base64
 inside JSON inside the envelope's JSON, encoded by the API and decoded twice by the worker, and
 copied through the broker's claim script: most of a worker's time on bulk work went there.
-Workers read both forms; a message with stored tensors needs a worker of this release or later.
+Workers read both forms, and say so in their heartbeats (:data:`FEATURES`); the API stores
+tensors beside messages only while every live worker reads them, so that during a rolling upgrade
+no worker of an earlier release is handed a message it cannot read.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ STRING = "string"
 #: Bytes of a numeric tensor past which it is stored beside its message rather than in it; one
 #: request's image or row stays inline, costing no read of its own.
 MAX_INLINE_BYTES = 64 * 1024
+
+#: What this release's workers read beyond the first version-2 messages, named in their
+#: heartbeats: tensors stored beside their message.
+STORED_INPUTS = "stored-inputs"
+FEATURES = (STORED_INPUTS,)
 
 
 class MessageError(ValueError):
@@ -125,26 +132,29 @@ def _same(a: np.ndarray | StoredTensor, b: np.ndarray | StoredTensor) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.all(a == b))
 
 
-def encode(model: str, jobs: Sequence[JobInput]) -> dict:
+def encode(model: str, jobs: Sequence[JobInput], *, store_large: bool = False) -> dict:
+    """The message body for ``jobs``; ``store_large``: leave tensors over :data:`MAX_INLINE_BYTES`
+    out, to be stored with the jobs (:func:`stored_inputs`), else carry every tensor inline."""
     return {
         "v": FORMAT_VERSION,
         "model": model,
         "jobs": [
             {"id": job.job_id, "reply_to": job.reply_to, "priority": job.priority, "deadline": job.deadline,
              "queued_at": job.queued_at, "version": job.version,
-             "inputs": {name: encode_tensor(array) for name, array in job.inputs.items()}}
+             "inputs": {name: encode_tensor(array, store_large=store_large) for name, array in job.inputs.items()}}
             for job in jobs
         ],
     }
 
 
-def encode_tensor(array: np.ndarray) -> dict:
+def encode_tensor(array: np.ndarray, *, store_large: bool = False) -> dict:
     if array.dtype == object:
         return {"dtype": STRING, "shape": list(array.shape),
                 "data": [base64.b64encode(item).decode("ascii") for item in array.ravel()]}
-    if _is_stored(array):
+    if store_large and _is_stored(array):
         return {"dtype": array.dtype.name, "shape": list(array.shape), "stored": True}
-    return {"dtype": array.dtype.name, "shape": list(array.shape), "data": base64.b64encode(_raw(array)).decode("ascii")}
+    return {"dtype": array.dtype.name, "shape": list(array.shape),
+            "data": base64.b64encode(_raw(array)).decode("ascii")}
 
 
 def stored_inputs(jobs: Sequence[JobInput]) -> dict[str, dict[str, bytes]]:

@@ -34,6 +34,9 @@ class WorkerStatus:
     #: Prometheus metric families, as :func:`inferq.metric_snapshots.snapshot` writes them.
     metrics: list[dict]
     seen_at: float = 0.0
+    #: What the worker reads beyond the first version-2 messages (``inferq.messages.FEATURES``);
+    #: none for a worker of an earlier release.
+    message_features: list[str] = dataclasses.field(default_factory=list)
 
 
 def served_versions(live: list[WorkerStatus]) -> dict[str, set[int]]:

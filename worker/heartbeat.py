@@ -16,6 +16,7 @@ import time
 
 import redis
 
+from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.workers import WorkerRegistry, WorkerStatus
 from worker.metrics import WorkerMetrics
@@ -63,6 +64,7 @@ class Heartbeat:
             images=self._metrics.images,
             recent_batch_sizes=list(self._metrics.recent_batch_sizes),
             metrics=self._metrics.snapshot(),
+            message_features=list(messages.FEATURES),
         ))
 
     def _run(self) -> None:

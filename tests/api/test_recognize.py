@@ -144,6 +144,20 @@ def test_a_bulk_file_of_many_images_is_one_job_in_field_order(client, worker, mn
     assert len(worker.sent) == 1
 
 
+def test_a_bulk_files_pixels_travel_beside_its_message_unless_an_older_worker_is_alive(app_and_worker, serve,
+                                                                                      mnist_test):
+    app, worker = app_and_worker
+    images = mnist_test[0][:300]  # 235,200 bytes of pixels: more than a message carries inline
+    data = {"images": [(io.BytesIO(idx_file(images)), "batch.idx")]}
+    stored = app.test_client().post("/recognize", data=data).get_json()
+    assert worker.stored == [stored["job_id"]]
+    serve(name="old:2", features=())  # a worker of an earlier release: it reads only inline tensors
+    inline = app.test_client().post("/recognize", data={"images": [(io.BytesIO(idx_file(images)), "b.idx")]})
+    assert worker.stored == [stored["job_id"]] and inline.status_code == 200
+    for body in (stored, inline.get_json()):
+        assert [r["labels"][0] for r in body["results"]] == [fake_label(image) for image in images]
+
+
 def test_a_npy_file_works_as_well(client, mnist_test):
     images = mnist_test[0][:5]
     body = client.post("/recognize", data={"images": [(io.BytesIO(npy_file(images)), "five.npy")]}).get_json()

@@ -9,6 +9,7 @@ import pytest
 
 from api.errors import ApiError
 from api.served_models import ServedModels
+from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
@@ -57,3 +58,14 @@ def test_what_is_served_is_read_again_once_the_cache_is_older_than_its_ttl():
     assert models.all() == {}  # cached
     time.sleep(0.25)
     assert [spec.version for spec in models.all()["mnist"]] == [3]
+
+
+def test_large_tensors_travel_beside_messages_only_while_every_live_worker_reads_them():
+    client = fakeredis.FakeRedis()
+    assert served(client).workers_read(messages.STORED_INPUTS)  # none alive: the next ones are of this release
+    publish_heartbeat(client, name="new:1", version=3)
+    assert served(client).workers_read(messages.STORED_INPUTS)
+    publish_heartbeat(client, name="old:2", version=3, features=())  # a worker of an earlier release
+    assert not served(client).workers_read(messages.STORED_INPUTS)
+    WorkerRegistry(client, heartbeat_interval_s=Settings().heartbeat_interval_s).remove("old:2")
+    assert served(client).workers_read(messages.STORED_INPUTS)

@@ -80,6 +80,8 @@ class InlineWorker:
     sent: list[messages.JobInput] = dataclasses.field(default_factory=list)
     #: The model of each job in ``sent``.
     models: list[str] = dataclasses.field(default_factory=list)
+    #: The jobs whose inputs came stored beside their message, not in it.
+    stored: list[str] = dataclasses.field(default_factory=list)
 
     def take_queued(self) -> None:
         """Answer every queued message, interactive ones first, as a worker takes them."""
@@ -91,6 +93,7 @@ class InlineWorker:
             model, jobs = messages.decode(args[0])
             # As a worker does: the inputs that travel beside the message are read, then deleted.
             stored = [job.job_id for job in jobs if job.stored]
+            self.stored += stored
             if stored:
                 jobs = [job.with_stored(inputs) for job, inputs in
                         zip(jobs, self.store.stored_inputs([job.job_id for job in jobs]), strict=True)]
@@ -178,10 +181,12 @@ def make_app(fake_redis):
 
 
 def publish_heartbeat(client: redis.Redis, *, version: int | None = STAND_IN_VERSION, spec: ModelSpec | None = None,
-                      specs: Sequence[ModelSpec] = (), name: str = "host:1", batch_sizes: Sequence[int] = ()) -> None:
+                      specs: Sequence[ModelSpec] = (), name: str = "host:1", batch_sizes: Sequence[int] = (),
+                      features: Sequence[str] = messages.FEATURES) -> None:
     """A live worker's heartbeat, and its models in the catalog, as a worker writes them: it serves
     ``version`` (None: no model yet) of the model ``spec`` describes (default: an MNIST model from
-    inferq's trainer), or every one of ``specs``, and ran batches of ``batch_sizes``."""
+    inferq's trainer), or every one of ``specs``, ran batches of ``batch_sizes`` and reads the
+    message ``features`` (default: this release's; none: a worker of an earlier one)."""
     metrics = WorkerMetrics()
     for size in batch_sizes:
         metrics.record_call("mnist", version or 1, size, 0.001)
@@ -192,7 +197,7 @@ def publish_heartbeat(client: redis.Redis, *, version: int | None = STAND_IN_VER
     WorkerRegistry(client, heartbeat_interval_s=Settings().heartbeat_interval_s).publish(WorkerStatus(
         name=name, hostname="host", pid=1, started_at=time.time(), models=served,
         batches=metrics.batches, images=metrics.images, recent_batch_sizes=list(batch_sizes),
-        metrics=metrics.snapshot(),
+        metrics=metrics.snapshot(), message_features=list(features),
     ))
 
 

@@ -29,8 +29,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def legacy(tmp_path: Path) -> Settings:
-    """The first releases' setting: MODEL_DIR, one model's directory."""
-    return Settings(model_dir=str(tmp_path / "legacy"))
+    """The first releases' setting: MODEL_DIR, one model's directory (and a repository of the test's
+    own, so that models trained in the checkout are not found first)."""
+    return Settings(model_dir=str(tmp_path / "legacy"), model_repository=str(tmp_path / "models"))
 
 
 def repository(settings: Settings) -> Path:

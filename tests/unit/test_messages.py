@@ -123,7 +123,9 @@ def test_a_large_numeric_tensor_travels_beside_the_message_and_a_small_one_in_it
     small = (np.arange(len(big) * 2) % 256).astype(np.uint8).reshape(len(big), 2)
     text = strings(b"x" * messages.MAX_INLINE_BYTES, b"y")  # strings always travel inline
     job = messages.JobInput("a", {"big": big, "small": small}, None)
-    body = json.loads(json.dumps(messages.encode("m", [job, messages.JobInput("b", {"text": text}, None)])))
+    body = json.loads(json.dumps(messages.encode("m", [job, messages.JobInput("b", {"text": text}, None)],
+                                                 store_large=True)))
+    assert "data" in messages.encode("m", [job])["jobs"][0]["inputs"]["big"]  # unless asked: inline
     assert body["jobs"][0]["inputs"]["big"] == {"dtype": "float32", "shape": list(big.shape), "stored": True}
     assert "data" in body["jobs"][0]["inputs"]["small"] and "data" in body["jobs"][1]["inputs"]["text"]
     stored = messages.stored_inputs([job, messages.JobInput("b", {"text": text}, None)])
@@ -138,7 +140,7 @@ def test_a_large_numeric_tensor_travels_beside_the_message_and_a_small_one_in_it
 
 def test_stored_inputs_that_are_gone_or_of_the_wrong_size_are_refused():
     big = np.zeros((messages.MAX_INLINE_BYTES + 1,), np.uint8)
-    _, [job] = through_json("m", [messages.JobInput("a", {"x": big}, None)])
+    [job] = messages.decode(messages.encode("m", [messages.JobInput("a", {"x": big}, None)], store_large=True))[1]
     with pytest.raises(messages.MessageError, match="no longer stored"):
         job.with_stored({})
     with pytest.raises(messages.MessageError, match="bytes stored"):

@@ -22,7 +22,12 @@ MODEL = "mnist"
 class FakeMessages:
     """Task messages as job ids, on the model's queue "inferq.<model>" (interactive) or "inferq.<model>.bulk"."""
 
-    def envelope(self, model, jobs, priority):
+    def __init__(self) -> None:
+        #: Whether each message was built with its large tensors left out.
+        self.store_large: list[bool] = []
+
+    def envelope(self, model, jobs, priority, store_large=True):
+        self.store_large.append(store_large)
         return Envelope(priorities.queue(f"inferq.{model}", priority), json.dumps([job.job_id for job in jobs]))
 
 
@@ -35,6 +40,8 @@ class FakeStore:
     def __init__(self, refuse: set[str] = frozenset()) -> None:
         self.refuse = refuse
         self.admitted: list[list[str]] = []
+        #: The inputs stored with each admission, by job id and input name.
+        self.stored: list[dict] = []
         self.withdrawn: list[dict[str, int]] = []
         #: Each queued message's job ids, and the thread that sent it.
         self.sent: list[tuple[list[str], str]] = []
@@ -52,6 +59,7 @@ class FakeStore:
         if self.fail:
             raise redis.ConnectionError("Redis went away")
         self.admitted.append([job_id for job_id, _ in jobs])
+        self.stored.append(stored_inputs)
         refusals = [7 if job_id in self.refuse else None for job_id, _ in jobs]
         if enqueue is not None and refusals == [None] * len(jobs):
             self._push(enqueue)
@@ -71,8 +79,9 @@ class FakeStore:
         self.withdrawn.append(dict(jobs))
 
 
-def submitter_on(store: FakeStore, **options) -> Submitter:
-    return Submitter(FakeMessages(), store, model=MODEL, priority=BULK, **{"max_images_per_message": 64, **options})
+def submitter_on(store: FakeStore, built: FakeMessages | None = None, **options) -> Submitter:
+    return Submitter(built or FakeMessages(), store, model=MODEL, priority=BULK,
+                     **{"max_images_per_message": 64, **options})
 
 
 def job(job_id: str, images: int = 1) -> messages.JobInput:
@@ -189,3 +198,19 @@ def test_a_request_that_waits_too_long_gives_up_and_its_job_is_never_sent():
     submitter.submit(job("next"), ["x.png"])
     assert errors == {}
     assert [ids for ids, _ in store.sent] == [["first"], ["next"]]
+
+
+@pytest.mark.parametrize(("workers_read", "stored"), [(True, True), (False, False), (None, False)])
+def test_large_tensors_are_stored_beside_the_message_only_when_every_worker_reads_them(workers_read, stored):
+    """None: the question could not be answered (Redis): inline, which every worker reads."""
+    def ask() -> bool:
+        if workers_read is None:
+            raise redis.ConnectionError("Redis went away")
+        return workers_read
+
+    store, built = FakeStore(), FakeMessages()
+    big = job("big", images=messages.MAX_INLINE_BYTES // 784 + 1)
+    submitter_on(store, built, store_large=ask).submit(big, ["big.idx"])
+    assert built.store_large == [stored]
+    assert store.stored == [{"big": {"inputdata": big.inputs["inputdata"].tobytes()}} if stored else {}]
+    assert store.sent == [(["big"], "MainThread")]

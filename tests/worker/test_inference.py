@@ -80,8 +80,8 @@ def job(job_id: str, firsts: list[int], reply_to: str | None = None, priority: s
 
 
 def message(model: str, *jobs: messages.JobInput) -> dict:
-    """A message as the worker's task receives it: encoded, through JSON's types."""
-    return messages.encode(model, list(jobs))
+    """A message as the worker's task receives it from an API whose workers all read stored tensors."""
+    return messages.encode(model, list(jobs), store_large=True)
 
 
 @pytest.fixture
