@@ -84,10 +84,12 @@ end
 """
 
 # KEYS: the queued-images counters the jobs count in (one a model and priority), one key per job,
-# then the reply lists named by the jobs. ARGV: ttl, now, counter count, job count, then per job:
-# status, image count, outcome JSON, the position of its reply list among KEYS (0 when nobody
-# waits), its id and the position of its counter. Every reply list gets one item: a JSON list of
-# [job id, outcome] pairs.
+# the reply lists named by the jobs, then the inputs hashes to delete. ARGV: ttl, now, counter
+# count, job count, then per job: status, image count, outcome JSON, the position of its reply list
+# among KEYS (0 when nobody waits), its id and the position of its counter; last, the number of
+# inputs hashes. Every reply list gets one item: a JSON list of [job id, outcome] pairs. The inputs
+# go after the outcomes: a batch delivered again once they are written finds its jobs finished and
+# needs none; UNLINK frees their megabytes off Redis's main thread.
 _FINISH = """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local finished, replies = {}, {}
@@ -116,6 +118,9 @@ for counter, images in pairs(finished) do
   if redis.call('DECRBY', KEYS[counter], images) < 0 then
     redis.call('SET', KEYS[counter], 0)
   end
+end
+for i = #KEYS - tonumber(ARGV[#ARGV]) + 1, #KEYS do
+  redis.call('UNLINK', KEYS[i])
 end
 """
 
@@ -305,21 +310,14 @@ class JobStore:
                 reply_positions[job.reply_to] = len(counters) + 1 + len(finished) + len(reply_positions)
         script_keys = [*(keys.queued_images(*counter) for counter in counters),
                        *(keys.job(job.job_id) for job in finished),
-                       *(keys.replies(listener) for listener in reply_positions)]
+                       *(keys.replies(listener) for listener in reply_positions),
+                       *(keys.job_inputs(job_id) for job_id in stored)]
         args: list[object] = [self._ttl, time.time(), len(counters), len(finished)]
         for job in finished:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
             args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
                      counters[job.model, job.priority]]
-        if not stored:
-            self._finish(keys=script_keys, args=args)
-            return
-        with self._redis.pipeline(transaction=False) as pipe:
-            self._finish(keys=script_keys, args=args, client=pipe)
-            # After the outcomes: a batch delivered again once they are written finds its jobs
-            # finished, and so needs no inputs. UNLINK frees the megabytes off Redis's main thread.
-            pipe.unlink(*(keys.job_inputs(job_id) for job_id in stored))
-            pipe.execute()
+        self._finish(keys=script_keys, args=[*args, len(stored)])
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = {k.decode(): v for k, v in self._redis.hgetall(keys.job(job_id)).items()}
