@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
+
     metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,

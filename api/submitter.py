@@ -50,7 +50,7 @@ class _Pending:
 class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
                  max_images_per_message: int, send_timeout_s: float = 15.0,
-                 store_large: Callable[[], bool] = lambda: True) -> None:
+                 store_large: Callable[[], bool] = lambda: False) -> None:
         """Sends jobs of one ``model`` and ``priority``: a message goes on that model's priority's queue.
         ``store_large`` says whether large tensors may travel beside their message (every live
         worker reads them: ``inferq.messages``), asked once a message."""
