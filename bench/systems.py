@@ -184,8 +184,9 @@ def _wait(condition, timeout_s: float, what: str, children: list[Child]) -> None
 
 
 def _stop(children: list[Child]) -> None:
+    # Last started, first stopped, each before the next, as ``make up`` stops: the API answers the
+    # sync requests it holds while the workers still run, instead of waiting SYNC_TIMEOUT_S for them.
     deadline = time.monotonic() + 30
     for child in reversed(children):
         child.terminate()
-    for child in reversed(children):
         child.wait_stopped(deadline)

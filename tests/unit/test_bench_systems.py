@@ -3,11 +3,15 @@ repository of its own, whatever the caller's environment names."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from bench import systems
 from inferq.repository import Repository
 from inferq.settings import Settings
+from launcher.processes import Child
 
 
 def test_the_model_measured_is_the_one_model_of_a_repository_as_the_default_model(tmp_path: Path) -> None:
@@ -30,3 +34,28 @@ def test_the_served_repository_wins_over_the_callers_model_settings(tmp_path: Pa
     assert settings.repository_root == str(tmp_path)
     assert (settings.model_dir, settings.served_models, settings.default_model) == (None, None, "mnist")
     assert (settings.port, settings.heartbeat_interval_s) == (1234, 0.5)
+
+
+# Says it is up, then on SIGTERM takes its time (argv[2] seconds) and writes its name (argv[1]).
+STOPPING = ("import signal, sys, time\n"
+            "def stop(*_):\n"
+            "    time.sleep(float(sys.argv[2]))\n"
+            "    open(sys.argv[3], 'a').write(sys.argv[1])\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+def test_the_last_started_stops_first_and_is_gone_before_the_next_is_told(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    # The API is started last and takes a while to stop (it answers the requests it holds): the
+    # workers started before it must still run meanwhile.
+    children = [Child(name, [sys.executable, "-c", STOPPING, name, delay, str(order)], dict(os.environ))
+                for name, delay in (("w", "0"), ("a", "0.5"))]
+    for child in children:
+        child.process = subprocess.Popen(child.command, stdout=subprocess.PIPE, env=child.env)
+        assert child.process.stdout.readline() == b"up\n"
+    systems._stop(children)
+    assert order.read_text() == "aw"
+    assert not any(child.alive() for child in children)
