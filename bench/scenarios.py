@@ -23,9 +23,8 @@ from bench import calls, systems
 from bench.client import ClientResult, client_score
 from bench.drain import DrainResult, drain
 from bench.load import BulkResult, SyncPoint, bulk, wrk
-from bench.mixed import MixedResult, mixed
+from bench.mixed import MIXED_QUEUE_DEPTH, MixedResult, mixed
 from bench.models import BenchModel
-from inferq.settings import Settings
 
 
 @dataclasses.dataclass
@@ -121,13 +120,14 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
     first, *others = plan.servers
     sweeps: dict[str, list[SyncPoint]] = {}
     mixed_result = None
-    with systems.inferq(redis_url, model.model_dir, API_SERVER=first) as base:
+    # The bulk queue's limit is the mixed scenario's (bench.mixed): larger than the default, harmless to the rest.
+    with systems.inferq(redis_url, model.model_dir, API_SERVER=first, MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as base:
         sweeps["inferq"] = _sweep(base, plan, bodies)
         bulk_results = [bulk(base, images, labels, jobs=jobs, per_job=256, upload=upload)
                         for upload, jobs in plan.bulk_jobs.items()]
         client = client_score(base, images, labels, work)
         if with_mixed:
-            mixed_result = mixed(base, redis_url, Settings.from_env().max_queue_depth, images, bodies,
+            mixed_result = mixed(base, redis_url, MIXED_QUEUE_DEPTH, images, bodies,
                                  plan.mixed_seconds)
     with systems.inferq(redis_url, model.model_dir, MAX_BATCH_SIZE=1, API_SERVER=first) as base:
         sweeps["inferq batch=1"] = _sweep(base, plan, bodies)

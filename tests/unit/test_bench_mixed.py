@@ -1,0 +1,43 @@
+"""The mixed benchmark's own measuring: how long the bulk queue stood empty, and its table."""
+
+from __future__ import annotations
+
+import fakeredis
+
+from bench import systems
+from bench.load import SyncPoint
+from bench.mixed import EmptyQueueShare, MixedResult, table
+from inferq import keys
+from inferq.priorities import BULK
+from tests.support.waiting import wait_for
+
+QUEUED_BULK = keys.queued_images(systems.SERVED_MODEL, BULK)
+
+
+def test_the_share_of_samples_that_found_the_bulk_queue_empty():
+    client = fakeredis.FakeRedis()
+    with EmptyQueueShare(client) as share:
+        wait_for(lambda: len(share.samples) >= 5, 10, "samples of the empty queue")
+        client.set(QUEUED_BULK, 1024)
+        wait_for(lambda: share.samples[-1] == 1024 and share.samples.count(1024) >= 5, 10, "samples of a full one")
+    empty = share.samples.count(0)
+    assert 5 <= empty < len(share.samples)
+    assert share.fraction == empty / len(share.samples)
+    assert 0 < share.fraction < 1
+
+
+def test_a_queue_never_empty_reads_as_never_empty():
+    client = fakeredis.FakeRedis()
+    client.set(QUEUED_BULK, 1)
+    with EmptyQueueShare(client) as share:
+        wait_for(lambda: len(share.samples) >= 3, 10, "three samples")
+    assert share.fraction == 0.0
+
+
+def test_the_table_says_how_long_the_queue_stood_empty_in_each_bulk_measurement():
+    point = SyncPoint(concurrency=16, answered=100, rps=10.0, p50_ms=5.0, p99_ms=9.0, errors=0, wrong_labels=0)
+    result = MixedResult(point, 1000.0, point, 900.0, point, 950.0, bulk_refusals=3,
+                         bulk_queue_empty={"bulk alone": 0.33, "mixed, with priorities": 0.0})
+    shown = table(result)
+    assert "Bulk queue empty: bulk alone 33%, mixed, with priorities 0% of the time." in shown
+    assert "bulk at least 80% of alone: met" in shown
