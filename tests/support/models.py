@@ -8,8 +8,10 @@ answering, to catch a worker mid-batch) or fail (an assertion on the pixels, to 
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,10 +46,13 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
                 fail_when_brighter_than: int | None = None) -> Path:
     import tensorflow as tf
 
+    # Counted here, eagerly: inside the model's graph nothing can be timed.
+    slow_steps = max(1, round(slow_seconds * _matmuls_per_second())) if slow_seconds else 0
+
     def logits_of(pixels):
         logits = tf.matmul(pixels / 255.0, tf.zeros([784, 10])) + tf.Variable(tf.one_hot(label, 10) * 10.0)
-        if slow_seconds:
-            logits += 0.0 * _busy_work(slow_seconds)
+        if slow_steps:
+            logits += 0.0 * _busy_work(slow_steps)
         if fail_when_brighter_than is None:
             return logits
         check = tf.debugging.assert_less_equal(
@@ -58,12 +63,11 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
     return save_contract_model(model_dir, version, logits_of)
 
 
-def _busy_work(seconds: float):
-    """About ``seconds`` of matrix products on this machine, data-dependent so nothing folds away."""
+def _busy_work(steps: int):
+    """``steps`` matrix products, data-dependent so nothing folds away."""
     import tensorflow as tf
 
-    size, per_second = 512, 100
-    steps = max(1, int(seconds * per_second))
+    size = MATRIX_SIZE
     matrix = tf.random.stateless_uniform([size, size], seed=[1, 2]) / size
 
     def body(i, acc):
@@ -71,3 +75,26 @@ def _busy_work(seconds: float):
 
     _, result = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), tf.eye(size)])
     return tf.reduce_sum(result)
+
+
+MATRIX_SIZE = 512
+
+
+@functools.cache
+def _matmuls_per_second(measure_s: float = 0.3) -> float:
+    """How many of :func:`_busy_work`'s products one thread of this machine does a second (a
+    worker's TensorFlow runs one: TF_INTRA_OP_THREADS), measured once a process. Machines of this
+    kind differ in speed by up to 2.5x, and a fixed count that took 3 s on one took half a second on
+    another, under tests that must catch the batch while it runs. This process may use every core:
+    the rate is divided among them, as if they shared the work perfectly."""
+    import tensorflow as tf
+
+    matrix = tf.random.stateless_uniform([MATRIX_SIZE, MATRIX_SIZE], seed=[1, 2]) / MATRIX_SIZE
+    product = tf.matmul(tf.eye(MATRIX_SIZE), matrix)  # the first call pays for set-up: not timed
+    steps, started = 0, time.perf_counter()
+    while time.perf_counter() - started < measure_s:
+        product = tf.matmul(product, matrix)
+        steps += 1
+    product.numpy()
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+    return steps / (time.perf_counter() - started) / threads
