@@ -21,7 +21,7 @@ from api import create_app
 from inferq import keys, priorities
 from inferq.settings import Settings
 from tests.conftest import REPO
-from tests.support.models import _busy_work, save_contract_model
+from tests.support.models import busy_steps, busy_work, save_contract_model
 from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
@@ -56,9 +56,11 @@ def build_band_model(model_dir) -> None:
     """A model whose answer differs from image to image, computable here exactly, and slow."""
     import tensorflow as tf
 
+    steps = busy_steps(BATCH_SECONDS)
+
     def logits_of(pixels):
         logits = tf.matmul(pixels, tf.constant(BANDS)) * 16.0 + tf.range(10, dtype=tf.float32)
-        return logits + 0.0 * _busy_work(BATCH_SECONDS)
+        return logits + 0.0 * busy_work(steps)
 
     save_contract_model(model_dir, 1, logits_of)
 

@@ -46,13 +46,12 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
                 fail_when_brighter_than: int | None = None) -> Path:
     import tensorflow as tf
 
-    # Counted here, eagerly: inside the model's graph nothing can be timed.
-    slow_steps = max(1, round(slow_seconds * _matmuls_per_second())) if slow_seconds else 0
+    slow_steps = busy_steps(slow_seconds) if slow_seconds else 0
 
     def logits_of(pixels):
         logits = tf.matmul(pixels / 255.0, tf.zeros([784, 10])) + tf.Variable(tf.one_hot(label, 10) * 10.0)
         if slow_steps:
-            logits += 0.0 * _busy_work(slow_steps)
+            logits += 0.0 * busy_work(slow_steps)
         if fail_when_brighter_than is None:
             return logits
         check = tf.debugging.assert_less_equal(
@@ -63,8 +62,15 @@ def build_model(model_dir: Path, version: int, label: int, *, slow_seconds: floa
     return save_contract_model(model_dir, version, logits_of)
 
 
-def _busy_work(steps: int):
-    """``steps`` matrix products, data-dependent so nothing folds away."""
+def busy_steps(seconds: float) -> int:
+    """How many of :func:`busy_work`'s products take about ``seconds`` in a worker on this machine.
+    Counted eagerly, before a model's graph is built: inside it nothing can be timed."""
+    return max(1, round(seconds * _matmuls_per_second()))
+
+
+def busy_work(steps: int):
+    """``steps`` matrix products (:func:`busy_steps`), data-dependent so nothing folds away: a
+    tensor, to be added to a model's output times zero."""
     import tensorflow as tf
 
     size = MATRIX_SIZE
@@ -82,7 +88,7 @@ MATRIX_SIZE = 512
 
 @functools.cache
 def _matmuls_per_second(measure_s: float = 0.3) -> float:
-    """How many of :func:`_busy_work`'s products one thread of this machine does a second (a
+    """How many of :func:`busy_work`'s products one thread of this machine does a second (a
     worker's TensorFlow runs one: TF_INTRA_OP_THREADS), measured once a process. Machines of this
     kind differ in speed by up to 2.5x, and a fixed count that took 3 s on one took half a second on
     another, under tests that must catch the batch while it runs. This process may use every core:
