@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+#: The side of the square matrices a slow model multiplies.
+MATRIX_SIZE = 512
+
 
 def save_contract_model(model_dir: Path, version: int, logits_of: Callable) -> Path:
     """``<model_dir>/<version>``, written atomically: the contract's tag, tensor names and signature
@@ -82,8 +85,6 @@ def busy_work(steps: int):
     _, result = tf.while_loop(lambda i, _: i < steps, body, [tf.constant(0), tf.eye(size)])
     return tf.reduce_sum(result)
 
-
-MATRIX_SIZE = 512
 
 
 @functools.cache
