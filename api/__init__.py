@@ -22,6 +22,7 @@ from api.runtime import EXTENSION, Runtime
 from api.served_models import ModelName, ServedModels
 from api.submitter import Submitter
 from api.task_messages import TaskMessages
+from api.upload_request import UploadRequest
 from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.celery_app import make_celery
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     tests that publish heartbeats between requests read it afresh with 0)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = UploadRequest
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         # Each image is one part; a few more for other fields.

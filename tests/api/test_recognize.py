@@ -158,6 +158,20 @@ def test_a_bulk_files_pixels_travel_beside_its_message_unless_an_older_worker_is
         assert [r["labels"][0] for r in body["results"]] == [fake_label(image) for image in images]
 
 
+def test_a_bulk_file_past_werkzeugs_spooling_size_is_read_in_memory(client, worker, mnist_test, monkeypatch):
+    import werkzeug.formparser
+
+    def no_temporary_files(*args, **kwargs):
+        raise AssertionError("an upload was spooled to a temporary file")
+
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_temporary_files)
+    images = mnist_test[0][:1024]  # 802,832 bytes: werkzeug's own parser spools past 500 KB
+    response = client.post("/jobs", data={"images": [(io.BytesIO(idx_file(images)), "batch.idx")]})
+    assert response.status_code == 202 and response.get_json()["images"] == 1024
+    results = client.get(response.headers["Location"]).get_json()["result"]["results"]
+    assert [r["labels"][0] for r in results] == [fake_label(image) for image in images]
+
+
 def test_a_npy_file_works_as_well(client, mnist_test):
     images = mnist_test[0][:5]
     body = client.post("/recognize", data={"images": [(io.BytesIO(npy_file(images)), "five.npy")]}).get_json()
