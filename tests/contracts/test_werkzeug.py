@@ -7,7 +7,7 @@ import importlib.metadata
 import inspect
 import io
 
-from flask import Flask, Request
+from flask import Flask, Request, request
 
 from api.upload_request import TESTED_WERKZEUG, WERKZEUG_INTERNALS, UploadRequest
 from bench.bodies import BOUNDARY, multipart
@@ -36,8 +36,6 @@ def _parsed(request_class: type[Request], data: bytes) -> tuple[object, bytes]:
     body = multipart([("images", "large.npy", data)])
     with app.test_request_context("/", method="POST", data=body,
                                   content_type=f"multipart/form-data; boundary={BOUNDARY}"):
-        from flask import request
-
         upload = request.files["images"]
         return upload.stream, upload.read()
 
