@@ -55,8 +55,8 @@ JOB_IMAGES = 1024
 PRODUCERS = 4
 CLIENTS = 16
 #: MAX_QUEUE_DEPTH of the system measured: a few seconds of the original MLP's bulk rate on a small
-#: machine, so that producers waiting out a Retry-After find it still busy (about 1.2 GB of Redis
-#: memory as float32 pixels when full).
+#: machine, so that producers waiting out a Retry-After find it still busy (what that holds in Redis:
+#: the README, on sizing MAX_QUEUE_DEPTH).
 MIXED_QUEUE_DEPTH = 400_000
 #: How often the bulk queue's depth is sampled during a measurement.
 SAMPLE_INTERVAL_S = 0.02
