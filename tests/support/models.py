@@ -86,7 +86,6 @@ def busy_work(steps: int):
     return tf.reduce_sum(result)
 
 
-
 @functools.cache
 def _matmuls_per_second(measure_s: float = 0.3) -> float:
     """How many of :func:`busy_work`'s products one thread of this machine does a second (a
