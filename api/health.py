@@ -102,6 +102,7 @@ def status() -> Response:
         "queued_images": sum(lane["queued_images"] for lane in lanes.values()),
         "lanes": lanes,
         "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in live},
+        "dead_letters": rt.queue.dead_letters(),
     })
 
 

@@ -112,6 +112,9 @@ class InferenceQueue:
     def depth_limits(self) -> dict[str, int]:
         return self._store.depth_limits
 
+    def dead_letters(self) -> int:
+        return self._store.dead_letters()
+
 
 def _is_job_id(text: str) -> bool:
     try:

@@ -34,6 +34,7 @@ class TaskMessages:
         message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[body], argsrepr=description,
                                                ignore_result=True)
         queue = priorities.queue(self._settings.model_queue(model), priority)
-        return broker.envelope(queue, message.body, properties=message.properties,
+        queued_at = min((job.queued_at for job in jobs if job.queued_at is not None), default=None)
+        return broker.envelope(queue, message.body, properties=message.properties, queued_at=queued_at,
                                headers={**message.headers, messages.IMAGES_HEADER: items,
                                         messages.MODEL_HEADER: model})

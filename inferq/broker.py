@@ -15,6 +15,13 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   write and runs the moment BLPOP returns: one round trip a message, as with BRPOP. Only Redis
   2.0's commands are used. The script also tells how many messages are left behind this one
   (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
+  Bulk work is aged: once the oldest bulk message has waited longer than ``bulk_max_wait_s``, it
+  is taken before interactive work, one claim in two at most (``docs/design.md``). A message whose
+  properties cannot be read is set aside in ``inferq.keys.DEAD_LETTERS`` instead of being lost.
+- **Work in flight.** Each queue has an in-flight list (:func:`inflight`) of the delivery tags
+  workers hold unacknowledged, the claim adding to it and every removal from kombu's unacked hash
+  (ack, reject, restore) taking from it: the demand a dead worker's messages make, for an
+  autoscaler that reads list lengths.
 - **Clients.** kombu builds a new ``redis.Redis`` for every ack and bookkeeping call, and redis-py
   fills its response-callback table in each client's constructor. The clients share one
   connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
@@ -30,6 +37,8 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import logging
 import time
 import uuid
 from queue import Empty
@@ -41,8 +50,14 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.json import loads
 
+from inferq import keys as keys_
 from inferq import priorities
 from inferq.redis_connection import names_sentinels
+
+log = logging.getLogger(__name__)
+
+#: The transport option that sets :attr:`Channel.bulk_max_wait_s` (BULK_MAX_WAIT_S).
+BULK_MAX_WAIT_OPTION = "bulk_max_wait_s"
 
 #: The kombu versions this module was written and tested for.
 TESTED_KOMBU = ("5.7.0",)
@@ -52,7 +67,9 @@ KOMBU_INTERNALS = (
     "Channel._create_client", "Channel._brpop_start", "Channel._brpop_read", "Channel._queue_cycle",
     "Channel._in_poll", "Channel._flush_brpop_reauth", "Channel._q_for_pri", "Channel.unacked_key",
     "Channel.unacked_index_key", "Channel.priority_steps", "Channel.global_keyprefix",
-    "Connection._deliver", "QoS.append", "the unacked hash's [message, exchange, routing key] layout",
+    "Connection._deliver", "QoS.append", "QoS._remove_from_indices (every ack, reject and restore)",
+    "QoS.pipe_or_acquire", "QoS.restore_by_tag", "Channel._restore",
+    "the unacked hash's [message, exchange, routing key] layout",
     "the message layout in the queue (envelope)",
     "SentinelChannel._get_pool and ._sentinel_managed_pool (its connections to the Sentinels' master), "
     "combined with Channel's claim by inheritance",
@@ -73,6 +90,18 @@ def check_kombu() -> None:
             "install a tested version (pip install -e .) or re-check them and extend TESTED_KOMBU")
 
 
+#: The header the API stamps each message with: when it was queued (unix seconds), read by the
+#: claim for aging without decoding the message. It is the first key of the envelope's first key,
+#: so that the claim finds it with an anchored match, whatever the message's size.
+QUEUED_AT_HEADER = "inferq_queued_at"
+
+
+def inflight(queue: str) -> str:
+    """The list of delivery tags of ``queue``'s messages that workers hold unacknowledged: what
+    the autoscaler reads as the demand of work in flight (a dead worker's included)."""
+    return f"{queue}:inflight"
+
+
 @dataclasses.dataclass(frozen=True)
 class Envelope:
     """A message as kombu's Redis transport keeps it: the list it goes on and its JSON."""
@@ -81,16 +110,21 @@ class Envelope:
     raw: str
 
 
-def envelope(queue: str, body: object, *, headers: dict, properties: dict) -> Envelope:
+def envelope(queue: str, body: object, *, headers: dict, properties: dict,
+             queued_at: float | None = None) -> Envelope:
     """The message kombu's Producer would push onto ``queue`` for ``body`` (JSON-serialized), as
-    the default exchange routes it, with priority 0 and no second encoding of the body."""
+    the default exchange routes it, with priority 0 and no second encoding of the body;
+    ``queued_at`` (unix seconds), the header the claim ages bulk work by."""
+    if queued_at is not None:
+        headers = {QUEUED_AT_HEADER: queued_at, **headers}
     message = {
+        # First, so that the claim reads QUEUED_AT_HEADER at the envelope's start (_CLAIM).
+        "headers": headers,
         # What kombu's "json" serializer writes, by orjson: kombu's encoder (the standard library's)
         # takes several times longer over a bulk message's megabyte of tensors.
         "body": orjson.dumps(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": headers,
         "properties": {
             **properties,
             "delivery_mode": 2,
@@ -105,20 +139,102 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict) -> En
 
 # Takes the oldest message of the first queue that has one (KEYS[1..n], in the order to take
 # them) and records it as unacknowledged exactly as kombu's QoS.append does: index scored by time,
-# hash of [message, exchange, routing key] by delivery tag. Then leaves each queue with one bell
-# per message (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers the
-# message, its queue, how many messages are left in all of them and how many in the first
-# ARGV[4] (the interactive ones), or nil.
-_CLAIM = """
-local n, max_bells, first = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local raw, from = false, 0
+# hash of [message, exchange, routing key] by delivery tag; and its tag in its queue's in-flight
+# list (KEYS[2n+1..3n]). Aging: when an interactive queue (the first ARGV[4]) has work and the
+# oldest message of a bulk queue has waited longer than ARGV[5] seconds (negative: no aging this
+# time), that one is taken first. A message whose properties cannot be read goes to the dead-letter
+# list (KEYS[3n+3]) as it was, and the claim goes on with the next. Then leaves each queue with one
+# bell per message (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers
+# the message, its queue, how many messages are left in all of them, how many in the interactive
+# ones, how many were dead-lettered, and the message's delivery tag; or nil when nothing was there.
+_CLAIM = r"""
+local now, n, max_bells, first = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_wait = tonumber(ARGV[5])
+local index, unacked, dead_letters = KEYS[3 * n + 1], KEYS[3 * n + 2], KEYS[3 * n + 3]
+
+-- Only the properties are needed, and decoding a bulk message whole would hold Redis up for
+-- milliseconds: they are the last key of every envelope (ours and kombu's), so the tail from the
+-- last '"properties":' is decoded alone. The body is a JSON string, inside which every quote is
+-- escaped, so the pattern cannot occur in it. Any other layout is decoded whole. Nil when they
+-- cannot be read (not JSON, no delivery tag or routing): such a message can be neither recorded
+-- nor delivered.
+local function properties_of(raw)
+  local properties
+  local at, search = nil, 1
+  while true do
+    local found = string.find(raw, '"properties":', search, true)
+    if not found then
+      break
+    end
+    at, search = found, found + 1
+  end
+  if at then
+    local ok, tail = pcall(cjson.decode, '{' .. string.sub(raw, at))
+    if ok and type(tail) == 'table' and type(tail['properties']) == 'table' then
+      properties = tail['properties']
+    end
+  end
+  if not properties then
+    local ok, whole = pcall(cjson.decode, raw)
+    if ok and type(whole) == 'table' and type(whole['properties']) == 'table' then
+      properties = whole['properties']
+    end
+  end
+  if not properties or type(properties['delivery_tag']) ~= 'string'
+      or type(properties['delivery_info']) ~= 'table' then
+    return nil
+  end
+  return properties
+end
+
+-- When a message was queued, from the header the API puts first; 0 (long ago) for a message
+-- that has none, which no producer of ours sends.
+local function queued_at(raw)
+  return tonumber(string.match(raw,
+    '^{%s*"headers"%s*:%s*{%s*"QUEUED_AT_HEADER"%s*:%s*([%d%.eE%+%-]+)')) or 0
+end
+
+local order = {}
+if max_wait >= 0 and first < n then
+  local waiting = false
+  for i = 1, first do
+    if redis.call('LLEN', KEYS[i]) > 0 then
+      waiting = true
+      break
+    end
+  end
+  for i = first + 1, waiting and n or 0 do
+    local oldest = redis.call('LINDEX', KEYS[i], -1)
+    if oldest and now - queued_at(oldest) > max_wait then
+      order[1] = i
+      break
+    end
+  end
+end
 for i = 1, n do
-  raw = redis.call('RPOP', KEYS[i])
-  if raw then
-    from = i
+  order[#order + 1] = i
+end
+
+local raw, from, properties, dead = false, 0, nil, 0
+for _, i in ipairs(order) do
+  while true do
+    raw = redis.call('RPOP', KEYS[i])
+    if not raw then
+      break
+    end
+    properties = properties_of(raw)
+    if properties then
+      from = i
+      break
+    end
+    redis.call('LPUSH', dead_letters, raw)
+    dead = dead + 1
+  end
+  if from > 0 then
     break
   end
 end
+
 local left, left_first = 0, 0
 for i = 1, n do
   local queued = redis.call('LLEN', KEYS[i])
@@ -136,36 +252,36 @@ for i = 1, n do
     redis.call('LPUSH', KEYS[n + i], 1)
   end
 end
-if not raw then
-  return false
-end
--- Only the properties are needed, and decoding a bulk message whole would hold Redis up for
--- milliseconds: they are the last key of every envelope (ours and kombu's), so the tail from the
--- last '"properties":' is decoded alone. The body is a JSON string, inside which every quote is
--- escaped, so the pattern cannot occur in it. Any other layout is decoded whole.
-local properties
-local at, search = nil, 1
-while true do
-  local found = string.find(raw, '"properties":', search, true)
-  if not found then
-    break
+if from == 0 then
+  if dead == 0 then
+    return false
   end
-  at, search = found, found + 1
+  return {false, false, left, left_first, dead, false}
 end
-if at then
-  local ok, tail = pcall(cjson.decode, '{' .. string.sub(raw, at))
-  if ok and type(tail) == 'table' and type(tail['properties']) == 'table' then
-    properties = tail['properties']
-  end
-end
-properties = properties or cjson.decode(raw)['properties']
 local tag = properties['delivery_tag']
 local info = properties['delivery_info']
-redis.call('ZADD', KEYS[2 * n + 1], ARGV[1], tag)
-redis.call('HSET', KEYS[2 * n + 2], tag,
+redis.call('ZADD', index, now, tag)
+redis.call('HSET', unacked, tag,
   '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
-return {raw, KEYS[from], left, left_first}
-"""
+redis.call('LPUSH', KEYS[2 * n + from], tag)
+return {raw, KEYS[from], left, left_first, dead, tag}
+""".replace("QUEUED_AT_HEADER", QUEUED_AT_HEADER)
+
+# Removes a message from the unacknowledged hash and index (KEYS[1], KEYS[2]), as kombu's
+# QoS does on an ack, a reject or a restore, and its tag from its queue's in-flight list. The
+# queue is the routing key, the last item of the hash's [message, exchange, routing key]: read
+# from the entry's tail, so that the message is not decoded.
+_RELEASE = r"""
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry then
+  local queue = string.match(string.sub(entry, -512), '"([^"]*)"%s*%]%s*$')
+  if queue then
+    redis.call('LREM', queue .. 'INFLIGHT_SUFFIX', -1, ARGV[1])
+  end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
+""".replace("INFLIGHT_SUFFIX", inflight(""))
 
 #: Bells a queue keeps at most: enough to wake every idle worker; a busy one claims without one.
 MAX_BELLS = 256
@@ -189,6 +305,13 @@ class QoS(kombu_redis.QoS):
         else:
             super().append(message, delivery_tag)
 
+    def _remove_from_indices(self, delivery_tag: str,
+                             pipe: redis.client.Pipeline | None = None) -> redis.client.Pipeline:
+        # Every ack, reject and restore (ours and other workers' sweeps) comes through here: the
+        # in-flight lists leave with the unacked entries, in the same pipeline or transaction.
+        with self.pipe_or_acquire(pipe) as pipe:
+            return pipe.eval(_RELEASE, 2, self.unacked_key, self.unacked_index_key, delivery_tag)
+
 
 class Channel(kombu_redis.Channel):
     """Takes messages with the claim script, from any number of queues, interactive ones first.
@@ -209,6 +332,16 @@ class Channel(kombu_redis.Channel):
     _waited = False
     #: Messages left in the queues at the last claim.
     _left = 0
+    #: Whether the last claim took aged bulk work before waiting interactive work: the next one
+    #: does not, so that interactive work waits at most one bulk message a claim.
+    _aged_last = False
+
+    @functools.cached_property
+    def bulk_max_wait_s(self) -> float | None:
+        """Seconds past which the oldest bulk message is taken before interactive work (transport
+        option ``BULK_MAX_WAIT_OPTION``); None: strictly interactive first."""
+        value = self.connection.client.transport_options.get(BULK_MAX_WAIT_OPTION)
+        return None if value is None else float(value)
 
     def _create_client(self, asynchronous: bool = False) -> redis.Redis:
         if asynchronous:
@@ -224,9 +357,21 @@ class Channel(kombu_redis.Channel):
         return self._claim_script
 
     def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
-        keys = [*queues, *map(bell, queues), self.unacked_index_key, self.unacked_key]
+        keys = [*queues, *map(bell, queues), *map(inflight, queues), self.unacked_index_key, self.unacked_key,
+                keys_.DEAD_LETTERS]
         interactive = sum(priorities.rank(queue) == 0 for queue in queues)
-        return keys, [time.time(), len(queues), MAX_BELLS, interactive]
+        max_wait = -1 if self.bulk_max_wait_s is None or self._aged_last else self.bulk_max_wait_s
+        return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait]
+
+    def _restore(self, message: virtual.Message, leftmost: bool = False) -> None:
+        # kombu's would delete the unacked entry alone, leaving its index and in-flight entries.
+        self.qos.restore_by_tag(message.delivery_tag, leftmost=leftmost)
+
+    def _set_aside(self, raw: bytes, tag: str) -> None:
+        """Move a claimed message that cannot be delivered from the unacknowledged set to the dead
+        letters, where /status counts it: restored, it would fail every worker again."""
+        with self.qos.pipe_or_acquire() as pipe:
+            self.qos._remove_from_indices(tag, pipe).lpush(keys_.DEAD_LETTERS, raw).execute()
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix or list(self.priority_steps) != [0]:
@@ -267,11 +412,23 @@ class Channel(kombu_redis.Channel):
         if claimed is None:
             self._left = 0
             raise Empty()  # nothing came, or a worker beside us took it first
-        raw, queue, left, interactive_left = claimed
-        queue = queue.decode() if isinstance(queue, bytes) else queue
+        raw, queue, left, interactive_left, dead, tag = claimed
         self._left = left
-        payload = loads(raw)
-        payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
+        if dead:
+            log.warning("set %d message(s) whose properties cannot be read aside in %s", dead, keys_.DEAD_LETTERS)
+        if raw is None:
+            raise Empty()
+        queue = queue.decode() if isinstance(queue, bytes) else queue
+        tag = tag.decode() if isinstance(tag, bytes) else tag
+        self._aged_last = priorities.rank(queue) > 0 and interactive_left > 0
+        try:
+            payload = loads(raw)
+            payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            # Properties readable from the tail, but not a message as a whole.
+            log.warning("set message %s from %s aside in %s: it is not JSON", tag, queue, keys_.DEAD_LETTERS)
+            self._set_aside(raw, tag)
+            raise Empty() from None
         self._queue_cycle.rotate(queue)
         self.claims_unacked = True
         try:

@@ -357,6 +357,10 @@ class JobStore:
     def depth_limits(self) -> dict[str, int]:
         return dict(self._depth_limits)
 
+    def dead_letters(self) -> int:
+        """Messages the workers' claim set aside, unreadable (``inferq.keys.DEAD_LETTERS``)."""
+        return self._redis.llen(keys.DEAD_LETTERS)
+
 
 def _float(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)

@@ -36,3 +36,7 @@ def replies(listener: str) -> str:
 def worker(name: str) -> str:
     """A worker's last heartbeat (JSON), expiring when the worker stops sending them."""
     return f"{PREFIX}:worker:{name}"
+
+#: List of the messages the broker's claim could not deliver (their properties unreadable), each
+#: as it was queued: set aside rather than lost, counted by /status.
+DEAD_LETTERS = f"{PREFIX}:dead-letters"

@@ -103,6 +103,9 @@ class Settings:
     result_ttl_s: int = 3600
     #: Seconds after which a message a worker took but never acknowledged (it died) is delivered again.
     visibility_timeout_s: int = 60
+    #: Seconds bulk work waits at most behind interactive work: past it, the oldest bulk message
+    #: is taken first, one claim in two at most (docs/design.md, "Queues and bells").
+    bulk_max_wait_s: float = 30.0
     #: Seconds between worker heartbeats; a worker is presumed gone after three missed ones.
     heartbeat_interval_s: float = 2.0
 
@@ -143,7 +146,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive, got {getattr(self, name)!r}")
-        for name in ("max_batch_wait_ms", "tf_intra_op_threads", "tf_inter_op_threads", "redis_min_replicas_acked"):
+        non_negative = ("max_batch_wait_ms", "bulk_max_wait_s", "tf_intra_op_threads", "tf_inter_op_threads",
+                        "redis_min_replicas_acked")
+        for name in non_negative:
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
         if self.api_server not in API_SERVERS:

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from inferq import keys
 from inferq.catalog import ModelCatalog
 from tests.support.specs import CIFAR_LABELS, image_classifier_spec, mnist_spec, pair_spec, tabular_spec
 from tests.support.stand_in import publish_heartbeat
@@ -136,7 +137,12 @@ def test_status_sums_up_the_system(client, fake_redis):
                     "queued_images": 0,
                     "lanes": {"interactive": {"queued_images": 0, "limit": 10_000},
                               "bulk": {"queued_images": 0, "limit": 100_000}},
-                    "recent_batch_sizes": {"a:1": [3, 64]}}
+                    "recent_batch_sizes": {"a:1": [3, 64]}, "dead_letters": 0}
+
+
+def test_status_counts_the_messages_set_aside_as_unreadable(client, fake_redis):
+    fake_redis.lpush(keys.DEAD_LETTERS, b"not a message", b'{"properties": 1}')
+    assert client.get("/status").get_json()["dead_letters"] == 2
 
 
 def test_status_counts_each_models_queue(make_app, fake_redis, digit_104):

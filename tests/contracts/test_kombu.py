@@ -36,6 +36,10 @@ def test_the_installed_kombu_is_one_the_seam_was_written_for():
     (kombu_redis.Channel, "_q_for_pri", ["self", "queue", "pri"]),
     (kombu_redis.Channel, "_flush_brpop_reauth", ["self"]),
     (kombu_redis.QoS, "append", ["self", "message", "delivery_tag"]),
+    (kombu_redis.QoS, "_remove_from_indices", ["self", "delivery_tag", "pipe"]),
+    (kombu_redis.QoS, "pipe_or_acquire", ["self", "pipe", "client"]),
+    (kombu_redis.QoS, "restore_by_tag", ["self", "tag", "client", "leftmost"]),
+    (kombu_redis.Channel, "_restore", ["self", "message", "leftmost"]),
     (kombu.transport.virtual.Transport, "_deliver", ["self", "message", "queue"]),
     (kombu_redis.SentinelChannel, "_get_pool", ["self", "asynchronous"]),
     (kombu_redis.SentinelChannel, "_sentinel_managed_pool", ["self", "asynchronous"]),
@@ -105,3 +109,34 @@ def test_the_sentinel_transport_takes_a_message_from_the_master_the_sentinels_na
         message, unacked = consume_one(group.url, broker.SentinelTransport, master_name=MASTER)
     assert message.decode() == [["via sentinel"], {}, {}], RECHECK
     assert list(unacked) == [message.delivery_tag] == [json.loads(pushed.raw)["properties"]["delivery_tag"]], RECHECK
+
+
+def test_every_way_kombu_takes_a_message_out_of_the_unacked_hash_goes_through_remove_from_indices():
+    """The in-flight lists leave with the unacked entries only if kombu's ack, reject and restores
+    all remove them by ``QoS._remove_from_indices`` (or ``restore_by_tag``, which calls it)."""
+    assert "_remove_from_indices" in inspect.getsource(kombu_redis.QoS.ack), RECHECK
+    assert "restore_by_tag" in inspect.getsource(kombu_redis.QoS.reject), RECHECK
+    assert "_remove_from_indices" in inspect.getsource(kombu_redis.QoS.restore_by_tag), RECHECK
+    for method in (kombu_redis.QoS.restore_visible, kombu_redis.QoS.restore_unacked):
+        assert "restore_by_tag" in inspect.getsource(method), RECHECK
+
+
+def test_kombus_sweep_restores_a_dead_workers_message_and_empties_its_in_flight_entry(redis_url):
+    [pushed] = push(redis_url, "stranded")
+    tag = json.loads(pushed.raw)["properties"]["delivery_tag"]
+    client = connect(redis_url)
+    options = {"priority_steps": [0], "body_encoding": None}
+    with Connection(redis_url, transport=broker.Transport, transport_options=options) as connection:
+        taken: list = []
+        with connection.Consumer(Queue(QUEUE), callbacks=[lambda _body, message: taken.append(message)],
+                                 accept=["json"]):
+            connection.drain_events(timeout=5)
+            connection.default_channel.do_restore = False  # dies holding it: nothing given back
+    assert client.lrange(broker.inflight(QUEUE), 0, -1) == [tag.encode()]
+    # Another worker's sweep, past the visibility timeout.
+    with Connection(redis_url, transport=broker.Transport,
+                    transport_options={**options, "visibility_timeout": 0}) as connection:
+        connection.default_channel.qos.restore_visible(num=10, interval=1)
+    assert client.llen(broker.inflight(QUEUE)) == 0 and client.hlen("unacked") == 0, RECHECK
+    [restored] = client.lrange(QUEUE, 0, -1)
+    assert json.loads(restored)["properties"]["delivery_tag"] == tag, RECHECK

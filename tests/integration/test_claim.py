@@ -1,31 +1,34 @@
-"""The worker's claim on a real Redis: interactive messages first, bells kept, nothing taken unrecorded."""
+"""The worker's claim on a real Redis: interactive messages first, bulk ones within their bound,
+bells kept, nothing taken unrecorded, in-flight lists kept, unreadable messages set aside."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
 import redis
 from kombu import Connection, Queue
 
-from inferq import broker, priorities
-from inferq.broker import Envelope, bell
+from inferq import broker, keys, priorities
+from inferq.broker import Envelope, bell, inflight
 
 BASE = "claimq"
 INTERACTIVE, BULK = priorities.queues(BASE)
 
 
-def push(client: redis.Redis, queue: str, body: str, *, ring: bool = True) -> Envelope:
-    envelope = broker.envelope(queue, [[body], {}, {}], headers={}, properties={})
+def push(client: redis.Redis, queue: str, body: str, *, ring: bool = True, queued_at: float | None = None) -> Envelope:
+    envelope = broker.envelope(queue, [[body], {}, {}], headers={}, properties={}, queued_at=queued_at)
     client.lpush(queue, envelope.raw)
     if ring:
         client.lpush(bell(queue), 1)
     return envelope
 
 
-def take(redis_url: str, count: int, timeout_s: float = 5) -> list[tuple[str, str, dict, dict]]:
-    """Claim ``count`` messages from both queues as a worker does: (queue, body, unacked hash,
-    delivery info) each."""
+def take(redis_url: str, count: int, timeout_s: float = 5, *, options: dict | None = None,
+         until=None, on_each=None) -> list[tuple[str, str, dict, dict]]:
+    """Claim ``count`` messages from both queues as a worker does (or until ``until(taken)``),
+    calling ``on_each(body)`` after each: (queue, body, unacked hash, delivery info) each."""
     taken: list[tuple[str, str, dict, dict]] = []
     client = redis.Redis.from_url(redis_url)
 
@@ -34,15 +37,19 @@ def take(redis_url: str, count: int, timeout_s: float = 5) -> list[tuple[str, st
         taken.append((message.delivery_info["routing_key"], json.loads(message.body)[0][0], unacked,
                       message.delivery_info))
         message.ack()
+        if on_each:
+            on_each(taken[-1][1])
 
-    options = {"priority_steps": [0], "body_encoding": None}
+    until = until or (lambda taken: len(taken) >= count)
+    options = {"priority_steps": [0], "body_encoding": None, **(options or {})}
     # kombu's queue cycle would take bulk first half the time: the claim must not.
     queues = [Queue(BULK), Queue(INTERACTIVE)]
     with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
           connection.Consumer(queues, callbacks=[on_message], accept=["json"])):
         deadline = time.monotonic() + timeout_s
-        while len(taken) < count and time.monotonic() < deadline:
-            connection.drain_events(timeout=timeout_s)
+        while not until(taken) and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):  # nothing came this second: look again
+                connection.drain_events(timeout=min(1, timeout_s))
     return taken
 
 
@@ -107,3 +114,116 @@ def test_stale_bells_are_trimmed_to_the_messages_left(redis_url):
     push(client, INTERACTIVE, "two")
     take(redis_url, 1)
     assert client.llen(INTERACTIVE) == 1 and client.llen(bell(INTERACTIVE)) == 1
+
+
+# --- unreadable messages ---------------------------------------------------------------------
+
+#: What anything with access to Redis might push onto a queue: not JSON, JSON without properties,
+#: properties without a delivery tag, routing that is not an object.
+UNREADABLE = [b"\xff\x00 not a message", b'{"body": "x"}', b'{"properties": {"delivery_info": {}}}',
+              b'{"properties": {"delivery_tag": "t", "delivery_info": 3}}']
+
+
+def test_an_unreadable_message_is_set_aside_and_the_claim_takes_the_next(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    for raw in UNREADABLE:  # older than the good one: popped first
+        client.lpush(INTERACTIVE, raw)
+        client.lpush(bell(INTERACTIVE), 1)
+    good = push(client, INTERACTIVE, "good")
+    [(queue, body, unacked, info)] = take(redis_url, 1)
+    assert (queue, body) == (INTERACTIVE, "good")
+    assert list(unacked) == [json.loads(good.raw)["properties"]["delivery_tag"]]
+    assert client.lrange(keys.DEAD_LETTERS, 0, -1)[::-1] == UNREADABLE  # as they were, oldest last
+    assert client.llen(INTERACTIVE) == 0 and client.hlen("unacked") == 0
+
+
+def test_a_claim_that_finds_only_unreadable_messages_answers_nothing_and_loses_none(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    client.lpush(BULK, UNREADABLE[0])
+    client.lpush(bell(BULK), 1)
+    assert take(redis_url, 1, timeout_s=2) == []
+    assert client.lrange(keys.DEAD_LETTERS, 0, -1) == [UNREADABLE[0]]
+    # The worker carries on: the next message is taken.
+    push(client, BULK, "next")
+    assert [body for _, body, _, _ in take(redis_url, 1)] == ["next"]
+
+
+def test_a_message_whose_properties_read_but_whose_whole_does_not_is_set_aside_not_redelivered(redis_url):
+    """The claim decodes only the envelope's tail: the worker finds the rest broken, and sets the
+    message aside rather than leave it unacknowledged to fail every worker again."""
+    client = redis.Redis.from_url(redis_url)
+    broken = "{broken " + broker.envelope(BULK, [["x"], {}, {}], headers={}, properties={}).raw[1:]
+    client.lpush(BULK, broken)
+    client.lpush(bell(BULK), 1)
+    push(client, BULK, "after")
+    assert [body for _, body, _, _ in take(redis_url, 1)] == ["after"]
+    assert client.lrange(keys.DEAD_LETTERS, 0, -1) == [broken.encode()]
+    assert client.hlen("unacked") == client.zcard("unacked_index") == 0 and client.llen(inflight(BULK)) == 0
+
+
+# --- bulk work under interactive load --------------------------------------------------------
+
+def test_bulk_work_waiting_past_its_bound_is_taken_before_interactive_work_one_claim_in_two(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    push(client, BULK, "old-0", queued_at=time.time() - 60)
+    push(client, BULK, "old-1", queued_at=time.time() - 60)
+    push(client, BULK, "fresh", queued_at=time.time())
+    for n in range(4):
+        push(client, INTERACTIVE, f"interactive-{n}", queued_at=time.time())
+    taken = take(redis_url, 7, options={broker.BULK_MAX_WAIT_OPTION: 30})
+    assert [body for _, body, _, _ in taken] == [
+        "old-0", "interactive-0", "old-1", "interactive-1", "interactive-2", "interactive-3", "fresh"]
+
+
+def test_bulk_work_without_a_queued_at_header_counts_as_old(redis_url):
+    """As another producer would push it: taken as overdue rather than starved."""
+    client = redis.Redis.from_url(redis_url)
+    push(client, INTERACTIVE, "interactive", queued_at=time.time())
+    push(client, BULK, "unstamped")
+    taken = take(redis_url, 2, options={broker.BULK_MAX_WAIT_OPTION: 30})
+    assert [body for _, body, _, _ in taken] == ["unstamped", "interactive"]
+
+
+def test_with_interactive_work_always_queued_a_bulk_message_is_taken_once_past_its_bound(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    queued = time.time()
+    push(client, BULK, "bulk", queued_at=queued)
+    for n in range(2):
+        push(client, INTERACTIVE, f"interactive-{n}", queued_at=time.time())
+
+    def refill(body: str) -> None:  # every interactive message taken is replaced: never none queued
+        if body != "bulk":
+            push(client, INTERACTIVE, "more", queued_at=time.time())
+
+    bound_s = 0.5
+    taken = take(redis_url, 0, timeout_s=15, options={broker.BULK_MAX_WAIT_OPTION: bound_s}, on_each=refill,
+                 until=lambda taken: any(body == "bulk" for _, body, _, _ in taken))
+    bodies = [body for _, body, _, _ in taken]
+    assert "bulk" in bodies, f"bulk work not taken in {len(bodies)} claims under interactive load"
+    *_, info = taken[bodies.index("bulk")]
+    assert info[broker.INTERACTIVE_LEFT] == 2, "interactive work was waiting when bulk work was taken"
+    assert client.llen(BULK) == 0
+
+
+# --- work in flight --------------------------------------------------------------------------
+
+def test_each_queue_lists_the_messages_held_unacknowledged_until_acked_rejected_or_restored(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    pushed = [push(client, BULK, body) for body in ("acked", "rejected", "held")]
+    tags = [json.loads(envelope.raw)["properties"]["delivery_tag"] for envelope in pushed]
+    held: list = []
+    options = {"priority_steps": [0], "body_encoding": None}
+    with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
+          connection.Consumer([Queue(BULK)], callbacks=[lambda _body, message: held.append(message)],
+                              accept=["json"])):
+        while len(held) < 3:
+            connection.drain_events(timeout=5)
+        assert client.lrange(inflight(BULK), 0, -1)[::-1] == [tag.encode() for tag in tags]
+        held[0].ack()
+        held[1].reject(requeue=True)
+        assert client.lrange(inflight(BULK), 0, -1) == [tags[2].encode()]
+        assert client.llen(BULK) == 1  # the rejected one, back
+    # The channel closed with one held: kombu gives it back, and it leaves the in-flight list.
+    assert client.llen(inflight(BULK)) == 0 and client.hlen("unacked") == 0
+    assert sorted(json.loads(raw)["properties"]["delivery_tag"] for raw in client.lrange(BULK, 0, -1)) == sorted(
+        tags[1:])

@@ -38,3 +38,9 @@ def test_every_envelope_has_a_delivery_tag_of_its_own():
     tags = {json.loads(broker.envelope("q", [], headers={}, properties={}).raw)["properties"]["delivery_tag"]
             for _ in range(3)}
     assert len(tags) == 3
+
+
+def test_an_envelopes_queued_at_is_the_first_thing_in_it_where_the_claim_reads_it():
+    envelope = broker.envelope("q", [], headers={"task": "t"}, properties={}, queued_at=1765084800.25)
+    assert envelope.raw.startswith(f'{{"headers":{{"{broker.QUEUED_AT_HEADER}":1765084800.25,')
+    assert json.loads(envelope.raw)["headers"] == {broker.QUEUED_AT_HEADER: 1765084800.25, "task": "t"}
