@@ -4,7 +4,8 @@ A request is ``interactive`` (a person or a program waiting on the answer: the d
 routes) or ``bulk`` (offline scoring: the default of ``POST /jobs``). Each priority has its own
 Celery queue and its own limit on queued images, so a bulk backlog neither delays interactive
 work behind it nor fills the queue against it. A worker takes interactive work whenever there is
-some and bulk work otherwise; one batch may hold both.
+some and bulk work otherwise, except bulk work that has waited past BULK_MAX_WAIT_S, which it takes
+first one claim in two (``inferq.broker``), so that neither starves; one batch may hold both.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from inferq import priorities
+from inferq import broker, priorities
 from inferq.celery_app import make_celery
 from inferq.settings import Settings
 from launcher import api_command, worker_command
@@ -296,7 +296,14 @@ def test_each_worker_deployment_is_scaled_by_keda_on_its_queues_redis_list(objec
         assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
         assert "--queues" not in command
         assert [trigger["type"] for trigger in spec["triggers"]] == ["redis"] * len(spec["triggers"])
-        assert [trigger["metadata"]["listName"] for trigger in spec["triggers"]] == queues_of(settings, model)
+        queues = queues_of(settings, model)
+        # The queues, and the work in flight from each (a dead worker's too): nothing waits on luck.
+        assert [trigger["metadata"]["listName"] for trigger in spec["triggers"]] == [
+            *queues, *map(broker.inflight, queues)]
+        held_by_one_worker = make_celery(settings).conf.worker_prefetch_multiplier
+        for trigger in spec["triggers"][len(queues):]:
+            assert int(trigger["metadata"]["listLength"]) >= held_by_one_worker, (
+                "a worker's own unacknowledged messages must not ask for more workers")
         for trigger in spec["triggers"]:
             metadata = trigger["metadata"]
             assert int(metadata["listLength"]) > 0

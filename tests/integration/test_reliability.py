@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from api import create_app
-from inferq import keys
+from inferq import broker, keys, priorities
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import API_SERVERS, Settings
 from launcher.processes import free_port, redis_answers
@@ -145,6 +145,31 @@ def test_redis_restarted_mid_run_loses_no_accepted_job(tmp_path, trained_model_d
         server.wait(30)
 
 
+
+
+def test_a_killed_workers_claimed_message_is_demand_and_is_run_by_the_next_worker_with_no_other_traffic(
+        start_worker, make_client, redis_url, tmp_path, mnist_test):
+    """Scaled to zero after a worker died holding work, nothing else arrives: the in-flight list
+    the autoscaler reads shows the demand, and the worker it starts runs the work, not the next
+    unrelated request."""
+    visibility_timeout_s, slow_s = 4, 2
+    build_model(tmp_path / "models", 1, label=4, slow_seconds=slow_s)
+    worker = start_worker(tmp_path / "models", visibility_timeout_s=visibility_timeout_s)
+    client = make_client()
+    job_id = client.post("/jobs", data={"image": [(io.BytesIO(png_bytes(mnist_test[0][0])), "a")]}).get_json()["job_id"]
+    # Under CPU load from elsewhere, a worker's first batch can be slow to start.
+    wait_for(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "running", 60, "the batch to start")
+    worker.kill()
+    queue = priorities.queue("q.mnist", BULK)
+    inflight = broker.inflight(queue)
+    assert worker.client.llen(queue) == 0 and worker.client.llen(inflight) == 1
+    start_worker(tmp_path / "models", visibility_timeout_s=visibility_timeout_s)
+    # Restored at the new worker's start or its next sweep (VISIBILITY_TIMEOUT_S / 6), then run.
+    wait_for(lambda: client.get(f"/jobs/{job_id}").get_json()["status"] == "done",
+             visibility_timeout_s + slow_s + 10, "the dead worker's job to be run again")
+    assert client.get(f"/jobs/{job_id}").get_json()["result"]["results"][0]["labels"] == [4]
+    wait_for(lambda: worker.client.hlen("unacked") == 0, 10, "the message to be acknowledged")
+    assert worker.client.llen(inflight) == 0
 
 
 def test_sigterm_lets_a_worker_finish_its_batch(start_worker, make_client, tmp_path, mnist_test):
