@@ -68,7 +68,7 @@ KOMBU_INTERNALS = (
     "Channel._in_poll", "Channel._flush_brpop_reauth", "Channel._q_for_pri", "Channel.unacked_key",
     "Channel.unacked_index_key", "Channel.priority_steps", "Channel.global_keyprefix",
     "Connection._deliver", "QoS.append", "QoS._remove_from_indices (every ack, reject and restore)",
-    "QoS.pipe_or_acquire", "QoS.restore_by_tag", "Channel._restore",
+    "QoS.pipe_or_acquire", "QoS.restore_by_tag", "QoS.restore_visible (the periodic sweep)", "Channel._restore",
     "the unacked hash's [message, exchange, routing key] layout",
     "the message layout in the queue (envelope)",
     "SentinelChannel._get_pool and ._sentinel_managed_pool (its connections to the Sentinels' master), "
@@ -283,6 +283,22 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('HDEL', KEYS[1], ARGV[1])
 """.replace("INFLIGHT_SUFFIX", inflight(""))
 
+# Takes out of the in-flight lists (KEYS[1..n-1]) the tags the unacknowledged hash (KEYS[n]) no
+# longer holds: left by whatever removed them without _RELEASE (a worker of an older release
+# during an upgrade, a hand on Redis), they would hold workers up for ever. The claim and
+# _RELEASE keep both in one step each, so this never removes a tag a worker holds.
+_RECONCILE = r"""
+local removed, n = 0, #KEYS
+for i = 1, n - 1 do
+  for _, tag in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
+    if redis.call('HEXISTS', KEYS[n], tag) == 0 then
+      removed = removed + redis.call('LREM', KEYS[i], 0, tag)
+    end
+  end
+end
+return removed
+"""
+
 #: Bells a queue keeps at most: enough to wake every idle worker; a busy one claims without one.
 MAX_BELLS = 256
 
@@ -304,6 +320,14 @@ class QoS(kombu_redis.QoS):
             virtual.QoS.append(self, message, delivery_tag)
         else:
             super().append(message, delivery_tag)
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        super().restore_visible(start, num, interval)
+        # The sweep's own schedule: this worker's queues' in-flight lists checked against the hash.
+        queues = sorted(self.channel.active_queues)
+        if queues:
+            with self.channel.conn_or_acquire() as client:
+                client.eval(_RECONCILE, len(queues) + 1, *map(inflight, queues), self.unacked_key)
 
     def _remove_from_indices(self, delivery_tag: str,
                              pipe: redis.client.Pipeline | None = None) -> redis.client.Pipeline:

@@ -39,6 +39,7 @@ def test_the_installed_kombu_is_one_the_seam_was_written_for():
     (kombu_redis.QoS, "_remove_from_indices", ["self", "delivery_tag", "pipe"]),
     (kombu_redis.QoS, "pipe_or_acquire", ["self", "pipe", "client"]),
     (kombu_redis.QoS, "restore_by_tag", ["self", "tag", "client", "leftmost"]),
+    (kombu_redis.QoS, "restore_visible", ["self", "start", "num", "interval"]),
     (kombu_redis.Channel, "_restore", ["self", "message", "leftmost"]),
     (kombu.transport.virtual.Transport, "_deliver", ["self", "message", "queue"]),
     (kombu_redis.SentinelChannel, "_get_pool", ["self", "asynchronous"]),

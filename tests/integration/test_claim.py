@@ -227,3 +227,20 @@ def test_each_queue_lists_the_messages_held_unacknowledged_until_acked_rejected_
     assert client.llen(inflight(BULK)) == 0 and client.hlen("unacked") == 0
     assert sorted(json.loads(raw)["properties"]["delivery_tag"] for raw in client.lrange(BULK, 0, -1)) == sorted(
         tags[1:])
+
+
+def test_the_sweep_takes_out_in_flight_entries_whose_messages_are_no_longer_held(redis_url):
+    """Left by whatever removed unacked entries another way, they would keep a worker up for ever."""
+    client = redis.Redis.from_url(redis_url)
+    push(client, BULK, "held")
+    options = {"priority_steps": [0], "body_encoding": None}
+    held: list = []
+    with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
+          connection.Consumer([Queue(BULK)], callbacks=[lambda _body, message: held.append(message)],
+                              accept=["json"])):
+        connection.drain_events(timeout=5)
+        client.lpush(inflight(BULK), "stale-tag")
+        connection.default_channel.qos.restore_visible(num=10, interval=1)
+        assert client.lrange(inflight(BULK), 0, -1) == [held[0].delivery_tag.encode()]
+        held[0].ack()
+    assert client.llen(inflight(BULK)) == 0
