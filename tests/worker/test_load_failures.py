@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 from inferq.catalog import ModelCatalog
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
 from tests.worker.fake_loading import add_version
 from worker.heartbeat import Heartbeat
 from worker.metrics import WorkerMetrics
+from worker.model_holder import RETRY_FIRST_S, ModelHolder
 from worker.served_models import ServedModels
 
 
@@ -44,3 +47,23 @@ def test_a_version_that_fails_to_load_shows_in_status_and_metrics_until_a_retry_
     status = api.get("/status").get_json()
     assert status["load_failures"] == [] and status["models"]["mnist"]["versions"] == [2]
     assert loader.loads == [("mnist", 2), ("mnist", 1), ("mnist", 2), ("mnist", 2)]  # 1 at once in its stead
+
+
+def test_a_real_savedmodel_copied_in_place_is_served_once_its_copy_is_done(tmp_path):
+    # ``cp -r`` straight into place, caught half-way: saved_model.pb there, its variables not yet.
+    from tests.support.saved_models import build_tabular
+
+    source = build_tabular(tmp_path / "source")
+    target = tmp_path / "repo" / "tabular" / "1"
+    target.mkdir(parents=True)
+    shutil.copy(source / "saved_model.pb", target)
+    clock = Clock()
+    holder = ModelHolder("tabular", target.parent, intra_op_threads=1, inter_op_threads=1, clock=clock)
+    holder.refresh()
+    assert holder.model() is None and list(holder.failures) == [1]
+    shutil.copytree(source / "variables", target / "variables")  # the copy goes on
+    holder.refresh()  # within its backoff
+    assert holder.model() is None
+    clock.now += RETRY_FIRST_S
+    assert holder.refresh() is True
+    assert holder.model().version == 1 and holder.failures == {}
