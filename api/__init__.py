@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
 
     replies = ReplyListener(store)
     models = ServedModels(ModelCatalog(client), workers,
-                          ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s)
+                          ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s,
+                          forget_after_s=settings.model_forget_after_s)
 
     def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,

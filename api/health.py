@@ -33,7 +33,7 @@ def readyz() -> Response:
     if workers not in ("required", "optional"):
         raise ApiError(400, f"workers must be 'required' or 'optional', got {workers!r}")
     live = _live_workers()  # Redis out of reach: its 503
-    models = runtime().models.all()
+    models = runtime().models.all()  # read with ``live``
     served = served_versions(live)
     waiting = sorted(set(models) - set(served))
     if workers == "required" and (waiting or not served):
@@ -103,6 +103,10 @@ def status() -> Response:
         "lanes": lanes,
         "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in live},
         "dead_letters": rt.queue.dead_letters(),
+        # Versions a worker found but could not load (the reason is in its log); it tries again.
+        "load_failures": [{"worker": worker.name, "model": failure["model"], "version": failure["version"],
+                           "attempts": failure["attempts"]}
+                          for worker in live for failure in worker.load_failures],
     })
 
 
@@ -112,4 +116,6 @@ def metrics() -> Response:
 
 
 def _live_workers() -> list[WorkerStatus]:
-    return runtime().workers.live()
+    """The live workers, read now, and with them what is served (``runtime().models.all()`` after
+    this call): the routes here answer from one view, never a cached one older than the heartbeats."""
+    return runtime().models.live(fresh=True)

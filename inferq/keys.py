@@ -9,6 +9,9 @@ WORKERS = f"{PREFIX}:workers"
 #: Hash of model name -> the JSON list of its served versions' specs (``inferq.catalog``).
 MODELS = f"{PREFIX}:models"
 
+#: Hash of model name -> when a worker last announced it (unix seconds), beside ``MODELS``.
+MODELS_ANNOUNCED = f"{PREFIX}:models:announced"
+
 
 def queued_images(model: str, priority: str) -> str:
     """Sum of the images of every admitted job of ``model`` and ``priority`` not yet finished: what

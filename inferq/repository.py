@@ -1,10 +1,15 @@
 """The model repository: which models there are, and which of their versions to serve.
 
 Layout as TF Serving's and Triton's: ``MODEL_REPOSITORY/<name>/<version>/saved_model.pb``, with an
-optional ``<name>/config.json`` (``inferq.model_config``). A version appears by an atomic rename of a
-finished directory, so a directory that is there at all is complete; anything not named by an
-integer (a trainer's temporary directory) is ignored. A repository whose own children are versions
-(the single-model layout of inferq's first releases) is served as one model, named MODEL_NAME.
+optional ``<name>/config.json`` (``inferq.model_config``). The rule, as TF Serving and Triton users
+follow it: a version is written (or copied) under a name that is not an integer and renamed to its
+number when complete, which is atomic within a filesystem; so a directory named by an integer that
+holds ``saved_model.pb`` is taken as complete, and anything else (a trainer's ``.tmp-*``, a
+``.3`` being copied) is ignored. A version copied straight into place breaks the rule: it may be
+read half-written, fail to load, and is then tried again (``worker.model_holder``).
+
+A repository whose own children are versions (the single-model layout of inferq's first releases)
+is served as one model, named MODEL_NAME.
 
 No TensorFlow is imported here: the worker's parent process reads the repository to know which
 queues to consume before any model is loaded.

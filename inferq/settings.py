@@ -108,6 +108,10 @@ class Settings:
     bulk_max_wait_s: float = 30.0
     #: Seconds between worker heartbeats; a worker is presumed gone after three missed ones.
     heartbeat_interval_s: float = 2.0
+    #: Seconds after which a model no worker has announced is forgotten (``inferq.catalog``): until
+    #: then work is admitted for it with its workers scaled to zero, and /readyz waits for one. While
+    #: no worker at all is alive, none is forgotten.
+    model_forget_after_s: float = 3600.0
 
     #: Upload limits: bytes per request, pixels per image (decompression bombs), images per request.
     max_request_bytes: int = 16 * 1024 * 1024
@@ -139,7 +143,8 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
-            "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "max_request_bytes",
+            "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
+            "max_request_bytes",
             "max_image_pixels", "max_images_per_request", "max_queue_depth", "max_interactive_queue_depth",
             "redis_replica_ack_timeout_ms",
         )

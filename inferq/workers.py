@@ -37,6 +37,9 @@ class WorkerStatus:
     #: What the worker reads beyond the first version-2 messages (``inferq.messages.FEATURES``);
     #: none for a worker of an earlier release.
     message_features: list[str] = dataclasses.field(default_factory=list)
+    #: Versions the worker found complete but could not load, and tries again with backoff: each
+    #: ``{"model", "version", "attempts", "error"}``.
+    load_failures: list[dict] = dataclasses.field(default_factory=list)
 
 
 def served_versions(live: list[WorkerStatus]) -> dict[str, set[int]]:

@@ -28,7 +28,7 @@ class Engine:
         client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.metrics = WorkerMetrics()
-        self.models = ServedModels(settings)
+        self.models = ServedModels(settings, on_load_failure=self.metrics.record_load_failure)
         self._registry = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
         self._catalog = ModelCatalog(client)
         self._interval_s = settings.heartbeat_interval_s

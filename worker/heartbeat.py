@@ -1,9 +1,11 @@
 """A worker process's heartbeat: a thread that says every interval that the process is alive.
 
-Each beat first looks at the repository again (so a new model or version is served, and a removed
-one dropped, within one interval), then publishes what the process serves and its counters for the
-API's /readyz, /models and /metrics. A beat that cannot reach Redis is logged and the next one tries
-again.
+Each beat publishes what the process serves and its counters for the API's /readyz, /models and
+/metrics. A second thread looks at the repository every interval (so a new model or version is
+served, and a removed one dropped, within one interval) and beats once it has. The two are apart
+because a look may load a model, which takes long under CPU load: done in the beating thread, it
+let the heartbeat expire (three intervals) while the process was alive and serving, and the API saw
+no worker. A beat that cannot reach Redis is logged and the next one tries again.
 """
 
 from __future__ import annotations
@@ -36,21 +38,31 @@ class Heartbeat:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._started_at = time.time()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inferq-heartbeat", daemon=True)
+        # One beat at a time: a beat that read the models before a refresh must not be published
+        # after the one that read them since.
+        self._beating = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name="inferq-heartbeat", daemon=True),
+                         threading.Thread(target=self._follow, name="inferq-repository", daemon=True)]
 
     def start(self) -> None:
         self.beat()
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self._interval + 5)
+        for thread in self._threads:
+            thread.join(timeout=self._interval + 5)
         try:
             self._registry.remove(self.name)
         except redis.RedisError as exc:
             log.warning("could not deregister %s: %s", self.name, exc)
 
     def beat(self) -> None:
+        with self._beating:
+            self._beat()
+
+    def _beat(self) -> None:
         specs = self._models.specs()
         self._catalog.remove(self._models.take_gone())
         self._catalog.publish(specs)
@@ -65,19 +77,28 @@ class Heartbeat:
             recent_batch_sizes=list(self._metrics.recent_batch_sizes),
             metrics=self._metrics.snapshot(),
             message_features=list(messages.FEATURES),
+            load_failures=self._models.load_failures(),
         ))
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            self._safe_beat()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._interval):
             self.tick()
 
     def tick(self) -> None:
-        """One interval's work: look at the repository, then beat. A look that fails (the repository
-        out of reach) still beats, with the models held: the process is alive and serving them."""
+        """One look at the repository, then a beat to say what it changed. A look that fails (the
+        repository out of reach) still beats, with the models held: the process is alive and
+        serving them."""
         try:
             self._models.refresh()
         except Exception:
             log.exception("could not bring the models in step with the repository")
+        self._safe_beat()
+
+    def _safe_beat(self) -> None:
         try:
             self.beat()
         except redis.RedisError as exc:

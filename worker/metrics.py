@@ -49,6 +49,10 @@ class WorkerMetrics:
             "inferq_worker_expired_jobs", "Jobs not run because their deadline had passed.",
             ["model", "priority"], registry=self.registry,
         )
+        self.model_load_failures = Counter(
+            "inferq_worker_model_load_failures", "Loads of a model version that failed (each is tried again).",
+            model_version, registry=self.registry,
+        )
         self.recent_batch_sizes: deque[int] = deque(maxlen=RECENT_BATCHES)
         self._batches = 0
         self._images = 0
@@ -57,6 +61,9 @@ class WorkerMetrics:
         for job in jobs:
             if job.queued_at is not None:
                 self.queue_wait_seconds.labels(model, job.priority).observe(max(0.0, now - job.queued_at))
+
+    def record_load_failure(self, model: str, version: int) -> None:
+        self.model_load_failures.labels(model, str(version)).inc()
 
     def record_call(self, model: str, version: int, items: int, seconds: float) -> None:
         self.batch_images.labels(model, str(version)).observe(items)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from inferq.model_spec import ModelSpec
 from inferq.repository import Repository
@@ -32,10 +34,12 @@ def models_to_serve(settings: Settings) -> dict[str, Path]:
 
 
 class ServedModels:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, on_load_failure: Callable[[str, int], None] | None = None,
+                 **holder_options: Any) -> None:
         self._settings = settings
-        self._threads = {"intra_op_threads": settings.tf_intra_op_threads,
-                         "inter_op_threads": settings.tf_inter_op_threads}
+        self._holder_options = {"intra_op_threads": settings.tf_intra_op_threads,
+                         "inter_op_threads": settings.tf_inter_op_threads,
+                         "on_load_failure": on_load_failure, **holder_options}
         self.holders: dict[str, ModelHolder] = {}
         #: Models dropped since :meth:`take_gone` was last asked.
         self._gone: set[str] = set()
@@ -56,7 +60,7 @@ class ServedModels:
         for name, path in found.items():
             holder = self.holders.get(name)
             if holder is None or holder.model_dir != path:
-                holder = self.holders[name] = ModelHolder(name, path, **self._threads)
+                holder = self.holders[name] = ModelHolder(name, path, **self._holder_options)
             holder.refresh()
 
     def model(self, name: str, version: int | None) -> LoadedModel | None:
@@ -78,6 +82,13 @@ class ServedModels:
     def specs(self) -> list[ModelSpec]:
         # A copy of the holders: a batch's refresh in another thread may add or drop one meanwhile.
         return [spec for holder in list(self.holders.values()) for spec in holder.specs()]
+
+    def load_failures(self) -> list[dict]:
+        """Each version found that did not load, as the heartbeat reports it."""
+        return [{"model": holder.name, "version": failure.version, "attempts": failure.attempts,
+                 "error": failure.error}
+                for holder in list(self.holders.values()) for failure in sorted(holder.failures.values(),
+                                                                                key=lambda failure: failure.version)]
 
     @property
     def any_loaded(self) -> bool:

@@ -2,11 +2,17 @@ import io
 import time
 
 import pytest
+import redis
 
+from api import create_app
 from inferq import keys
 from inferq.catalog import ModelCatalog
+from inferq.jobs import JobStore
+from inferq.settings import Settings
+from inferq.workers import WorkerRegistry
 from tests.support.specs import CIFAR_LABELS, image_classifier_spec, mnist_spec, pair_spec, tabular_spec
-from tests.support.stand_in import publish_heartbeat
+from tests.support.stand_in import InlineWorker, StandInStore, publish_heartbeat
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -137,7 +143,7 @@ def test_status_sums_up_the_system(client, fake_redis):
                     "queued_images": 0,
                     "lanes": {"interactive": {"queued_images": 0, "limit": 10_000},
                               "bulk": {"queued_images": 0, "limit": 100_000}},
-                    "recent_batch_sizes": {"a:1": [3, 64]}, "dead_letters": 0}
+                    "recent_batch_sizes": {"a:1": [3, 64]}, "dead_letters": 0, "load_failures": []}
 
 
 def test_status_counts_the_messages_set_aside_as_unreadable(client, fake_redis):
@@ -209,3 +215,62 @@ def test_workers_optional_still_needs_redis_and_a_known_value(make_app, unreacha
     assert down.status_code == 503 and down.get_json()["reason"] == "broker"
     bad = client.get("/readyz?workers=maybe")
     assert bad.status_code == 400 and "workers must be" in bad.get_json()["error"]
+
+
+@pytest.fixture
+def real_redis(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+def app_on(client, models_ttl_s: float | None = None, **overrides):
+    """An app as ``make up`` runs it (its cache of what is served included), on ``client``'s Redis."""
+    settings = Settings(**{"sync_timeout_s": 0.3, **overrides})
+    worker = InlineWorker(JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits),
+                          client)
+    return create_app(settings, redis_client=client, store=StandInStore(client, worker, settings),
+                      models_ttl_s=models_ttl_s).test_client()
+
+
+def test_once_ready_the_served_model_is_never_refused_as_unserved(real_redis, digit_104):
+    # A fresh stack: the API asked what is served before the worker's first heartbeat, /readyz
+    # then answered 200, and the next request got 503 no_worker from the cache for its ttl.
+    api = app_on(real_redis, models_ttl_s=3600)
+    assert api.get("/readyz").status_code == 503
+    assert api.post("/recognize", data={"image": (io.BytesIO(digit_104), "a.png")}).status_code == 503
+    publish_heartbeat(real_redis, version=4)
+    assert api.get("/readyz").status_code == 200
+    response = api.post("/jobs?priority=bulk", data={"image": [(io.BytesIO(digit_104), "a.png")]})
+    assert response.status_code == 202, response.get_json()
+    assert api.post("/recognize", data={"image": (io.BytesIO(digit_104), "a.png")}).status_code == 200
+
+
+def test_a_model_removed_while_its_workers_were_down_is_forgotten_and_the_service_ready_again(real_redis):
+    # Served two models, then restarted without iris on the same Redis data.
+    publish_heartbeat(real_redis, specs=[mnist_spec(4), tabular_spec(1)])
+    WorkerRegistry(real_redis, heartbeat_interval_s=Settings().heartbeat_interval_s).remove("host:1")
+    publish_heartbeat(real_redis, name="host:2", version=4)
+    api = app_on(real_redis, model_forget_after_s=0.5)
+    assert api.get("/readyz").get_json()["models_without_workers"] == ["iris"]  # announced just now
+    wait_for(lambda: api.get("/readyz").status_code == 200, 10, "iris to be forgotten")
+    assert api.get("/readyz").get_json() == {"status": "ready", "workers": 1, "models": {"mnist": [4]}}
+    assert [model["name"] for model in api.get("/models").get_json()["models"]] == ["mnist"]
+    assert api.post("/v1/models/iris:predict", json={"instances": [[0.0] * 4]}).status_code == 404
+    assert ModelCatalog(real_redis).models() == {"mnist": [mnist_spec(4)]}  # and from Redis too
+
+
+def test_within_the_window_work_is_admitted_for_a_model_whose_workers_are_scaled_to_zero(real_redis):
+    publish_heartbeat(real_redis, specs=[mnist_spec(4), tabular_spec(1)])
+    WorkerRegistry(real_redis, heartbeat_interval_s=Settings().heartbeat_interval_s).remove("host:1")
+    publish_heartbeat(real_redis, name="host:2", version=4)
+    api = app_on(real_redis)  # MODEL_FORGET_AFTER_S's default
+    assert api.get("/readyz").status_code == 503
+    assert api.post("/v1/models/iris:predict", json={"instances": [[0.0] * 4]}).status_code == 200
+
+
+def test_with_no_worker_alive_no_model_is_forgotten(real_redis):
+    ModelCatalog(real_redis).publish([tabular_spec(1)])
+    real_redis.hset(keys.MODELS_ANNOUNCED, "iris", time.time() - 7200)  # scaled to zero two hours ago
+    api = app_on(real_redis, models_ttl_s=0, model_forget_after_s=3600)
+    assert api.post("/v1/models/iris:predict", json={"instances": [[0.0] * 4]}).status_code == 200
+    publish_heartbeat(real_redis, version=4)  # a worker of another model: now iris is forgotten
+    assert api.post("/v1/models/iris:predict", json={"instances": [[0.0] * 4]}).status_code == 404

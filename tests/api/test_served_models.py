@@ -69,3 +69,19 @@ def test_large_tensors_travel_beside_messages_only_while_every_live_worker_reads
     assert not served(client).workers_read(messages.STORED_INPUTS)
     WorkerRegistry(client, heartbeat_interval_s=Settings().heartbeat_interval_s).remove("old:2")
     assert served(client).workers_read(messages.STORED_INPUTS)
+
+
+def test_a_model_or_version_the_cache_lacks_is_read_again_before_it_is_refused():
+    # The window of a fresh stack: a request (or /readyz) read what is served before the worker's
+    # first heartbeat, and the cache then refused the served model for its whole ttl.
+    client = fakeredis.FakeRedis()
+    models = served(client, ttl_s=3600)
+    with pytest.raises(ApiError) as caught:
+        models.find("mnist", expected=True)
+    assert caught.value.status == 503
+    publish_heartbeat(client, version=3)
+    assert models.find("mnist", expected=True).version == 3
+    publish_heartbeat(client, name="b:2", version=4)
+    assert models.find("mnist", 4).version == 4
+    publish_heartbeat(client, name="c:3", version=5)
+    assert models.find("mnist").version == 4  # what the cache has, it answers from

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import time
 import uuid
 
@@ -109,6 +110,16 @@ def test_a_new_version_is_served_without_a_restart_and_a_broken_one_refused(star
     assert (body["labels"], body["model_version"]) == ([2], 2)
     described = client.get("/models/mnist").get_json()
     assert (described["versions"], described["ready_versions"]) == ([2], [2])
+    failures = client.get("/status").get_json()["load_failures"]
+    assert [(failure["model"], failure["version"]) for failure in failures] == [("mnist", 3)]
+
+    # The broken version was a copy still under way: once it is done, the worker serves it.
+    shutil.rmtree(broken)
+    shutil.copytree(build_model(tmp_path / "elsewhere", 3, label=3), broken)
+    worker.wait_serving(version=3, timeout_s=60)
+    body = client.post("/recognize", data=files(mnist_test[0][0])).get_json()
+    assert (body["labels"], body["model_version"]) == ([3], 3)
+    assert client.get("/status").get_json()["load_failures"] == []
 
 
 def test_a_failing_model_call_fails_the_jobs_of_its_batch_with_the_reason(start_worker, make_client, tmp_path,

@@ -1,6 +1,9 @@
 """The model catalog in Redis: each model's served versions, kept after its workers are gone."""
 
 import dataclasses
+import time
+
+import orjson
 
 from inferq import keys
 from inferq.catalog import ModelCatalog
@@ -53,3 +56,20 @@ def test_the_catalog_outlives_the_clients_that_wrote_it(fake_redis):
     ModelCatalog(fake_redis).publish([go_server_spec(5)])
     assert ModelCatalog(fake_redis).models() == {"mnist": [go_server_spec(5)]}
     assert ModelCatalog(fake_redis).models()["mnist"][0].signature is None
+
+
+def test_a_model_unannounced_since_the_cutoff_is_forgotten_unless_kept(fake_redis):
+    catalog = ModelCatalog(fake_redis)
+    catalog.publish([mnist_spec(3), TEXT])
+    fake_redis.hset(keys.MODELS_ANNOUNCED, mapping={"mnist": 100.0, "sentiment": 100.0})
+    assert sorted(catalog.models(forget_before=50.0)) == ["mnist", "sentiment"]  # announced since
+    assert catalog.models(forget_before=200.0, keep={"mnist"}) == {"mnist": [mnist_spec(3)]}
+    assert sorted(fake_redis.hkeys(keys.MODELS)) == [b"mnist"]
+    assert sorted(fake_redis.hkeys(keys.MODELS_ANNOUNCED)) == [b"mnist"]
+
+
+def test_a_model_catalogued_by_an_earlier_release_is_given_its_time_from_when_it_is_first_read(fake_redis):
+    fake_redis.hset(keys.MODELS, "mnist", orjson.dumps([mnist_spec(3).to_json()]))  # no announcement
+    before = time.time()
+    assert ModelCatalog(fake_redis).models(forget_before=before) == {"mnist": [mnist_spec(3)]}
+    assert float(fake_redis.hget(keys.MODELS_ANNOUNCED, "mnist")) >= before

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from inferq.catalog import ModelCatalog
 from inferq.workers import WorkerRegistry
 from tests.support.specs import go_server_spec, mnist_spec
+from tests.support.waiting import wait_for
 from worker.heartbeat import Heartbeat
 from worker.metrics import WorkerMetrics
 
@@ -12,16 +15,26 @@ from worker.metrics import WorkerMetrics
 class FakeModels:
     """What the heartbeat asks of ``ServedModels``."""
 
-    def __init__(self, specs, gone=(), fail: Exception | None = None) -> None:
+    def __init__(self, specs, gone=(), fail: Exception | None = None, failures=()) -> None:
         self._specs = list(specs)
         self.gone = list(gone)
         self.fail = fail
+        self.failures = list(failures)
         self.refreshes = 0
+        #: While set, a refresh waits for it to clear: a model loading for long.
+        self.hold: threading.Event | None = None
+        self.held = threading.Event()
 
     def refresh(self) -> None:
         self.refreshes += 1
+        if self.hold is not None:
+            self.held.set()
+            assert self.hold.wait(10)
         if self.fail is not None:
             raise self.fail
+
+    def load_failures(self):
+        return list(self.failures)
 
     def specs(self):
         return list(self._specs)
@@ -31,9 +44,9 @@ class FakeModels:
         return gone
 
 
-def heartbeat(fake_redis, models: FakeModels) -> Heartbeat:
-    return Heartbeat(WorkerRegistry(fake_redis, heartbeat_interval_s=2), ModelCatalog(fake_redis), models,
-                     WorkerMetrics(), 2)
+def heartbeat(fake_redis, models: FakeModels, interval_s: float = 2) -> Heartbeat:
+    return Heartbeat(WorkerRegistry(fake_redis, heartbeat_interval_s=interval_s), ModelCatalog(fake_redis), models,
+                     WorkerMetrics(), interval_s)
 
 
 def test_a_beat_publishes_the_models_served_and_forgets_those_gone(fake_redis):
@@ -61,3 +74,38 @@ def test_a_tick_refreshes_then_beats(fake_redis):
     heartbeat(fake_redis, models).tick()
     assert models.refreshes == 1
     assert ModelCatalog(fake_redis).models() == {"mnist": [mnist_spec(4)]}
+
+
+def test_a_beat_says_which_versions_failed_to_load(fake_redis):
+    failure = {"model": "mnist", "version": 3, "attempts": 2, "error": "no variables"}
+    heartbeat(fake_redis, FakeModels([mnist_spec(2)], failures=[failure])).beat()
+    [status] = WorkerRegistry(fake_redis, heartbeat_interval_s=2).live()
+    assert status.load_failures == [failure]
+
+
+class CountingRegistry(WorkerRegistry):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.beats = 0
+
+    def publish(self, status) -> None:
+        super().publish(status)
+        self.beats += 1
+
+
+def test_the_process_keeps_beating_while_a_look_at_the_repository_loads_a_model(fake_redis):
+    # Loading a version takes long under CPU load; a heartbeat that waited on it expired (three
+    # intervals) while the process was alive and serving, and the API saw no worker.
+    models = FakeModels([mnist_spec(2)])
+    models.hold = threading.Event()
+    registry = CountingRegistry(fake_redis, heartbeat_interval_s=0.05)
+    beat = Heartbeat(registry, ModelCatalog(fake_redis), models, WorkerMetrics(), 0.05)
+    beat.start()
+    try:
+        assert models.held.wait(5)
+        beats = registry.beats
+        wait_for(lambda: registry.beats >= beats + 5, 5, "beats while the repository's look is loading")
+        assert [status.name for status in registry.live()] == [beat.name]
+    finally:
+        models.hold.set()
+        beat.stop()

@@ -96,7 +96,8 @@ def test_a_change_of_policy_takes_effect_at_the_next_refresh(loader, model_dir):
     assert holder.config.version_policy == VersionPolicy(latest=None, specific=(1,))
 
 
-def test_a_refused_version_keeps_the_others_serving_and_is_never_tried_again(loader, model_dir, caplog):
+def test_a_refused_version_keeps_the_others_serving_and_is_not_tried_again_within_its_backoff(
+        loader, model_dir, caplog):
     add_version(model_dir, 1)
     holder = ModelHolder("mnist", model_dir)
     holder.refresh()
@@ -107,7 +108,7 @@ def test_a_refused_version_keeps_the_others_serving_and_is_never_tried_again(loa
     assert sorted(holder.loaded) == [1] and holder.model().version == 1
     assert "model mnist: refused version 2, still serving [1]" in caplog.text
     holder.refresh()
-    assert loader.loads == [("mnist", 1), ("mnist", 2)]  # not tried again
+    assert loader.loads == [("mnist", 1), ("mnist", 2)]  # not tried again yet
     add_version(model_dir, 3)
     holder.refresh()
     assert sorted(holder.loaded) == [3]
@@ -196,6 +197,67 @@ def test_a_version_that_fails_to_load_for_any_reason_is_refused_like_one_the_loa
     with caplog.at_level(logging.ERROR, logger="worker.model_holder"):
         assert holder.refresh() is False
         holder.refresh()
-    assert calls == [2]  # refused once, not retried every heartbeat
+    assert calls == [2]  # not retried at every heartbeat: after a backoff
     assert holder.model().version == 1
     assert "refused version 2, still serving [1]: Error parsing message" in caplog.text
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_version_being_copied_under_another_name_is_not_read_until_renamed_into_place(loader, model_dir):
+    add_version(model_dir, 1)
+    holder = ModelHolder("mnist", model_dir)
+    holder.refresh()
+    partial = add_version(model_dir, 9).rename(model_dir / ".2")  # `cp -r` under a name that is no version
+    holder.refresh()
+    assert sorted(holder.loaded) == [1] and loader.loads == [("mnist", 1)]
+    partial.rename(model_dir / "2")  # then `mv` into place
+    holder.refresh()
+    assert sorted(holder.loaded) == [2]
+
+
+def test_a_version_that_fails_to_load_is_tried_again_with_backoff_until_it_loads(loader, model_dir):
+    add_version(model_dir, 1)
+    clock, failures = Clock(), []
+    holder = ModelHolder("mnist", model_dir, retry_first_s=1, retry_max_s=3, clock=clock,
+                         on_load_failure=lambda name, version: failures.append((name, version)))
+    holder.refresh()
+    loader.refuse.add(("mnist", 2))  # copied in place, still half-written
+    add_version(model_dir, 2)
+    holder.refresh()
+    holder.refresh()  # within its backoff: not tried again
+    assert loader.loads == [("mnist", 1), ("mnist", 2)]
+    assert holder.model().version == 1
+    assert [(failure.version, failure.attempts) for failure in holder.failures.values()] == [(2, 1)]
+    assert "not a model this worker can serve" in holder.failures[2].error
+    for waited, attempts in ((1, 2), (2, 3), (3, 4), (3, 5)):  # 1, 2, 3, 3 s: doubling up to retry_max_s
+        clock.now += waited - 0.01
+        holder.refresh()
+        assert holder.failures[2].attempts == attempts - 1
+        clock.now += 0.01
+        holder.refresh()
+        assert holder.failures[2].attempts == attempts
+    assert failures == [("mnist", 2)] * 5 and holder.model().version == 1
+    loader.refuse.clear()  # the copy is done
+    clock.now += 3
+    assert holder.refresh() is True
+    assert sorted(holder.loaded) == [2] and holder.failures == {}
+
+
+def test_a_failure_is_forgotten_once_the_policy_would_not_serve_its_version(loader, model_dir):
+    add_version(model_dir, 1)
+    loader.refuse.add(("mnist", 1))
+    holder = ModelHolder("mnist", model_dir)
+    holder.refresh()
+    assert list(holder.failures) == [1]
+    add_version(model_dir, 2)
+    holder.refresh()
+    assert sorted(holder.loaded) == [2] and holder.failures == {}
