@@ -13,9 +13,9 @@ per batch.
 Each model and priority has a counter of its unfinished jobs' images, which backpressure compares
 with the priority's limit, and beside it the hash of those jobs (id -> images) that it adds up:
 every script keeps the two in step, and :meth:`JobStore.reconcile` brings the counter back to the
-hash after anything else (a job whose finish was lost). Every script can run again without effect
-(redis-py retries a command that timed out), and finishing, withdrawing and reconciling run on a
-Redis at ``maxmemory``, which refuses new admissions.
+hash after anything else (a job whose finish or record was lost). Every script can run again
+without effect (redis-py retries a command that timed out), and finishing, withdrawing and
+reconciling run on a Redis at ``maxmemory``, which refuses new admissions.
 
 Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
 pushes the message at once, a worker writes a batch's outcomes at once. The scripts touch several
@@ -183,27 +183,31 @@ end
 return images
 """
 
-# KEYS: a model's and priority's counter and unfinished-jobs hash. ARGV: the prefix of job keys.
-# Drops the entries of jobs whose record is final or gone (their finish was lost, or counted under
-# another counter), then sets the counter to what the entries left add up to: whatever drifted,
-# the counter is again the images of the jobs still queued or running. Answers the entries dropped
-# and the count.
-_RECONCILE = """
-local entries = redis.call('HGETALL', KEYS[2])
-local total, dropped = 0, 0
-for i = 1, #entries, 2 do
-  local status = redis.call('HGET', ARGV[1] .. entries[i], 'status')
-  if status == 'queued' or status == 'running' then
-    total = total + tonumber(entries[i + 1])
-  else
-    redis.call('HDEL', KEYS[2], entries[i])
-    dropped = dropped + 1
+# KEYS: a model's and priority's unfinished-jobs hash. ARGV: the prefix of job keys, then job ids
+# (some of the hash's). Drops those whose record is final or gone: their finish was lost, or
+# counted under another counter. Answers how many it dropped.
+_FORGET_ENDED = """
+local dropped = 0
+for i = 2, #ARGV do
+  local status = redis.call('HGET', ARGV[1] .. ARGV[i], 'status')
+  if status ~= 'queued' and status ~= 'running' then
+    dropped = dropped + redis.call('HDEL', KEYS[1], ARGV[i])
   end
 end
--- A deletion first, so that the SET is not a first write refused at maxmemory.
+return dropped
+"""
+
+# KEYS: a model's and priority's counter and its unfinished-jobs hash. Sets the counter to what the
+# hash adds up to, whatever drifted. A deletion first, so that the SET is not a first write, which
+# Redis refuses at maxmemory.
+_RECOUNT = """
+local total = 0
+for _, images in ipairs(redis.call('HVALS', KEYS[2])) do
+  total = total + tonumber(images)
+end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[1], total)
-return {dropped, total}
+return total
 """
 
 
@@ -295,7 +299,8 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._withdraw = client.register_script(_WITHDRAW)
-        self._reconcile = client.register_script(_RECONCILE)
+        self._forget_ended = client.register_script(_FORGET_ENDED)
+        self._recount = client.register_script(_RECOUNT)
 
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
               enqueue: Envelope | None = None,
@@ -365,20 +370,27 @@ class JobStore:
         self._withdraw(keys=[keys.queued_images(model, priority), keys.unfinished(model, priority),
                              *map(keys.job, job_ids), *map(keys.job_inputs, job_ids)], args=job_ids)
 
-    def reconcile(self, models: Sequence[str]) -> dict[tuple[str, str], int]:
+    def reconcile(self, models: Sequence[str], *, chunk: int = 1000) -> dict[tuple[str, str], int]:
         """Bring each queued-images counter of ``models`` back to the images of its jobs still
-        queued or running, forgetting jobs whose record is final or gone; one round trip.
+        queued or running, forgetting jobs whose record is final or gone.
 
-        Answers, by (model, priority), how many jobs were forgotten. Meant to run now and then (a
-        worker's heartbeat): each lane's script reads every unfinished job of the lane.
+        Answers, by (model, priority), how many jobs were forgotten. Meant to run now and then (from
+        one worker's heartbeat, say): it reads every unfinished job, ``chunk`` at a time so that no
+        script holds Redis for long; each lane's counter is then set from its hash in one script.
         """
-        lanes = [(model, priority) for model in models for priority in PRIORITIES]
-        with self._redis.pipeline(transaction=False) as pipe:
-            for lane in lanes:
-                self._reconcile(keys=[keys.queued_images(*lane), keys.unfinished(*lane)], args=[keys.job("")],
-                                client=pipe)
-            answers = pipe.execute()
-        return {lane: int(dropped) for lane, (dropped, _total) in zip(lanes, answers, strict=True)}
+        forgotten: dict[tuple[str, str], int] = {}
+        for lane in ((model, priority) for model in models for priority in PRIORITIES):
+            unfinished = keys.unfinished(*lane)
+            forgotten[lane] = 0
+            cursor = 0
+            while True:
+                cursor, entries = self._redis.hscan(unfinished, cursor, count=chunk)  # NOVALUES is Redis 7.4's
+                if entries:
+                    forgotten[lane] += self._forget_ended(keys=[unfinished], args=[keys.job(""), *entries])
+                if not cursor:
+                    break
+            self._recount(keys=[keys.queued_images(*lane), unfinished])
+        return forgotten
 
     @contextlib.contextmanager
     def running(self, job_ids: Sequence[str]) -> Iterator[None]:

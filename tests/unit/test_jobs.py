@@ -281,7 +281,7 @@ def test_reconciling_brings_a_counter_that_drifted_back_to_the_jobs_still_unfini
     assert store.queued_images([M])[M] == {INTERACTIVE: 10, BULK: 5}
     fake_redis.incrby(keys.queued_images(M, BULK), 7)
 
-    assert store.reconcile([M, "resnet"]) == {(M, I): 2, (M, BULK): 0, ("resnet", I): 0, ("resnet", BULK): 0}
+    assert store.reconcile([M, "resnet"], chunk=1) == {(M, I): 2, (M, BULK): 0, ("resnet", I): 0, ("resnet", BULK): 0}
     assert store.queued_images([M])[M] == {INTERACTIVE: 5, BULK: 5}
     assert store.reconcile([M]) == {(M, I): 0, (M, BULK): 0}
     assert store.queued_images([M])[M] == {INTERACTIVE: 5, BULK: 5}
