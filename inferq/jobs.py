@@ -354,7 +354,8 @@ class JobStore:
         return int(self._redis.get(keys.UNREPLICATED_ADMISSIONS) or 0)
 
     def enqueue(self, message: Envelope) -> None:
-        """Push a message of jobs admitted before, with its bell (a worker restoring a message)."""
+        """Push a message of jobs admitted before, with its bell. Not for the API's path: a retried
+        push queues the message twice (its jobs' first outcome is final, but they run twice)."""
         def push(pipe: redis.client.Pipeline) -> None:
             # Not a transaction: the message goes first, and one left without its bell is still
             # found, at a worker's next wait timeout.
