@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from api.served_models import ServedModels
 from inferq.jobs import JobStore
@@ -66,6 +66,7 @@ class _SystemCollector:
     def collect(self) -> Iterator[Metric]:
         try:
             depth = self._store.queued_images(list(self._models.all()))
+            unreplicated = self._store.unreplicated_admissions()
             live = self._workers.live()
         except redis.RedisError as exc:
             log.warning("metrics: Redis out of reach: %s", exc)
@@ -78,5 +79,7 @@ class _SystemCollector:
             for priority, images in lanes.items():
                 queued.add_metric([model, priority], images)
         yield queued
+        yield CounterMetricFamily("inferq_unreplicated_admissions",
+                                  "Admissions queued without the replicas' acknowledgement asked for.", unreplicated)
         yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
         yield from merge(worker.metrics for worker in live)

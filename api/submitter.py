@@ -118,43 +118,33 @@ class Submitter:
         return batch
 
     def _admit_and_send(self, batch: list[_Pending]) -> None:
-        # One round trip: the job store admits the jobs and pushes their message if all of them fit.
+        # One round trip: the job store admits the jobs and pushes their message if all of them
+        # fit, and admits nothing otherwise: then the jobs that fit are tried again, on their own
+        # in a message of their own, until an admission takes all it is given. Each try leaves out
+        # at least one job, so there are at most as many as jobs, and only when a queue is full.
         try:
             store_large = self._store_large()
         except redis.RedisError:  # the admission will say what is wrong; inline, every worker reads it
             store_large = False
         stored = messages.stored_inputs([pending.job for pending in batch]) if store_large else {}
-        try:
-            refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                         model=self._model, priority=self._priority,
-                                         enqueue=self._envelope(batch, store_large), stored_inputs=stored)
-        except redis.RedisError as exc:  # nothing was admitted
-            self._release(batch, SendFailed(str(exc)))
-            return
-        admitted = [pending for pending, depth in zip(batch, refusals, strict=True) if depth is None]
-        if len(admitted) == len(batch):
-            self._release(batch, None)
-            return
-        # Some did not fit, so nothing was pushed: those that did go in a message of their own.
-        for pending, depth in zip(batch, refusals, strict=True):
-            if depth is not None:
-                self._release([pending], QueueFull(self._priority, depth, self._model))
-        if admitted:
-            self._release(admitted, self._enqueue(admitted, store_large))
-
-    def _enqueue(self, admitted: list[_Pending], store_large: bool) -> Exception | None:
-        # As they were admitted: their large tensors stored with them, or not.
-        try:
-            self._store.enqueue(self._envelope(admitted, store_large))
-        except redis.RedisError as exc:
-            log.warning("could not queue %d admitted jobs: %s", len(admitted), exc)
+        while batch:
             try:
-                self._store.withdraw({pending.job.job_id: pending.job.count for pending in admitted},
-                                     model=self._model, priority=self._priority)
-            except redis.RedisError as withdraw_error:
-                log.warning("could not withdraw the %d jobs either: %s", len(admitted), withdraw_error)
-            return SendFailed(str(exc))
-        return None
+                refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
+                                             model=self._model, priority=self._priority,
+                                             enqueue=self._envelope(batch, store_large), stored_inputs=stored)
+            except redis.RedisError as exc:  # nothing was admitted
+                self._release(batch, SendFailed(str(exc)))
+                return
+            fitting = []
+            for pending, depth in zip(batch, refusals, strict=True):
+                if depth is None:
+                    fitting.append(pending)
+                else:
+                    self._release([pending], QueueFull(self._priority, depth, self._model))
+            if len(fitting) == len(batch):
+                self._release(batch, None)
+                return
+            batch = fitting
 
     def _envelope(self, batch: list[_Pending], store_large: bool) -> Envelope:
         return self._messages.envelope(self._model, [pending.job for pending in batch], self._priority,

@@ -1,12 +1,21 @@
 """The job store: each job's status and outcome in Redis, written by the API and the workers.
 
-A job is one request's images, of one priority (``inferq.priorities``). The API admits jobs
-(``queued``; each refused that would take its priority's queue past its limit in images), a worker
+A job is one request's images, of one priority (``inferq.priorities``). The API admits a message's
+jobs (``queued``; all refused if one would take its priority's queue past its limit in images), a worker
 marks them ``running`` when their batch starts and ``done``, ``failed`` or ``expired`` (its
 deadline passed before its batch ran) when it ends, and the first outcome written is final: a
 message delivered twice (its worker died before acknowledging it) cannot change an answer a
-client may already have read. Every job expires RESULT_TTL after its last change. Outcomes of jobs an API process waits
-for (``POST /recognize``) are also pushed to that process's reply list, one item per batch.
+client may already have read. A job's record and stored inputs are kept while it is queued or
+running, however long that is; its record expires RESULT_TTL after its outcome. Outcomes of jobs an
+API process waits for (``POST /recognize``) are also pushed to that process's reply list, one item
+per batch.
+
+Each model and priority has a counter of its unfinished jobs' images, which backpressure compares
+with the priority's limit, and beside it the hash of those jobs (id -> images) that it adds up:
+every script keeps the two in step, and :meth:`JobStore.reconcile` brings the counter back to the
+hash after anything else (a job whose finish or record was lost). Every script can run again
+without effect (redis-py retries a command that timed out), and finishing, withdrawing and
+reconciling run on a Redis at ``maxmemory``, which refuses new admissions.
 
 Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
 pushes the message at once, a worker writes a batch's outcomes at once. The scripts touch several
@@ -18,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import redis
@@ -27,52 +37,65 @@ import redis
 from inferq import keys
 from inferq.broker import Envelope, bell
 from inferq.priorities import INTERACTIVE, PRIORITIES
-from inferq.replication import ReplicatedWrites
+from inferq.replication import NotReplicated, ReplicatedWrites
+
+log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
 #: The statuses a job ends in.
 FINAL = (DONE, FAILED, EXPIRED)
 
-# KEYS: the model's and priority's queued-images counter, one key per job, one inputs hash per
-# job, then the queue to push a message onto and its bell (or neither). ARGV: max depth, ttl, now,
-# priority, job count, model, then for each job its image count, filenames (JSON) and number of
-# stored inputs followed by their names and bytes, then the message. Answers 1 or 0 per job and
-# the depth after. The message is pushed only when every job was admitted, and after their records
-# and inputs are written, so a worker never sees a job before them; a job refused stores nothing.
+# KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
+# job, one inputs hash per job, then the queue to push a message onto and its bell (or neither).
+# ARGV: max depth, now, priority, job count, model, then for each job its id, image count, filenames
+# (JSON) and number of stored inputs followed by their names and bytes, then the message. Answers 1
+# or 0 per job (it fits or not) and the depth after.
+#
+# All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
+# records and inputs before the message, so a worker never sees a job before them. A job already
+# recorded is this same admission run again (redis-py retries a command that timed out; job ids are
+# unique): it counts as fitting and is neither counted nor written again, and a run that records no
+# new job pushes no message. Records and inputs have no expiry: they live until the job finishes.
+# Reads come first and the first write is an HSET: at maxmemory Redis refuses a script's first write
+# that may grow memory, so a full Redis refuses the whole admission before it wrote anything.
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
-local max, ttl, now, priority, jobs = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local model = ARGV[6]
-local admitted, added, all, a = {}, 0, true, 7
+local max, now, priority, jobs, model = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 6
 for j = 1, jobs do
-  local key, n, filenames, stored = KEYS[1 + j], tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
-  if depth + added + n <= max then
-    redis.call('HSET', key, 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
-               'model', model, 'filenames', filenames)
-    redis.call('EXPIRE', key, ttl)
-    if stored > 0 then
-      local inputs = KEYS[1 + jobs + j]
-      for i = 1, stored do
-        redis.call('HSET', inputs, ARGV[a + 1 + 2 * i], ARGV[a + 2 + 2 * i])
-      end
-      redis.call('EXPIRE', inputs, ttl)
-    end
+  local n, stored = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
+  offsets[j] = a
+  if redis.call('EXISTS', KEYS[2 + j]) == 1 then
+    fits[j] = 1
+  elseif depth + added + n <= max then
+    fits[j] = 1
+    new[#new + 1] = j
     added = added + n
-    admitted[j] = 1
   else
-    admitted[j] = 0
+    fits[j] = 0
     all = false
   end
-  a = a + 3 + 2 * stored
+  a = a + 4 + 2 * stored
 end
-if added > 0 then
-  depth = redis.call('INCRBY', KEYS[1], added)
+if not all or #new == 0 then
+  return {fits, depth + added}
 end
-if all and #KEYS > 1 + 2 * jobs then
-  redis.call('LPUSH', KEYS[2 + 2 * jobs], ARGV[a])
-  redis.call('LPUSH', KEYS[3 + 2 * jobs], 1)
+for _, j in ipairs(new) do
+  local o = offsets[j]
+  local id, n, stored = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 3])
+  redis.call('HSET', KEYS[2 + j], 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
+             'model', model, 'filenames', ARGV[o + 2])
+  for i = 1, stored do
+    redis.call('HSET', KEYS[2 + jobs + j], ARGV[o + 2 + 2 * i], ARGV[o + 3 + 2 * i])
+  end
+  redis.call('HSET', KEYS[2], id, n)
 end
-return {admitted, depth}
+depth = redis.call('INCRBY', KEYS[1], added)
+if #KEYS > 2 + 2 * jobs then
+  redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
+  redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
+end
+return {fits, depth}
 """
 
 _START = """
@@ -83,29 +106,49 @@ for i, job in ipairs(KEYS) do
 end
 """
 
-# KEYS: the queued-images counters the jobs count in (one a model and priority), one key per job,
-# the reply lists named by the jobs, then the inputs hashes to delete. ARGV: ttl, now, counter
-# count, job count, then per job: status, image count, outcome JSON, the position of its reply list
-# among KEYS (0 when nobody waits), its id and the position of its counter; last, the number of
-# inputs hashes. Every reply list gets one item: a JSON list of [job id, outcome] pairs. The inputs
-# go after the outcomes: a batch delivered again once they are written finds its jobs finished and
-# needs none; UNLINK frees their megabytes off Redis's main thread.
+# KEYS: the queued-images counters the jobs count in (one a model and priority), their
+# unfinished-jobs hashes in the same order, one key per job, the reply lists named by the jobs,
+# then the inputs hashes to delete. ARGV: ttl, now, counter count, job count, then per job: status,
+# image count, outcome JSON, the position of its reply list among KEYS (0 when nobody waits), its
+# id and the position of its counter (from 1); last, the number of inputs hashes. Every reply list
+# gets one item: a JSON list of [job id, outcome] pairs.
+#
+# What frees memory comes first. Redis refuses at maxmemory only a script's first write that may
+# grow memory (one that has written already is never stopped halfway), and HDEL and DEL do not
+# grow it: so the outcomes are written however full Redis is, and the inputs' megabytes are freed
+# before them. DEL, not UNLINK: a few large strings are freed at once either way, and the memory
+# must be back before the next admission is measured against maxmemory. A job counts down its
+# counter when it leaves the unfinished hash, so a batch delivered twice counts it down once.
 _FINISH = """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local left = {}
+for j = 1, jobs do
+  local a = 5 + (j - 1) * 6
+  left[j] = redis.call('HDEL', KEYS[counters + tonumber(ARGV[a + 5])], ARGV[a + 4])
+end
+for i = #KEYS - tonumber(ARGV[#ARGV]) + 1, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
 local finished, replies = {}, {}
 for j = 1, jobs do
-  local key, a = KEYS[counters + j], 5 + (j - 1) * 6
+  local key, a = KEYS[2 * counters + j], 5 + (j - 1) * 6
   local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
-    redis.call('EXPIRE', key, ttl)
-    local counter = tonumber(ARGV[a + 5])
-    finished[counter] = (finished[counter] or 0) + tonumber(ARGV[a + 1])
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
       local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
       replies[reply] = (replies[reply] and replies[reply] .. ',' or '') .. pair
     end
+  end
+  -- Final or not, the record expires now: a job finished before keeps its first outcome's expiry
+  -- at the latest, and one whose record was lost is answered and then forgotten like the others.
+  if redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, ttl)
+  end
+  if left[j] == 1 then
+    local counter = tonumber(ARGV[a + 5])
+    finished[counter] = (finished[counter] or 0) + tonumber(ARGV[a + 1])
   end
 end
 for reply, items in pairs(replies) do
@@ -119,9 +162,52 @@ for counter, images in pairs(finished) do
     redis.call('SET', KEYS[counter], 0)
   end
 end
-for i = #KEYS - tonumber(ARGV[#ARGV]) + 1, #KEYS do
-  redis.call('UNLINK', KEYS[i])
+"""
+
+# KEYS: the counter and unfinished-jobs hash of the jobs' model and priority, one key per job, one
+# inputs hash per job. ARGV: the job ids. Deletes were the first writes, so this runs at maxmemory
+# too; a job already gone is not counted down again.
+_WITHDRAW = """
+local jobs, images = #ARGV, 0
+for j = 1, jobs do
+  local n = redis.call('HGET', KEYS[2], ARGV[j])
+  if n then
+    redis.call('HDEL', KEYS[2], ARGV[j])
+    images = images + tonumber(n)
+  end
+  redis.call('DEL', KEYS[2 + j], KEYS[2 + jobs + j])
 end
+if images > 0 and redis.call('DECRBY', KEYS[1], images) < 0 then
+  redis.call('SET', KEYS[1], 0)
+end
+return images
+"""
+
+# KEYS: a model's and priority's unfinished-jobs hash. ARGV: the prefix of job keys, then job ids
+# (some of the hash's). Drops those whose record is final or gone: their finish was lost, or
+# counted under another counter. Answers how many it dropped.
+_FORGET_ENDED = """
+local dropped = 0
+for i = 2, #ARGV do
+  local status = redis.call('HGET', ARGV[1] .. ARGV[i], 'status')
+  if status ~= 'queued' and status ~= 'running' then
+    dropped = dropped + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return dropped
+"""
+
+# KEYS: a model's and priority's counter and its unfinished-jobs hash. Sets the counter to what the
+# hash adds up to, whatever drifted. A deletion first, so that the SET is not a first write, which
+# Redis refuses at maxmemory.
+_RECOUNT = """
+local total = 0
+for _, images in ipairs(redis.call('HVALS', KEYS[2])) do
+  total = total + tonumber(images)
+end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[1], total)
+return total
 """
 
 
@@ -212,27 +298,35 @@ class JobStore:
         self._admit = client.register_script(_ADMIT)
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
+        self._withdraw = client.register_script(_WITHDRAW)
+        self._forget_ended = client.register_script(_FORGET_ENDED)
+        self._recount = client.register_script(_RECOUNT)
 
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
               enqueue: Envelope | None = None,
               stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None) -> list[int | None]:
-        """Record new queued jobs (id, filenames) of ``model`` and ``priority`` that fit in its queue, in order.
+        """Record new queued jobs (id, filenames) of ``model`` and ``priority``, all of them or none.
 
-        For each job: None if admitted, else the queue's depth in images once the others were.
-        ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel beside the
-        jobs' message (``inferq.messages``), stored with each job admitted. ``enqueue`` is the
-        message carrying these jobs, pushed onto its queue (with its bell) in the same round trip
-        if every job was admitted, and not at all otherwise. Raises
-        :class:`~inferq.replication.NotReplicated` if the replicas asked for did not acknowledge it:
-        the jobs may still run, but a failover could lose them.
+        For each job: None if it fits in its queue, else the queue's depth in images once the
+        jobs that fit would be in. The jobs are admitted only if every one fits; otherwise nothing
+        is written, and the jobs that fit may be admitted again on their own (with their own
+        message). ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel
+        beside the jobs' message (``inferq.messages``), stored with the jobs. ``enqueue`` is the
+        message carrying these jobs, pushed onto its queue (with its bell) in the same script if
+        they are admitted. Admitting jobs already admitted (a retry) admits, counts and pushes
+        nothing again, and answers them as fitting.
+
+        If the replicas asked for do not acknowledge the admission in time, it stands all the
+        same (the work is queued, and answering otherwise would have the client send it again): it
+        is logged and counted (:meth:`unreplicated_admissions`); a failover may then lose it.
         """
         stored_inputs = stored_inputs or {}
-        script_keys = [keys.queued_images(model, priority), *(keys.job(job_id) for job_id, _ in jobs),
-                       *(keys.job_inputs(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._depth_limits[priority], self._ttl, time.time(), priority, len(jobs), model]
+        script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
+                       *(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
+        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model]
         for job_id, filenames in jobs:
             stored = stored_inputs.get(job_id, {})
-            args += [len(filenames), json.dumps(list(filenames)), len(stored)]
+            args += [job_id, len(filenames), json.dumps(list(filenames)), len(stored)]
             for name, data in stored.items():
                 args += [name, data]
         if enqueue is not None:
@@ -243,14 +337,25 @@ class JobStore:
             pipe.evalsha(self._admit.sha, len(script_keys), *script_keys, *args)
 
         try:
-            [(admitted, depth)] = self._writes.execute(run_script)
-        except redis.exceptions.NoScriptError:  # Redis restarted (or failed over) and forgot it: load it, admit
-            self._redis.script_load(_ADMIT)
-            [(admitted, depth)] = self._writes.execute(run_script)
-        return [None if ok else int(depth) for ok in admitted]
+            try:
+                [(fits, depth)] = self._writes.execute(run_script)
+            except redis.exceptions.NoScriptError:  # Redis restarted (or failed over) and forgot it
+                self._redis.script_load(self._admit.script)
+                [(fits, depth)] = self._writes.execute(run_script)
+        except NotReplicated as shortfall:
+            [(fits, depth)] = shortfall.replies
+            log.warning("admission of %d %s jobs of model %r not replicated: %s", len(jobs), priority, model, shortfall)
+            with contextlib.suppress(redis.RedisError):  # the count is for operators; the jobs are in
+                self._redis.incr(keys.UNREPLICATED_ADMISSIONS)
+        return [None if ok else int(depth) for ok in fits]
+
+    def unreplicated_admissions(self) -> int:
+        """Admissions the replicas did not acknowledge in time, since this Redis's data began."""
+        return int(self._redis.get(keys.UNREPLICATED_ADMISSIONS) or 0)
 
     def enqueue(self, message: Envelope) -> None:
-        """Push a message of jobs admitted before, with its bell."""
+        """Push a message of jobs admitted before, with its bell. Not for the API's path: a retried
+        push queues the message twice (its jobs' first outcome is final, but they run twice)."""
         def push(pipe: redis.client.Pipeline) -> None:
             # Not a transaction: the message goes first, and one left without its bell is still
             # found, at a worker's next wait timeout.
@@ -259,19 +364,43 @@ class JobStore:
 
         self._writes.execute(push)
 
-    def withdraw(self, jobs: dict[str, int], *, model: str, priority: str) -> None:
-        """Forget admitted jobs (id -> image count) that could not be sent to the workers."""
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(*(keys.job(job_id) for job_id in jobs), *(keys.job_inputs(job_id) for job_id in jobs))
-            pipe.decrby(keys.queued_images(model, priority), sum(jobs.values()))
-            pipe.execute()
+    def withdraw(self, job_ids: Iterable[str], *, model: str, priority: str) -> None:
+        """Forget admitted jobs of ``model`` and ``priority`` that will not run, and count them down
+        (once, however often they are withdrawn)."""
+        job_ids = list(job_ids)
+        self._withdraw(keys=[keys.queued_images(model, priority), keys.unfinished(model, priority),
+                             *map(keys.job, job_ids), *map(keys.job_inputs, job_ids)], args=job_ids)
+
+    def reconcile(self, models: Sequence[str], *, chunk: int = 1000) -> dict[tuple[str, str], int]:
+        """Bring each queued-images counter of ``models`` back to the images of its jobs still
+        queued or running, forgetting jobs whose record is final or gone.
+
+        Answers, by (model, priority), how many jobs were forgotten. Meant to run now and then (from
+        one worker's heartbeat, say): it reads every unfinished job, ``chunk`` at a time so that no
+        script holds Redis for long; each lane's counter is then set from its hash in one script.
+        """
+        forgotten: dict[tuple[str, str], int] = {}
+        for lane in ((model, priority) for model in models for priority in PRIORITIES):
+            unfinished = keys.unfinished(*lane)
+            forgotten[lane] = 0
+            cursor = 0
+            while True:
+                cursor, entries = self._redis.hscan(unfinished, cursor, count=chunk)  # NOVALUES is Redis 7.4's
+                if entries:
+                    forgotten[lane] += self._forget_ended(keys=[unfinished], args=[keys.job(""), *entries])
+                if not cursor:
+                    break
+            self._recount(keys=[keys.queued_images(*lane), unfinished])
+        return forgotten
 
     @contextlib.contextmanager
     def running(self, job_ids: Sequence[str]) -> Iterator[None]:
         """Mark the jobs running while the block runs.
 
         The write is sent on entering and its reply read on leaving, so its round trip overlaps
-        the block's work (the model call) instead of coming before it. Redis errors propagate.
+        the block's work (the model call) instead of coming before it. Redis errors propagate, but
+        for a Redis at maxmemory, which refuses the mark: the jobs then read ``queued`` until they
+        finish, and finishing them is what frees memory.
         """
         job_keys = [keys.job(job_id) for job_id in job_ids]
         now = time.time()
@@ -281,9 +410,14 @@ class JobStore:
             connection.send_command("EVALSHA", self._start.sha, len(job_keys), *job_keys, now)
             yield
             try:
-                connection.read_response()
-            except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
-                self._start(keys=job_keys, args=[now])
+                try:
+                    connection.read_response()
+                except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
+                    self._start(keys=job_keys, args=[now])
+            except redis.exceptions.ResponseError as exc:
+                if not refused_for_memory(exc):
+                    raise
+                log.warning("could not mark %d jobs running: %s", len(job_keys), exc)
         except BaseException:
             # A reply may still be on its way: never give the connection back with it unread.
             connection.disconnect()
@@ -301,14 +435,16 @@ class JobStore:
     def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = ()) -> None:
         """Record the jobs' outcomes, answer whoever waits for them, and delete the stored inputs
         of the jobs ``stored`` names, all in one round trip."""
-        # Lua indexes KEYS from 1: the counters, the jobs, then each reply list once.
+        # Lua indexes KEYS from 1: the counters, their unfinished hashes, the jobs, then each reply
+        # list once.
         counters = {counter: position + 1 for position, counter in
                     enumerate(dict.fromkeys((job.model, job.priority) for job in finished))}
         reply_positions: dict[str, int] = {}
         for job in finished:
             if job.reply_to and job.reply_to not in reply_positions:
-                reply_positions[job.reply_to] = len(counters) + 1 + len(finished) + len(reply_positions)
+                reply_positions[job.reply_to] = 2 * len(counters) + 1 + len(finished) + len(reply_positions)
         script_keys = [*(keys.queued_images(*counter) for counter in counters),
+                       *(keys.unfinished(*counter) for counter in counters),
                        *(keys.job(job.job_id) for job in finished),
                        *(keys.replies(listener) for listener in reply_positions),
                        *(keys.job_inputs(job_id) for job_id in stored)]
@@ -360,6 +496,12 @@ class JobStore:
     def dead_letters(self) -> int:
         """Messages the workers' claim set aside, unreadable (``inferq.keys.DEAD_LETTERS``)."""
         return self._redis.llen(keys.DEAD_LETTERS)
+
+
+def refused_for_memory(error: redis.RedisError) -> bool:
+    """Whether Redis refused a command for being at ``maxmemory``. Redis 7 answers a script's refused
+    write with an OOM error; 6.2 wraps it in the script's error, which redis-py does not map."""
+    return isinstance(error, redis.exceptions.OutOfMemoryError) or "OOM command not allowed" in str(error)
 
 
 def _float(raw: bytes | None) -> float | None:

@@ -19,8 +19,19 @@ def queued_images(model: str, priority: str) -> str:
     return f"{PREFIX}:queued-images:{model}:{priority}"
 
 
+def unfinished(model: str, priority: str) -> str:
+    """Hash of every admitted job of ``model`` and ``priority`` not yet finished: job id -> its
+    images. What its queued-images counter adds up, so that the counter can be reconciled."""
+    return f"{PREFIX}:unfinished:{model}:{priority}"
+
+
+#: Admissions written on the master but not acknowledged by the replicas asked for (a counter).
+UNREPLICATED_ADMISSIONS = f"{PREFIX}:unreplicated-admissions"
+
+
 def job(job_id: str) -> str:
-    """Hash of one job: status, image count, filenames, results or error, timestamps."""
+    """Hash of one job: status, image count, filenames, results or error, timestamps. Kept while
+    the job is queued or running; expires RESULT_TTL after its outcome."""
     return f"{PREFIX}:job:{job_id}"
 
 

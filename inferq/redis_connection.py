@@ -64,7 +64,9 @@ def connect(url: str, *, sentinel_master: str | None = None, socket_timeout_s: f
     ``socket_timeout_s`` bounds a wait on a Redis that stopped answering; it must exceed the longest
     blocking call made with the client. A failed command is retried twice within half a second,
     enough to ride over a dropped connection but not to keep a request hanging on a Redis that is
-    down (or a failover under way): that is a quick 503.
+    down (or a failover under way): that is a quick 503. A command that timed out may have run,
+    and is sent again: so the job store's writes along a job's path (admit, start, finish, withdraw)
+    can run twice without effect: each script finds what it wrote before (``inferq.jobs``).
     """
     options = {
         "socket_connect_timeout": 2.0,

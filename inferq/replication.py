@@ -20,7 +20,13 @@ import redis
 
 
 class NotReplicated(redis.RedisError):
-    """Fewer replicas than asked for acknowledged a write in time: a failover could lose it."""
+    """Fewer replicas than asked for acknowledged a write in time: a failover could lose it.
+
+    The writes were made on the master all the same: ``replies`` holds their replies."""
+
+    def __init__(self, message: str, replies: list | None = None) -> None:
+        super().__init__(message)
+        self.replies = replies or []
 
 
 class ReplicatedWrites:
@@ -36,8 +42,8 @@ class ReplicatedWrites:
     def execute(self, commands: Callable[[redis.client.Pipeline], object]) -> list:
         """The replies of the commands ``commands`` puts on a pipeline, once the replicas hold them.
 
-        Raises :class:`NotReplicated` if they did not acknowledge in time: the writes are on the
-        master, and may or may not survive it.
+        Raises :class:`NotReplicated` (with the replies) if they did not acknowledge in time: the
+        writes are on the master, and may or may not survive it.
         """
         if not self._replicas:
             with self._redis.pipeline(transaction=False) as pipe:
@@ -54,7 +60,8 @@ class ReplicatedWrites:
             replies = pipe.execute()
         self._online = _online(replies.pop())
         if awaited and (acked := replies.pop()) < awaited:
-            raise NotReplicated(f"{acked} of {awaited} replicas acknowledged the write within {self._timeout_ms} ms")
+            raise NotReplicated(f"{acked} of {awaited} replicas acknowledged the write within {self._timeout_ms} ms",
+                                replies)
         return replies
 
 

@@ -457,6 +457,19 @@ def test_writable_paths_are_volumes(objects):
     assert models["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+def test_redis_refuses_new_work_well_before_its_container_limit_and_evicts_nothing(objects):
+    (container,) = named(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"]
+    command = container["command"]
+    assert option(command, "--maxmemory-policy") == "noeviction"
+    maxmemory = option(command, "--maxmemory")
+    assert maxmemory.endswith("mb"), maxmemory  # Redis's mb: MiB
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") or limit.endswith("Mi"), limit
+    limit_mib = int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1)
+    # Room for an AOF rewrite's copy-on-write pages, fragmentation and buffers.
+    assert int(maxmemory[:-2]) <= 0.75 * limit_mib
+
+
 def test_redis_keeps_an_append_only_file_on_its_volume(objects):
     statefulset = named(objects, "StatefulSet", "redis")
     (container,) = statefulset["spec"]["template"]["spec"]["containers"]

@@ -6,9 +6,10 @@ import pytest
 import redis
 
 from inferq import keys
-from inferq.jobs import DONE, RUNNING, Finished, JobStore, Outcome
+from inferq.jobs import DONE, QUEUED, RUNNING, Finished, JobStore, Outcome
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
+from tests.support.waiting import wait_for
 
 MODEL = "mnist"
 
@@ -65,8 +66,12 @@ def test_stored_inputs_are_written_with_the_jobs_admitted_only_and_deleted_when_
                            priority=BULK, stored_inputs={"fits": {"images": pixels, "mask": more},
                                                          "too-many": {"images": pixels}})
     assert refusals == [None, None, 3]
+    assert store.stored_inputs(["fits", "plain", "too-many"]) == [{}, {}, {}]  # all or nothing
+    assert store.admit([("fits", ["a", "b"]), ("plain", ["c"])], model=MODEL, priority=BULK,
+                       stored_inputs={"fits": {"images": pixels, "mask": more}, "too-many": {"images": pixels}}) \
+        == [None, None]
     assert store.stored_inputs(["fits", "plain", "too-many"]) == [{"images": pixels, "mask": more}, {}, {}]
-    assert 0 < client.ttl(keys.job_inputs("fits")) <= 60
+    assert client.ttl(keys.job_inputs("fits")) == -1  # kept while the job waits
 
     store.finish([Finished("fits", 2, MODEL, BULK, None, Outcome.done({"outputs": {}}))], stored=["fits"])
     assert store.get("fits").status == DONE
@@ -79,3 +84,23 @@ def test_withdrawn_jobs_leave_no_stored_inputs(redis_url):
     store.admit([("j1", ["a"])], model=MODEL, priority=BULK, stored_inputs={"j1": {"x": b"123"}})
     store.withdraw({"j1": 1}, model=MODEL, priority=BULK)
     assert not client.exists(keys.job("j1"), keys.job_inputs("j1"))
+
+
+def test_a_job_queued_longer_than_the_result_ttl_is_still_queued_and_then_answered(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=1, depth_limits=Settings().depth_limits)
+    store.admit([("waits", ["a"]), ("canary", ["b"])], model=MODEL, priority=BULK,
+                stored_inputs={"waits": {"images": b"\x07" * 64}})
+    store.finish([Finished("canary", 1, MODEL, BULK, None, Outcome.done({"outputs": {}}))])
+    # The canary's record expires RESULT_TTL after its outcome: by then the other job has waited
+    # longer than RESULT_TTL.
+    wait_for(lambda: store.get("canary") is None, 10, "the finished job's record to expire")
+    assert store.get("waits").status == QUEUED
+    assert store.stored_inputs(["waits"]) == [{"images": b"\x07" * 64}]
+    with store.running(["waits"]):
+        pass
+    store.finish([Finished("waits", 1, MODEL, BULK, None, Outcome.done({"outputs": {"labels": [4]}}))],
+                 stored=["waits"])
+    assert store.get("waits").outcome == Outcome.done({"outputs": {"labels": [4]}})
+    assert 0 < client.pttl(keys.job("waits")) <= 1000 and not client.exists(keys.job_inputs("waits"))
+    assert store.queued_images([MODEL]) == {MODEL: {INTERACTIVE: 0, BULK: 0}}

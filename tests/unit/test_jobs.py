@@ -42,10 +42,13 @@ def test_a_job_goes_queued_running_done(store):
     assert store.queued_images([M])[M][I] == 0
 
 
-def test_admission_takes_the_jobs_that_fit_and_refuses_the_rest(store):
+def test_admission_is_all_or_nothing_and_says_which_jobs_fit(store):
     assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5), ("j3", ["x"] * 4)], model=M, priority=I) == \
         [None, 10, None]
-    assert store.get("j2") is None
+    assert [store.get(job) for job in ("j1", "j2", "j3")] == [None, None, None]
+    assert store.queued_images([M])[M][I] == 0
+    # The jobs that fit go in on their own.
+    assert store.admit([("j1", ["x"] * 6), ("j3", ["x"] * 4)], model=M, priority=I) == [None, None]
     assert store.queued_images([M])[M][I] == 10
     assert store.admit([("j4", ["x"])], model=M, priority=I) == [10]
 
@@ -58,12 +61,12 @@ def test_admission_pushes_the_message_when_every_job_fits(store, fake_redis):
     assert store.get("j2").status == QUEUED
 
 
-def test_admission_pushes_nothing_when_a_job_is_refused(store, fake_redis):
+def test_admission_pushes_nothing_and_records_nothing_when_a_job_is_refused(store, fake_redis):
     assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5)], model=M, priority=I,
                        enqueue=Envelope("q", "message")) == [None, 6]
     assert fake_redis.llen("q") == 0 and fake_redis.llen(bell("q")) == 0
-    assert store.get("j1").status == QUEUED
-    assert store.queued_images([M])[M][I] == 6
+    assert store.get("j1") is None
+    assert store.queued_images([M])[M][I] == 0
 
 
 def test_jobs_are_marked_running_even_after_redis_forgot_the_script(store, fake_redis):
@@ -108,9 +111,9 @@ def test_each_waiting_api_process_gets_its_jobs_outcomes_in_one_item(store):
     assert store.replies("api-a", 0.05) == []  # one item per batch, and it was taken
 
 
-def test_jobs_and_reply_lists_expire(store, fake_redis):
+def test_jobs_and_reply_lists_expire_once_finished(store, fake_redis):
     store.admit([("j1", ["x"])], model=M, priority=I)
-    assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
+    assert fake_redis.ttl(keys.job("j1")) == -1  # kept while queued, however long that is
     store.finish([Finished("j1", 1, M, I, "api", Outcome.done(answer(3)))])
     assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
     assert 0 < fake_redis.ttl(keys.replies("api")) <= 600
@@ -223,3 +226,68 @@ def test_queue_full_names_the_priority_its_depth_and_the_model():
     assert (full.priority, full.depth, full.model) == (BULK, 20, "resnet")
     assert str(full) == "20 bulk items are queued for model 'resnet'"
     assert str(QueueFull(I, 5)) == "5 interactive items are queued"
+
+
+def test_admitting_the_same_jobs_again_counts_and_queues_nothing_again(store, fake_redis):
+    """A retried admission script (a timeout redis-py retries) finds its jobs recorded: a no-op."""
+    def admit():
+        return store.admit([("j1", ["x"] * 3), ("j2", ["x"] * 2)], model=M, priority=I,
+                           enqueue=Envelope("q", "message"), stored_inputs={"j2": {"images": b"\x01" * 8}})
+
+    assert admit() == [None, None]
+    with store.running(["j1"]):
+        pass
+    assert admit() == [None, None]
+    assert store.queued_images([M])[M][I] == 5
+    assert fake_redis.lrange("q", 0, -1) == [b"message"] and fake_redis.llen(bell("q")) == 1
+    assert store.get("j1").status == RUNNING  # not written again either
+    store.finish([Finished("j1", 3, M, I, None, Outcome.done(answer(1, 2, 3))),
+                  Finished("j2", 2, M, I, None, Outcome.done(answer(1, 2)))], stored=["j2"])
+    assert admit() == [None, None]  # even once finished
+    assert store.queued_images([M])[M][I] == 0 and fake_redis.llen("q") == 1
+    assert store.get("j1").status == DONE and store.stored_inputs(["j2"]) == [{}]
+
+
+def test_withdrawing_twice_counts_down_once(store):
+    store.admit([("j1", ["x", "y"])], model=M, priority=I)
+    store.admit([("j2", ["x"])], model=M, priority=I)
+    store.withdraw(["j1"], model=M, priority=I)
+    store.withdraw(["j1"], model=M, priority=I)
+    assert store.queued_images([M])[M][I] == 1
+    assert store.get("j1") is None and store.get("j2").status == QUEUED
+
+
+def test_a_job_finished_twice_counts_down_once_even_if_its_record_was_lost(store, fake_redis):
+    store.admit([("j1", ["x"]), ("j2", ["x"])], model=M, priority=I)
+    fake_redis.delete(keys.job("j1"))
+    for _ in range(2):
+        store.finish([Finished("j1", 1, M, I, None, Outcome.done(answer(3)))])
+    assert store.queued_images([M])[M][I] == 1
+    assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
+
+
+def test_reconciling_brings_a_counter_that_drifted_back_to_the_jobs_still_unfinished(store, fake_redis):
+    store.admit([("lost", ["x"] * 3)], model=M, priority=I)
+    store.admit([("elsewhere", ["x"] * 2)], model=M, priority=I)
+    store.admit([("live", ["x"] * 4)], model=M, priority=I)
+    store.admit([("running", ["x"])], model=M, priority=I)
+    store.admit([("bulk", ["x"] * 5)], model=M, priority=BULK)
+    with store.running(["running"]):
+        pass
+    # Jobs that will never be finished here: one whose record is gone, one finished as of another
+    # lane (its counter never counted it), and a counter pushed up by hand.
+    fake_redis.delete(keys.job("lost"))
+    store.finish([Finished("elsewhere", 2, "resnet", BULK, None, Outcome.failed("model broke"))])
+    assert store.queued_images([M])[M] == {INTERACTIVE: 10, BULK: 5}
+    fake_redis.incrby(keys.queued_images(M, BULK), 7)
+
+    assert store.reconcile([M, "resnet"], chunk=1) == {(M, I): 2, (M, BULK): 0, ("resnet", I): 0, ("resnet", BULK): 0}
+    assert store.queued_images([M])[M] == {INTERACTIVE: 5, BULK: 5}
+    assert store.reconcile([M]) == {(M, I): 0, (M, BULK): 0}
+    assert store.queued_images([M])[M] == {INTERACTIVE: 5, BULK: 5}
+    # The live jobs are still counted, and count down when they finish.
+    store.finish([Finished("live", 4, M, I, None, Outcome.done(answer(*[3] * 4))),
+                  Finished("running", 1, M, I, None, Outcome.done(answer(3))),
+                  Finished("bulk", 5, M, BULK, None, Outcome.done(answer(*[3] * 5)))])
+    assert store.queued_images([M])[M] == {INTERACTIVE: 0, BULK: 0}
+    assert store.admit([("next", ["x"] * 10)], model=M, priority=I) == [None]

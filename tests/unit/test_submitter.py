@@ -32,31 +32,31 @@ class FakeMessages:
 
 
 class FakeStore:
-    """Admits jobs, pushing the message of an admission where every job fit, as the real one does.
+    """Admits jobs all or none, pushing the message of an admission where every job fit, as the real one does.
 
-    An admission can be held open (``hold``), and admissions or later pushes can fail.
+    An admission can be held open (``hold``), and admissions can fail: all, or those after the first few.
     """
 
     def __init__(self, refuse: set[str] = frozenset()) -> None:
         self.refuse = refuse
+        #: Each admission asked for, admitted or not.
         self.admitted: list[list[str]] = []
         #: The inputs stored with each admission, by job id and input name.
         self.stored: list[dict] = []
-        self.withdrawn: list[dict[str, int]] = []
         #: Each queued message's job ids, and the thread that sent it.
         self.sent: list[tuple[list[str], str]] = []
         self.hold = threading.Event()
         self.hold.set()
         self.sending = threading.Event()
         self.fail = False
-        #: Fail only pushes of messages admitted before (``enqueue``).
-        self.fail_enqueue = False
+        #: How many admissions succeed before every later one fails (None: all succeed).
+        self.fail_after: int | None = None
 
     def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None):
         assert (model, priority) == (MODEL, BULK)
         self.sending.set()
         self.hold.wait(10)
-        if self.fail:
+        if self.fail or (self.fail_after is not None and len(self.admitted) >= self.fail_after):
             raise redis.ConnectionError("Redis went away")
         self.admitted.append([job_id for job_id, _ in jobs])
         self.stored.append(stored_inputs)
@@ -65,18 +65,9 @@ class FakeStore:
             self._push(enqueue)
         return refusals
 
-    def enqueue(self, message):
-        if self.fail_enqueue:
-            raise redis.ConnectionError("Redis went away")
-        self._push(message)
-
     def _push(self, message: Envelope) -> None:
         assert message.queue_key == "inferq.mnist.bulk"
         self.sent.append((json.loads(message.raw), threading.current_thread().name))
-
-    def withdraw(self, jobs, *, model, priority):
-        assert (model, priority) == (MODEL, BULK)
-        self.withdrawn.append(dict(jobs))
 
 
 def submitter_on(store: FakeStore, built: FakeMessages | None = None, **options) -> Submitter:
@@ -153,14 +144,14 @@ def test_a_job_that_would_overfill_the_queue_is_refused_and_the_others_are_sent(
     assert [ids for ids, _ in store.sent] == [["fits"]]
 
 
-def test_jobs_that_fit_beside_a_refused_one_go_out_in_a_message_of_their_own():
+def test_jobs_that_fit_beside_a_refused_one_are_admitted_again_with_a_message_of_their_own():
     store = FakeStore(refuse={"full"})
     submitter = submitter_on(store)
-    errors = submit_during_a_send(submitter, store, ("full", "fits"))
+    errors = submit_during_a_send(submitter, store, ("full", "fits", "fits-too"))
     assert isinstance(errors.pop("full"), QueueFull)
     assert errors == {}
-    assert store.admitted == [["first"], ["full", "fits"]]
-    assert [ids for ids, _ in store.sent] == [["first"], ["fits"]]
+    assert store.admitted == [["first"], ["full", "fits", "fits-too"], ["fits", "fits-too"]]
+    assert [ids for ids, _ in store.sent] == [["first"], ["fits", "fits-too"]]
 
 
 def test_an_admission_that_fails_admits_nothing_and_fails_the_request():
@@ -172,14 +163,26 @@ def test_an_admission_that_fails_admits_nothing_and_fails_the_request():
     assert store.sent == []
 
 
-def test_admitted_jobs_whose_own_message_fails_are_withdrawn():
+def test_jobs_that_fit_whose_second_admission_fails_fail_with_nothing_left_admitted():
     store = FakeStore(refuse={"full"})
-    store.fail_enqueue = True
     submitter = submitter_on(store)
-    errors = submit_during_a_send(submitter, store, ("full", "fits"))
+    store.hold.clear()
+    errors: dict[str, Exception] = {}
+    first = submit_in_thread(submitter, "first", errors)
+    assert store.sending.wait(5)
+    later = [submit_in_thread(submitter, name, errors) for name in ("full",)]
+    wait_for(lambda: any(p.job.job_id == "full" for p in submitter._pending), 5, "full to queue")
+    later.append(submit_in_thread(submitter, "fits", errors))
+    wait_for(lambda: any(p.job.job_id == "fits" for p in submitter._pending), 5, "fits to queue")
+    store.fail_after = 2
+    store.hold.set()
+    for thread in (first, *later):
+        thread.join(5)
     assert isinstance(errors.pop("full"), QueueFull)
     assert isinstance(errors.pop("fits"), SendFailed)
-    assert store.withdrawn == [{"fits": 1}]
+    assert errors == {}
+    # The admission that failed admitted nothing (the real store's is one script): nothing to withdraw.
+    assert store.admitted == [["first"], ["full", "fits"]]
     assert [ids for ids, _ in store.sent] == [["first"]]
 
 
