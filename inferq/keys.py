@@ -12,6 +12,10 @@ MODELS = f"{PREFIX}:models"
 #: Hash of model name -> when a worker last announced it (unix seconds), beside ``MODELS``.
 MODELS_ANNOUNCED = f"{PREFIX}:models:announced"
 
+#: Held (SET NX, expiring) by the worker whose turn it is to recount the queued-items counters.
+RECOUNT_TURN = f"{PREFIX}:recount-turn"
+
+
 
 def queued_images(model: str, priority: str) -> str:
     """Sum of the images of every admitted job of ``model`` and ``priority`` not yet finished: what

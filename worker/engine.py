@@ -15,6 +15,7 @@ from inferq.jobs import JobStore
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
+from worker.counters import CounterRecount
 from worker.heartbeat import Heartbeat
 from worker.inference import run_batch
 from worker.metrics import WorkerMetrics
@@ -22,10 +23,13 @@ from worker.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
+#: Seconds between recounts of the queued-items counters, by one worker of the fleet at a time.
+RECOUNT_INTERVAL_S = 60.0
+
 
 class Engine:
     def __init__(self, settings: Settings) -> None:
-        client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
+        client = self._client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.metrics = WorkerMetrics()
         self.models = ServedModels(settings, on_load_failure=self.metrics.record_load_failure)
@@ -49,7 +53,10 @@ class Engine:
                 announced = True
             if self._stop.wait(self._interval_s):
                 return
-        self._heartbeat = Heartbeat(self._registry, self._catalog, self.models, self.metrics, self._interval_s)
+        recount = CounterRecount(self._client, self.store, lambda: sorted({spec.name for spec in self.models.specs()}),
+                                 worker=Heartbeat.process_name(), interval_s=RECOUNT_INTERVAL_S)
+        self._heartbeat = Heartbeat(self._registry, self._catalog, self.models, self.metrics, self._interval_s,
+                                    chores=[recount.maybe_run])
         self._heartbeat.start()
 
     def stop(self) -> None:

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -29,13 +30,16 @@ log = logging.getLogger(__name__)
 
 class Heartbeat:
     def __init__(self, registry: WorkerRegistry, catalog: ModelCatalog, models: ServedModels,
-                 metrics: WorkerMetrics, interval_s: float) -> None:
+                 metrics: WorkerMetrics, interval_s: float, *, chores: Sequence[Callable[[], None]] = ()) -> None:
+        """``chores``: what else the repository thread does once an interval, each on its own
+        terms (the counters' recount)."""
         self._registry = registry
         self._catalog = catalog
         self._models = models
         self._metrics = metrics
         self._interval = interval_s
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._chores = tuple(chores)
+        self.name = self.process_name()
         self._started_at = time.time()
         self._stop = threading.Event()
         # One beat at a time: a beat that read the models before a refresh must not be published
@@ -43,6 +47,11 @@ class Heartbeat:
         self._beating = threading.Lock()
         self._threads = [threading.Thread(target=self._run, name="inferq-heartbeat", daemon=True),
                          threading.Thread(target=self._follow, name="inferq-repository", daemon=True)]
+
+    @staticmethod
+    def process_name() -> str:
+        """This process's name among the workers: host and pid."""
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     def start(self) -> None:
         self.beat()
@@ -87,6 +96,11 @@ class Heartbeat:
     def _follow(self) -> None:
         while not self._stop.wait(self._interval):
             self.tick()
+            for chore in self._chores:
+                try:
+                    chore()
+                except Exception:
+                    log.exception("a periodic chore failed; it runs again next interval")
 
     def tick(self) -> None:
         """One look at the repository, then a beat to say what it changed. A look that fails (the

@@ -109,3 +109,21 @@ def test_the_process_keeps_beating_while_a_look_at_the_repository_loads_a_model(
     finally:
         models.hold.set()
         beat.stop()
+
+
+def test_the_repository_thread_runs_its_chores_every_interval_whatever_one_raises(fake_redis):
+    calls = []
+
+    def failing() -> None:
+        calls.append("failing")
+        raise RuntimeError("a chore broke")
+
+    beat = Heartbeat(WorkerRegistry(fake_redis, heartbeat_interval_s=0.05), ModelCatalog(fake_redis),
+                     FakeModels([mnist_spec(1)]), WorkerMetrics(), 0.05,
+                     chores=[failing, lambda: calls.append("after")])
+    beat.start()
+    try:
+        wait_for(lambda: calls.count("after") >= 2, 10, "two rounds of chores")
+    finally:
+        beat.stop()
+    assert calls.count("failing") >= 2
