@@ -48,6 +48,10 @@ class ModelHolder:
             if version not in loaded and (model := self._load(version)) is not None:
                 loaded[version] = model
                 loaded_any = True
+        for model in loaded.values():
+            # A batch bounds its calls by the spec's config: a changed max_batch_size holds from now.
+            if model.spec.config != self.config:
+                model.spec = dataclasses.replace(model.spec, config=self.config)
         keep = {version for version in wanted if version in loaded}
         if keep or not present:
             for version in set(loaded) - keep:
