@@ -25,7 +25,7 @@ import base64
 import binascii
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -182,54 +182,146 @@ def image_count(jobs: Sequence[JobInput]) -> int:
 LEGACY_FORMAT_VERSION = 1
 
 
-def decode(body: object, *, legacy_model: str | None = None) -> tuple[str, list[JobInput]]:
-    """The model a message is for, and its jobs. A message of the first releases' format is read as
-    one for ``legacy_model`` (the MNIST model), if given."""
+@dataclasses.dataclass(frozen=True)
+class RejectedJob:
+    """A job of a message that could not be read, as far as it could be: enough to fail it alone and
+    answer whoever waits for it, while the message's other jobs run."""
+
+    job_id: str
+    reply_to: str | None
+    #: None where the job names no priority this release knows.
+    priority: str | None
+    #: Its items as the message declares them (its first input's first dimension, what the API
+    #: counted it as), 0 where that is unreadable too.
+    count: int
+    #: What is wrong with it, in words a client may read (nothing of the worker's own).
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A message body as a worker reads it: never refused whole while its jobs can be told apart."""
+
+    #: None where the message names none.
+    model: str | None
+    jobs: list[JobInput]
+    rejected: list[RejectedJob]
+    #: Why the message itself is unreadable (every job it names is then rejected), if it is.
+    error: str | None = None
+    #: Jobs not even an id could be read from: nothing can answer them.
+    unidentified: int = 0
+
+
+def read(body: object, *, legacy_model: str | None = None) -> Message:
+    """The model a message is for, the jobs it carries that can run, and those that cannot. A message
+    of the first releases' format is read as one for ``legacy_model`` (the MNIST model), if given."""
     if legacy_model is not None and isinstance(body, dict) and body.get("v") == LEGACY_FORMAT_VERSION:
-        return legacy_model, _legacy_jobs(body)
-    if (not isinstance(body, dict) or body.get("v") != FORMAT_VERSION or not isinstance(body.get("jobs"), list)
-            or not isinstance(body.get("model"), str)):
-        raise MessageError(f"not an inferq v{FORMAT_VERSION} message")
-    jobs = []
-    for raw in body["jobs"]:
-        try:
-            reply_to, deadline, queued_at, version = (raw["reply_to"], raw.get("deadline"), raw.get("queued_at"),
-                                                      raw.get("version"))
-            inputs = {str(name): decode_tensor(tensor) for name, tensor in raw["inputs"].items()}
-            job = JobInput(str(raw["id"]), inputs, None if reply_to is None else str(reply_to),
-                           raw.get("priority", INTERACTIVE),
-                           None if deadline is None else float(deadline),
-                           None if queued_at is None else float(queued_at),
-                           None if version is None else int(version))
-        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
-            raise MessageError(f"malformed job in message: {exc!r}") from None
-        if job.priority not in PRIORITIES:
-            raise MessageError(f"job {job.job_id}: no priority {job.priority!r}")
-        counts = {len(array) if array.ndim else -1 for array in inputs.values()}
-        if not inputs or len(counts) != 1 or counts.pop() < 1:
-            raise MessageError(f"job {job.job_id}: inputs of no items, or of different numbers of items")
-        jobs.append(job)
-    return body["model"], jobs
+        if not isinstance(body.get("jobs"), list):
+            return Message(None, [], [], f"not an inferq v{LEGACY_FORMAT_VERSION} message")
+        return _read_jobs(legacy_model, body["jobs"], _legacy_job)
+    if not isinstance(body, dict) or not isinstance(body.get("jobs"), list):
+        return Message(None, [], [], f"not an inferq v{FORMAT_VERSION} message")
+    model = body.get("model")
+    if body.get("v") != FORMAT_VERSION or not isinstance(model, str):
+        # Its jobs cannot be run, but those whose ids can be read can still be answered.
+        error = f"not an inferq v{FORMAT_VERSION} message"
+        rejected = [_rejected(raw, error) for raw in body["jobs"]]
+        return Message(model if isinstance(model, str) else None, [], [job for job in rejected if job],
+                       error, sum(job is None for job in rejected))
+    return _read_jobs(model, body["jobs"], _job)
 
 
-def _legacy_jobs(body: dict) -> list[JobInput]:
-    if not isinstance(body.get("jobs"), list):
-        raise MessageError(f"not an inferq v{LEGACY_FORMAT_VERSION} message")
-    jobs = []
-    for raw in body["jobs"]:
+def decode(body: object, *, legacy_model: str | None = None) -> tuple[str, list[JobInput]]:
+    """The model a message is for, and its jobs, every one of which must be readable: raises
+    :class:`MessageError` otherwise (a worker reads with :func:`read`, which fails bad jobs alone)."""
+    message = read(body, legacy_model=legacy_model)
+    if message.error is not None or message.model is None:
+        raise MessageError(message.error)
+    if message.unidentified:
+        raise MessageError(f"{message.unidentified} jobs without an id")
+    if message.rejected:
+        raise MessageError(f"job {message.rejected[0].job_id}: {message.rejected[0].reason}")
+    return message.model, message.jobs
+
+
+def _read_jobs(model: str, raws: list, read_job: Callable[[object], JobInput]) -> Message:
+    jobs, rejected, unidentified = [], [], 0
+    for raw in raws:
         try:
-            pixels = np.frombuffer(binascii.a2b_base64(raw["pixels"], strict_mode=True), np.uint8)
-            job = JobInput(str(raw["id"]), {SIGNATURE_INPUT: pixels.reshape(-1, N_INPUT)},
-                           None if raw["reply_to"] is None else str(raw["reply_to"]),
-                           raw.get("priority", INTERACTIVE),
-                           None if raw.get("deadline") is None else float(raw["deadline"]),
-                           None if raw.get("queued_at") is None else float(raw["queued_at"]))
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise MessageError(f"malformed job in a v{LEGACY_FORMAT_VERSION} message: {exc!r}") from None
-        if job.priority not in PRIORITIES or not job.count:
-            raise MessageError(f"job {job.job_id}: no priority {job.priority!r}, or no images")
-        jobs.append(job)
-    return jobs
+            jobs.append(read_job(raw))
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:  # MessageError too
+            reason = str(exc) if isinstance(exc, MessageError) else f"malformed job: {exc!r}"
+            if (job := _rejected(raw, reason)) is not None:
+                rejected.append(job)
+            else:
+                unidentified += 1
+    return Message(model, jobs, rejected, unidentified=unidentified)
+
+
+def _job(raw: object) -> JobInput:
+    reply_to, deadline, queued_at, version = (raw["reply_to"], raw.get("deadline"), raw.get("queued_at"),
+                                              raw.get("version"))
+    inputs = {str(name): decode_tensor(tensor) for name, tensor in raw["inputs"].items()}
+    job = JobInput(_id(raw), inputs, None if reply_to is None else str(reply_to),
+                   raw.get("priority", INTERACTIVE),
+                   None if deadline is None else float(deadline),
+                   None if queued_at is None else float(queued_at),
+                   None if version is None else int(version))
+    if job.priority not in PRIORITIES:
+        raise MessageError(f"no priority {job.priority!r}")
+    counts = {name: len(array) if array.ndim else 0 for name, array in inputs.items()}
+    if not counts or not all(counts.values()):
+        raise MessageError("it has no items")
+    if len(set(counts.values())) != 1:
+        raise MessageError("its inputs hold different numbers of items: "
+                           + ", ".join(f"{name!r} {count}" for name, count in counts.items()))
+    return job
+
+
+def _legacy_job(raw: object) -> JobInput:
+    pixels = np.frombuffer(binascii.a2b_base64(raw["pixels"], strict_mode=True), np.uint8)
+    job = JobInput(_id(raw), {SIGNATURE_INPUT: pixels.reshape(-1, N_INPUT)},
+                   None if raw["reply_to"] is None else str(raw["reply_to"]),
+                   raw.get("priority", INTERACTIVE),
+                   None if raw.get("deadline") is None else float(raw["deadline"]),
+                   None if raw.get("queued_at") is None else float(raw["queued_at"]))
+    if job.priority not in PRIORITIES:
+        raise MessageError(f"no priority {job.priority!r}")
+    if not job.count:
+        raise MessageError("it has no images")
+    return job
+
+
+def _id(raw: Mapping) -> str:
+    job_id = raw["id"]
+    if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or job_id == "":
+        raise TypeError(f"a job's id is a string, not {job_id!r}")
+    return str(job_id)
+
+
+def _rejected(raw: object, reason: str) -> RejectedJob | None:
+    """What can be read of a job that cannot run; None where not even its id can."""
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        job_id = _id(raw)
+    except (KeyError, TypeError):
+        return None
+    reply_to, priority = raw.get("reply_to"), raw.get("priority", INTERACTIVE)
+    return RejectedJob(job_id, reply_to if isinstance(reply_to, str) else None,
+                       priority if isinstance(priority, str) and priority in PRIORITIES else None,
+                       _declared_count(raw), reason)
+
+
+def _declared_count(raw: Mapping) -> int:
+    """The items a job's first input declares, as the API counted them; 0 where unreadable."""
+    inputs = raw.get("inputs")
+    if isinstance(inputs, Mapping) and inputs:
+        tensor = next(iter(inputs.values()))
+        shape = tensor.get("shape") if isinstance(tensor, Mapping) else None
+        if isinstance(shape, list) and shape and isinstance(shape[0], int) and not isinstance(shape[0], bool):
+            return max(0, shape[0])
+    return 0
 
 
 def decode_tensor(tensor: Mapping) -> np.ndarray | StoredTensor:

@@ -38,6 +38,7 @@ class Engine:
         self._interval_s = settings.heartbeat_interval_s
         self._root = settings.repository_root
         self._legacy_model = settings.default_model
+        self._max_batch_size = settings.max_batch_size
         self._heartbeat: Heartbeat | None = None
         self._stop = threading.Event()
 
@@ -65,4 +66,5 @@ class Engine:
             self._heartbeat.stop()
 
     def run_batch(self, bodies: Sequence[object]) -> None:
-        run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model)
+        run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
+                  max_batch_size=self._max_batch_size)

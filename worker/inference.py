@@ -1,15 +1,20 @@
-"""One batch, top to bottom: the jobs of a batch's messages through one model call per model.
+"""One batch, top to bottom: the jobs of a batch's messages through the fewest model calls that fit.
 
-1. Decode the messages into jobs, grouped by model and version (a message that is not one of ours
-   is logged and dropped).
+1. Decode the messages into jobs, grouped by model and version. A job that cannot be read fails
+   alone; a message that is not one of ours is logged and dropped, and the jobs it names failed.
 2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun.
 3. Read the inputs that travel beside the messages (bulk jobs': ``inferq.messages``), one round
    trip for the batch; a job whose inputs are gone fails.
 4. Mark the others running: one round trip, which overlaps the next two steps.
-5. For each model and version, stack every job's inputs and call the model once.
-6. Split each call's outputs back per job, or fail that call's jobs with its error: a model that
-   fails fails only its own jobs.
+5. For each model and version, stack the jobs' inputs into calls of at most the model's
+   ``max_batch_size`` items (else MAX_BATCH_SIZE): one call when they fit, a big job's items over
+   several, small jobs packed together.
+6. Put each call's outputs back together per job, or fail the jobs a call held with its error: a
+   model that fails fails only its own jobs.
 7. Write all outcomes, and delete the stored inputs, in one round trip.
+
+What goes back to a client says what happened without the worker's internals: a model's failure,
+or one to load it, is answered with an error id, and logged in full with the same id.
 
 Any error reaching Redis propagates, so that the batch's messages are delivered again rather than
 acknowledged with their jobs unanswered.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -27,7 +33,10 @@ import numpy as np
 
 from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
+from inferq.model_spec import ANY, ModelSpec
+from inferq.settings import Settings
 from worker.metrics import WorkerMetrics
+from worker.model_errors import InputMismatch
 
 if TYPE_CHECKING:  # the batch path needs no TensorFlow of its own: the models bring it
     from worker.model import LoadedModel
@@ -40,17 +49,22 @@ FindModel = Callable[[str, "int | None"], "LoadedModel | None"]
 Group = tuple[str, int | None]
 
 
+#: Items a model call holds at most where neither the model's config nor the worker says.
+DEFAULT_MAX_BATCH_SIZE = Settings.max_batch_size
+
+
 def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
-              legacy_model: str | None = None) -> None:
-    """``legacy_model``: the model that messages of the first releases' format are for."""
+              legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+    """``legacy_model``: the model that messages of the first releases' format are for;
+    ``max_batch_size``: the items of one model call where the model's config does not say."""
     started = time.perf_counter()
     metrics.messages.inc(len(bodies))
-    groups = _decode(bodies, legacy_model)
-    if not groups:
+    groups, rejected = _decode(bodies, legacy_model)
+    finished: list[Finished] = _rejected(rejected, store, metrics) if rejected else []
+    if not groups and not finished:
         return
     now = time.time()
     live: dict[Group, list[messages.JobInput]] = {}
-    finished: list[Finished] = []
     for (model, version), jobs in groups.items():
         metrics.record_waits(model, jobs, now)
         for job in jobs:  # one pass: a membership test would compare every job's inputs with every other's
@@ -58,13 +72,15 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
                 live.setdefault((model, version), []).append(job)
             else:
                 finished.append(_expired(model, job, now, metrics))
-    stored = [job.job_id for jobs in groups.values() for job in jobs if job.stored]
-    if stored:
+    # A rejected job may have had inputs stored with it: they go with its outcome, as others' do.
+    stored = [job.job_id for jobs in groups.values() for job in jobs if job.stored] + [
+        job.job_id for _, job in rejected]
+    if any(job.stored for jobs in live.values() for job in jobs):
         live = _read_stored(live, store, finished, metrics)
     if live:
         with store.running([job.job_id for jobs in live.values() for job in jobs]):
             for (model, version), jobs in live.items():
-                finished += _outcomes(model, version, jobs, find_model, metrics)
+                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -97,47 +113,146 @@ def _expired(model: str, job: messages.JobInput, now: float, metrics: WorkerMetr
 
 
 def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], find_model: FindModel,
-              metrics: WorkerMetrics) -> list[Finished]:
+              metrics: WorkerMetrics, max_batch_size: int) -> list[Finished]:
     try:
         model = find_model(name, version)
-    except Exception as exc:  # a load on demand that failed: the model's jobs fail, not the batch
-        log.exception("could not load model %s for a batch", name)
-        return _failed(name, jobs, f"model {name!r} could not be loaded: {exc}", metrics)
+    except Exception:  # a load on demand that failed: the model's jobs fail, not the batch
+        error_id = _error_id()
+        log.exception("could not load model %s for a batch (error id %s)", name, error_id)
+        return _failed(name, jobs, f"model {name!r} could not be loaded (error id {error_id}); see the worker's log",
+                       metrics)
     if model is None:
         which = f"model {name!r}" + (f" version {version}" if version is not None else "")
         return _failed(name, jobs, f"{which} is not served by this worker (removed from the repository?)", metrics)
+    limit = call_limit(model.spec, max_batch_size)
     finished = []
     for same_shapes in _by_item_shape(jobs):
-        finished += _call(model, same_shapes, metrics)
+        finished += _run(model, same_shapes, limit, metrics)
     return finished
 
 
-def _call(model: LoadedModel, jobs: list[messages.JobInput], metrics: WorkerMetrics) -> list[Finished]:
+def call_limit(spec: ModelSpec, max_batch_size: int) -> int | None:
+    """The items one call of a model may hold: its config's ``max_batch_size``, else the worker's.
+    None for a model whose tensors do not all begin with a batch dimension of any size: as Triton
+    serves one of ``max_batch_size`` 0 (``api/triton_config.py``), each job is a call of its own,
+    whole (its shape is the model's)."""
+    if not all(tensor.shape and tensor.shape[0] == ANY for tensor in (*spec.inputs, *spec.outputs)):
+        return None
+    return spec.config.max_batch_size or max_batch_size
+
+
+#: A model call's share of a job: the job's position in its run, and the items it takes from it.
+Piece = tuple[int, int, int]
+
+
+def plan_calls(counts: Sequence[int], limit: int | None) -> list[list[Piece]]:
+    """The calls for jobs of these item counts, in order: each a list of (job, start, stop) of at most
+    ``limit`` items in all, packed full, a job's items over as many calls as they need; a call per
+    job where there is no limit."""
+    if limit is None:
+        return [[(index, 0, count)] for index, count in enumerate(counts)]
+    calls: list[list[Piece]] = []
+    call: list[Piece] = []
+    room = limit
+    for index, count in enumerate(counts):
+        start = 0
+        while start < count:
+            stop = start + min(room, count - start)
+            call.append((index, start, stop))
+            room -= stop - start
+            start = stop
+            if room == 0:
+                calls.append(call)
+                call, room = [], limit
+    if call:
+        calls.append(call)
+    return calls
+
+
+def _run(model: LoadedModel, jobs: list[messages.JobInput], limit: int | None,
+         metrics: WorkerMetrics) -> list[Finished]:
     name, version = model.spec.name, model.spec.version
-    items = sum(job.count for job in jobs)
-    try:
-        inputs = {key: (jobs[0].inputs[key] if len(jobs) == 1 else np.concatenate([job.inputs[key] for job in jobs]))
-                  for key in jobs[0].inputs}
-        called = time.perf_counter()
-        outputs = model.predict(inputs)
-        metrics.record_call(name, version, items, time.perf_counter() - called)
-        for key, values in outputs.items():
-            if values.ndim == 0 or len(values) != items:
-                raise ValueError(f"output {key!r} has shape {list(values.shape)} for {items} items")
-        # Made writable here, so that an output the job store cannot write fails this call's jobs,
-        # not the whole batch when its outcomes are written.
-        outputs = {key: _writable(key, values) for key, values in outputs.items()}
-    except Exception as exc:
-        log.exception("model %s version %d failed on a batch of %d items", name, version, items)
-        return _failed(name, jobs, f"model {name!r} version {version} failed on this batch: {exc}", metrics)
+    # Each job's outputs, one dict a call it had items in (most jobs: one); the error of a job that failed.
+    parts: list[list[dict[str, np.ndarray]]] = [[] for _ in jobs]
+    errors: dict[int, str] = {}
+    for pieces in plan_calls([job.count for job in jobs], limit):
+        if all(index in errors for index, _, _ in pieces):
+            continue  # every job it holds has failed already: its answer would be thrown away
+        try:
+            outputs = _call(model, [(jobs[index], start, stop) for index, start, stop in pieces], metrics)
+        except Exception as exc:
+            error = _call_failed(name, version, sum(stop - start for _, start, stop in pieces), exc)
+            for index, _, _ in pieces:
+                errors.setdefault(index, error)
+            continue
+        offset = 0
+        for index, start, stop in pieces:
+            parts[index].append({key: values[offset:offset + stop - start] for key, values in outputs.items()})
+            offset += stop - start
     finished = []
-    offset = 0
-    for job in jobs:
-        answer = {"model_version": version,
-                  "outputs": {key: _jsonable(values[offset:offset + job.count]) for key, values in outputs.items()}}
-        finished.append(Finished(job.job_id, job.count, name, job.priority, job.reply_to, Outcome.done(answer)))
-        offset += job.count
+    for index, job in enumerate(jobs):
+        if index not in errors:
+            try:
+                outputs = _joined(parts[index])
+            except ValueError as exc:  # outputs whose later dimensions differ from call to call
+                errors[index] = _call_failed(name, version, job.count, exc)
+            else:
+                answer = {"model_version": version,
+                          "outputs": {key: _jsonable(values) for key, values in outputs.items()}}
+                finished.append(Finished(job.job_id, job.count, name, job.priority, job.reply_to,
+                                         Outcome.done(answer)))
+                continue
+        finished += _failed(name, [job], errors[index], metrics)
     return finished
+
+
+def _call(model: LoadedModel, pieces: list[tuple[messages.JobInput, int, int]],
+          metrics: WorkerMetrics) -> dict[str, np.ndarray]:
+    """One model call on the pieces' items, its outputs checked and made writable."""
+    items = sum(stop - start for _, start, stop in pieces)
+    # Slices are views: a job in one piece, whole, goes in as it is, and np.concatenate is the one copy.
+    inputs = {key: (_slice(pieces[0], key) if len(pieces) == 1
+                    else np.concatenate([_slice(piece, key) for piece in pieces]))
+              for key in pieces[0][0].inputs}
+    called = time.perf_counter()
+    outputs = model.predict(inputs)
+    metrics.record_call(model.spec.name, model.spec.version, items, time.perf_counter() - called)
+    for key, values in outputs.items():
+        if values.ndim == 0 or len(values) != items:
+            raise ValueError(f"output {key!r} has shape {list(values.shape)} for {items} items")
+    # Made writable here, so that an output the job store cannot write fails this call's jobs,
+    # not the whole batch when its outcomes are written.
+    return {key: _writable(key, values) for key, values in outputs.items()}
+
+
+def _slice(piece: tuple[messages.JobInput, int, int], key: str) -> np.ndarray:
+    job, start, stop = piece
+    array = job.inputs[key]
+    return array if start == 0 and stop == len(array) else array[start:stop]
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """A job's outputs from the calls it was run in, in order."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def _call_failed(name: str, version: int, items: int, exc: Exception) -> str:
+    """The error a failed call's jobs are answered with. A mismatch of the inputs with the signature
+    is the client's own and said as it is; anything else is the model's or the worker's (TensorFlow's
+    text names graph nodes and files), logged in full under an id the client is given."""
+    if isinstance(exc, InputMismatch):
+        log.warning("model %s version %d refused a call of %d items: %s", name, version, items, exc)
+        return f"model {name!r} version {version} refused this batch's inputs: {exc}"
+    error_id = _error_id()
+    log.error("model %s version %d failed on a call of %d items (error id %s)", name, version, items, error_id,
+              exc_info=exc)
+    return f"model {name!r} version {version} failed on this batch (error id {error_id}); see the worker's log"
+
+
+def _error_id() -> str:
+    return secrets.token_hex(4)
 
 
 def _writable(key: str, values: np.ndarray) -> np.ndarray:
@@ -186,14 +301,45 @@ def _strings(items: object) -> object:
     return items
 
 
-def _decode(bodies: Sequence[object], legacy_model: str | None) -> dict[Group, list[messages.JobInput]]:
+def _decode(bodies: Sequence[object], legacy_model: str | None
+            ) -> tuple[dict[Group, list[messages.JobInput]], list[tuple[str | None, messages.RejectedJob]]]:
+    """The batch's jobs by model and version, and those that cannot run, each with its message's model."""
     groups: dict[Group, list[messages.JobInput]] = {}
+    rejected: list[tuple[str | None, messages.RejectedJob]] = []
     for body in bodies:
-        try:
-            model, jobs = messages.decode(body, legacy_model=legacy_model)
-        except messages.MessageError as exc:
-            log.error("dropped a message that is not ours: %s", exc)
+        message = messages.read(body, legacy_model=legacy_model)
+        if message.error is not None:
+            log.error("dropped a message that is not ours (%s), failing the %d jobs it names: %.300r",
+                      message.error, len(message.rejected), body)
+        elif message.rejected or message.unidentified:
+            log.error("a message for model %s holds %d jobs that cannot be read; failing them alone: %s",
+                      message.model, len(message.rejected) + message.unidentified,
+                      "; ".join(f"{job.job_id}: {job.reason}" for job in message.rejected))
+        if message.unidentified:
+            log.error("%d jobs without an id cannot be answered: %.300r", message.unidentified, body)
+        rejected += [(message.model, job) for job in message.rejected]
+        for job in message.jobs:
+            assert message.model is not None
+            groups.setdefault((message.model, job.version), []).append(job)
+    return groups, rejected
+
+
+def _rejected(rejected: list[tuple[str | None, messages.RejectedJob]], store: JobStore,
+              metrics: WorkerMetrics) -> list[Finished]:
+    """Jobs that cannot run, failed with what is wrong. Each is counted down from the counter and by
+    the items its admission counted, as its record says (the message's own word, if it is the
+    malformed part, need not be); a job without a record is counted as its message declares it."""
+    finished = []
+    for model, job in rejected:
+        record = store.get(job.job_id)
+        if record is not None:
+            model, priority, count = record.model or model, record.priority, len(record.filenames)
+        else:
+            priority, count = job.priority, job.count
+        if model is None or priority is None:
+            log.error("job %s cannot be failed: neither it nor its record names its model and priority", job.job_id)
             continue
-        for job in jobs:
-            groups.setdefault((model, job.version), []).append(job)
-    return groups
+        metrics.failed_jobs.labels(model).inc()
+        finished.append(Finished(job.job_id, count, model, priority, job.reply_to,
+                                 Outcome.failed(f"the worker could not read this job: {job.reason}")))
+    return finished

@@ -29,6 +29,7 @@ import tensorflow as tf
 from inferq.model_config import ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.repository import version_dir
+from worker.model_errors import InputMismatch, ModelCallError
 from worker.session_callable import session_callable
 from worker.signatures import ModelLoadError, meta_graph_tag, served_tensors
 
@@ -38,10 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = ModelConfig()
 #: The batch the load-time test call runs.
 TEST_BATCH = 2
-
-
-class ModelCallError(RuntimeError):
-    """The model refused a batch; the message is TensorFlow's, without its graph dump."""
 
 
 class LoadedModel:
@@ -96,24 +93,24 @@ class LoadedModel:
         UTF-8), or as NumPy's ``S`` and ``U`` arrays, which drop trailing NUL bytes.
         """
         if len(inputs) != len(self._feeds):
-            raise ModelCallError(self._wrong_inputs(inputs))
+            raise InputMismatch(self._wrong_inputs(inputs))
         arrays = []
         for name, numpy_type, spec_shape, fixed_rest in self._feeds:
             try:
                 value = inputs[name]
             except (KeyError, IndexError, TypeError):  # the last two: not a mapping (an array, as predict once took)
-                raise ModelCallError(self._wrong_inputs(inputs)) from None
+                raise InputMismatch(self._wrong_inputs(inputs)) from None
             try:
                 array = _as_strings(value) if numpy_type is object else np.asarray(value, numpy_type)
             except (TypeError, ValueError) as exc:
-                raise ModelCallError(f"input {name!r}: {exc}") from exc
+                raise InputMismatch(f"input {name!r}: {exc}") from exc
             shape = array.shape
             if fixed_rest is not None:
                 fits = len(shape) == len(spec_shape) and shape[1:] == fixed_rest
             else:
                 fits = _fits(shape, spec_shape)
             if not fits:
-                raise ModelCallError(f"input {name!r} takes shape {list(spec_shape)}, "
+                raise InputMismatch(f"input {name!r} takes shape {list(spec_shape)}, "
                                      f"got {list(shape)} (-1: any size)")
             arrays.append(array)
         try:

@@ -87,6 +87,10 @@ class ModelHolder:
             if not failed:
                 break
             present = [version for version in present if version not in failed]
+        for model in loaded.values():
+            # A batch bounds its calls by the spec's config: a changed max_batch_size holds from now.
+            if model.spec.config != self.config:
+                model.spec = dataclasses.replace(model.spec, config=self.config)
         keep = {version for version in wanted if version in loaded}
         if keep or not available:
             for version in set(loaded) - keep:

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import redis
 
+from api.task_messages import TaskMessages
 from inferq import broker, keys, messages, priorities
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
@@ -122,16 +124,23 @@ def test_a_new_version_is_served_without_a_restart_and_a_broken_one_refused(star
     assert client.get("/status").get_json()["load_failures"] == []
 
 
-def test_a_failing_model_call_fails_the_jobs_of_its_batch_with_the_reason(start_worker, make_client, tmp_path,
-                                                                          mnist_test):
+def test_a_failing_model_call_fails_the_jobs_of_its_batch_saying_so_and_logs_the_reason(
+        start_worker, make_client, tmp_path, mnist_test):
     build_model(tmp_path / "models", 1, label=0, fail_when_brighter_than=200)
-    start_worker(tmp_path / "models")
+    worker = start_worker(tmp_path / "models")
     client = make_client()
     response = client.post("/recognize", data=files(mnist_test[0][0]))
     assert response.status_code == 500
-    assert "pixel too bright for this model" in response.get_json()["error"]
+    said = re.fullmatch(r"recognition failed: model 'mnist' version 1 failed on this batch \(error id ([0-9a-f]{8})\); "
+                        r"see the worker's log", response.get_json()["error"])
+    assert said, response.get_json()
     job = client.get(f"/jobs/{response.get_json()['job_id']}").get_json()
-    assert job["status"] == "failed" and "pixel too bright" in job["error"]
+    assert job["status"] == "failed" and said[1] in job["error"]
+    assert "pixel too bright" not in job["error"] and str(tmp_path) not in job["error"]
+    # TensorFlow's text, graph nodes and all, is the worker's log's, under the id the client was given.
+    logged = wait_for(lambda: [line for line in worker.log().splitlines() if said[1] in line], 10, "the error logged")
+    assert "pixel too bright" in worker.log().split(said[1], 1)[1]
+    assert len(logged) == 1
     dim = (mnist_test[0][0] // 2).astype(np.uint8)
     assert client.post("/recognize", data=files(dim)).status_code == 200  # the worker goes on
 
@@ -225,3 +234,28 @@ def test_work_queued_by_the_first_releases_is_answered_after_an_upgrade(start_wo
     # Finished under the mnist model's counters, which never go below zero for work they never counted.
     assert [store.get(keys.queued_images("mnist", priority))
             for priority in priorities.PRIORITIES] == [b"0", b"0"]
+
+
+def test_a_job_of_no_images_in_a_message_fails_alone_and_its_message_is_answered(start_worker, make_client, tmp_path,
+                                                                                 mnist_test, redis_url):
+    """Three jobs in one message, as the API sends requests that arrive together, the middle one of
+    no images: admitted (counted as none) by an API that let it through, as one did."""
+    build_model(tmp_path / "models", 1, label=3)
+    start_worker(tmp_path / "models")
+    client = make_client()
+    pixels = mnist_test[0].reshape(-1, 784)
+    jobs = [messages.JobInput(str(uuid.uuid4()), {"inputdata": images}, None, priorities.BULK)
+            for images in (pixels[:2], pixels[:0], pixels[2:3])]
+    settings = Settings(redis_url=redis_url, queue_name="q")
+    envelope = TaskMessages(make_celery(settings), settings).envelope("mnist", jobs, priorities.BULK)
+    store = JobStore(redis.Redis.from_url(redis_url), result_ttl_s=60, depth_limits=settings.depth_limits)
+    assert store.admit([(one.job_id, [f"{n}.png" for n in range(one.count)]) for one in jobs], model="mnist",
+                       priority=priorities.BULK, enqueue=envelope) == [None, None, None]
+
+    first, empty, last = (job.job_id for job in jobs)
+    wait_for(lambda: all(job_status(client, one.job_id) in ("done", "failed") for one in jobs), 30,
+             "the message's jobs to finish")
+    assert [job_status(client, job_id) for job_id in (first, empty, last)] == ["done", "failed", "done"]
+    assert client.get(f"/jobs/{empty}").get_json()["error"] == "the worker could not read this job: it has no items"
+    assert [answer["labels"] for answer in client.get(f"/jobs/{first}").get_json()["result"]["results"]] == [[3], [3]]
+    assert store.queued_images(["mnist"]) == {"mnist": {"interactive": 0, "bulk": 0}}

@@ -204,6 +204,33 @@ def test_anything_else_is_refused(message):
         messages.decode(message)
 
 
+def test_a_worker_reads_the_jobs_it_can_and_tells_those_it_cannot_by_id_reply_list_priority_and_items():
+    message = messages.read(body(
+        valid_job(id="a"),
+        valid_job(id="empty", reply_to="api-1", inputs={"x": {"dtype": "int16", "shape": [0], "data": ""}}),
+        valid_job(id="garbled", priority=BULK, inputs={"x": tensor(shape=[3], data="not base64!")}),
+        valid_job(id="odd", priority="urgent", reply_to=7, inputs={"x": tensor(), "y": tensor(shape=[1, 2])}),
+        {"reply_to": None, "inputs": {}},  # no id: nothing can answer it
+        valid_job(id="b"),
+    ))
+    assert (message.model, message.error, message.unidentified) == ("m", None, 1)
+    assert [job.job_id for job in message.jobs] == ["a", "b"]
+    assert [(job.job_id, job.reply_to, job.priority, job.count) for job in message.rejected] == [
+        ("empty", "api-1", INTERACTIVE, 0), ("garbled", None, BULK, 3), ("odd", None, None, 2)]
+    assert [job.reason for job in message.rejected] == [
+        "it has no items", "malformed job: Error('Only base64 data is allowed')", "no priority 'urgent'"]
+
+
+def test_a_message_of_no_format_this_release_reads_names_the_jobs_it_can():
+    future = messages.read(body(valid_job(id="a", reply_to="api-1"), "junk", v=3))
+    assert (future.model, future.jobs, future.error, future.unidentified) == (
+        "m", [], "not an inferq v2 message", 1)
+    assert [(job.job_id, job.reply_to, job.count) for job in future.rejected] == [("a", "api-1", 2)]
+    assert messages.read(body(valid_job(id="a"), model=None)).model is None
+    assert [job.job_id for job in messages.read(body(valid_job(id="a"), model=None)).rejected] == ["a"]
+    assert messages.read([1, 2]) == messages.Message(None, [], [], "not an inferq v2 message")
+
+
 def test_a_message_of_the_first_releases_is_read_as_the_mnist_models_when_asked():
     pixels = bytes(range(256)) * 3 + bytes(16) + b"\x07" * 784
     body = {"v": 1, "jobs": [{"id": "a", "pixels": base64.b64encode(pixels).decode(), "reply_to": "api-1",

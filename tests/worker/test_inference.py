@@ -3,6 +3,8 @@ small fake models (a spec and ``predict``), no TensorFlow."""
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -12,11 +14,15 @@ import redis
 
 from inferq import keys, messages
 from inferq.jobs import DONE, EXPIRED, FAILED, JobStore, Outcome
+from inferq.model_config import ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
-from worker.inference import run_batch
+from worker.inference import plan_calls, run_batch
 from worker.metrics import WorkerMetrics
+from worker.model_errors import InputMismatch
+
+DEFAULT_CONFIG = ModelConfig()
 
 
 def first_and_sum(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -32,10 +38,12 @@ class FakeModel:
 
     def __init__(self, name: str = "mnist", version: int = 7, *, inputs: tuple[str, ...] = ("x",),
                  answer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = first_and_sum,
-                 fail: str | None = None) -> None:
+                 fail: str | Exception | None = None, config: ModelConfig = DEFAULT_CONFIG,
+                 shape: tuple[int, ...] = (ANY, ANY)) -> None:
         self.spec = ModelSpec(name, version, "serving_default",
-                              tuple(TensorSpec(key, "float32", (ANY, ANY)) for key in inputs),
-                              (TensorSpec("labels", "int64", (ANY,)), TensorSpec("sums", "float32", (ANY,))))
+                              tuple(TensorSpec(key, "float32", shape) for key in inputs),
+                              (TensorSpec("labels", "int64", (ANY,)), TensorSpec("sums", "float32", (ANY,))),
+                              config)
         self.answer = answer
         self.fail = fail
         #: The inputs of each call.
@@ -48,7 +56,7 @@ class FakeModel:
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.calls.append(inputs)
         if self.fail:
-            raise RuntimeError(self.fail)
+            raise self.fail if isinstance(self.fail, Exception) else RuntimeError(self.fail)
         return self.answer(inputs)
 
     @property
@@ -108,6 +116,18 @@ def error(store, job_id: str) -> str:
     return record.outcome.error
 
 
+def error_with_id(store, job_id: str, caplog, said: str, logged: str) -> str:
+    """A job's error, which must be ``said`` and an error id, with nothing of ``logged``, the worker's
+    own text, which the log holds in full under the same id."""
+    text = error(store, job_id)
+    found = re.fullmatch(re.escape(said) + r" \(error id ([0-9a-f]{8})\); see the worker's log", text)
+    assert found, text
+    assert logged not in text
+    logs = [logging.Formatter().format(record) for record in caplog.records if found[1] in record.getMessage()]
+    assert len(logs) == 1 and logged in logs[0], (found[1], caplog.text)
+    return found[1]
+
+
 def idle(store, *models: str) -> bool:
     return all(counts == {INTERACTIVE: 0, BULK: 0} for counts in store.queued_images(list(models)).values())
 
@@ -156,7 +176,7 @@ def test_two_models_in_one_batch_get_one_call_each(store):
     assert (metrics.batches, metrics.images) == (2, 5)
 
 
-def test_a_model_that_fails_fails_only_its_own_jobs_with_the_reason(store):
+def test_a_model_that_fails_fails_only_its_own_jobs_saying_so_and_logging_the_reason(store, caplog):
     digits = [job("d1", [1]), job("d2", [2], reply_to="api-1")]
     texts = [job("t1", [4], reply_to="api-1")]
     admit(store, "mnist", *digits)
@@ -165,8 +185,9 @@ def test_a_model_that_fails_fails_only_its_own_jobs_with_the_reason(store):
     run_batch([message("mnist", *digits), message("resnet", *texts)],
               Served(FakeModel("mnist", 7, fail="out of memory"), FakeModel("resnet", 2)), store, metrics)
 
-    for job_id in ("d1", "d2"):
-        assert error(store, job_id) == "model 'mnist' version 7 failed on this batch: out of memory"
+    ids = {error_with_id(store, job_id, caplog, "model 'mnist' version 7 failed on this batch", "out of memory")
+           for job_id in ("d1", "d2")}
+    assert len(ids) == 1  # one call, one error
     assert outputs(store, "t1")["labels"] == [4]
     assert sorted((job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)) == \
         [("d2", FAILED), ("t1", DONE)]
@@ -193,17 +214,17 @@ def test_a_model_not_served_fails_its_jobs_saying_so_and_the_others_are_answered
     assert idle(store, "gone", "mnist")
 
 
-def test_a_model_that_cannot_be_loaded_fails_its_jobs_and_not_the_batch(store):
+def test_a_model_that_cannot_be_loaded_fails_its_jobs_without_its_paths_and_not_the_batch(store, caplog):
     admit(store, "broken", job("b", [1]))
     admit(store, "mnist", job("m", [2]))
 
     def find(name, version):
         if name == "broken":
-            raise OSError("saved_model.pb: no such file")
+            raise OSError("/models/broken/1/saved_model.pb: no such file")
         return Served(FakeModel())(name, version)
 
     run_batch([message("broken", job("b", [1])), message("mnist", job("m", [2]))], find, store, WorkerMetrics())
-    assert error(store, "b") == "model 'broken' could not be loaded: saved_model.pb: no such file"
+    error_with_id(store, "b", caplog, "model 'broken' could not be loaded", "/models/broken/1/saved_model.pb")
     assert store.get("m").status == DONE
 
 
@@ -277,13 +298,14 @@ def test_outputs_of_every_kind_come_back_split_per_job(store):
     (lambda inputs: {"phase": np.zeros(3, np.complex64)}, "output 'phase' is of type complex64, which inferq "
                                                           "cannot answer with"),
 ])
-def test_an_answer_that_does_not_fit_fails_only_that_models_jobs(store, answer, reason):
+def test_an_answer_that_does_not_fit_fails_only_that_models_jobs(store, caplog, answer, reason):
     jobs = [job("a", [1, 2]), job("b", [3])]
     admit(store, "odd", *jobs)
     admit(store, "mnist", job("m", [4]))
     run_batch([message("odd", *jobs), message("mnist", job("m", [4]))],
               Served(FakeModel("odd", 1, answer=answer), FakeModel()), store, WorkerMetrics())
-    assert error(store, "a") == error(store, "b") == f"model 'odd' version 1 failed on this batch: {reason}"
+    assert error_with_id(store, "a", caplog, "model 'odd' version 1 failed on this batch", reason) == \
+        error_with_id(store, "b", caplog, "model 'odd' version 1 failed on this batch", reason)
     assert store.get("m").status == DONE
     assert idle(store, "odd", "mnist")
 
@@ -357,7 +379,7 @@ def test_inputs_stored_beside_the_message_are_read_for_the_call_and_deleted_with
     admit(store, "mnist", big, small)
     assert messages.stored_inputs([big, small]).keys() == {"big"}
     model = FakeModel()
-    run_batch([message("mnist", big, small)], Served(model), store, WorkerMetrics())
+    run_batch([message("mnist", big, small)], Served(model), store, WorkerMetrics(), max_batch_size=rows + 1)
     assert model.call_sizes == [rows + 1]
     assert outputs(store, "big")["labels"] == [n % 256 % 10 for n in range(rows)]
     assert outputs(store, "small")["labels"] == [5]
@@ -384,3 +406,128 @@ def test_a_job_whose_stored_inputs_are_gone_fails_and_one_delivered_again_after_
     assert model.call_sizes == [1]
     assert {job_id: store.get(job_id).outcome for job_id in ("kept", "o")} == finished
     assert "no longer stored" in error(store, "gone") and idle(store, "mnist")
+
+
+def test_a_job_of_no_items_fails_alone_and_the_other_jobs_of_its_message_are_answered(store):
+    """As the API admitted them, the empty one counted as no items; the worker once dropped the whole
+    message, leaving all three queued for ever and their counter up."""
+    first, empty, last = job("a", [1, 2], reply_to="api-1"), job("empty", [], reply_to="api-1"), job("c", [3])
+    admit(store, "mnist", first, empty, last)
+    model, metrics = FakeModel(), WorkerMetrics()
+    run_batch([message("mnist", first, empty, last)], Served(model), store, metrics)
+
+    assert outputs(store, "a")["labels"] == [1, 2] and outputs(store, "c")["labels"] == [3]
+    assert error(store, "empty") == "the worker could not read this job: it has no items"
+    assert sorted((job_id, outcome.status) for job_id, outcome in store.replies("api-1", 0.1)) == \
+        [("a", DONE), ("empty", FAILED)]
+    assert model.call_sizes == [3]
+    assert metrics.registry.get_sample_value("inferq_worker_failed_jobs_total", {"model": "mnist"}) == 1
+    assert idle(store, "mnist")
+
+
+def test_a_job_whose_inputs_cannot_be_read_is_counted_down_by_what_its_admission_counted(store):
+    good, bad, pinned = job("good", [1]), job("bad", [2, 3, 4], priority=BULK), job("pinned", [5, 6])
+    admit(store, "mnist", good, bad, pinned)
+    body = message("mnist", good, bad, pinned)
+    body["jobs"][1]["inputs"]["x"]["data"] = "not base64!"
+    body["jobs"][1]["priority"] = "urgent"  # the record, not the message, says which counter it is in
+    body["jobs"][2]["inputs"]["x"]["shape"] = ["two", 4]
+    run_batch([body], Served(FakeModel()), store, WorkerMetrics())
+
+    assert outputs(store, "good")["labels"] == [1]
+    assert error(store, "bad").startswith("the worker could not read this job: ")
+    assert error(store, "pinned").startswith("the worker could not read this job: malformed job: ValueError(")
+    assert idle(store, "mnist")
+
+
+def test_a_message_not_ours_is_logged_and_the_jobs_it_names_are_failed(store, caplog):
+    admit(store, "mnist", job("future", [1], reply_to="api-1"), job("nameless", [2]), job("kept", [3]))
+    future = message("mnist", job("future", [1], reply_to="api-1")) | {"v": 99}  # of a later release
+    nameless = message("mnist", job("nameless", [2]))
+    del nameless["model"]  # its counter is found from the job's record
+    run_batch([future, nameless, [b"junk"], message("mnist", job("kept", [3]))], Served(FakeModel()), store,
+              WorkerMetrics())
+
+    for job_id in ("future", "nameless"):
+        assert error(store, job_id) == "the worker could not read this job: not an inferq v2 message"
+    assert store.replies("api-1", 0.1) == [("future", store.get("future").outcome)]
+    assert store.get("kept").status == DONE
+    assert idle(store, "mnist")
+    dropped = [record.getMessage() for record in caplog.records if "not ours" in record.getMessage()]
+    assert len(dropped) == 3 and "b'junk'" in dropped[2] and "'v': 99" in dropped[0]
+
+
+def test_calls_are_planned_full_and_in_order_with_no_more_items_than_the_limit():
+    assert plan_calls([3, 7, 5], 8) == [[(0, 0, 3), (1, 0, 5)], [(1, 5, 7), (2, 0, 5)]]
+    assert plan_calls([20], 8) == [[(0, 0, 8)], [(0, 8, 16)], [(0, 16, 20)]]
+    assert plan_calls([2, 2], 4) == [[(0, 0, 2), (1, 0, 2)]]
+    assert plan_calls([2, 3], None) == [[(0, 0, 2)], [(1, 0, 3)]]
+
+
+def one_at_a_time(values: np.ndarray) -> dict:
+    """Each item's answer from a call of its own, the reference a batch's answers must equal."""
+    answers = [first_and_sum({"x": values[i:i + 1]}) for i in range(len(values))]
+    return {key: np.concatenate([answer[key] for answer in answers]).tolist() for key in answers[0]}
+
+
+def test_no_model_call_holds_more_than_the_models_max_batch_size_and_answers_keep_their_order(store):
+    rng = np.random.default_rng(5)
+    bulk = messages.JobInput("bulk", {"x": rng.integers(0, 256, (1024, 784), np.uint8)}, None, BULK)
+    small = [messages.JobInput(f"s{n}", {"x": rng.integers(0, 256, (n, 784), np.uint8)}, "api-1")
+             for n in (3, 7, 5)]
+    admit(store, "mnist", bulk, *small)
+    model, metrics = FakeModel(config=ModelConfig(max_batch_size=8)), WorkerMetrics()
+    run_batch([message("mnist", bulk), message("mnist", *small)], Served(model), store, metrics, max_batch_size=64)
+
+    assert max(model.call_sizes) == 8 and sum(model.call_sizes) == 1024 + 15
+    assert len(model.call_sizes) == 130  # packed full: 1,039 items in 130 calls of 8, the last of 7
+    for one in (bulk, *small):
+        assert outputs(store, one.job_id) == one_at_a_time(one.inputs["x"]), one.job_id
+    assert (metrics.batches, metrics.images) == (130, 1039)
+    assert idle(store, "mnist")
+
+
+def test_a_models_config_that_says_nothing_is_bounded_by_the_workers_max_batch_size(store):
+    jobs = [job("a", list(range(10))), job("b", [4, 5])]
+    admit(store, "mnist", *jobs)
+    model = FakeModel()
+    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics(), max_batch_size=4)
+    assert model.call_sizes == [4, 4, 4]
+    assert outputs(store, "a")["labels"] == list(range(10)) and outputs(store, "b")["labels"] == [4, 5]
+
+
+def test_a_model_without_a_batch_dimension_gets_each_job_whole_in_a_call_of_its_own(store):
+    """As Triton serves a model of max_batch_size 0: its tensors' full shapes are each request's."""
+    jobs = [job("a", [1, 2]), job("b", [3, 4])]
+    admit(store, "fixed", *jobs)
+    model = FakeModel("fixed", 1, shape=(2, 4), config=ModelConfig(max_batch_size=1))
+    run_batch([message("fixed", *jobs)], Served(model), store, WorkerMetrics())
+    assert model.call_sizes == [2, 2]
+    assert outputs(store, "a")["labels"] == [1, 2] and outputs(store, "b")["labels"] == [3, 4]
+
+
+def test_a_call_that_fails_fails_the_jobs_it_held_and_no_others(store, caplog):
+    def refuses_99(inputs):
+        if (inputs["x"][:, 0] == 99).any():
+            raise RuntimeError("/srv/models/mnist/1/variables: 99 is out of range")
+        return first_and_sum(inputs)
+
+    jobs = [job("a", [1, 2, 3]), job("b", [4, 5, 99, 6, 7, 8, 9]), job("c", [1, 2]), job("d", [3, 4, 5, 6])]
+    admit(store, "mnist", *jobs)
+    model = FakeModel(answer=refuses_99, config=ModelConfig(max_batch_size=4))
+    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+
+    # Calls a1-3 b4, b5 99 6 7 (fails: a is answered already, b fails), b8 9 c1 2 (run: c needs it), d.
+    assert model.call_sizes == [4, 4, 4, 4]
+    assert outputs(store, "a")["labels"] == [1, 2, 3] and outputs(store, "c")["labels"] == [1, 2]
+    assert outputs(store, "d")["labels"] == [3, 4, 5, 6]
+    error_with_id(store, "b", caplog, "model 'mnist' version 7 failed on this batch", "/srv/models")
+    assert idle(store, "mnist")
+
+
+def test_inputs_that_do_not_fit_the_signature_are_the_clients_own_and_said_as_they_are(store):
+    admit(store, "mnist", job("a", [1]))
+    mismatch = InputMismatch("input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)")
+    run_batch([message("mnist", job("a", [1]))], Served(FakeModel(fail=mismatch)), store, WorkerMetrics())
+    assert error(store, "a") == "model 'mnist' version 7 refused this batch's inputs: " \
+                                "input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)"

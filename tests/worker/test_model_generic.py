@@ -15,6 +15,7 @@ from tests.support import saved_models
 from tests.support.models import build_model
 from tests.support.seed_model import build_seed_model, seed_style_predict
 from worker.model import LoadedModel, ModelCallError, ModelLoadError, load_version
+from worker.model_errors import InputMismatch
 
 #: Each model's (name, dtype, shape) inputs and outputs, sorted by name, as its spec must list them.
 SPECS = {
@@ -86,7 +87,7 @@ def test_strings_go_in_as_bytes_or_str_and_come_back_as_bytes(repository: Path) 
         assert got["length"].tolist() == [2, 5]
     with pytest.raises(ModelCallError, match="^Unsupported object type int$"):
         model.predict({"text": np.array([b"ab", 3], object)})
-    with pytest.raises(ModelCallError, match="'text': takes strings"):
+    with pytest.raises(InputMismatch, match="'text': takes strings"):
         model.predict({"text": np.array([1.5])})
 
 
@@ -97,20 +98,20 @@ def test_each_input_is_cast_to_its_type(repository: Path) -> None:
     np.testing.assert_array_equal(model.predict(as_given)["count"], model.predict(inputs)["count"])
 
 
-def test_a_missing_or_unknown_input_is_a_call_error_naming_the_inputs(repository: Path) -> None:
+def test_a_missing_or_unknown_input_is_a_mismatch_naming_the_inputs(repository: Path) -> None:
     model = load(repository, "two_inputs")
     inputs = saved_models.sample_inputs("two_inputs", 2)
-    with pytest.raises(ModelCallError, match="no input 'weights'.*takes ids, weights"):
+    with pytest.raises(InputMismatch, match="no input 'weights'.*takes ids, weights"):
         model.predict({"ids": inputs["ids"]})
-    with pytest.raises(ModelCallError, match="no such input 'idz'"):
+    with pytest.raises(InputMismatch, match="no such input 'idz'"):
         model.predict({"idz": inputs["ids"], "weights": inputs["weights"]})
-    with pytest.raises(ModelCallError, match="inputs must map each input's name to its array, not be a ndarray"):
+    with pytest.raises(InputMismatch, match="inputs must map each input's name to its array, not be a ndarray"):
         model.predict(inputs["ids"][:1])  # the old call: predict(pixels)
 
 
-def test_an_input_of_the_wrong_shape_is_a_call_error(repository: Path) -> None:
+def test_an_input_of_the_wrong_shape_is_a_mismatch_the_client_may_be_told(repository: Path) -> None:
     model = load(repository, "mnist_like")
-    with pytest.raises(ModelCallError, match=r"'image' takes shape \[-1, 28, 28, 1\], got \[2, 784\]"):
+    with pytest.raises(InputMismatch, match=r"'image' takes shape \[-1, 28, 28, 1\], got \[2, 784\]"):
         model.predict({"image": np.zeros((2, 784), np.uint8)})
 
 
@@ -221,6 +222,7 @@ def test_a_model_whose_batch_fails_gives_tensorflows_message_alone(tmp_path: Pat
         model.predict({"inputdata": np.full((2, 784), 255, np.uint8)})
     assert "pixel too bright for this model" in str(raised.value)
     assert "[[" not in str(raised.value) and "node" not in str(raised.value)
+    assert not isinstance(raised.value, InputMismatch)  # the model's own failure: not told to clients as it is
 
 
 def test_the_seed_go_servers_model_still_serves(tmp_path: Path) -> None:

@@ -153,6 +153,8 @@ def test_the_config_is_read_at_each_refresh_and_loads_and_specs_carry_it(loader,
     assert holder.max_batch_size == 16
     [spec] = holder.specs()
     assert spec.config == ModelConfig(max_batch_size=16, labels=("x", "y")) and spec.version == 1
+    # The version served carries it too: its batches' calls are bounded by the new max_batch_size.
+    assert holder.model().spec.config.max_batch_size == 16
 
 
 def test_a_config_that_does_not_load_is_logged_once_and_the_last_good_one_kept(loader, model_dir, caplog):
