@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -116,8 +117,13 @@ class Settings:
     #: its own, so that a bulk backlog never refuses the work people wait on.
     max_interactive_queue_depth: int = 10_000
 
-    #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``.
+    #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``, and
+    #: /readyz without it says only whether the service is ready.
     api_key: str | None = None
+    #: Web origins (``https://host[:port]``, comma-separated) whose pages may send state-changing
+    #: requests from a browser, besides the API's own: a browser's POST from any other site is
+    #: refused with 403 (``api.auth``). Clients that are not browsers are never affected.
+    allowed_origins: str | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -159,6 +165,10 @@ class Settings:
                 check_name(name)
             except ModelNameError as exc:
                 raise SettingsError(f"{setting.upper()}: {exc}") from None
+        for origin in self.trusted_origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise SettingsError(f"ALLOWED_ORIGINS: {origin!r} is not an origin such as https://example.com:8443 "
+                                    "(scheme and host, no path)")
         for name in ("max_queue_depth", "max_interactive_queue_depth"):
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
@@ -168,6 +178,11 @@ class Settings:
     def repository_root(self) -> str:
         """Where the models are: MODEL_DIR where set (one model), else MODEL_REPOSITORY."""
         return self.model_dir or self.model_repository
+
+    @property
+    def trusted_origins(self) -> tuple[str, ...]:
+        """ALLOWED_ORIGINS as a list."""
+        return tuple(origin.strip() for origin in (self.allowed_origins or "").split(",") if origin.strip())
 
     @property
     def served_models(self) -> frozenset[str] | None:
