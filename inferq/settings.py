@@ -23,6 +23,9 @@ from inferq.repository import ModelNameError, check_name
 API_SERVERS = ("gunicorn", "granian")
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
+#: Redis's ``appendfsync`` policies inferq offers: no "no", which leaves writes to the kernel's
+#: whim (30 s and more) and so breaks the promise that what is answered is kept.
+APPENDFSYNC_POLICIES = ("everysec", "always")
 
 
 class SettingsError(ValueError):
@@ -87,6 +90,12 @@ class Settings:
     workers: int = 1
     #: Where ``make up`` keeps its embedded Redis's data.
     run_dir: str = ".run"
+    #: When the embedded Redis writes its append-only file to disk (``appendfsync``): "everysec",
+    #: a host crash (power, kernel) loses up to the last second of writes, admissions answered 202
+    #: included; "always", every write is on disk before Redis answers it, so a 202 is on disk, at
+    #: an fsync per write (docs/benchmarks.md, "Durability"). A process crash loses nothing with
+    #: either. A Redis of your own: set ``appendfsync`` in its configuration.
+    redis_appendfsync: str = "everysec"
 
     #: A batch is run once it holds this many images ...
     max_batch_size: int = 64
@@ -154,6 +163,9 @@ class Settings:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
         if self.api_server not in API_SERVERS:
             raise SettingsError(f"API_SERVER must be one of {', '.join(API_SERVERS)}, got {self.api_server!r}")
+        if self.redis_appendfsync not in APPENDFSYNC_POLICIES:
+            raise SettingsError(f"REDIS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_POLICIES)}, "
+                                f"got {self.redis_appendfsync!r}")
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
                                 f"got {self.api_worker_class!r}")
