@@ -4,7 +4,7 @@ Never ``assert big == other_big``: on failure pytest diffs the two values, which
 10,000-line strings ran for over 15 minutes. These helpers compare lengths, then stop at the first
 differing item and name it.
 
-What a user may rely on (docs/client.md, "What an answer may differ in"): an image's name, its
+What a user may rely on (docs/client.md, "What two runs may differ in"): an image's name, its
 labels, its error and the model version are exact; its probabilities may differ between two runs
 by the float32 rounding of another batch's summation order, never by more than
 :data:`PROBABILITY_TOLERANCE` each, whatever the batch it ran in. An image whose two top
