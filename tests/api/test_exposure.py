@@ -107,3 +107,28 @@ def test_a_failing_route_answers_500_without_the_servers_paths(make_app, caplog)
     assert secret_path not in response.get_data(as_text=True)
     assert response.get_json() == {"error": "internal error; the server log has the details"}
     assert secret_path in caplog.text  # the full text is in the log
+
+
+def test_a_librarys_error_text_reaches_the_client_without_the_servers_paths(make_app, fake_redis, monkeypatch):
+    from api import images
+
+    def failing(data, max_pixels):
+        raise images.ImageError("the image is corrupt: cannot read '/usr/lib/python3/site-packages/PIL/x.py' "
+                                "from <_io.BytesIO object at 0x7f3a2c1d9e40>")
+
+    monkeypatch.setattr(images, "open_image", failing)
+    publish_heartbeat(fake_redis)
+    response = make_app()[0].test_client().post("/recognize", data=upload())
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert "/usr/lib" not in message and "0x7f3a" not in message
+    assert "the image is corrupt: cannot read '<internal>' from <internal>" in message
+
+
+@pytest.mark.parametrize("path", ["/jobs/no-such-job", "/v2/models/nope/infer", "/models/nope"])
+def test_routes_in_error_texts_are_left_as_they_are(make_app, fake_redis, path):
+    publish_heartbeat(fake_redis)
+    client = make_app()[0].test_client()
+    response = client.post(path, json={}) if path.endswith("infer") else client.get(path)
+    assert response.status_code == 404
+    assert "<internal>" not in response.get_json()["error"]
