@@ -12,7 +12,7 @@ import redis
 from flask import Flask, Response, g, request
 
 from api import health, image_routes, kserve, openapi, tfserving, web
-from api.auth import require_api_key
+from api.auth import refuse_cross_site_writes, require_api_key
 from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
 from api.json_provider import OrjsonProvider
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.url_map.converters["model"] = ModelName
     register_error_handlers(app)
     _measure_requests(app, metrics)
+    refuse_cross_site_writes(app, settings.trusted_origins)
     if settings.api_key:
         require_api_key(app, settings.api_key)
     app.register_blueprint(image_routes.blueprint)

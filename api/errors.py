@@ -8,6 +8,7 @@ an upload that is not an image) are raised as their own types and given their st
 from __future__ import annotations
 
 import logging
+import re
 
 import redis
 from flask import Flask, Response, jsonify
@@ -46,9 +47,24 @@ def image_error_status(error: ImageError) -> int:
     return 400
 
 
+#: What of the server's own a library's exception text may carry into a message: a file's path (a
+#: library's own source, a model's file) or an object's address. Routes are never under these roots.
+_INTERNAL = re.compile(r"(?<![\w./])/(?:home|usr|srv|opt|tmp|work|var|app|root|etc|proc|mnt|lib)(?:/[^\s'\"():,;]*)?"
+                       r"|<[\w.]+ object at 0x[0-9a-f]+>")
+
+
+def client_text(message: str) -> str:
+    """``message`` as a client may read it: without the server's paths or object addresses (the
+    log keeps the full text)."""
+    return _INTERNAL.sub("<internal>", message)
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None,
                    **details: object) -> Response:
-    response = jsonify({"error": message, **details})
+    shown = client_text(message)
+    if shown != message:
+        log.info("error text shown without internal paths: %s", message)
+    response = jsonify({"error": shown, **details})
     response.status_code = status
     response.headers.update(headers or {})
     return response

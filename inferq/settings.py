@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +23,9 @@ from inferq.repository import ModelNameError, check_name
 API_SERVERS = ("gunicorn", "granian")
 #: The gunicorn worker classes the API is tested with.
 API_WORKER_CLASSES = ("gevent", "gthread")
+#: Redis's ``appendfsync`` policies inferq offers: no "no", which leaves writes to the kernel's
+#: whim (30 s and more) and so breaks the promise that what is answered is kept.
+APPENDFSYNC_POLICIES = ("everysec", "always")
 
 
 class SettingsError(ValueError):
@@ -86,6 +90,12 @@ class Settings:
     workers: int = 1
     #: Where ``make up`` keeps its embedded Redis's data.
     run_dir: str = ".run"
+    #: When the embedded Redis writes its append-only file to disk (``appendfsync``): "everysec",
+    #: a host crash (power, kernel) loses up to the last second of writes, admissions answered 202
+    #: included; "always", every write is on disk before Redis answers it, so a 202 is on disk, at
+    #: an fsync per write (docs/benchmarks.md, "Durability"). A process crash loses nothing with
+    #: either. A Redis of your own: set ``appendfsync`` in its configuration.
+    redis_appendfsync: str = "everysec"
 
     #: A batch is run once it holds this many images ...
     max_batch_size: int = 64
@@ -123,8 +133,13 @@ class Settings:
     #: its own, so that a bulk backlog never refuses the work people wait on.
     max_interactive_queue_depth: int = 10_000
 
-    #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``.
+    #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``, and
+    #: /readyz without it says only whether the service is ready.
     api_key: str | None = None
+    #: Web origins (``https://host[:port]``, comma-separated) whose pages may send state-changing
+    #: requests from a browser, besides the API's own: a browser's POST from any other site is
+    #: refused with 403 (``api.auth``). Clients that are not browsers are never affected.
+    allowed_origins: str | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -158,6 +173,9 @@ class Settings:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
         if self.api_server not in API_SERVERS:
             raise SettingsError(f"API_SERVER must be one of {', '.join(API_SERVERS)}, got {self.api_server!r}")
+        if self.redis_appendfsync not in APPENDFSYNC_POLICIES:
+            raise SettingsError(f"REDIS_APPENDFSYNC must be one of {', '.join(APPENDFSYNC_POLICIES)}, "
+                                f"got {self.redis_appendfsync!r}")
         if self.api_worker_class not in API_WORKER_CLASSES:
             raise SettingsError(f"API_WORKER_CLASS must be one of {', '.join(API_WORKER_CLASSES)}, "
                                 f"got {self.api_worker_class!r}")
@@ -169,6 +187,10 @@ class Settings:
                 check_name(name)
             except ModelNameError as exc:
                 raise SettingsError(f"{setting.upper()}: {exc}") from None
+        for origin in self.trusted_origins:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise SettingsError(f"ALLOWED_ORIGINS: {origin!r} is not an origin such as https://example.com:8443 "
+                                    "(scheme and host, no path)")
         for name in ("max_queue_depth", "max_interactive_queue_depth"):
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
@@ -178,6 +200,11 @@ class Settings:
     def repository_root(self) -> str:
         """Where the models are: MODEL_DIR where set (one model), else MODEL_REPOSITORY."""
         return self.model_dir or self.model_repository
+
+    @property
+    def trusted_origins(self) -> tuple[str, ...]:
+        """ALLOWED_ORIGINS as a list."""
+        return tuple(origin.strip() for origin in (self.allowed_origins or "").split(",") if origin.strip())
 
     @property
     def served_models(self) -> frozenset[str] | None:

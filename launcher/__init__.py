@@ -87,7 +87,8 @@ class Launcher:
         port = free_port()
         data_dir = (Path(self.settings.run_dir) / "redis").resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.redis = Child("redis", embedded_redis_command(port, data_dir), dict(self.environ))
+        self.redis = Child("redis", embedded_redis_command(port, data_dir, appendfsync=self.settings.redis_appendfsync),
+                           dict(self.environ))
         self.redis.start()
         url = f"redis://127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url, socket_connect_timeout=1)

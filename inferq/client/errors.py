@@ -33,6 +33,16 @@ class JobFailed(ClientError):
         self.error = error
 
 
+class JobExpired(JobFailed):
+    """The service took the job but its deadline passed before a worker ran it: final, like a
+    failure (it will never be answered); send the images again for an answer."""
+
+    def __init__(self, job_id: str, error: str) -> None:
+        ClientError.__init__(self, f"job {job_id} expired before it ran: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
 class JobLost(ClientError):
     """The job is unknown to the service: never made, or expired (RESULT_TTL_S) before it was read."""
 

@@ -6,10 +6,14 @@ import dataclasses
 import time
 
 from inferq.client import routes
-from inferq.client.errors import HttpError, JobFailed, JobLost, NotDone
+from inferq.client.errors import HttpError, JobExpired, JobFailed, JobLost, NotDone
 from inferq.client.http import Transport
 
-DONE, FAILED = "done", "failed"
+#: A job's statuses as the service reports them (the client's copy: it imports nothing of the
+#: server's; tests/client holds it equal to ``inferq.jobs``).
+QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
+#: The statuses a job ends in: polling stops at any of them.
+FINAL = (DONE, FAILED, EXPIRED)
 #: Polling starts fast (a small job is answered in milliseconds) and slows to this.
 MAX_POLL_INTERVAL_S = 0.25
 
@@ -65,12 +69,13 @@ class Job:
         return self._answers(self.status())
 
     def wait(self, timeout_s: float | None = None) -> list[Answer]:
-        """The answers once the job is done; :class:`JobFailed` if it failed, :class:`NotDone` at the timeout."""
+        """The answers once the job is done; :class:`JobFailed` if it failed (:class:`JobExpired` if its
+        deadline passed before it ran), :class:`NotDone` at the timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         interval = 0.005
         while True:
             record = self.status()
-            if record["status"] in (DONE, FAILED):
+            if record["status"] in FINAL:
                 return self._answers(record)
             if deadline is not None and time.monotonic() + interval > deadline:
                 raise NotDone(self.job_id, record["status"])
@@ -78,6 +83,8 @@ class Job:
             interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
     def _answers(self, record: dict) -> list[Answer]:
+        if record["status"] == EXPIRED:
+            raise JobExpired(self.job_id, record.get("error") or "no reason given")
         if record["status"] == FAILED:
             raise JobFailed(self.job_id, record.get("error") or "no reason given")
         if record["status"] != DONE:

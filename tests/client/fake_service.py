@@ -56,6 +56,8 @@ class FakeService:
         self.answering.set()
         #: Image ids -> an error to fail their job with, or None.
         self.failure: Callable[[list[int]], str | None] = lambda ids: None
+        #: The status a job given an error ends in: "failed", or "expired" (its deadline passed).
+        self.failed_status = "failed"
         #: Image ids -> how many polls answer "queued" before "done".
         self.polls_before_done: Callable[[list[int]], int] = lambda ids: 0
         self._ids = itertools.count()
@@ -95,7 +97,8 @@ class FakeService:
                 self.outstanding -= 1
             error = self.failure(job["ids"])
         if error is not None:
-            return 200, {}, orjson.dumps({"job_id": job_id, "status": "failed", "result": None, "error": error})
+            return 200, {}, orjson.dumps({"job_id": job_id, "status": self.failed_status, "result": None,
+                                          "error": error})
         return 200, {}, orjson.dumps({"job_id": job_id, "status": "done", "result": _answer(job["ids"]),
                                       "error": None})
 

@@ -7,7 +7,9 @@ import orjson
 import pytest
 from PIL import Image
 
-from inferq.client import Client, JobFailed, JobLost, NotDone
+from inferq import jobs
+from inferq.client import Client, JobExpired, JobFailed, JobLost, NotDone
+from inferq.client import job as client_job
 from tests.client.conftest import QUICK_RETRIES
 from tests.client.fake_service import numbered_images
 from tests.conftest import png_bytes
@@ -53,6 +55,22 @@ def test_a_failed_job_and_an_unknown_one_are_errors_that_say_so(service, client)
         client.submit(numbered_images(1)).wait(10)
     with pytest.raises(JobLost, match="job nope is unknown to the service"):
         client.job("nope").status()
+
+
+def test_an_expired_job_ends_the_wait_at_once_with_an_error_that_says_so(service, client):
+    service.failure = lambda ids: "its deadline passed before it ran"
+    service.failed_status = "expired"
+    job = client.submit(numbered_images(1))
+    with pytest.raises(JobExpired, match=f"job {job.job_id} expired before it ran: its deadline passed"):
+        job.wait(5)
+    # Answered on the first poll: the wait stopped there, not at its timeout.
+    assert service.requests == 2
+
+
+def test_the_client_ends_its_wait_on_the_statuses_the_service_ends_jobs_in():
+    # The client imports nothing of the server's, so it keeps its own copy of the statuses.
+    assert client_job.FINAL == jobs.FINAL
+    assert (client_job.QUEUED, client_job.RUNNING) == (jobs.QUEUED, jobs.RUNNING)
 
 
 def test_more_images_than_a_request_carries_are_no_job(client):

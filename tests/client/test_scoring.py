@@ -13,6 +13,7 @@ import pytest
 from inferq.client import HttpError, score_file
 from inferq.client.pipeline import ordered
 from tests.client.fake_service import numbered_images
+from tests.support.scored_outputs import assert_same_items
 
 
 def test_chunks_come_in_input_order_though_the_first_finish_last(service, client):
@@ -23,7 +24,7 @@ def test_chunks_come_in_input_order_though_the_first_finish_last(service, client
     assert np.array_equal(np.concatenate([chunk.labels for chunk in chunks]), np.arange(5000) % 10)
     assert [name for chunk in chunks for name in chunk.names][4999] == "array#4999"
     assert 2 <= service.max_outstanding <= 3
-    assert sorted(service.posted_ids()) == list(range(5000))
+    assert_same_items(sorted(service.posted_ids()), list(range(5000)), "posted image ids")
 
 
 def test_a_failed_job_is_reported_with_its_images_and_the_rest_scored(service, client, tmp_path):

@@ -60,6 +60,8 @@ SETTINGS = {field.name.upper() for field in dataclasses.fields(Settings)}
 NOT_IN_CONFIGMAP = {
     "WORKERS": "make up's count of worker processes; the cluster scales pods instead",
     "RUN_DIR": "where make up keeps its embedded Redis; the cluster runs its own",
+    "REDIS_APPENDFSYNC": "make up's embedded Redis's; the cluster's Redis has its own --appendfsync",
+    "ALLOWED_ORIGINS": "unset: only the API's own origin; set per deployment, where a site of its own posts to it",
     "API_KEY": "a secret: it comes from the Secret inferq-api-key",
     "MODEL_DIR": "the first releases' single-model setting; the cluster serves MODEL_REPOSITORY",
     "WORKER_MODELS": "set per model, in each model's worker Deployment",

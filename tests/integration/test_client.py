@@ -29,6 +29,7 @@ from inferq.repository import newest_version
 from launcher.processes import free_port
 from tests.conftest import MNIST_DIR, png_bytes
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
+from tests.support.scored_outputs import assert_same_answers, assert_same_items, read_jsonl
 from tests.support.seed_model import seed_style_predict
 from tests.support.waiting import wait_for
 
@@ -105,16 +106,17 @@ def scored(live, digits, tmp_path_factory) -> dict[str, Path]:
 
 def test_10000_digits_into_each_format_are_the_models_own_answers_in_input_order(scored, digits):
     _, offline, truth = digits
-    rows = [json.loads(line) for line in scored[".jsonl"].read_text().splitlines()]
-    assert [row["name"] for row in rows] == [f"t10k.npy#{i}" for i in range(10000)]
-    assert [row["labels"][0] for row in rows] == offline.tolist()
+    rows = read_jsonl(scored[".jsonl"])
+    assert_same_items([row["name"] for row in rows], [f"t10k.npy#{i}" for i in range(10000)], "names")
+    assert_same_items([row["labels"][0] for row in rows], offline.tolist(), "labels")
     assert all(int(np.argmax(row["probabilities"])) == row["labels"][0] for row in rows)
     assert {row["model_version"] for row in rows} == {1}
 
     csv_rows = scored[".csv"].read_text().splitlines()
     assert csv_rows[0] == "name,label,probability,model_version,error"
-    assert [row.split(",")[0] for row in csv_rows[1:]] == [f"t10k-images-idx3-ubyte.gz#{i}" for i in range(10000)]
-    assert [int(row.split(",")[1]) for row in csv_rows[1:]] == offline.tolist()
+    assert_same_items([row.split(",")[0] for row in csv_rows[1:]],
+                      [f"t10k-images-idx3-ubyte.gz#{i}" for i in range(10000)], "CSV names")
+    assert_same_items([int(row.split(",")[1]) for row in csv_rows[1:]], offline.tolist(), "CSV labels")
 
     labels = np.load(scored[".npy"])
     assert np.array_equal(labels, offline)
@@ -259,7 +261,8 @@ def test_a_run_interrupted_then_killed_and_resumed_sends_each_chunk_once(live, d
     _, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     assert f"{written * 1024} images were written by an earlier run and not sent again" in err
-    assert out.read_bytes() == scored[".jsonl"].read_bytes()
+    # Two chunks in flight at once may share batches as the reference's did not.
+    assert_same_answers(out, scored[".jsonl"])
     new_jobs = {job: n for job, n in live.jobs().items() if job not in jobs_before}
     assert len(new_jobs) == 10 and sum(new_jobs.values()) == 10000
     assert gate.forwarded_posts == 10
@@ -320,7 +323,9 @@ def test_a_worker_killed_holding_one_of_the_runs_jobs_changes_nothing(live, digi
     live.start_worker()
     _, err = cli.communicate(timeout=120)
     assert cli.returncode == 0, err
-    assert out.read_bytes() == scored[".jsonl"].read_bytes()
+    # The redelivered job ran in another batch than the reference's chunks (500 images, not 1,024):
+    # the same answers, probabilities within the stated tolerance.
+    assert_same_answers(out, scored[".jsonl"])
     assert queue.hlen("unacked") == 0
 
 
