@@ -11,11 +11,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import redis
+
 from inferq import keys
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from launcher import api_command
-from launcher.processes import descendants
+from launcher.processes import descendants, redis_answers
+from launcher.redis_server import embedded_redis_command
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,10 +79,7 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes, as a crash would."""
-        for pid in [*descendants(self.process.pid), self.process.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
+        _kill_tree(self.process)
 
     def stop(self, timeout_s: float = 30) -> int:
         if self.process.poll() is None:
@@ -116,4 +116,46 @@ class ApiProcess:
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
+
+    def kill(self) -> None:
+        """SIGKILL the server and its worker processes, as a crash (or the OOM killer) would."""
+        _kill_tree(self.process)
+
+
+class RedisProcess:
+    """The embedded Redis as ``make up`` runs it (append-only file in ``data_dir``) on ``port``:
+    stopped and started again on the same port and data, its queued work survives."""
+
+    def __init__(self, port: int, data_dir: Path) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.command = embedded_redis_command(port, data_dir, persist=True)
+        self.client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=10)
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 10) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            assert self.process.poll() is None, f"Redis on port {self.port} exited ({self.process.returncode})"
+            return redis_answers(self.client)
+        wait_for(answers, timeout_s, f"Redis to answer on port {self.port}")
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM: Redis writes what its append-only file still lacks, then exits."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    for pid in [*descendants(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(10)
 
