@@ -118,13 +118,19 @@ end
 # grow it: so the outcomes are written however full Redis is, and the inputs' megabytes are freed
 # before them. DEL, not UNLINK: a few large strings are freed at once either way, and the memory
 # must be back before the next admission is measured against maxmemory. A job counts down its
-# counter when it leaves the unfinished hash, so a batch delivered twice counts it down once.
+# counter by its unfinished entry, as it leaves the hash: by what its admission counted, whatever
+# image count the worker passes (kept in the layout for the log), and once however often it is
+# delivered.
 _FINISH = """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+-- Each job counts down by what its admission counted (its unfinished entry), whatever a message
+-- says, and only once: a batch delivered again finds no entry left.
 local left = {}
 for j = 1, jobs do
   local a = 5 + (j - 1) * 6
-  left[j] = redis.call('HDEL', KEYS[counters + tonumber(ARGV[a + 5])], ARGV[a + 4])
+  local unfinished = KEYS[counters + tonumber(ARGV[a + 5])]
+  left[j] = tonumber(redis.call('HGET', unfinished, ARGV[a + 4]) or '0')
+  redis.call('HDEL', unfinished, ARGV[a + 4])
 end
 for i = #KEYS - tonumber(ARGV[#ARGV]) + 1, #KEYS do
   redis.call('DEL', KEYS[i])
@@ -146,9 +152,9 @@ for j = 1, jobs do
   if redis.call('TTL', key) == -1 then
     redis.call('EXPIRE', key, ttl)
   end
-  if left[j] == 1 then
+  if left[j] > 0 then
     local counter = tonumber(ARGV[a + 5])
-    finished[counter] = (finished[counter] or 0) + tonumber(ARGV[a + 1])
+    finished[counter] = (finished[counter] or 0) + left[j]
   end
 end
 for reply, items in pairs(replies) do

@@ -291,3 +291,9 @@ def test_reconciling_brings_a_counter_that_drifted_back_to_the_jobs_still_unfini
                   Finished("bulk", 5, M, BULK, None, Outcome.done(answer(*[3] * 5)))])
     assert store.queued_images([M])[M] == {INTERACTIVE: 0, BULK: 0}
     assert store.admit([("next", ["x"] * 10)], model=M, priority=I) == [None]
+
+
+def test_a_job_counts_down_what_its_admission_counted_whatever_its_finish_says(store):
+    store.admit([("j1", ["x"] * 3)], model=M, priority=I)
+    store.finish([Finished("j1", 1, M, I, None, Outcome.failed("its message said one item"))])
+    assert store.queued_images([M])[M][I] == 0
