@@ -37,6 +37,8 @@ from tests.support.waiting import wait_for
 
 QUEUE = "chaos"
 MODEL = "mnist"
+#: What the test pushes where only the API's messages belong: none of it is a message a worker can read.
+GARBAGE = (b"\x00\xffnot json", b"{}", b'{"body": "%%%", "headers": {}, "properties": {}}')
 #: Honest sync requests cycle through these test images (one PNG each), bulk jobs through the
 #: BULK_FILES files of BULK_IMAGES images before them.
 SYNC_FIRST, SYNC_COUNT = 5000, 200
@@ -398,7 +400,7 @@ def test_nothing_accepted_is_lost_whatever_arrives_and_whatever_dies(tmp_path, t
 
             # Garbage where only the API's messages belong: a worker must neither die nor stall on it.
             for name in priorities.queues(settings.model_queue(MODEL)):
-                for garbage in (b"\x00\xffnot json", b"{}", b'{"body": "%%%", "headers": {}, "properties": {}}'):
+                for garbage in GARBAGE:
                     redis_server.client.lpush(name, garbage)
                     redis_server.client.lpush(f"{name}:bell", 1)
             progress("after garbage was queued", sync=20, bulk=1)
@@ -436,6 +438,13 @@ def test_nothing_accepted_is_lost_whatever_arrives_and_whatever_dies(tmp_path, t
         if not settle(drained, 20, "the queued-images counters and the queues to be empty", problems):
             problems.append(f"left queued: counters {queued_counters(client)}, queues "
                             f"{ {q: client.llen(q) for q in priorities.queues(settings.model_queue(MODEL))} }")
+
+        # Each piece of garbage is set aside where an operator finds it, none run, none lost.
+        garbage_sent = len(GARBAGE) * len(priorities.queues(settings.model_queue(MODEL)))
+        status, body = http_json(api.base_url, "GET", "/status")
+        if status != 200 or body.get("dead_letters") != garbage_sent:
+            problems.append(f"/status counts {body.get('dead_letters') if status == 200 else status} dead letters "
+                            f"for the {garbage_sent} pieces of garbage queued")
 
         dead = [worker.log_path.name for worker in live if worker.process.poll() is not None]
         if dead:
