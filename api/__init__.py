@@ -55,16 +55,16 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     workers = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
     task_messages = TaskMessages(make_celery(settings), settings)
 
-    replies = ReplyListener(store)
     models = ServedModels(ModelCatalog(client), workers,
                           ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s,
                           forget_after_s=settings.model_forget_after_s)
+    metrics = ApiMetrics(store, workers, models)
+    replies = ReplyListener(store, on_skipped=metrics.replies_skipped.inc)
 
     def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
 
-    metrics = ApiMetrics(store, workers, models)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
         queue=InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,

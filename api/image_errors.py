@@ -9,7 +9,8 @@ class ImageError(ValueError):
 
 
 class TooManyPixels(ImageError):
-    """An image larger than the pixel limit (a decompression bomb, or simply too big)."""
+    """More pixels than a limit allows (413): an image past the pixel limit (a decompression bomb, or
+    simply too big), a request's images past its budget, a bulk file of more images than a request takes."""
 
 
 class UnsupportedImageType(ImageError):

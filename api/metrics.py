@@ -42,6 +42,10 @@ class ApiMetrics:
             "inferq_images_accepted", "Items (images, rows) admitted to the queue, by model.", ["model"],
             registry=self._own,
         )
+        self.replies_skipped = Counter(
+            "inferq_replies_skipped", "Replies the API's reply listener could not read or deliver, and skipped.",
+            registry=self._own,
+        )
         self._system = _SystemCollector(store, workers, models)
         self._own.register(self._system)
 

@@ -5,6 +5,9 @@ workers push each batch's outcomes to it in the same round trip that records the
 process pops that list and wakes the request threads whose jobs are answered, so a waiting request
 costs no Redis call of its own. An outcome nobody waits for any more (the request timed out) is
 dropped: the job store has it.
+
+The listener outlives any reply: one it cannot read (not the JSON a worker writes) or deliver is
+logged, counted (``inferq_replies_skipped``) and skipped, and the next is read as usual.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 import redis
 
@@ -38,8 +42,10 @@ class Waiter:
 
 
 class ReplyListener:
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: JobStore, *, on_skipped: Callable[[], None] = lambda: None) -> None:
         self._store = store
+        #: Called for each reply the listener could not read or deliver (a metric counts them).
+        self._on_skipped = on_skipped
         #: This process's reply list, named by a random id (each server process builds its own app).
         self.name = uuid.uuid4().hex
         self._waiters: dict[str, Waiter] = {}
@@ -67,6 +73,7 @@ class ReplyListener:
             self._thread.join(POLL_S + 5)
 
     def _listen(self) -> None:
+        # Nothing may end this loop but close(): every sync request of the process waits on it.
         while not self._stop.is_set():
             try:
                 replies = self._store.replies(self.name, POLL_S)
@@ -74,8 +81,22 @@ class ReplyListener:
                 log.warning("reply listener: Redis out of reach (%s); retrying", exc)
                 self._stop.wait(POLL_S)
                 continue
+            except Exception:  # a reply that is not one (popped already): its waiters' requests time out
+                log.exception("reply listener: skipped a reply it could not read")
+                self._skipped()
+                continue
             for job_id, outcome in replies:
-                with self._lock:
-                    waiter = self._waiters.pop(job_id, None)
-                if waiter is not None:
-                    waiter.deliver(outcome)
+                try:
+                    with self._lock:
+                        waiter = self._waiters.pop(job_id, None)
+                    if waiter is not None:
+                        waiter.deliver(outcome)
+                except Exception:
+                    log.exception("reply listener: skipped the outcome of job %r", job_id)
+                    self._skipped()
+
+    def _skipped(self) -> None:
+        try:
+            self._on_skipped()
+        except Exception:
+            log.exception("reply listener: counting a skipped reply failed")

@@ -115,7 +115,9 @@ def _from_binary(chunk: bytes, tensor: TensorSpec, shape: tuple[int, ...], what:
 
 
 def _unpack_strings(chunk: bytes, count: int, what: str) -> np.ndarray:
-    strings = np.empty(count, dtype=object)
+    # Read into a list that grows with the data, not an array of the shape's size: a shape is only
+    # declared (BYTES [1, 10^13] would be 80 TB of pointers), and the data runs out first.
+    found: list[bytes] = []
     offset = 0
     for index in range(count):
         if offset + _LENGTH.size > len(chunk):
@@ -125,11 +127,13 @@ def _unpack_strings(chunk: bytes, count: int, what: str) -> np.ndarray:
         offset += _LENGTH.size
         if offset + length > len(chunk):
             raise ApiError(400, f"{what}: BYTES binary data ends inside string {index} ({length} bytes long)")
-        strings[index] = chunk[offset:offset + length]
+        found.append(chunk[offset:offset + length])
         offset += length
     if offset != len(chunk):
         raise ApiError(400, f"{what}: BYTES binary data holds more than the {count} strings of its shape "
                             f"({len(chunk) - offset} bytes left over)")
+    strings = np.empty(count, dtype=object)
+    strings[:] = found
     return strings
 
 

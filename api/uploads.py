@@ -15,20 +15,30 @@ words, echoed back in answers and never used as paths.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 from flask import Request
 
+from api import offload
 from api.errors import ApiError, image_error_status
 from api.image_arrays import decode_array
 from api.image_errors import ImageError
 from api.image_preprocessing import decode_for
+from api.images import open_image
 from api.served_models import Served
 from inferq.image_inputs import ImageInput, ImageInputError, image_input, to_model_values
 from inferq.settings import Settings
 
 FIELD = "image"
 BULK_FIELD = "images"
+#: Pixels of images decoded in one go off the event loop (``api.offload``): enough that a thousand
+#: small images cost a handful of hand-offs, few enough that another request waits on one chunk
+#: at most (a single image at the pixel limit is a chunk of its own).
+CHUNK_PIXELS = 1 << 20
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,27 +83,92 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
     if len(files) > settings.max_images_per_request:
         raise ApiError(413, f"{len(files)} images in one request, more than the "
                             f"{settings.max_images_per_request} allowed")
+    parts = [_Part(index, field, file.filename or "", file.read()) for index, (field, file) in enumerate(files)]
     filenames: list[str] = []
-    pixels: list[np.ndarray] = []
-    for index, (field, file) in enumerate(files):
-        filename = file.filename or ""
-        try:
-            if field == FIELD:
-                decoded = decode_for(file.read(), geometry, max_pixels=settings.max_image_pixels)[np.newaxis]
-                filenames.append(filename)
-            else:
-                decoded = decode_array(file.read(), geometry)
-                filenames += [f"{filename}#{i}" for i in range(len(decoded))]
-        except ImageError as error:
-            kind = "image" if field == FIELD else "file"
-            raise ApiError(image_error_status(error), f"{kind} {index} ({filename!r}): {error}",
-                           filename=filename, index=index) from None
-        pixels.append(decoded)
+    pixels: dict[int, np.ndarray] = {}
+    images: list[tuple[_Part, int]] = []
+    request_pixels = 0
+    # Every file's header first, every image's pixels after: what the request costs to decode is
+    # known, and refused past MAX_REQUEST_PIXELS, before any of it is decoded.
+    for part in parts:
+        if part.field == FIELD:
+            width, height = _checked(part, _size, part.data, settings.max_image_pixels)
+            request_pixels += width * height
+            if request_pixels > settings.max_request_pixels:
+                raise ApiError(413, f"image {part.index} ({part.filename!r}) brings the request's images to "
+                                    f"{request_pixels} pixels, more than the {settings.max_request_pixels} allowed "
+                                    "in one request (MAX_REQUEST_PIXELS); send them in several requests",
+                               filename=part.filename, index=part.index)
+            images.append((part, width * height))
+            filenames.append(part.filename)
+        else:
+            pixels[part.index] = _checked(part, decode_array, part.data, geometry,
+                                          settings.max_images_per_request)
+            filenames += [f"{part.filename}#{i}" for i in range(len(pixels[part.index]))]
         if len(filenames) > settings.max_images_per_request:
             raise ApiError(413, f"more than the {settings.max_images_per_request} images allowed in one request")
-    stacked = pixels[0] if len(pixels) == 1 else np.concatenate(pixels)
+    for chunk in _chunks(images):
+        for part, decoded in zip(chunk, offload.run(_decode_chunk, chunk, geometry, settings.max_image_pixels),
+                                 strict=True):
+            pixels[part.index] = _checked(part, _raised, decoded)
+    ordered = [pixels[part.index] for part in parts]
+    stacked = ordered[0] if len(ordered) == 1 else np.concatenate(ordered)
     try:
         values = to_model_values(stacked, geometry)
     except ImageInputError as exc:
         raise ApiError(400, f"model {served.name!r}: {exc}") from None
     return Upload(filenames, {geometry.tensor.name: values})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Part:
+    index: int
+    field: str
+    filename: str
+    data: bytes
+
+
+def _checked(part: _Part, step: Callable[..., T], *args: object) -> T:
+    """``step(*args)``, its :class:`ImageError` the request's error, naming the file."""
+    try:
+        return step(*args)
+    except ImageError as error:
+        kind = "image" if part.field == FIELD else "file"
+        raise ApiError(image_error_status(error), f"{kind} {part.index} ({part.filename!r}): {error}",
+                       filename=part.filename, index=part.index) from None
+
+
+def _chunks(images: list[tuple[_Part, int]]) -> Iterator[list[_Part]]:
+    """The images in order, in runs of about :data:`CHUNK_PIXELS`."""
+    chunk: list[_Part] = []
+    size = 0
+    for part, image_pixels in images:
+        if chunk and size + image_pixels > CHUNK_PIXELS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(part)
+        size += image_pixels
+    if chunk:
+        yield chunk
+
+
+def _decode_chunk(chunk: list[_Part], geometry: ImageInput, max_pixels: int) -> list[np.ndarray | ImageError]:
+    """Each image's pixels ``[1, H, W, C]``, or the error that says why it has none."""
+    decoded: list[np.ndarray | ImageError] = []
+    for part in chunk:
+        try:
+            decoded.append(decode_for(part.data, geometry, max_pixels=max_pixels)[np.newaxis])
+        except ImageError as error:
+            decoded.append(error)
+    return decoded
+
+
+def _size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """An image's width and height, from its header: nothing decoded."""
+    return open_image(data, max_pixels).size
+
+
+def _raised(decoded: np.ndarray | ImageError) -> np.ndarray:
+    if isinstance(decoded, ImageError):
+        raise decoded
+    return decoded

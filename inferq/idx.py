@@ -18,8 +18,9 @@ class IdxError(ValueError):
     """Content that is not an IDX array of the kind expected, in words for a person."""
 
 
-def parse(content: bytes, magic: int) -> np.ndarray:
-    """The uint8 array in ``content``, an IDX file whose magic number must be ``magic``."""
+def dimensions(content: bytes, magic: int) -> tuple[int, ...]:
+    """The dimensions ``content``'s header declares, an IDX file whose magic number must be ``magic``;
+    read without the data, so that a caller can refuse what a header declares before holding it."""
     ndim = magic & 0xFF
     header_size = 4 + 4 * ndim
     found = struct.unpack(">I", content[:4])[0] if len(content) >= 4 else None
@@ -28,8 +29,15 @@ def parse(content: bytes, magic: int) -> np.ndarray:
         raise IdxError(f"not an IDX file of this kind (magic number {shown}, expected 0x{magic:08x})")
     if len(content) < header_size:
         raise IdxError(f"truncated IDX header ({len(content)} bytes)")
-    dims = struct.unpack(f">{ndim}I", content[4:header_size])
+    return struct.unpack(f">{ndim}I", content[4:header_size])
+
+
+def parse(content: bytes, magic: int) -> np.ndarray:
+    """The uint8 array in ``content``, an IDX file whose magic number must be ``magic``."""
+    dims = dimensions(content, magic)
+    header_size = 4 + 4 * len(dims)
     if len(content) - header_size != math.prod(dims):
         raise IdxError(f"holds {len(content) - header_size} bytes of data, its header announces "
                        f"{math.prod(dims)} ({'x'.join(map(str, dims))}): truncated or corrupt")
+    # A view of the bytes: nothing is allocated for what the header declares.
     return np.frombuffer(content, np.uint8, offset=header_size).reshape(dims)

@@ -127,6 +127,11 @@ class Settings:
     max_request_bytes: int = 16 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     max_images_per_request: int = 1024
+    #: Pixels of all a request's image files together, read from their headers before any is
+    #: decoded: what one request may cost to decode. A small PNG of a large plain image is a few
+    #: KB, so the byte limit bounds nothing here. Four images at the pixel limit (five 12 MP
+    #: photos; 1,024 MNIST digits are 0.8 M). Bulk files (IDX, .npy) are not decoded: not counted.
+    max_request_pixels: int = 4 * 4096 * 4096
     #: Queued bulk images past which new bulk work is refused with 503 and Retry-After.
     max_queue_depth: int = 100_000
     #: Queued interactive images past which new interactive work is refused likewise: a limit of
@@ -159,8 +164,8 @@ class Settings:
         positive = (
             "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
-            "max_request_bytes",
-            "max_image_pixels", "max_images_per_request", "max_queue_depth", "max_interactive_queue_depth",
+            "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
+            "max_queue_depth", "max_interactive_queue_depth",
             "redis_replica_ack_timeout_ms",
         )
         for name in positive:

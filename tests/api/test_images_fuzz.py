@@ -1,8 +1,10 @@
-"""Property-based fuzzing of the decoder: whatever the bytes, a 28x28 image or an ImageError with a 4xx status."""
+"""Property-based fuzzing of the decoders: whatever the bytes, a 28x28 image (or bulk file of them) or an
+ImageError with a 4xx status."""
 
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 from hypothesis import HealthCheck, given, reject, settings
@@ -12,7 +14,10 @@ from PIL import Image
 
 from api import images
 from api.errors import image_error_status
+from api.image_arrays import decode_array
 from api.image_errors import ImageError
+from inferq.image_inputs import image_input
+from tests.support.specs import mnist_spec
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FORMATS = ["PNG", "JPEG", "GIF", "BMP", "WEBP"]
@@ -67,3 +72,33 @@ def test_damaged_images(pixels, fmt, data):
         original[position] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(1, len(original)))
     decode_or_refuse(bytes(original[:cut]))
+
+
+MNIST_INPUT = image_input(mnist_spec(1))
+#: Dimensions as headers may declare them: small, the model's, zero, and far past any upload.
+SIZES = st.one_of(st.integers(0, 3), st.sampled_from([28, 784, 2**31, 2**32 - 1, 2**40, 2**62]))
+
+
+def bulk_or_refuse(data: bytes) -> None:
+    try:
+        out = decode_array(data, MNIST_INPUT, 1024)
+    except ImageError as error:
+        assert 400 <= image_error_status(error) < 500 and str(error)
+    else:
+        assert 1 <= len(out) <= 1024 and out.shape[1:] == (28, 28, 1) and out.dtype == np.uint8
+
+
+@FUZZ
+@given(st.lists(SIZES, max_size=4), st.sampled_from(["|u1", "<f4", "|b1"]), st.booleans(), st.binary(max_size=4096))
+def test_any_declared_npy_shape(shape, descr, fortran_order, data):
+    """Whatever a .npy header declares, the bytes that follow decide: nothing is allocated for it."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": fortran_order,
+                                                  "shape": tuple(shape)})
+    bulk_or_refuse(buffer.getvalue() + data)
+
+
+@FUZZ
+@given(st.tuples(SIZES, SIZES, SIZES), st.binary(max_size=4096))
+def test_any_declared_idx_shape(dims, data):
+    bulk_or_refuse(struct.pack(">IIII", 0x00000803, *(size % 2**32 for size in dims)) + data)

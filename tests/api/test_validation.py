@@ -106,3 +106,96 @@ def test_an_image_field_sent_as_text_is_refused(client, worker):
     response = client.post("/recognize", data={"image": "not a file"}, content_type="multipart/form-data")
     assert_json_error(response, 400, "must be a file upload")
     assert not worker.sent
+
+
+def npy_declaring(shape, data: bytes = b"") -> bytes:
+    """A .npy file whose header declares ``shape`` of uint8, followed by ``data``."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+    return buffer.getvalue() + data
+
+
+def idx_declaring(count: int, data: bytes = b"") -> bytes:
+    import struct
+
+    return struct.pack(">IIII", 0x00000803, count, 28, 28) + data
+
+
+@pytest.mark.parametrize("path", ["/recognize", "/jobs", "/models/mnist/recognize", "/models/mnist/jobs"])
+@pytest.mark.parametrize(("name", "content"), [
+    ("empty.npy", npy_declaring((0, 28, 28))),
+    ("flat.npy", npy_declaring((0, 784))),
+    ("empty.idx", idx_declaring(0)),
+])
+def test_a_bulk_file_of_no_images_is_a_400_and_nothing_is_queued(client, worker, path, name, content):
+    """Queued, a job of no images was a message the worker refused whole, with the jobs it shared it with."""
+    response = client.post(path, data=files((name, content), field="images"))
+    assert_json_error(response, 400, name, "holds no images")
+    assert not worker.sent
+    assert worker.store.queued_images(["mnist"]) == {"mnist": {"interactive": 0, "bulk": 0}}
+
+
+@pytest.mark.parametrize(("content", "status", "words"), [
+    (npy_declaring((2**40, 28, 28)), 413, ["declares 1099511627776 images, more than the 1024 allowed"]),
+    (npy_declaring((2**40, 784)), 413, ["declares 1099511627776 images"]),
+    (idx_declaring(2**32 - 1), 413, ["declares 4294967295 images, more than the 1024 allowed"]),
+    (npy_declaring((5, 28, 28), bytes(784)), 400, ["declares 5x28x28 uint8 pixels (3920 bytes), but 784 bytes follow"]),
+    (npy_declaring((1, 28, 28), bytes(785)), 400, ["784 bytes", "but 785 bytes follow"]),
+])
+def test_a_bulk_files_declared_shape_is_checked_before_anything_is_allocated(client, worker, content, status, words):
+    """np.load allocates what the header declares before it reads: 2^40 images were a MemoryError, a 500."""
+    response = client.post("/jobs", data=files(("declared.npy", content), field="images"))
+    assert_json_error(response, status, "file 0 ('declared.npy')", *words)
+    assert not worker.sent
+
+
+def test_a_fortran_ordered_npy_reads_as_numpy_would(client, worker, mnist_test):
+    import numpy as np
+
+    images = np.asfortranarray(mnist_test[0][:3])
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    response = client.post("/jobs", data=files(("f.npy", buffer.getvalue()), field="images"))
+    assert response.status_code == 202
+    np.testing.assert_array_equal(worker.sent[0].inputs["inputdata"].reshape(3, 28, 28), mnist_test[0][:3])
+
+
+def test_a_requests_image_pixels_past_its_budget_are_a_413_before_any_is_decoded(make_app, serve, digit_104,
+                                                                                 monkeypatch):
+    import api.uploads
+
+    decoded = []
+    real = api.uploads.decode_for
+    monkeypatch.setattr(api.uploads, "decode_for", lambda *args, **kwargs: decoded.append(1) or real(*args, **kwargs))
+    serve()
+    app, worker = make_app(max_request_pixels=2 * 28 * 28)
+    response = app.test_client().post("/recognize", data=files(*[(f"{i}.png", digit_104) for i in range(3)]))
+    assert_json_error(response, 413, "image 2 ('2.png') brings the request's images to 2352 pixels, more than the "
+                                     "1568 allowed in one request (MAX_REQUEST_PIXELS)")
+    assert response.get_json()["index"] == 2
+    assert decoded == [] and not worker.sent
+    assert app.test_client().post("/recognize", data=files(*[(f"{i}.png", digit_104) for i in range(2)])).status_code \
+        == 200
+    assert len(decoded) == 2
+
+
+def test_bulk_files_are_not_decoded_and_not_counted_in_the_pixel_budget(make_app, serve, mnist_test):
+    from tests.api.test_recognize import npy_file
+
+    serve()
+    app, _ = make_app(max_request_pixels=1)
+    response = app.test_client().post("/jobs", data=files(("all.npy", npy_file(mnist_test[0][:1024])), field="images"))
+    assert response.status_code == 202 and response.get_json()["images"] == 1024
+
+
+def test_the_default_budget_refuses_a_fifth_image_at_the_pixel_limit(client, worker):
+    """A 4096x4096 PNG of one colour is 16 KB: the byte limit lets a thousand of them through."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (4096, 4096)).save(buffer, "PNG")
+    response = client.post("/jobs", data=files(*[(f"{i}.png", buffer.getvalue()) for i in range(968)]))
+    assert_json_error(response, 413, "image 4 ('4.png')", "MAX_REQUEST_PIXELS")
+    assert not worker.sent

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
 
+from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from tests.protocols.helpers import digits
 
 PREDICT = "/v1/models/mnist:predict"
@@ -19,9 +21,9 @@ def infer_body(**fields) -> dict:
 
 
 def binary_body(payload: bytes, *, size: int | None = None, datatype: str = "FP32", json_size: int | None = None,
-                **request) -> tuple[bytes, dict]:
+                shape: list[int] | None = None, name: str = "inputdata", **request) -> tuple[bytes, dict]:
     parameters = {"binary_data_size": len(payload) if size is None else size}
-    header = json.dumps({"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": datatype,
+    header = json.dumps({"inputs": [{"name": name, "shape": shape or [1, 784], "datatype": datatype,
                                      "parameters": parameters}], **request}).encode()
     length = len(header) if json_size is None else json_size
     return header + payload, {"Inference-Header-Content-Length": str(length)}
@@ -60,6 +62,10 @@ CASES = {
     "tf: other signature": (PREDICT, raw({"signature_name": "classify", "instances": [BLACK]}), {},
                             "no signature 'classify': the model has 'serving_default'"),
     "tf: too many": (PREDICT, raw({"instances": [BLACK] * 3}), {}, "3 items, more than the 2 allowed"),
+    "tf: columns of no rows": (PREDICT, raw({"inputs": []}), {}, "input 'inputdata': no items (shape [0])"),
+    "tf: a named column of no rows": (PREDICT, raw({"inputs": {"inputdata": []}}), {}, "no items (shape [0])"),
+    "tf: no examples": ("/v1/models/mnist:classify", raw({"examples": []}), {},
+                        "'examples' must be a list of examples (objects of features), one per item, at least one"),
     # KServe v2
     "v2: not JSON": (INFER, b"{", {}, "the inference request is not JSON"),
     "v2: no inputs": (INFER, raw({}), {}, "'inputs' must be a list of tensors, one for each of the model's inputs: "
@@ -82,6 +88,9 @@ CASES = {
     "v2: UINT8 fractions": (INFER, raw(infer_body(datatype="UINT8", data=[0.5] + BLACK[1:])), {},
                             "0.5 at [0] is not a whole number (UINT8)"),
     "v2: too many": (INFER, raw(infer_body(shape=[3, 784], data=BLACK * 3)), {}, "more than the 2 allowed"),
+    "v2: no rows": (INFER, raw(infer_body(shape=[0, 784], data=[])), {},
+                    "input 'inputdata': no items (shape [0, 784])"),
+    "v2: no rows of binary data": (INFER, *binary_body(b"", shape=[0, 784]), "no items (shape [0, 784])"),
     "v2: parameters not an object": (INFER, raw(infer_body(parameters=[1])), {}, "'parameters' must be an object"),
     "v2: unknown output": (INFER, raw({**infer_body(), "outputs": [{"name": "logits"}]}), {}, "no output 'logits'"),
     "v2: outputs not a list": (INFER, raw({**infer_body(), "outputs": "labels"}), {}, "'outputs' must be a list"),
@@ -147,3 +156,25 @@ def test_any_value_of_the_inputs_type_reaches_the_model_as_sent(make_app, serve)
         sent = job.inputs["inputdata"]
         assert sent.dtype == np.float32 and sent.shape == (1, 784)
         np.testing.assert_array_equal(sent[0, :len(ODD_FLOATS)], np.array(ODD_FLOATS, np.float32))
+
+
+#: Strings of any length in, as a tokenizer's input: a BYTES shape [N, anything] fits it.
+TOKENS = ModelSpec("tokens", 1, "serving_default", (TensorSpec("tokens", "string", (ANY, ANY), "tokens:0"),),
+                   (TensorSpec("score", "float32", (ANY,), "score:0"),))
+
+
+@pytest.mark.parametrize("shape", [[1, 10**13], [2, 2**62]])
+def test_a_declared_shape_far_past_the_data_is_a_400_before_anything_is_allocated(make_app, serve, shape):
+    """A BYTES shape is only declared: its strings are read from the data, which runs out first
+    (an array of the declared size was once a MemoryError, a 500)."""
+    serve(spec=TOKENS, version=1)
+    app, worker = make_app()
+    payload = struct.pack("<I", 1) + b"x"
+    body, headers = binary_body(payload, datatype="BYTES", shape=shape, name="tokens")
+    response = app.test_client().post("/v2/models/tokens/infer", data=body, headers=headers)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert f"BYTES binary data holds 1 strings (each a 4-byte little-endian length, then its bytes); its shape " \
+           f"needs {shape[0] * shape[1]}" in response.get_json()["error"]
+    assert worker.sent == []
+    good, headers = binary_body(payload, datatype="BYTES", shape=[1, 1], name="tokens")
+    assert app.test_client().post("/v2/models/tokens/infer", data=good, headers=headers).status_code == 200
