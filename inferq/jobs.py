@@ -173,6 +173,27 @@ end
 # KEYS: the counter and unfinished-jobs hash of the jobs' model and priority, one key per job, one
 # inputs hash per job. ARGV: the job ids. Deletes were the first writes, so this runs at maxmemory
 # too; a job already gone is not counted down again.
+# KEYS: the queue and the jobs' counter, unfinished hash, records and inputs as for _WITHDRAW.
+# ARGV: the message, then the job ids. Takes the message off its queue and withdraws its jobs, or,
+# if a worker has claimed it already, leaves everything as it is. Answers 1 if it took it back.
+_TAKE_BACK = """
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+local jobs = #ARGV - 1
+for j = 1, jobs do
+  local n = redis.call('HGET', KEYS[3], ARGV[1 + j])
+  if n then
+    redis.call('HDEL', KEYS[3], ARGV[1 + j])
+    if redis.call('DECRBY', KEYS[2], tonumber(n)) < 0 then
+      redis.call('SET', KEYS[2], 0)
+    end
+  end
+  redis.call('DEL', KEYS[3 + j], KEYS[3 + jobs + j])
+end
+return 1
+"""
+
 _WITHDRAW = """
 local jobs, images = #ARGV, 0
 for j = 1, jobs do
@@ -305,6 +326,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._finish = client.register_script(_FINISH)
         self._withdraw = client.register_script(_WITHDRAW)
+        self._take_back = client.register_script(_TAKE_BACK)
         self._forget_ended = client.register_script(_FORGET_ENDED)
         self._recount = client.register_script(_RECOUNT)
 
@@ -322,9 +344,11 @@ class JobStore:
         they are admitted. Admitting jobs already admitted (a retry) admits, counts and pushes
         nothing again, and answers them as fitting.
 
-        If the replicas asked for do not acknowledge the admission in time, it stands all the
-        same (the work is queued, and answering otherwise would have the client send it again): it
-        is logged and counted (:meth:`unreplicated_admissions`); a failover may then lose it.
+        If the replicas asked for do not acknowledge the admission in time, the message is taken
+        back off its queue with its jobs (:meth:`take_back`) and :class:`NotReplicated` raised: a
+        refusal always means not queued. If a worker claimed the message first, the jobs are
+        running and the admission stands (a failover may then lose it). Either way it is logged and
+        counted (:meth:`unreplicated_admissions`).
         """
         stored_inputs = stored_inputs or {}
         script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
@@ -350,9 +374,21 @@ class JobStore:
                 [(fits, depth)] = self._writes.execute(run_script)
         except NotReplicated as shortfall:
             [(fits, depth)] = shortfall.replies
-            log.warning("admission of %d %s jobs of model %r not replicated: %s", len(jobs), priority, model, shortfall)
-            with contextlib.suppress(redis.RedisError):  # the count is for operators; the jobs are in
+            with contextlib.suppress(redis.RedisError):  # the count is for operators
                 self._redis.incr(keys.UNREPLICATED_ADMISSIONS)
+            taken_back = False
+            if enqueue is not None and all(fits):
+                try:
+                    taken_back = self.take_back(enqueue, [job_id for job_id, _ in jobs], model=model,
+                                                priority=priority)
+                except redis.RedisError as exc:  # then the jobs are queued: answered as admitted
+                    log.warning("could not take back an unreplicated admission: %s", exc)
+            if taken_back:
+                log.warning("admission of %d %s jobs of model %r not replicated, taken back: %s",
+                            len(jobs), priority, model, shortfall)
+                raise
+            log.warning("admission of %d %s jobs of model %r not replicated, and is queued: %s",
+                        len(jobs), priority, model, shortfall)
         return [None if ok else int(depth) for ok in fits]
 
     def unreplicated_admissions(self) -> int:
@@ -369,6 +405,14 @@ class JobStore:
             pipe.lpush(bell(message.queue_key), 1)
 
         self._writes.execute(push)
+
+    def take_back(self, message: Envelope, job_ids: Sequence[str], *, model: str, priority: str) -> bool:
+        """Take ``message`` off its queue and withdraw its jobs, unless a worker has claimed it:
+        then nothing changes. Answers whether it was taken back."""
+        return bool(self._take_back(
+            keys=[message.queue_key, keys.queued_images(model, priority), keys.unfinished(model, priority),
+                  *map(keys.job, job_ids), *map(keys.job_inputs, job_ids)],
+            args=[message.raw, *job_ids]))
 
     def withdraw(self, job_ids: Iterable[str], *, model: str, priority: str) -> None:
         """Forget admitted jobs of ``model`` and ``priority`` that will not run, and count them down

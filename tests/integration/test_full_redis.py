@@ -18,6 +18,7 @@ from inferq import keys
 from inferq.broker import Envelope, bell
 from inferq.jobs import DONE, QUEUED, Finished, JobStore, Outcome, refused_for_memory
 from inferq.priorities import BULK, INTERACTIVE
+from inferq.replication import NotReplicated
 from launcher.processes import free_port, redis_answers
 from tests.support.waiting import wait_for
 
@@ -95,7 +96,7 @@ def test_at_maxmemory_admission_is_refused_whole_and_finishing_frees_the_room(se
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the system's redis-server")
-def test_an_admission_the_replica_did_not_acknowledge_stands_and_is_counted(tmp_path):
+def test_an_admission_the_replica_did_not_acknowledge_is_taken_back_and_counted(tmp_path):
     (tmp_path / "master").mkdir()
     (tmp_path / "replica").mkdir()
     with redis_process("redis-server", tmp_path / "master", "--repl-diskless-sync-delay", "0") as (master, _), \
@@ -109,9 +110,13 @@ def test_an_admission_the_replica_did_not_acknowledge_stands_and_is_counted(tmp_
         assert store.unreplicated_admissions() == 0
         replica_process.send_signal(signal.SIGSTOP)  # online to its master, but acknowledging nothing
         try:
-            assert store.admit([("j1", ["a"])], model=MODEL, priority=INTERACTIVE,
-                               enqueue=Envelope("q", "message")) == [None]
+            with pytest.raises(NotReplicated):
+                store.admit([("j1", ["a", "b"])], model=MODEL, priority=INTERACTIVE, enqueue=Envelope("q", "message"),
+                            stored_inputs={"j1": {"images": b"pixels"}})
         finally:
             replica_process.send_signal(signal.SIGCONT)
-        assert store.get("j1").status == QUEUED and master.lrange("q", 0, -1) == [b"message"]
+        # Refused means not queued: no message, no record, no inputs, not counted.
+        assert store.get("j1") is None and master.llen("q") == 0 and not master.exists(keys.job_inputs("j1"))
+        assert store.queued_images([MODEL])[MODEL][INTERACTIVE] == 1
         assert store.unreplicated_admissions() == 1
+

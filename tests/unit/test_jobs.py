@@ -297,3 +297,22 @@ def test_a_job_counts_down_what_its_admission_counted_whatever_its_finish_says(s
     store.admit([("j1", ["x"] * 3)], model=M, priority=I)
     store.finish([Finished("j1", 1, M, I, None, Outcome.failed("its message said one item"))])
     assert store.queued_images([M])[M][I] == 0
+
+
+def test_a_message_a_worker_claimed_is_not_taken_back(store, fake_redis):
+    message = Envelope("q", "message")
+    assert store.admit([("j1", ["a", "b"])], model=M, priority=INTERACTIVE, enqueue=message) == [None]
+    fake_redis.rpop("q")  # a worker's claim
+
+    assert not store.take_back(message, ["j1"], model=M, priority=INTERACTIVE)
+    assert store.get("j1").status == QUEUED and store.queued_images([M])[M][INTERACTIVE] == 2
+
+
+def test_a_message_still_queued_is_taken_back_with_its_jobs(store, fake_redis):
+    message = Envelope("q", "message")
+    store.admit([("j1", ["a", "b"])], model=M, priority=INTERACTIVE, enqueue=message)
+
+    assert store.take_back(message, ["j1"], model=M, priority=INTERACTIVE)
+    assert store.get("j1") is None and fake_redis.llen("q") == 0
+    assert store.queued_images([M])[M][INTERACTIVE] == 0
+    assert store.admit([("j2", ["a"] * 10)], model=M, priority=INTERACTIVE) == [None]
