@@ -232,8 +232,10 @@ local total = 0
 for _, images in ipairs(redis.call('HVALS', KEYS[2])) do
   total = total + tonumber(images)
 end
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[1], total)
+-- A lane that never had work keeps no counter (absent reads as 0), so a recount writes none.
+if total > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], total)
+end
 return total
 """
 
