@@ -175,7 +175,7 @@ def test_each_service_command_runs_here(redis_url, tmp_path, digit_104):
     """redis, worker and api run their compose commands; the api's health check passes under each server."""
     if shutil.which("redis-server"):
         port = free_port()
-        command = [*SERVICES["redis"]["command"], "--port", str(port), "--dir", str(tmp_path)]
+        command = [*map(_default, SERVICES["redis"]["command"]), "--port", str(port), "--dir", str(tmp_path)]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             client = redis.Redis(port=port)
