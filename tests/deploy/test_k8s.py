@@ -268,7 +268,7 @@ def test_flower_and_redis_run_what_compose_runs(objects):
     redis_container = named(objects, "StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]
     assert f"${{REDIS_IMAGE:-{redis_container['image']}}}" == COMPOSE["redis"]["image"]
     # Persistence as compose's; the memory limit is each one's own (a pod's limit is not a host's).
-    persistence = COMPOSE["redis"]["command"][:COMPOSE["redis"]["command"].index("--dir") + 2]
+    persistence = COMPOSE["redis"]["command"][:COMPOSE["redis"]["command"].index("--maxmemory")]
     assert redis_container["command"][:len(persistence)] == persistence
 
 

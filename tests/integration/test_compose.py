@@ -45,7 +45,7 @@ def test_redis_persists_and_is_health_checked():
     redis_service = SERVICES["redis"]
     assert "--appendonly" in redis_service["command"] and "yes" in redis_service["command"]
     assert redis_service["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
-    assert "redis-data:/data" in redis_service["volumes"]
+    assert "redis-data:/data" in redis_service["volumes"] and redis_service["working_dir"] == "/data"
 
 
 def _default(value: str) -> str:
