@@ -18,11 +18,6 @@ COPY worker worker
 COPY trainer trainer
 RUN pip install ".[monitoring]"
 
-# The worker's environment is the API's plus TensorFlow: the layers above are shared.
-FROM build-api AS build-worker
-ARG EXTRAS=cpu
-RUN pip install ".[${EXTRAS}]"
-
 FROM ${PYTHON_IMAGE} AS runtime
 # The volumes compose makes take these directories' owner: the non-root user can write them.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin inferq \
@@ -41,6 +36,13 @@ FROM runtime AS api
 COPY --from=build-api /venv /venv
 # The API under the HTTP server API_SERVER names (granian or gunicorn).
 CMD ["python", "-m", "api.serve"]
+
+# The worker's environment is the API's plus TensorFlow: the API's layers are shared.
+# After the api stage, so that building --target api never builds it (the classic builder builds
+# every stage before the target).
+FROM build-api AS build-worker
+ARG EXTRAS=cpu
+RUN pip install ".[${EXTRAS}]"
 
 FROM runtime AS worker
 COPY --from=build-worker /venv /venv
