@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,test,monitoring
 
-.PHONY: setup up test train bench lint clean
+.PHONY: setup up test compose-test train bench lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ train: setup
 test: setup
 	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no test matched the selection"; exit 0; fi; exit $$status
+
+# docker-compose.yml run for real (tests/compose): starts a Docker engine where none answers (as root),
+# builds the images on an offline Debian base, then up, scale, kill, restart, retrain, down -v.
+compose-test: setup
+	$(PY) -m pytest -p no:cacheprovider tests/compose $(PYTEST_ARGS)
 
 # The load comes from wrk, a Debian package: installed here when missing and we may.
 # MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).

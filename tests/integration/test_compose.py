@@ -45,7 +45,12 @@ def test_redis_persists_and_is_health_checked():
     redis_service = SERVICES["redis"]
     assert "--appendonly" in redis_service["command"] and "yes" in redis_service["command"]
     assert redis_service["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
-    assert "redis-data:/data" in redis_service["volumes"]
+    assert "redis-data:/data" in redis_service["volumes"] and redis_service["working_dir"] == "/data"
+
+
+def _default(value: str) -> str:
+    """What compose makes of ``value`` with no variable set: ``${NAME:-default}`` is ``default``."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
 
 
 def test_the_model_volume_is_written_by_the_trainer_and_read_by_workers():
@@ -54,7 +59,51 @@ def test_the_model_volume_is_written_by_the_trainer_and_read_by_workers():
     assert set(COMPOSE["volumes"]) == {"redis-data", "models", "mnist-data"}
     for service in SERVICES.values():
         for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in COMPOSE["volumes"], volume
+            assert _default(volume).split(":")[0] in COMPOSE["volumes"], volume
+    # MNIST_DATA=<a host directory> mounts the IDX files there for the trainer, instead of downloading.
+    assert "${MNIST_DATA:-mnist-data}:/data/mnist" in SERVICES["trainer"]["volumes"]
+
+
+def test_every_compose_runs_the_file_the_project_named_in_env():
+    # Debian's docker-compose 1.29 refuses a top-level name; every version reads .env's.
+    assert set(COMPOSE) <= {"services", "volumes"} | {key for key in COMPOSE if key.startswith("x-")}
+    env = dict(line.split("=", 1) for line in (REPO / ".env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env == {"COMPOSE_PROJECT_NAME": "inferq"}
+
+
+def test_the_images_can_be_replaced_for_offline_and_mirrored_registries():
+    assert re.fullmatch(r"\$\{REDIS_IMAGE:-redis:\d+\.\d+\.\d+-alpine\}", SERVICES["redis"]["image"])
+    for name in ("api", "worker", "trainer", "flower", "worker-gpu"):
+        base = SERVICES[name]["build"]["args"]["PYTHON_IMAGE"]
+        assert re.fullmatch(r"\$\{PYTHON_IMAGE:-python:\d+\.\d+\.\d+-slim-\w+\}", base), name
+
+
+def test_the_api_image_is_built_without_tensorflow():
+    assert SERVICES["api"]["build"]["target"] == SERVICES["flower"]["build"]["target"] == "api"
+    assert SERVICES["api"]["image"] != SERVICES["worker"]["image"]
+    for name in ("worker", "trainer", "worker-gpu"):
+        assert SERVICES[name]["build"]["target"] == "worker", name
+    assert SERVICES["worker"]["build"]["args"]["EXTRAS"] == "cpu"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    api_stage = dockerfile.split("AS build-api", 1)[1].split("\nFROM ", 1)[0]
+    assert 'pip install ".[monitoring]"' in api_stage and "EXTRAS" not in api_stage
+
+
+def test_redis_refuses_writes_at_its_memory_limit_rather_than_evicting_jobs():
+    command = SERVICES["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--maxmemory") + 1] == "${REDIS_MAXMEMORY:-1gb}"
+
+
+def test_flower_is_published_on_the_loopback_only_and_reads_its_login():
+    assert SERVICES["flower"]["ports"] == ["127.0.0.1:${FLOWER_PORT:-5555}:5555"]
+    assert SERVICES["flower"]["environment"] == ["FLOWER_BASIC_AUTH"]
+
+
+def test_workers_are_healthy_while_they_send_heartbeats():
+    assert SERVICES["worker"]["healthcheck"]["test"] == ["CMD", "python", "-m", "worker.liveness"]
+    assert importlib.util.find_spec("worker.liveness") is not None
 
 
 def test_the_api_health_check_is_readiness():
@@ -106,7 +155,7 @@ def test_the_dockerfile_is_multi_stage_pinned_and_not_root():
     user = re.findall(r"^USER\s+(\S+)$", dockerfile, re.MULTILINE)
     assert user and user[-1] not in ("root", "0")
     assert 'pip install ".[${EXTRAS}]"' in dockerfile
-    for image in (SERVICES["redis"]["image"],):
+    for image in (_default(SERVICES["redis"]["image"]),):
         assert not image.endswith(":latest") and re.search(r":\d+\.\d+\.\d+", image)
 
 
@@ -126,7 +175,7 @@ def test_each_service_command_runs_here(redis_url, tmp_path, digit_104):
     """redis, worker and api run their compose commands; the api's health check passes under each server."""
     if shutil.which("redis-server"):
         port = free_port()
-        command = [*SERVICES["redis"]["command"], "--port", str(port), "--dir", str(tmp_path)]
+        command = [*map(_default, SERVICES["redis"]["command"]), "--port", str(port), "--dir", str(tmp_path)]
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
             client = redis.Redis(port=port)
