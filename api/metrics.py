@@ -84,6 +84,7 @@ class _SystemCollector:
                 queued.add_metric([model, priority], images)
         yield queued
         yield CounterMetricFamily("inferq_unreplicated_admissions",
-                                  "Admissions the replicas asked for did not acknowledge in time (taken back, or already running).", unreplicated)
+                                  "Admissions the replicas asked for did not acknowledge in time "
+                                  "(taken back, or already running).", unreplicated)
         yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
         yield from merge(worker.metrics for worker in live)
