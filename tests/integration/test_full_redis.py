@@ -106,7 +106,10 @@ def test_an_admission_the_replica_did_not_acknowledge_is_taken_back_and_counted(
                  10, "the replica to sync")
         store = JobStore(master, result_ttl_s=60, depth_limits={INTERACTIVE: 10, BULK: 10}, replicas=1,
                          replica_timeout_ms=100)
-        assert store.admit([("acked", ["a"])], model=MODEL, priority=INTERACTIVE) == [None]
+        # A replica that answers, however loaded the machine: acknowledged within a generous wait.
+        patient = JobStore(master, result_ttl_s=60, depth_limits={INTERACTIVE: 10, BULK: 10}, replicas=1,
+                           replica_timeout_ms=10_000)
+        assert patient.admit([("acked", ["a"])], model=MODEL, priority=INTERACTIVE) == [None]
         assert store.unreplicated_admissions() == 0
         replica_process.send_signal(signal.SIGSTOP)  # online to its master, but acknowledging nothing
         try:
