@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api import idempotency
 from api.answers import item_answers
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
 from api.uploads import read_upload
-from inferq.jobs import DONE, FAILED, JobRecord
+from inferq.jobs import DONE, FAILED, QUEUED, JobRecord
 from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
 
@@ -55,14 +56,34 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 @blueprint.post("/models/<model:name>/versions/<int:version>/jobs")
 def create_job_with(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
     rt = runtime()
+    idempotency.key_of(request)  # a malformed key is refused before the upload is read
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
-    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling).job_id
-    location = url_for("images.get_job", job_id=job_id)
-    body = {"job_id": job_id, "status": "queued", "model": name, "priority": scheduling.priority,
+
+    def fingerprint() -> str:
+        return idempotency.fingerprint(model=name, version=version, inputs=upload.inputs,
+                                       filenames=upload.filenames, scheduling=scheduling)
+
+    def create(job_id: str | None) -> str:
+        return submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
+                      job_id=job_id).job_id
+
+    created = idempotency.create_once(request, rt.queue.store, model=name, request_fingerprint=fingerprint,
+                                      create=create)
+    location = url_for("images.get_job", job_id=created.job_id)
+    # A retry is answered the job as it stands now.
+    status = rt.queue.job(created.job_id).status if created.replayed else QUEUED
+    body = {"job_id": created.job_id, "status": status, "model": name, "priority": scheduling.priority,
             "images": len(upload.filenames), "location": location}
     return jsonify(body), 202, {"Location": location}
+
+
+@blueprint.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a queued or running job: it is not run, or its answer is discarded."""
+    runtime().queue.cancel(job_id)
+    return get_job(job_id)
 
 
 @blueprint.get("/jobs/<job_id>")

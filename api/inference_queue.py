@@ -21,7 +21,7 @@ from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import messages
-from inferq.jobs import EXPIRED, JobRecord, JobStore, Outcome
+from inferq.jobs import CANCELLED, EXPIRED, JobRecord, JobStore, Outcome
 
 
 class Submitted:
@@ -62,14 +62,15 @@ class InferenceQueue:
         return submitter
 
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-               priority: str, timeout_s: float | None = None) -> Submitted:
+               priority: str, timeout_s: float | None = None, job_id: str | None = None) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
-        if ``reply``. ``filenames`` name the items (uploads), or are empty.
+        if ``reply``. ``filenames`` name the items (uploads), or are empty. ``job_id``: the job's id
+        where the caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
         wait (SYNC_TIMEOUT_S) is over: nobody would read its answer.
         """
-        job_id = str(uuid.uuid4())
+        job_id = job_id or str(uuid.uuid4())
         limits = [limit for limit in (timeout_s, self._sync_timeout_s if reply else None) if limit is not None]
         wait_s = min(limits) if limits else None
         now = time.time()
@@ -94,7 +95,27 @@ class InferenceQueue:
                                 "for how the job ended", job_id=submitted.job_id)
         if outcome.status == EXPIRED:
             raise ApiError(504, f"no answer within {submitted.wait_s:g} s: {outcome.error}", job_id=submitted.job_id)
+        if outcome.status == CANCELLED:
+            raise ApiError(409, f"job {submitted.job_id} was {outcome.error}", job_id=submitted.job_id,
+                           reason="cancelled")
         return outcome
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job (``JobStore.cancel``): its record, cancelled; a 409 for a job
+        that ended otherwise, a 404 for one unknown."""
+        self.job(job_id)  # a 404 for an id that is no job's
+        before = self._store.cancel(job_id)
+        if before is None:
+            raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
+        record = self.job(job_id)
+        if record.status != CANCELLED:
+            raise ApiError(409, f"job {job_id} is {record.status}: only a queued or running job can be cancelled",
+                           job_id=job_id, status=record.status)
+        return record
+
+    @property
+    def store(self) -> JobStore:
+        return self._store
 
     def job(self, job_id: str) -> JobRecord:
         if not _is_job_id(job_id):

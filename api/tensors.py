@@ -42,11 +42,11 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs``."""
+           scheduling: Scheduling, job_id: str | None = None) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it)."""
     rt = runtime()
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s)
+                                timeout_s=scheduling.timeout_s, job_id=job_id)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 
