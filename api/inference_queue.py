@@ -110,7 +110,7 @@ class InferenceQueue:
         record = self.job(job_id)
         if record.status != CANCELLED:
             raise ApiError(409, f"job {job_id} is {record.status}: only a queued or running job can be cancelled",
-                           job_id=job_id, status=record.status)
+                           job_id=job_id, job_status=record.status)
         return record
 
     @property
