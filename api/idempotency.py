@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 #: Printable ASCII, as an sf-string holds, at most this long.
 MAX_KEY_CHARS = 255
-_KEY = re.compile(r'[\x20-\x7e]{1,%d}' % MAX_KEY_CHARS)
+_KEY = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY_CHARS}}}")
 #: How long a key is held for a request still being admitted: past any admission (SEND_TIMEOUT_S),
 #: so that only a request that died lets another take its key.
 PENDING_S = 60.0

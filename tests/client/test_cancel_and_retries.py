@@ -10,7 +10,7 @@ import pytest
 
 from inferq.client import Client, RetryPolicy, score_file
 from inferq.client.cli import INTERRUPTED, main
-from inferq.client.errors import JobCancelled, JobLost
+from inferq.client.errors import JobCancelled, JobLost, Unreachable
 from inferq.client.state import state_path
 from tests.client.conftest import QUICK_RETRIES
 from tests.client.fake_service import DROP_ANSWER, numbered_images
@@ -34,7 +34,7 @@ def test_a_resumed_run_sends_its_chunks_under_the_keys_they_had(service, tmp_pat
     out = tmp_path / "out.npy"
     service.script.append(DROP_ANSWER)  # chunk 0 is taken, its answer lost, and the run stopped there
     service.script.extend([(503, {}, b'{"error": "full"}')] * 1000)
-    with pytest.raises(Exception):
+    with pytest.raises(Unreachable):
         score_file(Client(service.url, retry=RetryPolicy(patience_s=0.05, backoff_s=0.01)), IMAGES, out,
                    chunk=500, concurrency=1)
     run_id = json.loads(state_path(out).read_text())["run_id"]
