@@ -288,6 +288,18 @@ end
 return status
 """
 
+# KEYS: job records. Answers the positions (from 1) of those cancelled: one command for a batch,
+# however many jobs it holds.
+_CANCELLED = """
+local found = {}
+for i, job in ipairs(KEYS) do
+  if redis.call('HGET', job, 'status') == 'cancelled' then
+    found[#found + 1] = i
+  end
+end
+return found
+"""
+
 # Idempotency keys (``api.idempotency``): each a JSON {fingerprint, job_id, state}, ``pending`` while
 # its first request is being admitted (expiring, so that a request that died frees it), then
 # ``bound`` to the job, living and expiring with the job's record.
@@ -445,6 +457,7 @@ class JobStore:
         self._forget_ended = client.register_script(_FORGET_ENDED)
         self._recount = client.register_script(_RECOUNT)
         self._cancel = client.register_script(_CANCEL)
+        self._cancelled = client.register_script(_CANCELLED)
         self._reserve_key = client.register_script(_RESERVE_KEY)
         self._settle_key = client.register_script(_SETTLE_KEY)
 
@@ -644,11 +657,9 @@ class JobStore:
 
     def cancelled(self, job_ids: Sequence[str]) -> set[str]:
         """Those of the jobs that were cancelled, in one round trip: a worker skips them."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(keys.job(job_id), "status")
-            statuses = pipe.execute()
-        return {job_id for job_id, status in zip(job_ids, statuses, strict=True) if status == CANCELLED.encode()}
+        if not job_ids:
+            return set()
+        return {job_ids[position - 1] for position in self._cancelled(keys=[keys.job(job_id) for job_id in job_ids])}
 
     def reserve_key(self, key: str, fingerprint: str, job_id: str, *, pending_s: float) -> HeldKey:
         """Reserve idempotency ``key`` (a Redis key: ``inferq.keys.idempotency``) for a request of
