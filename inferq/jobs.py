@@ -5,7 +5,9 @@ jobs (``queued``; all refused if one would take its priority's queue past its li
 marks them ``running`` when their batch starts and ``done``, ``failed`` or ``expired`` (its
 deadline passed before its batch ran) when it ends, and the first outcome written is final: a
 message delivered twice (its worker died before acknowledging it) cannot change an answer a
-client may already have read. A job's record and stored inputs are kept while it is queued or
+client may already have read. A client may cancel a queued or running job (``cancelled``, final
+like the others): it leaves its counter at once, a worker skips it, or, already running, finds its
+outcome taken. A job's record and stored inputs are kept while it is queued or
 running, however long that is; its record expires RESULT_TTL after its outcome. Outcomes of jobs an
 API process waits for (``POST /recognize``) are also pushed to that process's reply list, one item
 per batch.
@@ -160,7 +162,8 @@ for j = 1, jobs do
   -- at the latest, and one whose record was lost is answered and then forgotten like the others.
   if redis.call('TTL', key) == -1 then
     redis.call('EXPIRE', key, ttl)
-    -- The job's Idempotency-Key lives as long as its record.
+    -- The job's Idempotency-Key lives as long as its record. Named by the record, not in KEYS:
+    -- the store needs one Redis already.
     local idempotency = redis.call('HGET', key, 'idempotency_key')
     if idempotency then
       redis.call('EXPIRE', idempotency, ttl)

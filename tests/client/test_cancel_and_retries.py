@@ -6,11 +6,12 @@ import _thread
 import json
 
 import numpy as np
+import orjson
 import pytest
 
-from inferq.client import Client, RetryPolicy, score_file
+from inferq.client import Client, RetryPolicy, score_file, uploads
 from inferq.client.cli import INTERRUPTED, main
-from inferq.client.errors import JobCancelled, JobLost, Unreachable
+from inferq.client.errors import HttpError, JobCancelled, JobLost, Unreachable
 from inferq.client.state import state_path
 from tests.client.conftest import QUICK_RETRIES
 from tests.client.fake_service import DROP_ANSWER, numbered_images
@@ -127,3 +128,16 @@ def watch_until_sent(monkeypatch, service, *, jobs: int) -> None:
         return answer
 
     monkeypatch.setattr(service, "_handle", handle)
+
+
+def test_a_409_saying_the_keys_first_send_is_in_flight_is_asked_again_and_other_409s_are_errors(service, client):
+    in_flight = (409, {"Retry-After": "0"}, orjson.dumps({"error": "still being admitted",
+                                                          "reason": "idempotency_key_in_flight"}))
+    service.script.append(in_flight)
+    job = client.submit_items(uploads.items(IMAGES[:2]), idempotency_key="k-1")
+    assert job.wait(5)[0].label == 0
+    assert service.requests == 3  # the 409, the POST again, the poll
+    service.script.append(in_flight)
+    with pytest.raises(HttpError) as refused:  # without a key, a 409 is the answer
+        client.submit_items(uploads.items(IMAGES[:2]))
+    assert refused.value.status == 409
