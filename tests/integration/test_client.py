@@ -1,7 +1,8 @@
 """``inferq score`` against the whole system built from real processes: Redis, a worker on the real
 model, the API under gunicorn. 10,000 MNIST test digits into each output format, the same answers
 as the model gives offline; a run stopped twice and resumed sends each chunk once; a full queue's
-503s are ridden out; a worker killed holding one of the run's jobs changes nothing."""
+503s are ridden out; a chunk whose answer was lost makes no second job; a worker killed holding one of
+the run's jobs changes nothing."""
 
 from __future__ import annotations
 
