@@ -4,7 +4,8 @@ Every model that takes images has both, under ``/models/<name>/``; ``POST /recog
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
 object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
-``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``).
+``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). ``.../jobs`` takes an
+``Idempotency-Key`` (``api.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
 """
 
 from __future__ import annotations
