@@ -257,7 +257,8 @@ return total
 """
 
 # KEYS: the job's record, its inputs hash, the counter and unfinished-jobs hash of its model and
-# priority, then the reply list its waiter reads (or none). ARGV: ttl, now, job id, the outcome JSON.
+# priority, the reply list its waiter reads. ARGV: ttl, now, job id, the outcome JSON, 1 if a waiter
+# reads that list (else 0: the key is a placeholder, so that KEYS keeps its layout).
 # Answers the status the job had: a queued or running one is now cancelled; any other (final, or
 # cancelled already) is left as it is, and a job without a record answers nothing.
 #
@@ -284,7 +285,7 @@ local idempotency = redis.call('HGET', KEYS[1], 'idempotency_key')
 if idempotency then
   redis.call('EXPIRE', idempotency, ARGV[1])
 end
-if KEYS[5] then
+if ARGV[5] == '1' then
   redis.call('RPUSH', KEYS[5], '[[' .. cjson.encode(ARGV[3]) .. ',' .. ARGV[4] .. ']]')
   redis.call('EXPIRE', KEYS[5], ARGV[1])
 end
@@ -651,11 +652,10 @@ class JobStore:
         model, priority, reply_to = (None if raw is None else raw.decode() for raw in fields)
         script_keys = [keys.job(job_id), keys.job_inputs(job_id),
                        keys.queued_images(model or "", priority or INTERACTIVE),
-                       keys.unfinished(model or "", priority or INTERACTIVE)]
-        if reply_to:
-            script_keys.append(reply_to)
+                       keys.unfinished(model or "", priority or INTERACTIVE), reply_to or keys.replies("")]
         outcome = Outcome.cancelled("cancelled (DELETE /jobs/<id>) before it finished; it has no answer")
-        status = self._cancel(keys=script_keys, args=[self._ttl, time.time(), job_id, outcome.to_json()])
+        status = self._cancel(keys=script_keys,
+                              args=[self._ttl, time.time(), job_id, outcome.to_json(), 1 if reply_to else 0])
         return None if status is None else status.decode()
 
     def cancelled(self, job_ids: Sequence[str]) -> set[str]:
