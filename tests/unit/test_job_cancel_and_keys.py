@@ -29,6 +29,7 @@ def test_cancelling_a_queued_job_counts_it_down_at_once_and_once(store, fake_red
     assert counted(store, fake_redis, "j1") == (1, False)  # j2's image is left
     assert not fake_redis.exists(keys.job_inputs("j1"))
     assert 0 < fake_redis.ttl(keys.job("j1")) <= 600
+    assert not fake_redis.exists(keys.replies(""))  # nobody waited: no reply pushed anywhere
     # Again: nothing more.
     assert store.cancel("j1") == CANCELLED
     assert counted(store, fake_redis, "j1") == (1, False)
