@@ -142,7 +142,7 @@ class JobEvents:
             try:
                 if not connection.can_read(timeout=POLL_S):
                     continue
-                reply = connection.read_response()
+                reply = connection.read_response(push_request=True)  # else redis-py hands them to a push handler
             except (redis.RedisError, OSError) as exc:
                 log.warning("job events: Redis out of reach (%s); connecting again", exc)
                 self._reconnect(connection)
