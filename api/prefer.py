@@ -20,12 +20,12 @@ from collections.abc import Iterable
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
-_WORD = rf"(?:{_TOKEN}|{_QUOTED})"
-#: One list element: a name, perhaps a value, perhaps parameters (which inferq reads none of).
-_PREFERENCE = re.compile(rf"[ \t]*({_TOKEN})(?:[ \t]*=[ \t]*({_WORD})?)?[ \t]*((?:;[ \t]*(?:{_TOKEN}"
-                         rf"(?:[ \t]*=[ \t]*{_WORD}?)?)?[ \t]*)*)")
-#: An element's end: a comma outside quoted strings, or the end of the header.
+#: A preference without its parameters: a name, perhaps a value. No two parts of it can match the
+#: same characters, so a malformed header costs no backtracking.
+_PREFERENCE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*(?:=[ \t]*({_TOKEN}|{_QUOTED})?[ \t]*)?")
+#: A list element, or its first part (up to a ";"): up to a separator outside quoted strings.
 _ELEMENT = re.compile(rf'(?:{_QUOTED}|[^,"])*')
+_FIRST_PART = re.compile(rf'(?:{_QUOTED}|[^;"])*')
 
 RESPOND_ASYNC = "respond-async"
 WAIT = "wait"
@@ -45,7 +45,8 @@ def parse(headers: Iterable[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for header in headers:
         for element in _ELEMENT.findall(header):
-            match = _PREFERENCE.fullmatch(element)
+            first = _FIRST_PART.match(element)
+            match = _PREFERENCE.fullmatch(first.group()) if first else None
             if match is None:
                 continue
             name, value = match.group(1).lower(), match.group(2) or ""
