@@ -12,6 +12,8 @@ import urllib.request
 
 import numpy as np
 
+from inferq.client import Client
+from inferq.client.job import POLL_WAIT_S
 from launcher.processes import free_port
 from tests.conftest import png_bytes
 from tests.support.models import build_model
@@ -251,11 +253,28 @@ def test_under_gunicorn_with_gevent_waits_hold_no_request_past_their_time(start_
         streamer = threading.Thread(target=stream, daemon=True)
         streamer.start()
         wait_for(lambda: events, 10, "the first event")
+        # The Python client waits with long polls: a few round trips, not one each quarter second.
+        job = Client(api.base_url).submit(mnist_test[0][:3])
+        polls_before, started = job_polls(api.base_url), time.monotonic()
+        collected: list = []
+        collector = threading.Thread(target=lambda: collected.append(job.wait(JOB_TIMEOUT_S)), daemon=True)
+        collector.start()
         start_worker(tmp_path / "models")
         streamer.join(JOB_TIMEOUT_S)
         assert not streamer.is_alive() and events[0] == "queued" and events[-1] == "done", events
+        collector.join(JOB_TIMEOUT_S)
+        took, polls = time.monotonic() - started, job_polls(api.base_url) - polls_before
+        assert [answer.label for answer in collected[0]] == [2, 2, 2]
+        assert 1 <= polls <= took / POLL_WAIT_S + 2, (polls, took)
         code, _, job = send(f"{location}?wait=5", None, {})
         assert code == 200 and job["status"] == "done" and len(job["result"]["results"]) == 2
     finally:
         assert api.stop() == 0
 
+
+def job_polls(base_url: str) -> float:
+    """The API's count of answered ``GET /jobs/<id>`` requests (its metrics)."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith('inferq_http_requests_total{method="GET",route="/jobs/<job_id>",status="200"}'))
