@@ -29,7 +29,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import redis
@@ -506,16 +506,67 @@ class JobStore:
                 log.warning("could not mark %d jobs running: %s", len(job_keys), exc)
         except BaseException:
             # A reply may still be on its way: never give the connection back with it unread.
-            connection.disconnect()
+            if connection is not None:
+                connection.disconnect()
             raise
         finally:
-            pool.release(connection)
+            if connection is not None:
+                pool.release(connection)
 
     def progress(self, items_done: Mapping[str, int]) -> None:
         """Record how many items of each running job (id -> items) the model has answered, and
         announce it, in one round trip."""
         if items_done:
             self._progress(keys=[keys.job(job_id) for job_id in items_done], args=list(items_done.values()))
+
+    @contextlib.contextmanager
+    def progress_reports(self) -> Iterator[Callable[[Mapping[str, int]], None]]:
+        """A function that records progress as :meth:`progress` does, for the block's time, without
+        waiting for Redis: each report is sent and its reply read when the next is sent, or when
+        the block ends, so that its round trip overlaps the next model call. A report that fails
+        is logged and dropped: progress is a hint, and the outcome that follows is what counts."""
+        pool = self._redis.connection_pool
+        connection = None  # taken on the first report: most batches have none
+        sent: list[Mapping[str, int]] = []
+
+        def read_reply() -> None:
+            assert connection is not None
+            items_done = sent.pop()
+            try:
+                try:
+                    connection.read_response()
+                except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
+                    self.progress(items_done)
+            except redis.RedisError as exc:
+                log.warning("could not write the progress of %d jobs: %s", len(items_done), exc)
+
+        def report(items_done: Mapping[str, int]) -> None:
+            nonlocal connection
+            if sent:
+                read_reply()
+            if connection is None:
+                connection = pool.get_connection()
+            job_keys = [keys.job(job_id) for job_id in items_done]
+            try:
+                connection.send_command("EVALSHA", self._progress.sha, len(job_keys), *job_keys,
+                                        *items_done.values())
+            except redis.RedisError as exc:
+                log.warning("could not send the progress of %d jobs: %s", len(items_done), exc)
+            else:
+                sent.append(dict(items_done))
+
+        try:
+            yield report
+            if sent:
+                read_reply()
+        except BaseException:
+            # A reply may still be on its way: never give the connection back with it unread.
+            if connection is not None:
+                connection.disconnect()
+            raise
+        finally:
+            if connection is not None:
+                pool.release(connection)
 
     def stored_inputs(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
         """Each job's stored inputs (input name -> bytes), in one round trip; empty where none are."""

@@ -171,10 +171,11 @@ class Settings:
     def __post_init__(self) -> None:
         positive = (
             "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
-            "result_ttl_s", "prefer_wait_max_s", "job_wait_max_s", "job_events_max_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
+            "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",
             "redis_replica_ack_timeout_ms",
+            "prefer_wait_max_s", "job_wait_max_s", "job_events_max_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -11,7 +11,8 @@
    several, small jobs packed together.
 6. Put each call's outputs back together per job, or fail the jobs a call held with its error: a
    model that fails fails only its own jobs. After each call, the jobs it answered part of (a big
-   job's items over several calls) have their progress written: one round trip a call.
+   job's items over several calls) have their progress written: one round trip a call, which
+   overlaps the next call.
 7. Write all outcomes, and delete the stored inputs, in one round trip.
 
 What goes back to a client says what happened without the worker's internals: a model's failure,
@@ -31,7 +32,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import redis
 
 from inferq import messages
 from inferq.jobs import Finished, JobStore, Outcome
@@ -80,10 +80,10 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
     if any(job.stored for jobs in live.values() for job in jobs):
         live = _read_stored(live, store, finished, metrics)
     if live:
-        with store.running([job.job_id for jobs in live.values() for job in jobs]):
+        running = [job.job_id for jobs in live.values() for job in jobs]
+        with store.running(running), store.progress_reports() as report:
             for (model, version), jobs in live.items():
-                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size,
-                                      _progress_reporter(store))
+                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -115,20 +115,8 @@ def _expired(model: str, job: messages.JobInput, now: float, metrics: WorkerMetr
     return Finished(job.job_id, job.count, model, job.priority, job.reply_to, Outcome.expired(error))
 
 
-#: Reports items done so far (job id -> items) of jobs that are still running.
+#: Reports items done so far (job id -> items) of jobs that are still running (``JobStore.progress_reports``).
 ReportProgress = Callable[[dict[str, int]], None]
-
-
-def _progress_reporter(store: JobStore) -> ReportProgress:
-    def report(items_done: dict[str, int]) -> None:
-        # Progress is a hint: a write that fails (Redis at maxmemory, a blip) must not cost the
-        # batch its answers; the finish that follows is what must be written.
-        try:
-            store.progress(items_done)
-        except redis.RedisError as exc:
-            log.warning("could not write the progress of %d jobs: %s", len(items_done), exc)
-
-    return report
 
 
 def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], find_model: FindModel,

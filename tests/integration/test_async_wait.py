@@ -39,9 +39,10 @@ def tensor_bodies(pixels: np.ndarray) -> dict[str, dict]:
     }
 
 
-def timed(call):
+def timed(call, *args, **kwargs):
+    """``call(*args, **kwargs)``, and the seconds it took."""
     started = time.monotonic()
-    response = call()
+    response = call(*args, **kwargs)
     return response, time.monotonic() - started
 
 
@@ -88,7 +89,7 @@ def test_prefer_with_no_worker_hands_back_jobs_that_outlive_the_sync_deadline_fi
             "/v1/models/mnist:classify": ("respond-async, wait=soon", "respond-async", (0, 0.5))}
     for path, body in tensor_bodies(mnist_test[0]).items():
         prefer, applied, (least, most) = asks[path]
-        response, elapsed = timed(lambda: client.post(path, json=body, headers={"Prefer": prefer}))
+        response, elapsed = timed(client.post, path, json=body, headers={"Prefer": prefer})
         assert response.status_code == 202 and response.headers["Preference-Applied"] == applied, path
         assert least <= elapsed < most, (path, elapsed)
         assert response.get_json()["images"] == 2
@@ -115,7 +116,7 @@ def test_a_long_poll_returns_as_soon_as_the_job_ends(start_worker, make_client, 
     lags = []
     for _ in range(3):
         job_id = client.post("/jobs", data=images(mnist_test[0])).get_json()["job_id"]
-        polled, elapsed = timed(lambda: client.get(f"/jobs/{job_id}?wait=30"))
+        polled, elapsed = timed(client.get, f"/jobs/{job_id}?wait=30")
         returned_at = time.time()
         job = polled.get_json()
         assert polled.status_code == 200 and job["status"] == "done", job
