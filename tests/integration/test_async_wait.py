@@ -14,6 +14,7 @@ from email.message import Message
 import numpy as np
 import pytest
 
+from api import job_stream
 from inferq.client import Client
 from inferq.client.job import POLL_WAIT_S
 from launcher.processes import free_port
@@ -146,6 +147,23 @@ def test_a_long_poll_of_a_job_that_does_not_end_returns_at_its_wait_and_bad_wait
         assert refused.status_code == 400 and "wait" in refused.get_json()["error"], bad
     unknown, elapsed = timed(lambda: client.get("/jobs/00000000-0000-4000-8000-000000000000?wait=5"))
     assert unknown.status_code == 404 and elapsed < 0.5
+
+
+def test_the_event_stream_of_a_job_that_does_not_end_keeps_alive_and_ends_at_its_limit(make_client, redis_url,
+                                                                                      mnist_test, monkeypatch):
+    monkeypatch.setattr(job_stream, "KEEPALIVE_S", 0.3)
+    publish(redis_url, mnist_spec(1))  # no worker: the job stays queued
+    client = make_client(job_events_max_s=1.2)
+    location = client.post("/jobs", data=images(mnist_test[0])).headers["Location"]
+    started = time.monotonic()
+    response = client.get(f"{location}/events", buffered=False)
+    text = "".join(chunk.decode() if isinstance(chunk, bytes) else chunk for chunk in response.response)
+    took = time.monotonic() - started
+    assert 1.2 <= took < 3, took
+    blocks = [block for block in text.split("\n\n") if block]
+    assert blocks[0].startswith("id: queued:0\nevent: status\ndata: ")
+    assert json.loads(blocks[0].split("data: ", 1)[1])["status"] == "queued"
+    assert blocks[1:] and all(block == ": keep-alive" for block in blocks[1:]), blocks
 
 
 def read_events(client, path: str, events: list[dict], headers: dict | None = None) -> int:
