@@ -506,12 +506,10 @@ class JobStore:
                 log.warning("could not mark %d jobs running: %s", len(job_keys), exc)
         except BaseException:
             # A reply may still be on its way: never give the connection back with it unread.
-            if connection is not None:
-                connection.disconnect()
+            connection.disconnect()
             raise
         finally:
-            if connection is not None:
-                pool.release(connection)
+            pool.release(connection)
 
     def progress(self, items_done: Mapping[str, int]) -> None:
         """Record how many items of each running job (id -> items) the model has answered, and
