@@ -1,4 +1,5 @@
 import json
+import uuid
 
 import numpy as np
 import orjson
@@ -323,7 +324,7 @@ def test_a_message_still_queued_is_taken_back_with_its_jobs(store, fake_redis):
 def test_each_change_of_a_job_is_published_once_and_progress_only_forward_while_it_runs(redis_url):
     client = redis.Redis.from_url(redis_url)
     store = JobStore(client, result_ttl_s=60, depth_limits={INTERACTIVE: 100, BULK: 100})
-    job_id = "progress-job"
+    job_id = f"progress-{uuid.uuid4()}"  # channels are the server's, not a database's: no other suite's
     channel = client.pubsub()
     channel.subscribe(keys.job_events(job_id))
     store.admit([(job_id, ["a", "b", "c", "d"])], model="m", priority=BULK)
