@@ -14,7 +14,9 @@ import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from flask import request
 
+from api import prefer
 from api.errors import ApiError, unavailable
 from api.inference_queue import Submitted
 from api.runtime import runtime
@@ -43,10 +45,14 @@ def json_object(raw: bytes, what: str) -> dict:
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
            scheduling: Scheduling, job_id: str | None = None) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it)."""
+    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it). A
+    job waited on (``reply``) is handed back when its wait is over where the request prefers it
+    (``Prefer: respond-async``, ``api.prefer``)."""
     rt = runtime()
+    hand_back_after_s = (prefer.hand_back_after_s(request.headers.getlist("Prefer"), rt.settings.prefer_wait_max_s)
+                         if reply else None)
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s, job_id=job_id)
+                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s, job_id=job_id)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 
