@@ -1,5 +1,7 @@
 """The job store's cancel and idempotency-key scripts, on fakeredis: each step, and each step again."""
 
+import uuid
+
 import orjson
 import pytest
 
@@ -112,3 +114,16 @@ def test_a_key_whose_jobs_record_is_gone_is_free_again(store, fake_redis):
     assert store.reserve_key(key, "other", "j2", pending_s=60).job_id == "j2"
     assert store.settle_key(key, "j1", "fp") is False  # the old request's settle leaves j2's key alone
     assert orjson.loads(fake_redis.get(key))["job_id"] == "j2"
+
+
+def test_a_cancel_is_published_once_on_the_jobs_channel(fake_redis, store):
+    job_id = f"cancel-{uuid.uuid4()}"
+    channel = fake_redis.pubsub()
+    channel.subscribe(keys.job_events(job_id))
+    store.admit([(job_id, ["a", "b"])], model=M, priority=BULK)
+    store.cancel(job_id)
+    store.cancel(job_id)  # cancelled already: nothing new to say
+    store.finish([Finished(job_id, 2, M, BULK, None, Outcome.done(ANSWER))])  # its worker's late finish: nor this
+    said = [orjson.loads(m["data"]) for m in iter(lambda: channel.get_message(timeout=0.2), None)
+            if m["type"] == "message"]
+    assert said == [{"job_id": job_id, "status": CANCELLED, "items": 2}]
