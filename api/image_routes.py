@@ -4,7 +4,7 @@ Every model that takes images has both, under ``/models/<name>/``; ``POST /recog
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
 object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
-``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). ``.../jobs`` takes an
+``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). Both take an
 ``Idempotency-Key`` (``api.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
 """
 
@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.job_watch import progress, until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
-from api.tensors import check_version, served_model, submit
+from api.tensors import check_version, served_model, submit, submit_and_wait
 from api.uploads import read_upload
 from inferq.jobs import DONE, FAILED, QUEUED, JobRecord
 from inferq.model_spec import ModelSpec
@@ -36,17 +36,16 @@ def recognize() -> Response:
 @blueprint.post("/models/<model:name>/versions/<int:version>/recognize")
 def recognize_with(name: str, version: int | None = None) -> Response:
     rt = runtime()
+    idempotency.key_of(request)  # a malformed key is refused before the upload is read
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
-    submitted = submit(served, upload.inputs, upload.filenames, reply=True,
-                       scheduling=from_request(request, INTERACTIVE))
-    outcome = rt.queue.wait(submitted)
+    job_id, outcome = submit_and_wait(served, upload.inputs, upload.filenames, from_request(request, INTERACTIVE))
     if outcome.status == FAILED:
-        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
+        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=job_id)
     check_version(served, (outcome.answer or {}).get("model_version"))
     answers = item_answers(upload.filenames, outcome, served.spec)
     body = answers[0] if len(answers) == 1 else {"results": answers}
-    return jsonify({**body, "job_id": submitted.job_id})
+    return jsonify({**body, "job_id": job_id})
 
 
 @blueprint.post("/jobs")

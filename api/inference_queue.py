@@ -111,15 +111,7 @@ class InferenceQueue:
             self._replies.forget(submitted.job_id)
             if submitted.hand_back is not None:
                 outcome = self._hand_back(submitted.hand_back)
-        if outcome is None:
-            raise ApiError(504, f"no answer within {submitted.wait_s:g} s; poll GET /jobs/{submitted.job_id} "
-                                "for how the job ended", job_id=submitted.job_id)
-        if outcome.status == EXPIRED:
-            raise ApiError(504, f"no answer within {submitted.wait_s:g} s: {outcome.error}", job_id=submitted.job_id)
-        if outcome.status == CANCELLED:
-            raise ApiError(409, f"job {submitted.job_id} was {outcome.error}", job_id=submitted.job_id,
-                           reason="cancelled")
-        return outcome
+        return answered(submitted.job_id, outcome, submitted.wait_s)
 
     def _hand_back(self, hand_back: HandedBack) -> Outcome:
         """The outcome that came just as the wait ended, if one did; else :class:`HandedBack`, with
@@ -167,6 +159,19 @@ class InferenceQueue:
 
     def dead_letters(self) -> int:
         return self._store.dead_letters()
+
+
+def answered(job_id: str, outcome: Outcome | None, wait_s: float) -> Outcome:
+    """A waited-for job's outcome, done or failed; a 504 for none within ``wait_s`` or one expired, a
+    409 for one cancelled."""
+    if outcome is None:
+        raise ApiError(504, f"no answer within {wait_s:g} s; poll GET /jobs/{job_id} for how the job ended",
+                       job_id=job_id)
+    if outcome.status == EXPIRED:
+        raise ApiError(504, f"no answer within {wait_s:g} s: {outcome.error}", job_id=job_id)
+    if outcome.status == CANCELLED:
+        raise ApiError(409, f"job {job_id} was {outcome.error}", job_id=job_id, reason="cancelled")
+    return outcome
 
 
 def _items(inputs: Mapping[str, np.ndarray]) -> int:

@@ -150,3 +150,48 @@ def test_a_sync_request_whose_job_is_cancelled_is_told_so(make_app, fake_redis, 
     assert answer.status_code == 409
     assert answer.get_json()["reason"] == "cancelled" and answer.get_json()["job_id"] == job.job_id
     assert_matches(answer, "/recognize", "post")
+
+
+def test_a_waited_request_sent_again_with_its_key_is_answered_its_jobs_outcome(make_app, fake_redis, digit_104):
+    publish_heartbeat(fake_redis)
+    app, worker = make_app()
+    client = app.test_client()
+    first = client.post("/recognize", data=files("a.png", data=digit_104), headers=KEY)
+    again = client.post("/recognize", data=files("a.png", data=digit_104), headers=KEY)
+    assert first.status_code == again.status_code == 200
+    assert again.get_json() == first.get_json()
+    assert len(worker.sent) == 1
+    other = client.post("/recognize", data=files("b.png", data=digit_104), headers=KEY)
+    assert other.status_code == 422 and len(worker.sent) == 1
+
+
+def test_a_handed_back_request_sent_again_with_its_key_is_handed_back_its_job(held, digit_104):
+    client, worker = held
+    asked = {**KEY, "Prefer": "respond-async"}
+    first = client.post("/recognize", data=files("a.png", data=digit_104), headers=asked)
+    again = client.post("/recognize", data=files("a.png", data=digit_104), headers=asked)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json() == first.get_json()
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.headers["Preference-Applied"] == "respond-async"
+    assert len(worker.sent) == 1
+    # Without respond-async the retry waits as a sync request does, and is told to poll.
+    waited = client.post("/recognize", data=files("a.png", data=digit_104), headers=KEY)
+    assert waited.status_code == 504 and waited.get_json()["job_id"] == first.get_json()["job_id"]
+    client.delete(first.headers["Location"])
+    cancelled = client.post("/recognize", data=files("a.png", data=digit_104), headers=KEY)
+    assert cancelled.status_code == 409 and cancelled.get_json()["reason"] == "cancelled"
+    assert len(worker.sent) == 1
+
+
+def test_kserve_infer_with_a_key_sent_twice_is_one_job(make_app, fake_redis, mnist_test):
+    publish_heartbeat(fake_redis)
+    app, worker = make_app()
+    client = app.test_client()
+    infer = {"inputs": [{"name": "inputdata", "shape": [1, 784], "datatype": "UINT8",
+                         "data": mnist_test[0][0].reshape(-1).tolist()}]}
+    first = client.post("/v2/models/mnist/infer", json=infer, headers=KEY)
+    again = client.post("/v2/models/mnist/infer", json=infer, headers=KEY)
+    assert first.status_code == again.status_code == 200
+    assert again.get_json() == first.get_json()
+    assert len(worker.sent) == 1

@@ -155,3 +155,24 @@ def test_a_cancelled_running_job_keeps_its_cancellation_and_is_counted_down_once
     record = client.get(f"/jobs/{running}").get_json()
     assert (record["status"], record["result"]) == ("cancelled", None)
     assert counter(store) == 0 and store.hlen(keys.unfinished("mnist", "bulk")) == 0
+
+
+def test_a_handed_back_request_sent_again_with_its_key_gets_its_job_then_its_answer(start_worker, make_client,
+                                                                                   redis_url, tmp_path, mnist_test):
+    build_model(tmp_path / "models", 1, label=4)
+    publish(redis_url, mnist_spec(1))
+    store = redis.Redis.from_url(redis_url)
+    client = make_client()
+    asked = {**KEY, "Prefer": "respond-async"}
+    first = client.post("/recognize", data=bulk(mnist_test[0][:2]), headers=asked)  # no worker: handed back
+    again = client.post("/recognize", data=bulk(mnist_test[0][:2]), headers=asked)
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["job_id"] == first.get_json()["job_id"] and jobs_made(store) == 1
+    start_worker(tmp_path / "models")
+    job_id = first.get_json()["job_id"]
+    wait_for(lambda: status(client, job_id) == "done", 60, "the job to be done")
+    answered = client.post("/recognize", data=bulk(mnist_test[0][:2]), headers=asked)
+    assert answered.status_code == 200
+    assert answered.get_json()["job_id"] == job_id
+    assert [result["labels"] for result in answered.get_json()["results"]] == [[4], [4]]
+    assert jobs_made(store) == 1
