@@ -3,7 +3,7 @@
 Every model that takes images has both, under ``/models/<name>/``; ``POST /recognize`` and
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
-object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
+object per image, in upload order]}`` (``inferq.answers``). ``.../recognize`` is interactive work and
 ``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``).
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api.answers import item_answers
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
 from api.uploads import read_upload
+from inferq.answers import item_answers
 from inferq.jobs import DONE, FAILED, JobRecord
 from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
