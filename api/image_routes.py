@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api import callback_field
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
 from api.uploads import read_upload
 from inferq.answers import item_answers
-from inferq.jobs import DONE, FAILED, JobRecord
+from inferq.job_view import job_view
+from inferq.jobs import FAILED, QUEUED, JobRecord
 from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
 
@@ -58,7 +60,9 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
-    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling).job_id
+    callback = callback_field.from_request(request, rt.settings)
+    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
+                    callback=callback).job_id
     location = url_for("images.get_job", job_id=job_id)
     body = {"job_id": job_id, "status": "queued", "model": name, "priority": scheduling.priority,
             "images": len(upload.filenames), "location": location}
@@ -67,25 +71,10 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
 
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    record = runtime().queue.job(job_id)
-    body: dict[str, object] = {
-        "job_id": record.job_id,
-        "status": record.status,
-        "model": record.model,
-        "priority": record.priority,
-        "images": len(record.filenames),
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "result": None,
-        "error": None,
-    }
-    if record.outcome is not None:
-        if record.outcome.status != DONE:
-            body["error"] = record.outcome.error
-        else:
-            body["result"] = {"results": item_answers(record.filenames, record.outcome, _spec_of(record))}
-    return jsonify(body)
+    rt = runtime()
+    record = rt.queue.job(job_id)
+    queue = rt.queue.position(record) if record.status == QUEUED else None
+    return jsonify(job_view(record, _spec_of(record), queue))
 
 
 def _spec_of(record: JobRecord) -> ModelSpec | None:

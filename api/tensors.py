@@ -42,11 +42,12 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs``."""
+           scheduling: Scheduling, callback: str | None = None) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs``, its final record POSTed to ``callback``
+    (a checked URL) if given."""
     rt = runtime()
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s)
+                                timeout_s=scheduling.timeout_s, callback=callback)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 
