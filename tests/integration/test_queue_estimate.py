@@ -1,0 +1,104 @@
+"""Where am I in the queue: the estimate a queued job shows, against when it really started, with a
+real worker draining a known backlog; and a full queue's Retry-After from the same drain rate."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+
+import numpy as np
+import redis
+
+from inferq import drain
+from tests.support.models import build_model
+from tests.support.waiting import wait_for
+
+#: Images per job, per model call, and the model's time per call: a worker drains about
+#: JOB / (CALLS * SLOW_S) images a second, steadily, whatever else runs.
+JOB, BATCH, SLOW_S = 32, 16, 0.1
+BACKLOG_JOBS = 40
+#: How far an estimate may be from the start it predicted: 30% of the wait it predicted, or
+#: half a second (a batch or two: a job starts when the batch before it ends, and a rate is
+#: measured over a few samples of half a second), whichever is more.
+TOLERANCE_SHARE, TOLERANCE_FLOOR_S = 0.3, 0.5
+
+
+def npy_job(images: int) -> dict:
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((images, 28, 28), np.uint8))
+    buffer.seek(0)
+    return {"images": [(buffer, "batch.npy")]}
+
+
+def queue_jobs(client, count: int, images: int = JOB) -> list[str]:
+    jobs = []
+    for _ in range(count):
+        response = client.post("/jobs", data=npy_job(images))
+        assert response.status_code == 202, response.get_json()
+        jobs.append(response.get_json()["job_id"])
+    return jobs
+
+
+def test_the_estimated_start_of_queued_jobs_matches_when_they_started(start_worker, make_client, redis_url,
+                                                                      tmp_path):
+    build_model(tmp_path / "models", 1, label=4, slow_seconds=SLOW_S)
+    worker = start_worker(tmp_path / "models", max_batch_size=BATCH)
+    client = make_client(max_batch_size=BATCH)
+    store = redis.Redis.from_url(redis_url)
+
+    # Nothing drained yet: the place is known, the time is not.
+    assert drain.read_rate(store, "mnist") is None
+    # A first backlog for the workers to measure their rate on.
+    warm_up = queue_jobs(client, 20)
+    first = client.get(f"/jobs/{warm_up[-1]}").get_json()
+    if first["status"] == "queued":
+        assert first["queue"]["items_ahead"] > 0 and first["queue"]["estimated_start"] is None
+    wait_for(lambda: drain.read_rate(store, "mnist"), 60, "the worker to measure a drain rate")
+    wait_for(lambda: all(client.get(f"/jobs/{job}").get_json()["status"] == "done" for job in warm_up), 60,
+             "the warm-up to drain")
+
+    backlog = queue_jobs(client, BACKLOG_JOBS)
+    estimates: dict[str, tuple[float, float, int]] = {}  # job -> (seen at, estimated start, items ahead)
+    deadline = time.monotonic() + 120
+    while True:
+        views = {job: client.get(f"/jobs/{job}").get_json() for job in backlog if job not in estimates}
+        now = time.time()
+        for job, view in views.items():
+            if view["status"] == "queued" and view["queue"]["estimated_start"] is not None:
+                estimates[job] = (now, view["queue"]["estimated_start"], view["queue"]["items_ahead"])
+        if all(view["status"] != "queued" for view in views.values()):
+            break
+        assert time.monotonic() < deadline, "the backlog did not drain"
+    wait_for(lambda: all(client.get(f"/jobs/{job}").get_json()["status"] == "done" for job in backlog), 60,
+             "the backlog to drain")
+
+    # Most of the backlog was seen queued with an estimate; each one's place was its order.
+    assert len(estimates) >= BACKLOG_JOBS // 2, f"only {len(estimates)} jobs were seen queued"
+    seen = [job for job in backlog if job in estimates]
+    errors, waits = [], []
+    for job in seen:
+        seen_at, estimated, ahead = estimates[job]
+        started = client.get(f"/jobs/{job}").get_json()["started_at"]
+        errors.append(started - estimated)
+        waits.append(started - seen_at)
+        assert ahead <= backlog.index(job) * JOB + JOB  # what was queued before it, at most
+    rate = drain.read_rate(store, "mnist")
+    print(f"\nestimate error over {len(seen)} jobs (started - estimated, s): mean {statistics.mean(errors):+.3f}, "
+          f"median abs {statistics.median(map(abs, errors)):.3f}, max abs {max(map(abs, errors)):.3f}; "
+          f"waits predicted {min(waits):.2f}..{max(waits):.2f} s; drain rate {rate:.0f} images/s")
+    print("errors:", " ".join(f"{error:+.2f}/{wait:.2f}" for error, wait in zip(errors, waits, strict=True)))
+    for index, (error, wait) in enumerate(zip(errors, waits, strict=True)):
+        assert abs(error) <= max(TOLERANCE_FLOOR_S, TOLERANCE_SHARE * wait), \
+            f"job {index} of {len(seen)}: started {error:+.2f} s from its estimate, {wait:.2f} s after it was made"
+
+    # A full queue's Retry-After: the time to drain what keeps this request out, at that rate.
+    worker.stop()
+    full = make_client(max_batch_size=BATCH, max_queue_depth=2000)
+    queue_jobs(full, 2, images=1000)
+    refused = full.post("/jobs", data=npy_job(1000))
+    assert refused.status_code == 503 and refused.get_json()["reason"] == "queue_full"
+    rate = drain.read_rate(store, "mnist")
+    expected = drain.retry_after_s(1000, rate, 1)
+    assert refused.headers["Retry-After"] == str(expected)
+    assert expected > 1, f"{rate} images/s should take more than a second for 1000 images"
