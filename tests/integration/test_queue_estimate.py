@@ -14,8 +14,8 @@ from inferq import drain
 from tests.support.models import build_model
 from tests.support.waiting import wait_for
 
-#: Images per job, per model call, and the model's time per call: a worker drains about
-#: JOB / (CALLS * SLOW_S) images a second, steadily, whatever else runs.
+#: Images per job, per model call, and the model's time per call: a worker drains at most
+#: BATCH / SLOW_S images a second, steadily, whatever else runs.
 JOB, BATCH, SLOW_S = 32, 16, 0.1
 BACKLOG_JOBS = 40
 #: How far an estimate may be from the start it predicted: 30% of the wait it predicted, or
