@@ -16,6 +16,7 @@ import io
 import itertools
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +62,8 @@ class FakeService:
         #: Image ids -> how many polls answer "queued" before "done".
         self.polls_before_done: Callable[[list[int]], int] = lambda ids: 0
         self._ids = itertools.count()
+        #: Every POST's query parameters, beside ``posts``.
+        self.queries: list[dict[str, list[str]]] = []
 
     def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes] | str:
         with self.lock:
@@ -68,10 +71,12 @@ class FakeService:
             self.authorization = headers.get("Authorization")
             if self.script:
                 return self.script.popleft()
+        path, _, query = path.partition("?")
         if method == "POST" and re.fullmatch(r"(/models/[^/]+)?/(jobs|recognize)", path):
             ids = image_ids(_decode(headers["Content-Type"], body))
             with self.lock:
                 self.posts.append((path, ids))
+                self.queries.append(urllib.parse.parse_qs(query))
                 if path.endswith("/recognize"):
                     return 200, {}, orjson.dumps(_answer(ids) if len(ids) > 1 else _result(ids[0]))
                 job_id = f"job-{next(self._ids)}"
