@@ -17,6 +17,11 @@ hash after anything else (a job whose finish or record was lost). Every script c
 without effect (redis-py retries a command that timed out), and finishing, withdrawing and
 reconciling run on a Redis at ``maxmemory``, which refuses new admissions.
 
+Beside those, every lane (model and priority) has two counters that only grow, images admitted and
+images ended, from which a queued job's place is read (``inferq.drain``), and a job that ends with a
+callback is queued for delivery (``inferq.callbacks``): both in the scripts that end jobs, by the
+one piece of Lua they share (``_ENDED``).
+
 Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
 pushes the message at once, a worker writes a batch's outcomes at once. The scripts touch several
 keys, so the store needs one Redis, not a cluster.
@@ -562,8 +567,9 @@ class JobStore:
             return [{name.decode(): data for name, data in inputs.items()} for inputs in pipe.execute()]
 
     def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = ()) -> None:
-        """Record the jobs' outcomes, answer whoever waits for them, and delete the stored inputs
-        of the jobs ``stored`` names, all in one round trip."""
+        """Record the jobs' outcomes, answer whoever waits for them, count them ended in their lanes,
+        queue their callbacks, and delete the stored inputs of the jobs ``stored`` names, all in one
+        round trip."""
         # Lua indexes KEYS from 1: the counters, their unfinished hashes, the jobs, then each reply
         # list once, the inputs, the counters' lanes and the due callbacks.
         counters = {counter: position + 1 for position, counter in
