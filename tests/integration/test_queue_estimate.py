@@ -8,9 +8,10 @@ import statistics
 import time
 
 import numpy as np
+import orjson
 import redis
 
-from inferq import drain
+from inferq import drain, keys
 from tests.support.models import build_model
 from tests.support.waiting import wait_for
 
@@ -18,10 +19,10 @@ from tests.support.waiting import wait_for
 #: BATCH / SLOW_S images a second, steadily, whatever else runs.
 JOB, BATCH, SLOW_S = 32, 16, 0.1
 BACKLOG_JOBS = 40
-#: How far an estimate may be from the start it predicted: 30% of the wait it predicted, or
+#: How far an estimate may be from the start it predicted: a third of the wait it predicted, or
 #: half a second (a batch or two: a job starts when the batch before it ends, and a rate is
 #: measured over a few samples of half a second), whichever is more.
-TOLERANCE_SHARE, TOLERANCE_FLOOR_S = 0.3, 0.5
+TOLERANCE_SHARE, TOLERANCE_FLOOR_S = 1 / 3, 0.5
 
 
 def npy_job(images: int) -> dict:
@@ -40,6 +41,15 @@ def queue_jobs(client, count: int, images: int = JOB) -> list[str]:
     return jobs
 
 
+def all_done(store: redis.Redis, jobs: list[str]) -> bool:
+    # Read from Redis in one round trip, not through the API: the test's own CPU must not slow the
+    # worker whose rate it checks (two cores are shared by everything here).
+    with store.pipeline(transaction=False) as pipe:
+        for job in jobs:
+            pipe.hget(keys.job(job), "status")
+        return all(status == b"done" for status in pipe.execute())
+
+
 def test_the_estimated_start_of_queued_jobs_matches_when_they_started(start_worker, make_client, redis_url,
                                                                       tmp_path):
     build_model(tmp_path / "models", 1, label=4, slow_seconds=SLOW_S)
@@ -55,23 +65,26 @@ def test_the_estimated_start_of_queued_jobs_matches_when_they_started(start_work
     if first["status"] == "queued":
         assert first["queue"]["items_ahead"] > 0 and first["queue"]["estimated_start"] is None
     wait_for(lambda: drain.read_rate(store, "mnist"), 60, "the worker to measure a drain rate")
-    wait_for(lambda: all(client.get(f"/jobs/{job}").get_json()["status"] == "done" for job in warm_up), 60,
-             "the warm-up to drain")
+    wait_for(lambda: all_done(store, warm_up), 60, "the warm-up to drain", interval_s=0.25)
+    # The meter has seen the lanes empty: the backlog's rate is measured on its own stretch.
+    wait_for(lambda: orjson.loads(store.lindex(keys.drain_samples("mnist"), 0))[2] == 0, 10,
+             "a sample of the empty lanes", interval_s=0.1)
 
     backlog = queue_jobs(client, BACKLOG_JOBS)
     estimates: dict[str, tuple[float, float, int]] = {}  # job -> (seen at, estimated start, items ahead)
-    deadline = time.monotonic() + 120
-    while True:
-        views = {job: client.get(f"/jobs/{job}").get_json() for job in backlog if job not in estimates}
-        now = time.time()
-        for job, view in views.items():
+
+    def estimate_each_job_once() -> bool:
+        # Each job's first estimate, the one made furthest ahead; done once none is left to see queued.
+        left = False
+        for job in (job for job in backlog if job not in estimates):
+            now, view = time.time(), client.get(f"/jobs/{job}").get_json()
             if view["status"] == "queued" and view["queue"]["estimated_start"] is not None:
                 estimates[job] = (now, view["queue"]["estimated_start"], view["queue"]["items_ahead"])
-        if all(view["status"] != "queued" for view in views.values()):
-            break
-        assert time.monotonic() < deadline, "the backlog did not drain"
-    wait_for(lambda: all(client.get(f"/jobs/{job}").get_json()["status"] == "done" for job in backlog), 60,
-             "the backlog to drain")
+            left = left or view["status"] == "queued"
+        return not left
+
+    wait_for(estimate_each_job_once, 120, "every job of the backlog to start", interval_s=0.25)
+    wait_for(lambda: all_done(store, backlog), 60, "the backlog to drain", interval_s=0.25)
 
     # Most of the backlog was seen queued with an estimate; each one's place was its order.
     assert len(estimates) >= BACKLOG_JOBS // 2, f"only {len(estimates)} jobs were seen queued"
