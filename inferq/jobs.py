@@ -75,8 +75,9 @@ end
 # job, one inputs hash per job, then the queue to push a message onto and its bell (or neither),
 # then the lane's admitted-images counter.
 # ARGV: max depth, now, priority, job count, model, then for each job its id, image count, filenames
-# (JSON) and number of stored inputs followed by their names and bytes, then the message, then each
-# job's callback URL ('' for none). Answers 1 or 0 per job (it fits or not) and the depth after.
+# (JSON) and number of stored inputs followed by their names and bytes, then the message (if a queue
+# is among KEYS), last a JSON object of job id -> its callback URL. Answers 1 or 0 per job (it fits
+# or not) and the depth after.
 # Each new job's record keeps ``lane_mark``, the lane's admitted images before it.
 #
 # All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
@@ -119,17 +120,16 @@ for _, j in ipairs(new) do
   redis.call('HSET', KEYS[2], id, n)
 end
 depth = redis.call('INCRBY', KEYS[1], added)
-local pushes = #KEYS > 3 + 2 * jobs
-if pushes then
+if #KEYS > 3 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
 end
-local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), a + (pushes and 1 or 0)
+local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV])
 for _, j in ipairs(new) do
   redis.call('HSET', KEYS[2 + j], 'lane_mark', mark)
   mark = mark + tonumber(ARGV[offsets[j] + 1])
-  local url = ARGV[callbacks + j - 1]
-  if url and url ~= '' then
+  local url = callbacks[ARGV[offsets[j]]]
+  if url then
     redis.call('HSET', KEYS[2 + j], 'callback_url', url, 'callback_status', 'pending', 'callback_attempts', 0)
   end
 end
@@ -444,7 +444,9 @@ class JobStore:
             script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
         script_keys.append(keys.lane_admitted(model, priority))
-        args += [callbacks.get(job_id, "") for job_id, _ in jobs]
+        # An object, not an array: cjson reads an empty table as either.
+        args.append(json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
+                               separators=(",", ":")) if callbacks else "{}")
 
         def run_script(pipe: redis.client.Pipeline) -> None:
             pipe.evalsha(self._admit.sha, len(script_keys), *script_keys, *args)
