@@ -13,6 +13,7 @@ import redis
 
 from inferq import drain, keys
 from tests.support.models import build_model
+from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
 #: Images per job, per model call, and the model's time per call: a worker drains at most
@@ -53,17 +54,17 @@ def all_done(store: redis.Redis, jobs: list[str]) -> bool:
 def test_the_estimated_start_of_queued_jobs_matches_when_they_started(start_worker, make_client, redis_url,
                                                                       tmp_path):
     build_model(tmp_path / "models", 1, label=4, slow_seconds=SLOW_S)
-    worker = start_worker(tmp_path / "models", max_batch_size=BATCH)
+    publish(redis_url, mnist_spec(1))  # as an earlier worker would have: the API takes the work
     client = make_client(max_batch_size=BATCH)
     store = redis.Redis.from_url(redis_url)
 
-    # Nothing drained yet: the place is known, the time is not.
-    assert drain.read_rate(store, "mnist") is None
-    # A first backlog for the workers to measure their rate on.
-    warm_up = queue_jobs(client, 20)
-    first = client.get(f"/jobs/{warm_up[-1]}").get_json()
-    if first["status"] == "queued":
-        assert first["queue"]["items_ahead"] > 0 and first["queue"]["estimated_start"] is None
+    # A first backlog for the worker to measure its rate on, queued before it starts: posting
+    # while it drains would slow it by this test's own CPU, and the rate with it. Nothing drained
+    # yet: the place is known, the time is not.
+    warm_up = queue_jobs(client, 30)
+    assert client.get(f"/jobs/{warm_up[-1]}").get_json()["queue"] == \
+        {"items_ahead": 29 * JOB, "drain_rate": None, "estimated_start": None}
+    worker = start_worker(tmp_path / "models", max_batch_size=BATCH)
     wait_for(lambda: drain.read_rate(store, "mnist"), 60, "the worker to measure a drain rate")
     wait_for(lambda: all_done(store, warm_up), 60, "the warm-up to drain", interval_s=0.25)
     # The meter has seen the lanes empty: the backlog's rate is measured on its own stretch.
