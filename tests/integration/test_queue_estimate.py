@@ -20,10 +20,12 @@ from tests.support.waiting import wait_for
 #: BATCH / SLOW_S images a second, steadily, whatever else runs.
 JOB, BATCH, SLOW_S = 32, 16, 0.1
 BACKLOG_JOBS = 40
-#: How far an estimate may be from the start it predicted: a third of the wait it predicted, or
-#: half a second (a batch or two: a job starts when the batch before it ends, and a rate is
-#: measured over a few samples of half a second), whichever is more.
-TOLERANCE_SHARE, TOLERANCE_FLOOR_S = 1 / 3, 0.5
+#: How far an estimate may be from the start it predicted: half the wait it predicted, or half a
+#: second (a batch or two: a job starts when the batch before it ends, and a rate is measured over
+#: a few samples of half a second), whichever is more. On a machine shared with other tests the
+#: worst estimates were off by a third of their wait (docs/benchmarks.md): the rate changes under
+#: them with the machine's load. An estimate off by 2x, or counting the wrong lane, fails.
+TOLERANCE_SHARE, TOLERANCE_FLOOR_S = 1 / 2, 0.5
 
 
 def npy_job(images: int) -> dict:
