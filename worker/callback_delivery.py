@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between looks at the due set while nothing is due.
 IDLE_POLL_S = 1.0
+#: Seconds a stopping worker waits for the delivery in flight.
+STOP_WAIT_S = 5.0
 #: Bytes of a receiver's answer read (for the error text), at most.
 ANSWER_BYTES = 512
 
@@ -84,9 +86,11 @@ class CallbackDeliverer:
         self._thread.start()
 
     def stop(self) -> None:
+        # A POST still in flight is not waited for long: its claim's lease ends, and another
+        # deliverer sends it again.
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self.lease_s)
+            self._thread.join(timeout=STOP_WAIT_S)
 
     def _run(self) -> None:
         while not self._stop.is_set():
