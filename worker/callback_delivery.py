@@ -1,6 +1,6 @@
 """The deliverer: a worker thread that POSTs ended jobs' records to their callbacks.
 
-It claims one due delivery at a time (``inferq.callbacks.Deliveries``, leased so that a dead
+Each of its few threads claims one due delivery at a time (``inferq.callbacks.Deliveries``, leased so that a dead
 deliverer's work comes due again, and never held by two), renders the job as ``GET /jobs/<id>``
 shows it (``inferq.job_view``), signs it (Standard Webhooks) and POSTs it with CALLBACK_TIMEOUT_S
 for the connection and the answer. No redirect is followed: a 3xx counts as a failure, since the
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 #: Longest wait between looks at the due set while nothing is due.
 IDLE_POLL_S = 1.0
-#: Seconds a stopping worker waits for the delivery in flight.
+#: Threads a worker process delivers with: a receiver slow to answer holds one of them, not all.
+THREADS = 4
+#: Seconds a stopping worker waits for the deliveries in flight.
 STOP_WAIT_S = 5.0
 #: Bytes of a receiver's answer read (for the error text), at most.
 ANSWER_BYTES = 512
@@ -78,19 +80,23 @@ class CallbackDeliverer:
         # all three, so that no other deliverer claims a job while this one may still be posting.
         self.lease_s = 3 * self._timeout_s + 5
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inferq-callbacks", daemon=True)
+        self._threads = [threading.Thread(target=self._run, name=f"inferq-callbacks-{n}", daemon=True)
+                         for n in range(THREADS)]
 
     def start(self) -> None:
         if self._key is None:  # callbacks are not enabled: none was admitted
             return
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         # A POST still in flight is not waited for long: its claim's lease ends, and another
         # deliverer sends it again.
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=STOP_WAIT_S)
+        deadline = time.monotonic() + STOP_WAIT_S
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
