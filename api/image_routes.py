@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import callback_field
+from api import callback_field, job_stream
 from api.errors import ApiError
+from api.job_watch import until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
@@ -72,9 +73,16 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
     rt = runtime()
-    record = rt.queue.job(job_id)
+    # ?wait=S: a long poll, answered as soon as the job ends (or after S with the job as it is).
+    wait_s = wait_parameter(request.args.get("wait"), rt.settings.job_wait_max_s)
+    record = until_final(rt.queue, rt.events, job_id, wait_s)
     queue = rt.queue.position(record) if record.status == QUEUED else None
     return jsonify(job_view(record, _spec_of(record), queue))
+
+
+@blueprint.get("/jobs/<job_id>/events")
+def job_events(job_id: str) -> Response:
+    return job_stream.event_stream(job_id)
 
 
 def _spec_of(record: JobRecord) -> ModelSpec | None:

@@ -10,6 +10,13 @@ from inferq.jobs import DONE, JobRecord
 from inferq.model_spec import ModelSpec
 
 
+def progress(record: JobRecord) -> dict[str, int]:
+    """Items the model has answered of the job's items: all of a job done, else what its worker
+    last reported (0 before its first model call ends)."""
+    items = len(record.filenames)
+    return {"items_done": items if record.status == DONE else min(record.items_done, items), "items": items}
+
+
 def job_view(record: JobRecord, spec: ModelSpec | None, queue: dict[str, object] | None = None) -> dict[str, object]:
     """``record`` as JSON: ``spec`` is its model as served now (for class names; None if it is not),
     ``queue`` where it stands if it is queued (``inferq.drain.position``)."""
@@ -19,6 +26,7 @@ def job_view(record: JobRecord, spec: ModelSpec | None, queue: dict[str, object]
         "model": record.model,
         "priority": record.priority,
         "images": len(record.filenames),
+        "progress": progress(record),
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,

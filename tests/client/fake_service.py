@@ -49,6 +49,8 @@ class FakeService:
         self.posts: list[tuple[str, list[int]]] = []
         self.jobs: dict[str, dict] = {}
         self.requests = 0
+        #: The query string of every poll.
+        self.queries: list[str] = []
         self.authorization: str | None = None
         self.outstanding = 0
         self.max_outstanding = 0
@@ -63,7 +65,7 @@ class FakeService:
         self.polls_before_done: Callable[[list[int]], int] = lambda ids: 0
         self._ids = itertools.count()
         #: Every POST's query parameters, beside ``posts``.
-        self.queries: list[dict[str, list[str]]] = []
+        self.post_queries: list[dict[str, list[str]]] = []
 
     def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes] | str:
         with self.lock:
@@ -76,7 +78,7 @@ class FakeService:
             ids = image_ids(_decode(headers["Content-Type"], body))
             with self.lock:
                 self.posts.append((path, ids))
-                self.queries.append(urllib.parse.parse_qs(query))
+                self.post_queries.append(urllib.parse.parse_qs(query))
                 if path.endswith("/recognize"):
                     return 200, {}, orjson.dumps(_answer(ids) if len(ids) > 1 else _result(ids[0]))
                 job_id = f"job-{next(self._ids)}"
@@ -84,8 +86,11 @@ class FakeService:
                 self.outstanding += 1
                 self.max_outstanding = max(self.max_outstanding, self.outstanding)
             return 202, {"Location": f"/jobs/{job_id}"}, orjson.dumps({"job_id": job_id, "status": "queued"})
+        # A service of before long polls: ?wait= is ignored.
         match = re.fullmatch(r"/jobs/([^/]+)", path)
         if method == "GET" and match:
+            with self.lock:
+                self.queries.append(query)
             return self._poll(match.group(1))
         return 404, {}, orjson.dumps({"error": "no such route"})
 

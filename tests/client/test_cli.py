@@ -41,7 +41,7 @@ def test_score_asks_a_callback_for_every_chunk_when_told(service, tmp_path):
     status = main(["score", str(tmp_path / "in.npy"), "--out", str(tmp_path / "out.npy"), "--url", service.url,
                    "--quiet", "--callback", hook])
     assert status == 0
-    assert service.queries == [{"callback": [hook]}] * 2  # two chunks of at most 1,024
+    assert service.post_queries == [{"callback": [hook]}] * 2  # two chunks of at most 1,024
 
 
 def test_score_exits_1_and_names_the_images_that_failed(service, tmp_path, capsys):
