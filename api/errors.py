@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import redis
 from flask import Flask, Response, jsonify
@@ -20,7 +21,8 @@ from inferq.jobs import QueueFull
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client refused for a full queue or an unreachable Redis is asked to wait.
+#: Seconds a client refused for an unreachable Redis is asked to wait, and for a full queue where no
+#: drain rate is known yet.
 RETRY_AFTER_S = 1
 
 
@@ -74,7 +76,8 @@ def _render(error: ApiError) -> Response:
     return error_response(error.status, error.message, error.headers, **error.details)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, retry_after_s: Callable[[QueueFull, int], int] | None = None) -> None:
+    """``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
         return _render(error)
@@ -89,8 +92,12 @@ def register_error_handlers(app: Flask) -> None:
     def queue_full(error: QueueFull) -> Response:
         which = f"model {error.model!r}: the" if error.model else "the"
         details = {"model": error.model} if error.model else {}
-        return _render(unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
-                                   "try again shortly", reason="queue_full", priority=error.priority, **details))
+        refusal = unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
+                              "try again shortly", reason="queue_full", priority=error.priority, **details)
+        if retry_after_s is not None:
+            # When enough of the queue will have drained for this work to fit (``inferq.drain``).
+            refusal.headers["Retry-After"] = str(retry_after_s(error, RETRY_AFTER_S))
+        return _render(refusal)
 
     @app.errorhandler(ImageError)
     def bad_image(error: ImageError) -> Response:

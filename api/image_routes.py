@@ -3,7 +3,7 @@
 Every model that takes images has both, under ``/models/<name>/``; ``POST /recognize`` and
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
-object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
+object per image, in upload order]}`` (``inferq.answers``). ``.../recognize`` is interactive work and
 ``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``).
 """
 
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import job_stream
-from api.answers import item_answers
+from api import callback_field, job_stream
 from api.errors import ApiError
-from api.job_watch import progress, until_final, wait_parameter
+from api.job_watch import until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
 from api.uploads import read_upload
-from inferq.jobs import DONE, FAILED, JobRecord
+from inferq.answers import item_answers
+from inferq.job_view import job_view
+from inferq.jobs import FAILED, QUEUED, JobRecord
 from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
 
@@ -60,7 +61,9 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
-    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling).job_id
+    callback = callback_field.from_request(request, rt.settings)
+    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
+                    callback=callback).job_id
     location = url_for("images.get_job", job_id=job_id)
     body = {"job_id": job_id, "status": "queued", "model": name, "priority": scheduling.priority,
             "images": len(upload.filenames), "location": location}
@@ -73,25 +76,8 @@ def get_job(job_id: str) -> Response:
     # ?wait=S: a long poll, answered as soon as the job ends (or after S with the job as it is).
     wait_s = wait_parameter(request.args.get("wait"), rt.settings.job_wait_max_s)
     record = until_final(rt.queue, rt.events, job_id, wait_s)
-    body: dict[str, object] = {
-        "job_id": record.job_id,
-        "status": record.status,
-        "model": record.model,
-        "priority": record.priority,
-        "images": len(record.filenames),
-        "progress": progress(record),
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "result": None,
-        "error": None,
-    }
-    if record.outcome is not None:
-        if record.outcome.status != DONE:
-            body["error"] = record.outcome.error
-        else:
-            body["result"] = {"results": item_answers(record.filenames, record.outcome, _spec_of(record))}
-    return jsonify(body)
+    queue = rt.queue.position(record) if record.status == QUEUED else None
+    return jsonify(job_view(record, _spec_of(record), queue))
 
 
 @blueprint.get("/jobs/<job_id>/events")

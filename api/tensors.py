@@ -44,14 +44,16 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs``. A job waited on (``reply``) is handed back
-    when its wait is over where the request prefers it (``Prefer: respond-async``, ``api.prefer``)."""
+           scheduling: Scheduling, callback: str | None = None) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs``, its final record POSTed to ``callback``
+    (a checked URL) if given. A job waited on (``reply``) is handed back when its wait is over where
+    the request prefers it (``Prefer: respond-async``, ``api.prefer``)."""
     rt = runtime()
     hand_back_after_s = (prefer.hand_back_after_s(request.headers.getlist("Prefer"), rt.settings.prefer_wait_max_s)
                          if reply else None)
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s)
+                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s,
+                                callback=callback)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 

@@ -54,7 +54,8 @@ def score(client: Client, args: argparse.Namespace) -> int:
 
     try:
         summary = score_file(client, args.input, args.out, model=args.model, chunk=args.chunk,
-                             concurrency=args.concurrency, resume=args.resume, on_start=started, on_chunk=chunk_done)
+                             concurrency=args.concurrency, resume=args.resume, on_start=started, on_chunk=chunk_done,
+                             callback=args.callback)
     finally:
         for bar in bars:
             bar.close()
@@ -111,6 +112,8 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"images per request (default and most: {DEFAULT_MAX_IMAGES})")
     run.add_argument("--resume", action="store_true", help="go on from where a stopped run left OUTPUT")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--callback", metavar="URL",
+                     help="a URL the service POSTs each chunk's job to when it ends (one it allows)")
     run.set_defaults(command=score)
 
     one = commands.add_parser("recognize", parents=[common], help="print the answer for each image file")

@@ -49,18 +49,20 @@ class Client:
             answers += [Answer.from_result(result, name) for result, name in zip(results, names, strict=True)]
         return answers
 
-    def submit(self, images: object, *, model: str | None = None) -> Job:
-        """One asynchronous job of at most ``max_images_per_request`` images (``score`` takes more)."""
+    def submit(self, images: object, *, model: str | None = None, callback: str | None = None) -> Job:
+        """One asynchronous job of at most ``max_images_per_request`` images (``score`` takes more).
+        ``callback``: a URL the service POSTs the job's final record to when it ends (one of its
+        CALLBACK_ALLOWED_URLS; docs/callbacks.md)."""
         found = uploads.items(images)
         count = sum(item.count for item in found)
         if count > self.max_images:
             raise ValueError(f"{count} images in one job, more than the {self.max_images} a request may carry: "
                              f"use score() or recognize(), which split them")
-        return self.submit_items(found, model)
+        return self.submit_items(found, model, callback)
 
-    def submit_items(self, batch: list[uploads.Item], model: str | None = None) -> Job:
+    def submit_items(self, batch: list[uploads.Item], model: str | None = None, callback: str | None = None) -> Job:
         body, content_type = uploads.multipart(batch)
-        answer = self.transport.request("POST", routes.jobs(model), body, {"Content-Type": content_type})
+        answer = self.transport.request("POST", routes.jobs(model, callback), body, {"Content-Type": content_type})
         return Job(self.transport, answer.json()["job_id"], answer.headers.get("Location"),
                    [name for item in batch for name in item.names()])
 
@@ -69,14 +71,15 @@ class Client:
         return Job(self.transport, job_id, location)
 
     def score(self, dataset: object, *, model: str | None = None, chunk: int = DEFAULT_MAX_IMAGES,
-              concurrency: int = 4) -> Iterator[Chunk]:
+              concurrency: int = 4, callback: str | None = None) -> Iterator[Chunk]:
         """A whole data set's answers, as :class:`Chunk` s in input order.
 
         ``dataset``: an array, a path (``.npy``, IDX, a directory of images) or a list of image paths.
         At most ``concurrency`` chunks are in flight; a chunk whose job failed carries its error.
+        ``callback``: as for :meth:`submit`, for each chunk's job.
         """
         return score_chunks(self, open_dataset(dataset), model=model, chunk=min(chunk, self.max_images),
-                            concurrency=concurrency)
+                            concurrency=concurrency, callback=callback)
 
     def stop(self) -> None:
         """Make every wait and retry in flight give up (:class:`~inferq.client.errors.Interrupted`).

@@ -16,6 +16,7 @@ import io
 import itertools
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -63,6 +64,8 @@ class FakeService:
         #: Image ids -> how many polls answer "queued" before "done".
         self.polls_before_done: Callable[[list[int]], int] = lambda ids: 0
         self._ids = itertools.count()
+        #: Every POST's query parameters, beside ``posts``.
+        self.post_queries: list[dict[str, list[str]]] = []
 
     def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes] | str:
         with self.lock:
@@ -70,10 +73,12 @@ class FakeService:
             self.authorization = headers.get("Authorization")
             if self.script:
                 return self.script.popleft()
+        path, _, query = path.partition("?")
         if method == "POST" and re.fullmatch(r"(/models/[^/]+)?/(jobs|recognize)", path):
             ids = image_ids(_decode(headers["Content-Type"], body))
             with self.lock:
                 self.posts.append((path, ids))
+                self.post_queries.append(urllib.parse.parse_qs(query))
                 if path.endswith("/recognize"):
                     return 200, {}, orjson.dumps(_answer(ids) if len(ids) > 1 else _result(ids[0]))
                 job_id = f"job-{next(self._ids)}"
@@ -81,7 +86,7 @@ class FakeService:
                 self.outstanding += 1
                 self.max_outstanding = max(self.max_outstanding, self.outstanding)
             return 202, {"Location": f"/jobs/{job_id}"}, orjson.dumps({"job_id": job_id, "status": "queued"})
-        path, _, query = path.partition("?")  # a service of before long polls: ?wait= is ignored
+        # A service of before long polls: ?wait= is ignored.
         match = re.fullmatch(r"/jobs/([^/]+)", path)
         if method == "GET" and match:
             with self.lock:
