@@ -39,6 +39,22 @@ def unavailable(message: str, **details: object) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)}, **details)
 
 
+def queue_error(error: Exception) -> ApiError:
+    """The 503 for a refusal of the queue's layer: a full queue (``QueueFull``), or Redis out of reach
+    (redis-py's errors, ``SendFailed``), whatever front end the request came through."""
+    if isinstance(error, QueueFull):
+        which = f"model {error.model!r}: the" if error.model else "the"
+        details = {"model": error.model} if error.model else {}
+        return unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
+                           "try again shortly", reason="queue_full", priority=error.priority, **details)
+    log.warning("Redis out of reach: %s", error)
+    return unavailable("the broker (Redis) does not answer; try again shortly", reason="broker")
+
+
+#: What the queue's layer raises for :func:`queue_error` to answer.
+QUEUE_ERRORS = (QueueFull, SendFailed, redis.RedisError)
+
+
 def image_error_status(error: ImageError) -> int:
     if isinstance(error, TooManyPixels):
         return 413
@@ -81,16 +97,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(SendFailed)
-    def broker_unreachable(error: Exception) -> Response:
-        log.warning("Redis out of reach: %s", error)
-        return _render(unavailable("the broker (Redis) does not answer; try again shortly", reason="broker"))
-
     @app.errorhandler(QueueFull)
-    def queue_full(error: QueueFull) -> Response:
-        which = f"model {error.model!r}: the" if error.model else "the"
-        details = {"model": error.model} if error.model else {}
-        return _render(unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
-                                   "try again shortly", reason="queue_full", priority=error.priority, **details))
+    def refused_by_the_queue(error: Exception) -> Response:
+        return _render(queue_error(error))
 
     @app.errorhandler(ImageError)
     def bad_image(error: ImageError) -> Response:

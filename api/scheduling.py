@@ -3,7 +3,8 @@
 Every route that queues work takes them, with its own default priority: ``priority``
 (``interactive`` or ``bulk``, or Triton's levels 1 and 2) and ``timeout_ms``, as form fields of an
 upload or query parameters; the KServe route also reads Triton's ``parameters.priority`` and
-``parameters.timeout`` (in microseconds, as Triton counts it).
+``parameters.timeout`` (in microseconds, as Triton counts it), and the gRPC front end the same
+parameters and the call's deadline (``chosen``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ def from_request(request: Request, default: str, *, priority: object = None,
     if timeout_s is None:
         raw = _field(request, "timeout_ms")
         timeout_s = None if raw is None else _positive(raw, "timeout_ms") / 1000
+    return chosen(default, priority=priority, timeout_s=timeout_s)
+
+
+def chosen(default: str, *, priority: object = None, timeout_s: float | None = None) -> Scheduling:
+    """A request's scheduling, whatever carried it: its ``priority`` (a name, a Triton level, or
+    None for ``default``) and ``timeout_s`` (None: none)."""
     try:
-        chosen = priorities.parse(priority)
+        parsed = priorities.parse(priority)
     except priorities.PriorityError as error:
         raise ApiError(400, str(error)) from None
-    return Scheduling(chosen or default, timeout_s)
+    return Scheduling(parsed or default, timeout_s)
 
 
 def triton_timeout_s(value: object) -> float | None:
