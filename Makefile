@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,test,monitoring
 
-.PHONY: setup up test compose-test train bench lint clean
+.PHONY: setup up test compose-test train bench lint protos clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(MODEL),--model '$(MODEL)',)
+
+# api/grpc/protos' Python modules, generated again from its vendored .proto files with grpcio-tools.
+# They are committed (the API image and `make up` need no protoc); tests/contracts/test_grpc_protos.py
+# fails when what is committed is not what this makes.
+protos: setup
+	$(PY) -m api.grpc.protos.generate
 
 lint: setup
 	$(PY) -m ruff check .
