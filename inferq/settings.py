@@ -88,7 +88,9 @@ class Settings:
     api_connections: int = 1000
     #: Port of the gRPC front end (``python -m api.grpc``: KServe v2's GRPCInferenceService), Triton's.
     grpc_port: int = 8001
-    #: Threads of the gRPC server's pool. A call to infer holds one while it waits for its answer,
+    #: Processes of the gRPC front end, sharing GRPC_PORT (SO_REUSEPORT), as API_PROCESSES.
+    grpc_processes: int = 2
+    #: Threads of each gRPC server process's pool. A call to infer holds one while it waits for its answer,
     #: so this bounds the gRPC calls in flight; the rest wait in grpcio, costing no thread.
     grpc_threads: int = 64
     #: PEM files of the gRPC front end's certificate (chain) and key: both set, it serves TLS only.
@@ -170,7 +172,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "grpc_port", "grpc_threads", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
+            "port", "grpc_port", "grpc_processes", "grpc_threads", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",

@@ -128,7 +128,7 @@ class Launcher:
             except (urllib.error.URLError, OSError):
                 return False
 
-        _wait_for(lambda: ready() and _grpc_serving(self.settings), READY_TIMEOUT_S,
+        _wait_for(lambda: ready() and grpc_serving(self.settings), READY_TIMEOUT_S,
                   "the service did not become ready", None, lambda: self._stopping)
         if self._stopping:
             return
@@ -193,7 +193,7 @@ def grpc_command() -> list[str]:
     return [sys.executable, "-m", "api.grpc"]
 
 
-def _grpc_serving(settings: Settings) -> bool:
+def grpc_serving(settings: Settings) -> bool:
     """Whether the gRPC front end's health checking says it serves inference (``api.grpc.health``);
     under TLS, whose certificate need not name this host, whether it takes connections."""
     import grpc

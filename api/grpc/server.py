@@ -1,9 +1,12 @@
 """``python -m api.grpc``: the gRPC front end's process, beside the HTTP API's.
 
-A grpcio server on a pool of GRPC_THREADS threads: HTTP/2 and the messages are parsed in C, and
-a call to infer holds its thread while it waits for its answer through the queue, as a sync HTTP
-request does under granian. (grpc.aio would hold no thread, but the queue's wait is a blocking one
-that it would hand to threads all the same.) It serves:
+GRPC_PROCESSES processes (as API_PROCESSES for HTTP), each a grpcio server on a pool of
+GRPC_THREADS threads, all bound to GRPC_PORT with SO_REUSEPORT: the kernel spreads connections
+among them, as among granian's workers. HTTP/2 and the messages are parsed in C, but the servicer
+is Python, and one process's GIL caps it (docs/grpc.md has the figures). A call to infer holds its
+thread while it waits for its answer through the queue, as a sync HTTP request does under granian.
+(grpc.aio would hold no thread, but the queue's wait is a blocking one that it would hand to
+threads all the same.) Each process serves:
 
 - ``inference.GRPCInferenceService`` (``api.grpc.servicer``), on the app's runtime: the queue,
   models and settings that ``api.create_app`` builds for the HTTP API, none of its routes served;
@@ -19,7 +22,10 @@ be answered, as the HTTP server's graceful stop.
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -44,7 +50,8 @@ _ANSWER_BYTES = 256 * 1024 * 1024
 class GrpcServer:
     """The gRPC server on ``app``'s runtime, on ``address`` (``host:port``; port 0: any free one)."""
 
-    def __init__(self, app: Flask, settings: Settings, address: str | None = None) -> None:
+    def __init__(self, app: Flask, settings: Settings, address: str | None = None, *,
+                 reuse_port: bool = False) -> None:
         self.settings = settings
         self.app = app
         self.server = grpc.server(
@@ -52,8 +59,9 @@ class GrpcServer:
             interceptors=[ApiKeyInterceptor(settings.api_key)] if settings.api_key else [],
             options=[("grpc.max_receive_message_length", settings.max_request_bytes),
                      ("grpc.max_send_message_length", _ANSWER_BYTES),
-                     # One server a port: a second process on it is an error, not a share of the calls.
-                     ("grpc.so_reuseport", 0)],
+                     # Shared only among this server's own processes: otherwise a second server on
+                     # the port is an error, not a share of the calls.
+                     ("grpc.so_reuseport", int(reuse_port))],
         )
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), self.server)
         self.health = Health(app, settings.heartbeat_interval_s)
@@ -76,14 +84,41 @@ class GrpcServer:
         self.app.extensions[EXTENSION].replies.close()
 
 
-def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT."""
-    from api import create_app
-
-    server = GrpcServer(create_app(settings), settings)
+def serve(settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT: GRPC_PROCESSES servers, spawned (grpcio does not survive a fork
+    once started); a server that dies stops the rest, and the exit status says so."""
+    if settings.grpc_processes == 1:
+        serve_one(settings)
+        return 0
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=serve_one, args=(settings, True), name=f"grpc-{index}")
+                for index in range(settings.grpc_processes)]
+    for child in children:
+        child.start()
+    while not stopping.wait(0.5):
+        if any(not child.is_alive() for child in children):
+            log.error("a gRPC server process exited; stopping the others")
+            break
+    for child in children:
+        if child.is_alive():
+            os.kill(child.pid, signal.SIGTERM)
+    for child in children:
+        child.join(settings.sync_timeout_s + 10)
+    return 0 if stopping.is_set() and all(child.exitcode == 0 for child in children) else 1
+
+
+def serve_one(settings: Settings, reuse_port: bool = False) -> None:
+    """One server process, until SIGTERM or SIGINT."""
+    from api import create_app
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    server = GrpcServer(create_app(settings), settings, reuse_port=reuse_port)
     server.start()
     log.info("gRPC front end on port %d (%s)", server.port, "TLS" if settings.grpc_tls_cert_file else "plaintext")
     stopping.wait()
@@ -93,4 +128,4 @@ def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(settings)
+    sys.exit(serve(settings))
