@@ -55,8 +55,8 @@ def model_ready(name: str, version: int | None = None) -> Response:
     # The protocol reads any 4xx as "not ready"; a 5xx would read as the server failing.
     error = open_inference.not_ready(name, version)
     if error is not None:
-        return error_response(error.status if error.status < 500 else 400, error.message, ready=False,
-                              **({"reason": error.details["reason"]} if error.details.get("reason") == "broker" else {}))
+        broker = {"reason": "broker"} if error.details.get("reason") == "broker" else {}
+        return error_response(error.status if error.status < 500 else 400, error.message, ready=False, **broker)
     return jsonify({"ready": True})
 
 

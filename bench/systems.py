@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inferq.settings import Settings
-from launcher import grpc_serving, api_command, grpc_command, worker_command
+from launcher import api_command, grpc_command, grpc_serving, worker_command
 from launcher.processes import Child, descendants, free_port
 from launcher.redis_server import embedded_redis
 

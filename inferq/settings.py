@@ -172,7 +172,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "grpc_port", "grpc_processes", "grpc_threads", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
+            "port", "grpc_port", "grpc_processes", "grpc_threads",
+            "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",

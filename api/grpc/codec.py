@@ -62,7 +62,8 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
         else:
             field = CONTENTS.get(tensor.datatype)
             if filled != [field] and filled:
-                expected = f"its values go in '{field}'" if field else "it has no typed contents: send raw_input_contents"
+                expected = (f"its values go in '{field}'" if field
+                            else "it has no typed contents: send raw_input_contents")
                 raise ApiError(400, f"{what}: {tensor.datatype} values in {', '.join(map(repr, filled))}; {expected}")
             values = getattr(tensor.contents, field) if field else ()
             if field == "bytes_contents":

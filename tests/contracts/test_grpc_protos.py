@@ -11,8 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import descriptor_pool
 from google.protobuf import __version__ as protobuf_version
+from google.protobuf import descriptor_pool
 
 from api.grpc.protos import generate
 

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from launcher import grpc_command
-from launcher.processes import free_port
+from launcher.processes import descendants, free_port
 from tests.protocols.conftest import REAL_LABEL, REAL_VERSION
 from tests.support.processes import REPO
 from tests.support.waiting import wait_for
@@ -74,9 +74,11 @@ def images(mnist_test) -> np.ndarray:
     return mnist_test[0][:6]
 
 
-def test_the_process_never_imports_tensorflow(grpc_process):
-    maps = Path(f"/proc/{grpc_process[0].pid}/maps").read_text()
-    assert "tensorflow" not in maps
+def test_the_processes_never_import_tensorflow(grpc_process):
+    pids = [grpc_process[0].pid, *descendants(grpc_process[0].pid)]
+    assert len(pids) >= 3  # GRPC_PROCESSES (2) servers under the one started
+    for pid in pids:
+        assert "tensorflow" not in Path(f"/proc/{pid}/maps").read_text(), pid
     # And the modules it runs, imported afresh, import none either.
     probe = subprocess.run([sys.executable, "-c", "import sys, api.grpc.server, api.grpc.servicer, api;"
                             "print('tensorflow' in sys.modules)"], cwd=REPO, capture_output=True, text=True,

@@ -27,7 +27,8 @@ def generate(out: Path) -> list[Path]:
     from grpc_tools import protoc  # grpcio-tools: only where the modules are generated (the test extra)
 
     with tempfile.TemporaryDirectory() as raw:
-        args = ["protoc", f"-I{HERE}", f"--python_out={raw}", f"--grpc_python_out={raw}", *(str(HERE / p) for p in PROTOS)]
+        args = ["protoc", f"-I{HERE}", f"--python_out={raw}", f"--grpc_python_out={raw}",
+                *(str(HERE / proto) for proto in PROTOS)]
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed: {' '.join(args)}")
         written = []
