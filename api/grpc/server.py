@@ -107,7 +107,10 @@ def serve(settings: Settings) -> int:
             os.kill(child.pid, signal.SIGTERM)
     for child in children:
         child.join(settings.sync_timeout_s + 10)
-    return 0 if stopping.is_set() and all(child.exitcode == 0 for child in children) else 1
+        if child.is_alive():
+            child.kill()
+    # Stopped by a signal: done (a server still starting may have died of it); else one died unasked.
+    return 0 if stopping.is_set() else 1
 
 
 def serve_one(settings: Settings, reuse_port: bool = False) -> None:

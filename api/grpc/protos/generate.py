@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,13 +25,14 @@ _IMPORT = re.compile(r"^import (\w+_pb2) as (\w+)$", re.M)
 
 def generate(out: Path) -> list[Path]:
     """Write the generated modules into ``out``; the paths written."""
-    from grpc_tools import protoc  # grpcio-tools: only where the modules are generated (the test extra)
-
     with tempfile.TemporaryDirectory() as raw:
-        args = ["protoc", f"-I{HERE}", f"--python_out={raw}", f"--grpc_python_out={raw}",
-                *(str(HERE / proto) for proto in PROTOS)]
-        if protoc.main(args) != 0:
-            raise SystemExit(f"protoc failed: {' '.join(args)}")
+        # grpcio-tools' protoc (the test extra), in a process of its own: its C++ protobuf in a process
+        # that has loaded many others' modules has crashed it.
+        args = [sys.executable, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={raw}",
+                f"--grpc_python_out={raw}", *(str(HERE / proto) for proto in PROTOS)]
+        made = subprocess.run(args, capture_output=True, text=True)
+        if made.returncode != 0:
+            raise SystemExit(f"protoc failed: {' '.join(args)}\n{made.stderr}")
         written = []
         for made in sorted(Path(raw).glob("*.py")):
             text = _IMPORT.sub(rf"from {PACKAGE} import \1 as \2", made.read_text())
