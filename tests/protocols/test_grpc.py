@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+import shutil
+import subprocess
 import time
 
 import grpc
@@ -480,3 +483,36 @@ def test_not_serving_inference_while_redis_does_not_answer(make_app, unreachable
     with served_over_grpc(app) as address:
         assert health_of(address, "") == health_pb2.HealthCheckResponse.SERVING
         assert health_of(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+# --- TLS -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for localhost and 127.0.0.1, and its key (openssl, Debian's)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_tls_only_when_a_certificate_is_set(make_app, serve, certificate):
+    serve()
+    cert, key = certificate
+    app, _ = make_app()
+    settings = dataclasses.replace(app.extensions["inferq"].settings, grpc_tls_cert_file=str(cert),
+                                   grpc_tls_key_file=str(key))
+    images = digits(1).reshape(1, 784).astype(np.float32)
+    with served_over_grpc(app, settings) as address:
+        secure = triton_grpc.InferenceServerClient(address, ssl=True, root_certificates=str(cert))
+        assert secure.infer("mnist", [infer_input(images)]).as_numpy("labels").tolist() == stand_in_labels(images)
+        secure.close()
+        plain = triton_grpc.InferenceServerClient(address)
+        with pytest.raises(InferenceServerException) as refused:
+            plain.is_server_live(client_timeout=2)
+        assert refused.value.status() in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+        plain.close()
