@@ -81,6 +81,7 @@ def answer_bytes(address: str, model: str, body: Bodies) -> int:
 def h2load(url: str, concurrency: int, seconds: float, data: Path, headers: list[str], *, h1: bool,
            log: Path) -> tuple[list[tuple[int, float]], int, float]:
     """(status, ms) of every request h2load finished, the response body bytes, the seconds it ran."""
+    log.unlink(missing_ok=True)  # h2load appends to its log
     command = ["h2load", "--clients", str(concurrency), "--threads", str(min(concurrency, 2)),
                "--max-concurrent-streams", "1", "--duration", f"{seconds:g}", "--data", str(data),
                "--log-file", str(log), *(part for header in headers for part in ("--header", header)),
