@@ -20,6 +20,7 @@ import struct
 from api.errors import ApiError
 from api.grpc.protos import grpc_service_pb2 as pb
 from api.tensors import Answer
+from inferq.dtypes import BY_KSERVE
 
 #: The typed contents field of each datatype (model_config.proto's ``InferTensorContents``).
 CONTENTS = {
@@ -65,6 +66,8 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
                 expected = (f"its values go in '{field}'" if field
                             else "it has no typed contents: send raw_input_contents")
                 raise ApiError(400, f"{what}: {tensor.datatype} values in {', '.join(map(repr, filled))}; {expected}")
+            if field is None and tensor.datatype in BY_KSERVE:
+                raise ApiError(400, f"{what}: {tensor.datatype} has no typed contents: send raw_input_contents")
             values = getattr(tensor.contents, field) if field else ()
             if field == "bytes_contents":
                 chunks.append(b"".join(_LENGTH.pack(len(value)) + value for value in values))

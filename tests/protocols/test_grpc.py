@@ -405,6 +405,8 @@ CASES = {
                                       "holds 1568 values, its 'data' 784"),
     "FP16 typed": (typed_request("FP16", [1, 784], "fp32_contents", [0.0] * 784),
                    "FP16 values in 'fp32_contents'; it has no typed contents: send raw_input_contents"),
+    "FP16 without raw contents": (typed_request("FP16", [1, 784], "fp32_contents", []),
+                                  "input 'inputdata': FP16 has no typed contents: send raw_input_contents"),
     "typed no data": (typed_request("FP32", [1, 784], "fp32_contents", []), "holds 784 values, its 'data' 0"),
     "UINT8 too bright": (typed_request("UINT8", [1, 784], "uint_contents", [300] + [0] * 783),
                          "300 at [0] does not fit UINT8 (0..255)"),
