@@ -3,9 +3,10 @@
 Every call runs in the app's context (the queue, the served models and the settings of
 ``api.create_app``: the HTTP API's own), and every refusal is the HTTP route's, as a gRPC status
 (``api.grpc.status``). The call's deadline is the job's (as HTTP's ``timeout`` parameter): work
-whose caller has stopped waiting is never run. The RPCs inferq does not serve (streaming,
-statistics, model control, shared memory, trace and log settings) answer UNIMPLEMENTED, grpcio's
-default.
+whose caller has stopped waiting is never run. ``ModelStreamInfer`` answers a stream's requests
+one after another, each refusal as the stream's ``error_message`` (as Triton does), the stream
+going on. The RPCs inferq does not serve (statistics, model control, shared memory, trace and log
+settings) answer UNIMPLEMENTED, grpcio's default.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flask import Flask
 from google.protobuf import json_format
 
 from api import open_inference
-from api.errors import QUEUE_ERRORS, ApiError, queue_error
+from api.errors import QUEUE_ERRORS, ApiError, client_text, queue_error
 from api.grpc import codec
 from api.grpc.protos import grpc_service_pb2 as pb
 from api.grpc.protos import grpc_service_pb2_grpc
@@ -40,16 +41,21 @@ def _answered(method: Callable) -> Callable:
         with self.app.app_context():
             try:
                 return method(self, request, context)
-            except ApiError as error:
-                refusal = error
-            except QUEUE_ERRORS as error:
-                refusal = queue_error(error)
-            except Exception:
-                log.exception("unhandled error in %s", method.__name__)
-                refusal = ApiError(500, "internal error; the server log has the details")
+            except Exception as error:  # noqa: BLE001 (each is answered: refusal_of says how)
+                refusal = refusal_of(error, method.__name__)
         context.abort_with_status(status_of(refusal))
 
     return call
+
+
+def refusal_of(error: Exception, where: str) -> ApiError:
+    """What an RPC answers for ``error``: the HTTP route's refusal, or a 500 that tells nothing."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, QUEUE_ERRORS):
+        return queue_error(error)
+    log.error("unhandled error in %s", where, exc_info=error)
+    return ApiError(500, "internal error; the server log has the details")
 
 
 def _version(text: str) -> int | None:
@@ -100,6 +106,21 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_answered
     def ModelInfer(self, request, context):  # noqa: N802
+        return self._infer(request, context)
+
+    def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
+        for request in request_iterator:
+            with self.app.app_context():
+                try:
+                    answer = pb.ModelStreamInferResponse(infer_response=self._infer(request, context))
+                except Exception as error:  # noqa: BLE001 (answered in the stream, which goes on)
+                    refusal = refusal_of(error, "ModelStreamInfer")
+                    answer = pb.ModelStreamInferResponse(error_message=client_text(refusal.message),
+                                                         infer_response=pb.ModelInferResponse(
+                                                             model_name=request.model_name, id=request.id))
+            yield answer
+
+    def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         body, binary = codec.request_body(request)
         decoded = open_inference.decode_request(request.model_name, _version(request.model_version), body, binary)
         timeout_s = triton_timeout_s(decoded.parameters.get("timeout"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import queue
 import shutil
 import subprocess
 import time
@@ -269,6 +270,25 @@ def test_the_asyncio_client(stand_in):
 
     with served_over_grpc(stand_in[0]) as address:
         assert asyncio.run(call(address)) == stand_in_labels(images)
+
+
+def test_a_stream_answers_each_request_in_turn_and_its_refusals_in_the_stream(triton):
+    answers: queue.Queue = queue.Queue()
+    triton.start_stream(callback=lambda result, error: answers.put((result, error)))
+    images = digits(2, seed=9).reshape(2, 784).astype(np.float32)
+    wrong = triton_grpc.InferInput("inputdata", [1, 784], "INT32")
+    wrong.set_data_from_numpy(np.zeros((1, 784), np.int32))
+    triton.async_stream_infer("mnist", [infer_input(images)], request_id="s-1")
+    triton.async_stream_infer("mnist", [wrong], request_id="s-2")
+    triton.async_stream_infer("mnist", [infer_input(images[:1])], request_id="s-3")
+    got = [answers.get(timeout=10) for _ in range(3)]
+    triton.stop_stream()
+    (first, none), (_, refused), (third, also_none) = got
+    assert none is None and also_none is None
+    assert first.as_numpy("labels").tolist() == stand_in_labels(images)
+    assert first.get_response().id == "s-1" and third.get_response().id == "s-3"
+    assert third.as_numpy("labels").tolist() == stand_in_labels(images[:1])
+    assert "datatype 'INT32'; the model takes FP32 [-1, 784]" in refused.message()
 
 
 # --- scheduling: priority and deadline ---------------------------------------------------------------

@@ -164,6 +164,26 @@ def test_async_infer(triton, images):
         assert_answered(result, len(result.as_numpy("labels")))
 
 
+def test_stream_infer(triton, images):
+    answers: list = []
+    done = threading.Event()
+
+    def callback(result, error) -> None:
+        answers.append((result, error))
+        if len(answers) == 2:
+            done.set()
+
+    triton.start_stream(callback=callback, headers=KEY)
+    triton.async_stream_infer("mnist", [infer_input(images[:2])], request_id="s-1")
+    triton.async_stream_infer("mnist", [infer_input(images[:3], "UINT8")], request_id="s-2")
+    assert done.wait(30)
+    triton.stop_stream()
+    assert [error for _, error in answers] == [None, None]
+    assert [result.get_response().id for result, _ in answers] == ["s-1", "s-2"]
+    assert_answered(answers[0][0], 2)
+    assert_answered(answers[1][0], 3)
+
+
 def test_a_bad_tensor_is_the_clients_error(triton):
     tensor = triton_grpc.InferInput("inputdata", [1, 784], "FP64")  # wider than the model's FP32: not exact
     tensor.set_data_from_numpy(np.full((1, 784), 0.5, np.float64))
