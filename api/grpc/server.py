@@ -22,9 +22,8 @@ be answered, as the HTTP server's graceful stop.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import signal
+import subprocess
 import sys
 import threading
 from concurrent import futures
@@ -43,6 +42,8 @@ from inferq.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The argument that makes ``python -m api.grpc`` one of the servers sharing the port.
+ONE = "--one"
 #: Messages of up to MAX_REQUEST_BYTES, as over HTTP; answers are bounded by the batch, not by this.
 _ANSWER_BYTES = 256 * 1024 * 1024
 
@@ -85,30 +86,30 @@ class GrpcServer:
 
 
 def serve(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT: GRPC_PROCESSES servers, spawned (grpcio does not survive a fork
-    once started); a server that dies stops the rest, and the exit status says so."""
+    """Run until SIGTERM or SIGINT: GRPC_PROCESSES servers, each its own ``python -m api.grpc --one``
+    (grpcio does not survive a fork once started, and multiprocessing's spawn leaves a helper
+    process behind); a server that dies stops the rest, and the exit status says so."""
     if settings.grpc_processes == 1:
         serve_one(settings)
         return 0
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=serve_one, args=(settings, True), name=f"grpc-{index}")
-                for index in range(settings.grpc_processes)]
-    for child in children:
-        child.start()
+    # The servers read the same environment, so the same settings.
+    children = [subprocess.Popen([sys.executable, "-m", "api.grpc", ONE]) for _ in range(settings.grpc_processes)]
     while not stopping.wait(0.5):
-        if any(not child.is_alive() for child in children):
+        if any(child.poll() is not None for child in children):
             log.error("a gRPC server process exited; stopping the others")
             break
     for child in children:
-        if child.is_alive():
-            os.kill(child.pid, signal.SIGTERM)
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
     for child in children:
-        child.join(settings.sync_timeout_s + 10)
-        if child.is_alive():
+        try:
+            child.wait(settings.sync_timeout_s + 10)
+        except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
     # Stopped by a signal: done (a server still starting may have died of it); else one died unasked.
     return 0 if stopping.is_set() else 1
 
@@ -117,7 +118,6 @@ def serve_one(settings: Settings, reuse_port: bool = False) -> None:
     """One server process, until SIGTERM or SIGINT."""
     from api import create_app
 
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -128,7 +128,13 @@ def serve_one(settings: Settings, reuse_port: bool = False) -> None:
     server.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv == [ONE]:  # one of serve()'s servers, sharing the port with the others
+        serve_one(settings, reuse_port=True)
+        sys.exit(0)
+    if argv:
+        sys.exit(f"usage: python -m api.grpc (GRPC_PROCESSES servers on GRPC_PORT); got {' '.join(argv)}")
     sys.exit(serve(settings))
