@@ -538,3 +538,17 @@ def test_tls_only_when_a_certificate_is_set(make_app, serve, certificate):
             plain.is_server_live(client_timeout=2)
         assert refused.value.status() in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
         plain.close()
+
+
+def test_an_unexpected_error_is_internal_and_tells_nothing(stand_in, triton, monkeypatch):
+    from api import open_inference
+
+    def broken(name, version=None):
+        raise RuntimeError("failed reading /work/models/mnist/secret")
+
+    monkeypatch.setattr(open_inference, "model_metadata", broken)
+    with pytest.raises(InferenceServerException) as failed:
+        triton.get_model_metadata("mnist")
+    assert (failed.value.status(), failed.value.message()) == ("StatusCode.INTERNAL",
+                                                               "internal error; the server log has the details")
+    assert triton.is_server_live()  # and the server goes on
