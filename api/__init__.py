@@ -11,10 +11,11 @@ import time
 import redis
 from flask import Flask, Response, g, request
 
-from api import health, image_routes, kserve, openapi, tfserving, web
+from api import hand_back, health, image_routes, kserve, openapi, tfserving, web
 from api.auth import refuse_cross_site_writes, require_api_key
 from api.errors import register_error_handlers
 from api.inference_queue import InferenceQueue
+from api.job_events import JobEvents
 from api.json_provider import OrjsonProvider
 from api.metrics import ApiMetrics
 from api.replies import ReplyListener
@@ -73,10 +74,12 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         workers=workers,
         metrics=metrics,
         replies=replies,
+        events=JobEvents(client),
     )
 
     app.url_map.converters["model"] = ModelName
     register_error_handlers(app)
+    hand_back.register(app)
     _measure_requests(app, metrics)
     refuse_cross_site_writes(app, settings.trusted_origins)
     if settings.api_key:

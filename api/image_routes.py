@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api import job_stream
 from api.answers import item_answers
 from api.errors import ApiError
+from api.job_watch import progress, until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit
@@ -67,13 +69,17 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
 
 @blueprint.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    record = runtime().queue.job(job_id)
+    rt = runtime()
+    # ?wait=S: a long poll, answered as soon as the job ends (or after S with the job as it is).
+    wait_s = wait_parameter(request.args.get("wait"), rt.settings.job_wait_max_s)
+    record = until_final(rt.queue, rt.events, job_id, wait_s)
     body: dict[str, object] = {
         "job_id": record.job_id,
         "status": record.status,
         "model": record.model,
         "priority": record.priority,
         "images": len(record.filenames),
+        "progress": progress(record),
         "created_at": record.created_at,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
@@ -86,6 +92,11 @@ def get_job(job_id: str) -> Response:
         else:
             body["result"] = {"results": item_answers(record.filenames, record.outcome, _spec_of(record))}
     return jsonify(body)
+
+
+@blueprint.get("/jobs/<job_id>/events")
+def job_events(job_id: str) -> Response:
+    return job_stream.event_stream(job_id)
 
 
 def _spec_of(record: JobRecord) -> ModelSpec | None:

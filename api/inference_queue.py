@@ -9,29 +9,36 @@ rendered as a 503 by ``api.errors``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import redis
 
 from api.errors import ApiError
+from api.hand_back import HandedBack
 from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import messages
-from inferq.jobs import EXPIRED, JobRecord, JobStore, Outcome
+from inferq.jobs import EXPIRED, QUEUED, JobRecord, JobStore, Outcome
 
 
 class Submitted:
     """A job in the queue; :meth:`InferenceQueue.wait` gives its outcome if it was sent to be waited on."""
 
-    def __init__(self, job_id: str, waiter: Waiter | None, wait_s: float | None) -> None:
+    def __init__(self, job_id: str, waiter: Waiter | None, wait_s: float | None, *,
+                 hand_back: HandedBack | None = None) -> None:
         self.job_id = job_id
         self.waiter = waiter
-        #: How long the job is worth waiting for: past that it is not run.
+        #: How long the job is worth waiting for: past that it is not run (unless it is handed back).
         self.wait_s = wait_s
+        #: What the request is answered with if the wait ends first, where it asked for that
+        #: (``Prefer: respond-async``): then the job runs on, to be polled.
+        self.hand_back = hand_back
 
 
 #: Makes the sender of a model's work of a priority, messages of up to the given items.
@@ -62,39 +69,63 @@ class InferenceQueue:
         return submitter
 
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-               priority: str, timeout_s: float | None = None) -> Submitted:
+               priority: str, timeout_s: float | None = None, hand_back_after_s: float | None = None) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty.
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
-        wait (SYNC_TIMEOUT_S) is over: nobody would read its answer.
+        wait (SYNC_TIMEOUT_S) is over: nobody would read its answer. A job waited on for
+        ``hand_back_after_s`` and then handed back (``Prefer: respond-async``) has no such
+        deadline but its own ``timeout_s``: it is polled for once the wait is over.
         """
         job_id = str(uuid.uuid4())
-        limits = [limit for limit in (timeout_s, self._sync_timeout_s if reply else None) if limit is not None]
-        wait_s = min(limits) if limits else None
+        hand_back = None
+        if reply and hand_back_after_s is not None:
+            deadline_s = timeout_s
+            wait_s = hand_back_after_s if timeout_s is None else min(timeout_s, hand_back_after_s)
+            if timeout_s is None or timeout_s > hand_back_after_s:  # else its deadline ends the wait: a 504
+                hand_back = HandedBack(job_id, model.name, priority, len(filenames) or _items(inputs), wait_s)
+        else:
+            limits = [limit for limit in (timeout_s, self._sync_timeout_s if reply else None) if limit is not None]
+            deadline_s = wait_s = min(limits) if limits else None
         now = time.time()
         waiter = self._replies.expect(job_id) if reply else None
         job = messages.JobInput(job_id, inputs, self._replies.name if reply else None, priority,
-                                None if wait_s is None else now + wait_s, now,
+                                None if deadline_s is None else now + deadline_s, now,
                                 model.version if model.addressed else None)
         try:
             self._submitter(model, priority).submit(job, list(filenames) or [""] * job.count)
         except BaseException:
             self._replies.forget(job_id)
             raise
-        return Submitted(job_id, waiter, wait_s)
+        return Submitted(job_id, waiter, wait_s, hand_back=hand_back)
 
     def wait(self, submitted: Submitted) -> Outcome:
-        """The job's outcome, done or failed; a 504 when it did not come in time or expired."""
+        """The job's outcome, done or failed; a 504 when it did not come in time or expired, and
+        :class:`HandedBack` for a job to be handed back when its wait is over."""
         assert submitted.waiter is not None and submitted.wait_s is not None, "nobody waits for this job"
         outcome = submitted.waiter.wait(submitted.wait_s)
         if outcome is None:
             self._replies.forget(submitted.job_id)
+            if submitted.hand_back is not None:
+                outcome = self._hand_back(submitted.hand_back)
+        if outcome is None:
             raise ApiError(504, f"no answer within {submitted.wait_s:g} s; poll GET /jobs/{submitted.job_id} "
                                 "for how the job ended", job_id=submitted.job_id)
         if outcome.status == EXPIRED:
             raise ApiError(504, f"no answer within {submitted.wait_s:g} s: {outcome.error}", job_id=submitted.job_id)
         return outcome
+
+    def _hand_back(self, hand_back: HandedBack) -> Outcome:
+        """The outcome that came just as the wait ended, if one did; else :class:`HandedBack`, with
+        the job's status as its record has it."""
+        record = None
+        with contextlib.suppress(redis.RedisError):  # the job is queued all the same: hand it back
+            record = self._store.get(hand_back.job_id)
+        if record is not None and record.outcome is not None:
+            return record.outcome
+        hand_back.status = record.status if record is not None else QUEUED
+        raise hand_back
 
     def job(self, job_id: str) -> JobRecord:
         if not _is_job_id(job_id):
@@ -114,6 +145,10 @@ class InferenceQueue:
 
     def dead_letters(self) -> int:
         return self._store.dead_letters()
+
+
+def _items(inputs: Mapping[str, np.ndarray]) -> int:
+    return len(next(iter(inputs.values())))
 
 
 def _is_job_id(text: str) -> bool:

@@ -11,6 +11,7 @@ import dataclasses
 from flask import current_app
 
 from api.inference_queue import InferenceQueue
+from api.job_events import JobEvents
 from api.metrics import ApiMetrics
 from api.replies import ReplyListener
 from api.served_models import ServedModels
@@ -28,6 +29,8 @@ class Runtime:
     workers: WorkerRegistry
     metrics: ApiMetrics
     replies: ReplyListener
+    #: Job changes for long polls and event streams.
+    events: JobEvents
 
 
 def runtime() -> Runtime:

@@ -43,10 +43,13 @@ def json_object(raw: bytes, what: str) -> dict:
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
            scheduling: Scheduling) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs``."""
+    """Queue one job of ``served``'s validated ``inputs``. A job waited on (``reply``) is handed back
+    when its wait is over where the request prefers it (``Scheduling.hand_back_after_s``: HTTP's
+    ``Prefer: respond-async``, ``api.prefer``)."""
     rt = runtime()
+    hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s)
+                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 

@@ -29,7 +29,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import redis
@@ -98,10 +98,40 @@ end
 return {fits, depth}
 """
 
-_START = """
+# Every script that changes a job's status or progress says so on the job's channel
+# (``keys.job_events``), after its write: what the API's long polls and event streams wake on
+# (``api.job_events``). A PUBLISH is no write: Redis never refuses it at maxmemory. One function,
+# put before each such script's own text, so that every change (a cancel's too) is announced alike.
+_PUBLISH_JOB_EVENT = f"""
+local function publish_job_event(job_key)
+  local id = string.sub(job_key, {len(keys.job(""))} + 1)
+  local status, n, done = unpack(redis.call('HMGET', job_key, 'status', 'n', 'items_done'))
+  if status then
+    redis.call('PUBLISH', '{keys.job_events("")}' .. id,
+               cjson.encode({{job_id = id, status = status, items = tonumber(n), items_done = tonumber(done)}}))
+  end
+end
+"""
+
+_START = _PUBLISH_JOB_EVENT + """
 for i, job in ipairs(KEYS) do
   if redis.call('HGET', job, 'status') == 'queued' then
     redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[1])
+    publish_job_event(job)
+  end
+end
+"""
+
+# KEYS: running jobs' keys. ARGV: each job's items done so far. Written while the job runs (a
+# job that ended, or whose start was refused, is left as it is), only forward: what a worker
+# reports after each model call of a job that takes several.
+_PROGRESS = _PUBLISH_JOB_EVENT + """
+for i, job in ipairs(KEYS) do
+  local done = tonumber(ARGV[i])
+  if redis.call('HGET', job, 'status') == 'running'
+     and done > tonumber(redis.call('HGET', job, 'items_done') or '0') then
+    redis.call('HSET', job, 'items_done', done)
+    publish_job_event(job)
   end
 end
 """
@@ -121,7 +151,7 @@ end
 # counter by its unfinished entry, as it leaves the hash: by what its admission counted, whatever
 # image count the worker passes (kept in the layout for the log), and once however often it is
 # delivered.
-_FINISH = """
+_FINISH = _PUBLISH_JOB_EVENT + """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 -- Each job counts down by what its admission counted (its unfinished entry), whatever a message
 -- says, and only once: a batch delivered again finds no entry left.
@@ -141,6 +171,7 @@ for j = 1, jobs do
   local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
+    publish_job_event(key)
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
       local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
@@ -299,6 +330,8 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     outcome: Outcome | None
+    #: Items the model has answered while the job runs (a worker's progress reports).
+    items_done: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,6 +359,7 @@ class JobStore:
         self._depth_limits = dict(depth_limits)
         self._admit = client.register_script(_ADMIT)
         self._start = client.register_script(_START)
+        self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
         self._withdraw = client.register_script(_WITHDRAW)
         self._take_back = client.register_script(_TAKE_BACK)
@@ -477,6 +511,61 @@ class JobStore:
         finally:
             pool.release(connection)
 
+    def progress(self, items_done: Mapping[str, int]) -> None:
+        """Record how many items of each running job (id -> items) the model has answered, and
+        announce it, in one round trip."""
+        if items_done:
+            self._progress(keys=[keys.job(job_id) for job_id in items_done], args=list(items_done.values()))
+
+    @contextlib.contextmanager
+    def progress_reports(self) -> Iterator[Callable[[Mapping[str, int]], None]]:
+        """A function that records progress as :meth:`progress` does, for the block's time, without
+        waiting for Redis: each report is sent and its reply read when the next is sent, or when
+        the block ends, so that its round trip overlaps the next model call. A report that fails
+        is logged and dropped: progress is a hint, and the outcome that follows is what counts."""
+        pool = self._redis.connection_pool
+        connection = None  # taken on the first report: most batches have none
+        sent: list[Mapping[str, int]] = []
+
+        def read_reply() -> None:
+            assert connection is not None
+            items_done = sent.pop()
+            try:
+                try:
+                    connection.read_response()
+                except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
+                    self.progress(items_done)
+            except redis.RedisError as exc:
+                log.warning("could not write the progress of %d jobs: %s", len(items_done), exc)
+
+        def report(items_done: Mapping[str, int]) -> None:
+            nonlocal connection
+            if sent:
+                read_reply()
+            if connection is None:
+                connection = pool.get_connection()
+            job_keys = [keys.job(job_id) for job_id in items_done]
+            try:
+                connection.send_command("EVALSHA", self._progress.sha, len(job_keys), *job_keys,
+                                        *items_done.values())
+            except redis.RedisError as exc:
+                log.warning("could not send the progress of %d jobs: %s", len(items_done), exc)
+            else:
+                sent.append(dict(items_done))
+
+        try:
+            yield report
+            if sent:
+                read_reply()
+        except BaseException:
+            # A reply may still be on its way: never give the connection back with it unread.
+            if connection is not None:
+                connection.disconnect()
+            raise
+        finally:
+            if connection is not None:
+                pool.release(connection)
+
     def stored_inputs(self, job_ids: Sequence[str]) -> list[dict[str, bytes]]:
         """Each job's stored inputs (input name -> bytes), in one round trip; empty where none are."""
         with self._redis.pipeline(transaction=False) as pipe:
@@ -521,6 +610,7 @@ class JobStore:
             started_at=_float(fields.get("started_at")),
             finished_at=_float(fields.get("finished_at")),
             outcome=Outcome.from_dict(orjson.loads(fields["outcome"])) if "outcome" in fields else None,
+            items_done=int(fields.get("items_done", 0)),
         )
 
     def replies(self, listener: str, timeout_s: float) -> list[tuple[str, Outcome]]:

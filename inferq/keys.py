@@ -39,6 +39,13 @@ def job(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}"
 
 
+def job_events(job_id: str) -> str:
+    """Pub/sub channel of one job's changes (running, progress, its outcome), published by the job
+    store's scripts as they write them: a JSON ``{"job_id", "status", "items_done", "items"}`` that
+    says the record changed (the record is the truth; a message may be missed)."""
+    return f"{PREFIX}:job-events:{job_id}"
+
+
 def job_inputs(job_id: str) -> str:
     """Hash of a job's inputs too large to travel in its message (``inferq.messages``): input name
     -> raw little-endian bytes. Written when the job is admitted, deleted when it finishes."""

@@ -121,6 +121,14 @@ class Settings:
     sync_timeout_s: float = 30.0
     #: How long a job and its results stay readable.
     result_ttl_s: int = 3600
+    #: The longest ``Prefer: respond-async, wait=N`` a waiting route honours: a longer N waits this
+    #: long before answering 202 with the job's location.
+    prefer_wait_max_s: float = 60.0
+    #: The longest ``GET /jobs/<id>?wait=S`` (a long poll that answers when the job ends) waits.
+    job_wait_max_s: float = 60.0
+    #: How long ``GET /jobs/<id>/events`` streams a job's changes at most before it ends the stream
+    #: (a client's EventSource then reconnects).
+    job_events_max_s: float = 300.0
     #: Seconds after which a message a worker took but never acknowledged (it died) is delivered again.
     visibility_timeout_s: int = 60
     #: Seconds bulk work waits at most behind interactive work: past it, the oldest bulk message
@@ -178,6 +186,7 @@ class Settings:
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",
             "redis_replica_ack_timeout_ms",
+            "prefer_wait_max_s", "job_wait_max_s", "job_events_max_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:

@@ -10,7 +10,9 @@
    ``max_batch_size`` items (else MAX_BATCH_SIZE): one call when they fit, a big job's items over
    several, small jobs packed together.
 6. Put each call's outputs back together per job, or fail the jobs a call held with its error: a
-   model that fails fails only its own jobs.
+   model that fails fails only its own jobs. After each call, the jobs it answered part of (a big
+   job's items over several calls) have their progress written: one round trip a call, which
+   overlaps the next call.
 7. Write all outcomes, and delete the stored inputs, in one round trip.
 
 What goes back to a client says what happened without the worker's internals: a model's failure,
@@ -78,9 +80,10 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
     if any(job.stored for jobs in live.values() for job in jobs):
         live = _read_stored(live, store, finished, metrics)
     if live:
-        with store.running([job.job_id for jobs in live.values() for job in jobs]):
+        running = [job.job_id for jobs in live.values() for job in jobs]
+        with store.running(running), store.progress_reports() as report:
             for (model, version), jobs in live.items():
-                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size)
+                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -112,8 +115,12 @@ def _expired(model: str, job: messages.JobInput, now: float, metrics: WorkerMetr
     return Finished(job.job_id, job.count, model, job.priority, job.reply_to, Outcome.expired(error))
 
 
+#: Reports items done so far (job id -> items) of jobs that are still running (``JobStore.progress_reports``).
+ReportProgress = Callable[[dict[str, int]], None]
+
+
 def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], find_model: FindModel,
-              metrics: WorkerMetrics, max_batch_size: int) -> list[Finished]:
+              metrics: WorkerMetrics, max_batch_size: int, report: ReportProgress) -> list[Finished]:
     try:
         model = find_model(name, version)
     except Exception:  # a load on demand that failed: the model's jobs fail, not the batch
@@ -127,7 +134,7 @@ def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], fin
     limit = call_limit(model.spec, max_batch_size)
     finished = []
     for same_shapes in _by_item_shape(jobs):
-        finished += _run(model, same_shapes, limit, metrics)
+        finished += _run(model, same_shapes, limit, metrics, report)
     return finished
 
 
@@ -170,7 +177,7 @@ def plan_calls(counts: Sequence[int], limit: int | None) -> list[list[Piece]]:
 
 
 def _run(model: LoadedModel, jobs: list[messages.JobInput], limit: int | None,
-         metrics: WorkerMetrics) -> list[Finished]:
+         metrics: WorkerMetrics, report: ReportProgress) -> list[Finished]:
     name, version = model.spec.name, model.spec.version
     # Each job's outputs, one dict a call it had items in (most jobs: one); the error of a job that failed.
     parts: list[list[dict[str, np.ndarray]]] = [[] for _ in jobs]
@@ -189,6 +196,11 @@ def _run(model: LoadedModel, jobs: list[messages.JobInput], limit: int | None,
         for index, start, stop in pieces:
             parts[index].append({key: values[offset:offset + stop - start] for key, values in outputs.items()})
             offset += stop - start
+        # Only a job this call left unfinished has progress to tell: the others' outcome is next.
+        unfinished = {jobs[index].job_id: stop for index, _, stop in pieces
+                      if stop < jobs[index].count and index not in errors}
+        if unfinished:
+            report(unfinished)
     finished = []
     for index, job in enumerate(jobs):
         if index not in errors:

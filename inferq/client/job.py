@@ -16,6 +16,10 @@ QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", 
 FINAL = (DONE, FAILED, EXPIRED)
 #: Polling starts fast (a small job is answered in milliseconds) and slows to this.
 MAX_POLL_INTERVAL_S = 0.25
+#: How long each poll asks the service to hold it until the job ends (``GET /jobs/<id>?wait=``): one
+#: round trip a job instead of one a quarter second. A service that does not hold polls answers at
+#: once, and polling goes on at intervals. Short enough that a stop (Ctrl-C) is not kept waiting.
+POLL_WAIT_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,10 +59,12 @@ class Job:
     def __repr__(self) -> str:
         return f"Job({self.job_id!r})"
 
-    def status(self) -> dict:
-        """The service's record: ``{"job_id", "status", "images", ..., "result", "error"}``."""
+    def status(self, wait_s: float = 0) -> dict:
+        """The service's record: ``{"job_id", "status", "images", ..., "result", "error"}``; once the
+        job has ended, or after ``wait_s`` (if the service holds polls)."""
+        path = f"{self.location}?wait={wait_s:.3f}" if wait_s > 0 else self.location
         try:
-            return self.transport.request("GET", self.location).json()
+            return self.transport.request("GET", path).json()
         except HttpError as exc:
             if exc.status == 404:
                 raise JobLost(self.job_id) from None
@@ -74,13 +80,16 @@ class Job:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         interval = 0.005
         while True:
-            record = self.status()
+            hold = POLL_WAIT_S if deadline is None else min(POLL_WAIT_S, max(0.0, deadline - time.monotonic()))
+            asked = time.monotonic()
+            record = self.status(hold)
             if record["status"] in FINAL:
                 return self._answers(record)
             if deadline is not None and time.monotonic() + interval > deadline:
                 raise NotDone(self.job_id, record["status"])
-            self.transport.pause(interval)
-            interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
+            if time.monotonic() - asked < hold:  # answered before the job ended: this service does not hold polls
+                self.transport.pause(interval)
+                interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
     def _answers(self, record: dict) -> list[Answer]:
         if record["status"] == EXPIRED:

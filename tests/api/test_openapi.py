@@ -109,6 +109,22 @@ def test_answers_match_the_description(make_app, fake_redis, digit_104, mnist_te
     assert_matches(client.post("/v2/models/mnist/infer", json={"inputs": 3}), "/v2/models/{name}/infer", "post")
 
 
+def test_a_job_handed_back_and_a_long_poll_match_the_description(app_and_worker, digit_104):
+    app, worker = app_and_worker
+    client = app.test_client()
+    worker.answer = False
+    handed = client.post("/recognize", data=files("a", data=digit_104), headers={"Prefer": "respond-async"})
+    assert handed.status_code == 202 and handed.headers["Preference-Applied"] == "respond-async"
+    described = spec()["paths"]["/recognize"]["post"]["responses"]["202"]
+    assert described == {"$ref": "#/components/responses/HandedBack"}
+    registry = Registry().with_resource("urn:inferq", DRAFT202012.create_resource(spec()))
+    schema = _rebase({**spec()["components"]["responses"]["HandedBack"]["content"]["application/json"]["schema"],
+                      "$id": "urn:inferq#/"})
+    jsonschema.Draft202012Validator(schema, registry=registry).validate(handed.get_json())
+    assert_matches(client.get(f"{handed.headers['Location']}?wait=0.1"), "/jobs/{job_id}")
+    assert_matches(client.get(f"{handed.headers['Location']}?wait=soon"), "/jobs/{job_id}")
+
+
 def test_answers_of_a_repository_match_the_description(make_app, fake_redis, digit_104):
     publish_heartbeat(fake_redis, specs=[mnist_spec(3), image_classifier_spec(1), image_classifier_spec(2),
                                          tabular_spec(1), pair_spec(1)])

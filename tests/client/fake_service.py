@@ -48,6 +48,8 @@ class FakeService:
         self.posts: list[tuple[str, list[int]]] = []
         self.jobs: dict[str, dict] = {}
         self.requests = 0
+        #: The query string of every poll.
+        self.queries: list[str] = []
         self.authorization: str | None = None
         self.outstanding = 0
         self.max_outstanding = 0
@@ -79,8 +81,11 @@ class FakeService:
                 self.outstanding += 1
                 self.max_outstanding = max(self.max_outstanding, self.outstanding)
             return 202, {"Location": f"/jobs/{job_id}"}, orjson.dumps({"job_id": job_id, "status": "queued"})
+        path, _, query = path.partition("?")  # a service of before long polls: ?wait= is ignored
         match = re.fullmatch(r"/jobs/([^/]+)", path)
         if method == "GET" and match:
+            with self.lock:
+                self.queries.append(query)
             return self._poll(match.group(1))
         return 404, {}, orjson.dumps({"error": "no such route"})
 

@@ -49,6 +49,21 @@ def test_a_job_is_collected_when_done_and_says_so_before(service, client):
     assert [answer.label for answer in client.job(job.job_id).result()] == [0, 1, 2, 3]
 
 
+def test_polls_ask_the_service_to_hold_them_and_go_on_at_intervals_where_it_does_not(service, client):
+    service.polls_before_done = lambda ids: 3
+    job = client.submit(numbered_images(2))
+    assert [answer.label for answer in job.wait(10)] == [0, 1]
+    # A service of before long polls answers at once: the client polled on, each poll asking again.
+    assert service.queries == [f"wait={client_job.POLL_WAIT_S:.3f}"] * 4
+    # A wait of its own is never asked past its end.
+    service.answering.clear()
+    job, asked = client.submit(numbered_images(1)), len(service.queries)
+    with pytest.raises(NotDone):
+        job.wait(0.3)
+    waits = [float(query.removeprefix("wait=")) for query in service.queries[asked:] if query]
+    assert waits and all(0 < wait <= 0.3 for wait in waits), service.queries[asked:]
+
+
 def test_a_failed_job_and_an_unknown_one_are_errors_that_say_so(service, client):
     service.failure = lambda ids: "the model failed"
     with pytest.raises(JobFailed, match="job job-0 failed: the model failed"):

@@ -56,3 +56,4 @@ def make_client(redis_url) -> Iterator:
     yield make
     for app in apps:
         app.extensions["inferq"].replies.close()
+        app.extensions["inferq"].events.close()

@@ -1,7 +1,10 @@
 import json
+import uuid
 
 import numpy as np
+import orjson
 import pytest
+import redis
 
 from inferq import keys
 from inferq.broker import Envelope, bell
@@ -316,3 +319,30 @@ def test_a_message_still_queued_is_taken_back_with_its_jobs(store, fake_redis):
     assert store.get("j1") is None and fake_redis.llen("q") == 0
     assert store.queued_images([M])[M][INTERACTIVE] == 0
     assert store.admit([("j2", ["a"] * 10)], model=M, priority=INTERACTIVE) == [None]
+
+
+def test_each_change_of_a_job_is_published_once_and_progress_only_forward_while_it_runs(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits={INTERACTIVE: 100, BULK: 100})
+    job_id = f"progress-{uuid.uuid4()}"  # channels are the server's, not a database's: no other suite's
+    channel = client.pubsub()
+    channel.subscribe(keys.job_events(job_id))
+    store.admit([(job_id, ["a", "b", "c", "d"])], model="m", priority=BULK)
+    store.progress({job_id: 1})  # queued: not running yet, so no progress
+    with store.running([job_id]):
+        pass
+    with store.running([job_id]):  # a message delivered again: no change, no news
+        pass
+    store.progress({job_id: 2})
+    store.progress({job_id: 1})  # never backwards
+    assert store.get(job_id).items_done == 2
+    finished = Finished(job_id, 4, "m", BULK, None, Outcome.done(answer(1, 2, 3, 4)))
+    store.finish([finished])
+    store.finish([finished])  # the first outcome is final: nothing new to say
+    store.progress({job_id: 3})  # ended: left as it is
+    messages = [m for m in iter(lambda: channel.get_message(timeout=0.2), None) if m["type"] == "message"]
+    said = [orjson.loads(m["data"]) for m in messages]
+    assert said == [{"job_id": job_id, "status": RUNNING, "items": 4},
+                    {"job_id": job_id, "status": RUNNING, "items": 4, "items_done": 2},
+                    {"job_id": job_id, "status": DONE, "items": 4, "items_done": 2}]
+    assert store.get(job_id).items_done == 2

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 
 import numpy as np
+import orjson
 import pytest
 import redis
 
@@ -531,3 +533,31 @@ def test_inputs_that_do_not_fit_the_signature_are_the_clients_own_and_said_as_th
     run_batch([message("mnist", job("a", [1]))], Served(FakeModel(fail=mismatch)), store, WorkerMetrics())
     assert error(store, "a") == "model 'mnist' version 7 refused this batch's inputs: " \
                                 "input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)"
+
+
+def test_a_job_over_several_calls_has_its_progress_written_after_each_call_and_announced(redis_url):
+    # A real Redis: fakeredis runs the start of a batch only once its reply is read, after the calls.
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits=Settings().depth_limits)
+    # Channels are the server's, not a database's: ids no other suite's test uses.
+    a, big = f"a-{uuid.uuid4()}", f"big-{uuid.uuid4()}"
+    jobs = [job(a, [1, 2]), job(big, list(range(10)))]
+    admit(store, "mnist", *jobs)
+    channel = client.pubsub()
+    channel.subscribe(keys.job_events(big), keys.job_events(a))
+    seen: list[int] = []
+
+    def answer(inputs):
+        seen.append(store.get(big).items_done)  # as the record reads while the call runs
+        return first_and_sum(inputs)
+
+    run_batch([message("mnist", *jobs)], Served(FakeModel(answer=answer)), store, WorkerMetrics(), max_batch_size=4)
+    # Calls of 4: a's 2 and big's first 2, then big's 2..6, then 6..10; big's outcome is its last word.
+    assert seen == [0, 2, 6]
+    events = [m for m in iter(lambda: channel.get_message(timeout=0.1), None) if m["type"] == "message"]
+    said = [(m["channel"].decode().removeprefix(keys.job_events("")), orjson.loads(m["data"])) for m in events]
+    assert [(job_id, event["status"], event.get("items_done")) for job_id, event in said] == [
+        (a, "running", None), (big, "running", None), (big, "running", 2), (big, "running", 6),
+        (a, "done", None), (big, "done", 6)]
+    assert all(event["items"] == {a: 2, big: 10}[job_id] and event["job_id"] == job_id for job_id, event in said)
+    assert store.get(big).status == DONE
