@@ -14,9 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from flask import request
 
-from api import prefer
 from api.errors import ApiError, unavailable
 from api.inference_queue import Submitted
 from api.runtime import runtime
@@ -47,10 +45,10 @@ def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence
            scheduling: Scheduling, callback: str | None = None) -> Submitted:
     """Queue one job of ``served``'s validated ``inputs``, its final record POSTed to ``callback``
     (a checked URL) if given. A job waited on (``reply``) is handed back when its wait is over where
-    the request prefers it (``Prefer: respond-async``, ``api.prefer``)."""
+    the request prefers it (``Scheduling.hand_back_after_s``: HTTP's ``Prefer: respond-async``,
+    ``api.prefer``)."""
     rt = runtime()
-    hand_back_after_s = (prefer.hand_back_after_s(request.headers.getlist("Prefer"), rt.settings.prefer_wait_max_s)
-                         if reply else None)
+    hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
                                 timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s,
                                 callback=callback)

@@ -87,6 +87,16 @@ class Settings:
     #: Connections (gunicorn's worker_connections) or requests (granian's backpressure) an API
     #: process takes at once.
     api_connections: int = 1000
+    #: Port of the gRPC front end (``python -m api.grpc``: KServe v2's GRPCInferenceService), Triton's.
+    grpc_port: int = 8001
+    #: Processes of the gRPC front end, sharing GRPC_PORT (SO_REUSEPORT), as API_PROCESSES.
+    grpc_processes: int = 2
+    #: Threads of each gRPC server process's pool. A call to infer holds one while it waits for its answer,
+    #: so this bounds the gRPC calls in flight; the rest wait in grpcio, costing no thread.
+    grpc_threads: int = 64
+    #: PEM files of the gRPC front end's certificate (chain) and key: both set, it serves TLS only.
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
     #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
     workers: int = 1
     #: Where ``make up`` keeps its embedded Redis's data.
@@ -189,7 +199,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
+            "port", "grpc_port", "grpc_processes", "grpc_threads",
+            "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",
@@ -205,6 +216,8 @@ class Settings:
         for name in non_negative:
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            raise SettingsError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together: set both (TLS) or neither")
         if self.api_server not in API_SERVERS:
             raise SettingsError(f"API_SERVER must be one of {', '.join(API_SERVERS)}, got {self.api_server!r}")
         if self.redis_appendfsync not in APPENDFSYNC_POLICIES:
