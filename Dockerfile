@@ -30,7 +30,8 @@ ENV PATH=/venv/bin:$PATH \
     MODEL_REPOSITORY=/models \
     MNIST_DATA_DIR=/data/mnist
 USER inferq
-EXPOSE 8080
+# The HTTP API's port, and the gRPC front end's (python -m api.grpc).
+EXPOSE 8080 8001
 
 FROM runtime AS api
 COPY --from=build-api /venv /venv

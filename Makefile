@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,test,monitoring
 
-.PHONY: setup up test compose-test train bench lint clean
+.PHONY: setup up test compose-test train bench lint protos clean
 
 setup: $(STAMP)
 
@@ -36,12 +36,21 @@ test: setup
 compose-test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/compose $(PYTEST_ARGS)
 
-# The load comes from wrk, a Debian package: installed here when missing and we may.
+# The load comes from wrk and, for the tensor path over HTTP and gRPC, h2load (nghttp2-client): Debian
+# packages, installed here when missing and we may.
 # MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	@command -v h2load >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nghttp2-client >/dev/null; } || \
+		{ echo "make bench needs h2load: apt-get install nghttp2-client"; exit 1; }
 	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(MODEL),--model '$(MODEL)',)
+
+# api/grpc/protos' Python modules, generated again from its vendored .proto files with grpcio-tools.
+# They are committed (the API image and `make up` need no protoc); tests/contracts/test_grpc_protos.py
+# fails when what is committed is not what this makes.
+protos: setup
+	$(PY) -m api.grpc.protos.generate
 
 lint: setup
 	$(PY) -m ruff check .

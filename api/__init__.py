@@ -66,10 +66,11 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
 
+    queue = InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,
+                           max_batch_size=settings.max_batch_size)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
-        queue=InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,
-                             max_batch_size=settings.max_batch_size),
+        queue=queue,
         models=models,
         workers=workers,
         metrics=metrics,
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     )
 
     app.url_map.converters["model"] = ModelName
-    register_error_handlers(app)
+    register_error_handlers(app, queue.retry_after_s)
     hand_back.register(app)
     _measure_requests(app, metrics)
     refuse_cross_site_writes(app, settings.trusted_origins)

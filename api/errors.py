@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import redis
 from flask import Flask, Response, jsonify
@@ -20,7 +21,8 @@ from inferq.jobs import QueueFull
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client refused for a full queue or an unreachable Redis is asked to wait.
+#: Seconds a client refused for an unreachable Redis is asked to wait, and for a full queue where no
+#: drain rate is known yet.
 RETRY_AFTER_S = 1
 
 
@@ -37,6 +39,28 @@ class ApiError(Exception):
 def unavailable(message: str, **details: object) -> ApiError:
     """A 503 that asks the client to try again shortly."""
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)}, **details)
+
+
+def queue_error(error: Exception,
+                retry_after_s: Callable[[QueueFull, int], int] | None = None) -> ApiError:
+    """The 503 for a refusal of the queue's layer: a full queue (``QueueFull``), or Redis out of reach
+    (redis-py's errors, ``SendFailed``), whatever front end the request came through.
+    ``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
+    if isinstance(error, QueueFull):
+        which = f"model {error.model!r}: the" if error.model else "the"
+        details = {"model": error.model} if error.model else {}
+        refusal = unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
+                              "try again shortly", reason="queue_full", priority=error.priority, **details)
+        if retry_after_s is not None:
+            # When enough of the queue will have drained for this work to fit (``inferq.drain``).
+            refusal.headers["Retry-After"] = str(retry_after_s(error, RETRY_AFTER_S))
+        return refusal
+    log.warning("Redis out of reach: %s", error)
+    return unavailable("the broker (Redis) does not answer; try again shortly", reason="broker")
+
+
+#: What the queue's layer raises for :func:`queue_error` to answer.
+QUEUE_ERRORS = (QueueFull, SendFailed, redis.RedisError)
 
 
 def image_error_status(error: ImageError) -> int:
@@ -74,23 +98,17 @@ def _render(error: ApiError) -> Response:
     return error_response(error.status, error.message, error.headers, **error.details)
 
 
-def register_error_handlers(app: Flask) -> None:
+def register_error_handlers(app: Flask, retry_after_s: Callable[[QueueFull, int], int] | None = None) -> None:
+    """``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
         return _render(error)
 
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(SendFailed)
-    def broker_unreachable(error: Exception) -> Response:
-        log.warning("Redis out of reach: %s", error)
-        return _render(unavailable("the broker (Redis) does not answer; try again shortly", reason="broker"))
-
     @app.errorhandler(QueueFull)
-    def queue_full(error: QueueFull) -> Response:
-        which = f"model {error.model!r}: the" if error.model else "the"
-        details = {"model": error.model} if error.model else {}
-        return _render(unavailable(f"{which} {error.priority} queue is full ({error.depth} items waiting); "
-                                   "try again shortly", reason="queue_full", priority=error.priority, **details))
+    def refused_by_the_queue(error: Exception) -> Response:
+        return _render(queue_error(error, retry_after_s))
 
     @app.errorhandler(ImageError)
     def bad_image(error: ImageError) -> Response:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import redis
-from flask import Request
+from flask import Request, has_request_context
 
 from api.errors import ApiError
 from api.scheduling import Scheduling
@@ -66,10 +66,12 @@ def key_of(request: Request) -> str | None:
 
 
 def fingerprint(*, model: str, version: int | None, inputs: Mapping[str, np.ndarray], filenames: Sequence[str],
-                scheduling: Scheduling) -> str:
-    """SHA-256 of what makes the job: its model's version addressed, inputs, names and scheduling."""
+                scheduling: Scheduling, callback: str | None = None) -> str:
+    """SHA-256 of what makes the job: its model's version addressed, inputs, names, scheduling and
+    callback."""
     digest = hashlib.sha256()
-    for part in (model, str(version), scheduling.priority, repr(scheduling.timeout_s), repr(list(filenames))):
+    for part in (model, str(version), scheduling.priority, repr(scheduling.timeout_s), repr(list(filenames)),
+                 repr(callback)):
         digest.update(part.encode() + b"\0")
     for name in sorted(inputs):
         array = np.ascontiguousarray(inputs[name])
@@ -88,7 +90,7 @@ def create_once(request: Request, store: JobStore, *, model: str, request_finger
                 create: Callable[[str | None], str]) -> Created:
     """The job a request creates: ``create(job_id)`` (None: it picks the id) makes and admits it, unless
     the request's Idempotency-Key was used before: then the job that key made (or a 422 or 409)."""
-    key = key_of(request)
+    key = key_of(request) if has_request_context() else None  # the gRPC front end has no HTTP headers
     if key is None:
         return Created(create(None), False)
     name = scope(request, model, key)

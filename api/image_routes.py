@@ -3,7 +3,7 @@
 Every model that takes images has both, under ``/models/<name>/``; ``POST /recognize`` and
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
-object per image, in upload order]}`` (``api.answers``). ``.../recognize`` is interactive work and
+object per image, in upload order]}`` (``inferq.answers``). ``.../recognize`` is interactive work and
 ``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). Both take an
 ``Idempotency-Key`` (``api.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
 """
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import idempotency, job_stream
-from api.answers import item_answers
+from api import callback_field, idempotency, job_stream
 from api.errors import ApiError
-from api.job_watch import progress, until_final, wait_parameter
+from api.job_watch import until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
 from api.tensors import check_version, served_model, submit, submit_and_wait
 from api.uploads import read_upload
-from inferq.jobs import DONE, FAILED, QUEUED, JobRecord
+from inferq.answers import item_answers
+from inferq.job_view import job_view
+from inferq.jobs import FAILED, QUEUED, JobRecord
 from inferq.model_spec import ModelSpec
 from inferq.priorities import BULK, INTERACTIVE
 
@@ -61,14 +62,15 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
+    callback = callback_field.from_request(request, rt.settings)
 
     def fingerprint() -> str:
         return idempotency.fingerprint(model=name, version=version, inputs=upload.inputs,
-                                       filenames=upload.filenames, scheduling=scheduling)
+                                       filenames=upload.filenames, scheduling=scheduling, callback=callback)
 
     def create(job_id: str | None) -> str:
         return submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
-                      job_id=job_id).job_id
+                      callback=callback, job_id=job_id).job_id
 
     created = idempotency.create_once(request, rt.queue.store, model=name, request_fingerprint=fingerprint,
                                       create=create)
@@ -93,25 +95,8 @@ def get_job(job_id: str) -> Response:
     # ?wait=S: a long poll, answered as soon as the job ends (or after S with the job as it is).
     wait_s = wait_parameter(request.args.get("wait"), rt.settings.job_wait_max_s)
     record = until_final(rt.queue, rt.events, job_id, wait_s)
-    body: dict[str, object] = {
-        "job_id": record.job_id,
-        "status": record.status,
-        "model": record.model,
-        "priority": record.priority,
-        "images": len(record.filenames),
-        "progress": progress(record),
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "result": None,
-        "error": None,
-    }
-    if record.outcome is not None:
-        if record.outcome.status != DONE:
-            body["error"] = record.outcome.error
-        else:
-            body["result"] = {"results": item_answers(record.filenames, record.outcome, _spec_of(record))}
-    return jsonify(body)
+    queue = rt.queue.position(record) if record.status == QUEUED else None
+    return jsonify(job_view(record, _spec_of(record), queue))
 
 
 @blueprint.get("/jobs/<job_id>/events")

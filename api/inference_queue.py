@@ -23,8 +23,8 @@ from api.hand_back import HandedBack
 from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
-from inferq import messages
-from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome
+from inferq import drain, messages
+from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull
 
 
 class Submitted:
@@ -70,10 +70,11 @@ class InferenceQueue:
 
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
                priority: str, timeout_s: float | None = None, hand_back_after_s: float | None = None,
-               job_id: str | None = None) -> Submitted:
+               callback: str | None = None, job_id: str | None = None) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
-        if ``reply``. ``filenames`` name the items (uploads), or are empty. ``job_id``: the job's id
-        where the caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
+        if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
+        (checked before) to POST the job's final record to. ``job_id``: the job's id where the
+        caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
         wait (SYNC_TIMEOUT_S) is over: nobody would read its answer. A job waited on for
@@ -96,7 +97,7 @@ class InferenceQueue:
                                 None if deadline_s is None else now + deadline_s, now,
                                 model.version if model.addressed else None)
         try:
-            self._submitter(model, priority).submit(job, list(filenames) or [""] * job.count)
+            self._submitter(model, priority).submit(job, list(filenames) or [""] * job.count, callback)
         except BaseException:
             self._replies.forget(job_id)
             raise
@@ -148,6 +149,24 @@ class InferenceQueue:
         if record is None:
             raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
         return record
+
+    def position(self, record: JobRecord) -> dict[str, object] | None:
+        """Where a queued job stands in its lane (``inferq.drain``); None for one of no named model."""
+        if record.model is None:
+            return None
+        return drain.position(self._store.redis, model=record.model, priority=record.priority,
+                              lane_mark=record.lane_mark)
+
+    def retry_after_s(self, full: QueueFull, fallback_s: int) -> int:
+        """Seconds until the refused work would fit, at the model's measured drain rate."""
+        rate = None
+        if full.model is not None:
+            try:
+                rate = drain.read_rate(self._store.redis, full.model)
+            except redis.RedisError:  # the 503 goes out all the same, with the fallback
+                rate = None
+        excess = full.depth + full.images - self._store.depth_limits.get(full.priority, full.depth)
+        return drain.retry_after_s(excess, rate, fallback_s)
 
     def queued_images(self, models: Sequence[str]) -> dict[str, dict[str, int]]:
         """Items admitted and not yet answered, by model and priority."""

@@ -17,8 +17,9 @@ from collections.abc import Iterator
 
 from flask import Response, request
 
-from api.job_watch import changes, progress
+from api.job_watch import changes
 from api.runtime import runtime
+from inferq.job_view import progress
 from inferq.jobs import DONE, FINAL, JobRecord
 
 #: Seconds of quiet after which a comment line is sent: proxies close connections idle for long.

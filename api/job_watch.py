@@ -18,7 +18,7 @@ import redis
 from api.errors import ApiError
 from api.inference_queue import InferenceQueue
 from api.job_events import JobEvents
-from inferq.jobs import DONE, FINAL, JobRecord
+from inferq.jobs import FINAL, JobRecord
 
 #: Seconds between reads of a watched job's record when its channel is quiet.
 RECHECK_S = 5.0
@@ -69,13 +69,6 @@ def changes(queue: InferenceQueue, events: JobEvents, first: JobRecord, max_s: f
 
 def _state(record: JobRecord) -> tuple[str, int]:
     return record.status, record.items_done
-
-
-def progress(record: JobRecord) -> dict[str, int]:
-    """Items the model has answered of the job's items: all of a job done, else what its worker
-    last reported (0 before its first model call ends)."""
-    items = len(record.filenames)
-    return {"items_done": items if record.status == DONE else min(record.items_done, items), "items": items}
 
 
 def wait_parameter(raw: str | None, max_s: float) -> float:

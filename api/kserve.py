@@ -16,32 +16,27 @@ tritonclient sends and asks for tensors that way by default.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 
-import redis
 from flask import Blueprint, Response, jsonify, request
 
-from api import tensors
+from api import open_inference
 from api.errors import ApiError, error_response
 from api.runtime import runtime
 from api.scheduling import from_request, triton_timeout_s
-from api.tensor_codec import decode_inputs, encode_outputs, parameters_of, requested_outputs
-from api.tensors import json_object, served_model
-from api.triton_config import IndexEntry, model_config, repository_index
-from inferq.model_spec import TensorSpec
+from api.tensor_codec import encode_outputs
+from api.tensors import json_object
 from inferq.priorities import INTERACTIVE
-from inferq.workers import served_versions
 
 blueprint = Blueprint("kserve", __name__)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-EXTENSIONS = ["binary_tensor_data", "schedule_policy", "model_configuration", "model_repository"]
+EXTENSIONS = open_inference.EXTENSIONS
 
 
 @blueprint.get("/v2")
 def server_metadata() -> Response:
-    return jsonify({"name": "inferq", "version": importlib.metadata.version("inferq"), "extensions": EXTENSIONS})
+    return jsonify(open_inference.server_metadata())
 
 
 @blueprint.get("/v2/health/live")
@@ -58,42 +53,23 @@ def server_ready() -> Response:
 @blueprint.get("/v2/models/<model:name>/versions/<int:version>/ready")
 def model_ready(name: str, version: int | None = None) -> Response:
     # The protocol reads any 4xx as "not ready"; a 5xx would read as the server failing.
-    try:
-        served = served_model(name, version)
-        live = _live_versions().get(name, set())
-    except ApiError as error:
-        return error_response(error.status if error.status < 500 else 400, error.message, ready=False)
-    except redis.RedisError:
-        return error_response(400, "the broker (Redis) does not answer", ready=False, reason="broker")
-    if served.version not in live:
-        return error_response(400, f"no live worker serves model {name!r} version {served.version}", ready=False)
+    error = open_inference.not_ready(name, version)
+    if error is not None:
+        broker = {"reason": "broker"} if error.details.get("reason") == "broker" else {}
+        return error_response(error.status if error.status < 500 else 400, error.message, ready=False, **broker)
     return jsonify({"ready": True})
 
 
 @blueprint.get("/v2/models/<model:name>")
 @blueprint.get("/v2/models/<model:name>/versions/<int:version>")
 def model_metadata(name: str, version: int | None = None) -> Response:
-    served = served_model(name, version)
-    return jsonify({
-        "name": name,
-        "versions": [str(served_version) for served_version in served.versions],
-        "platform": "tensorflow_savedmodel",
-        "inputs": [_metadata(tensor) for tensor in served.spec.inputs],
-        "outputs": [_metadata(tensor) for tensor in served.spec.outputs],
-    })
-
-
-def _metadata(tensor: TensorSpec) -> dict:
-    return {"name": tensor.name, "datatype": tensor.type.kserve, "shape": list(tensor.shape)}
+    return jsonify(open_inference.model_metadata(name, version))
 
 
 @blueprint.get("/v2/models/<model:name>/config")
 @blueprint.get("/v2/models/<model:name>/versions/<int:version>/config")
 def model_configuration(name: str, version: int | None = None) -> Response:
-    spec = served_model(name, version).spec
-    settings = runtime().settings
-    wait_ms = settings.max_batch_wait_ms if spec.config.max_batch_wait_ms is None else spec.config.max_batch_wait_ms
-    return jsonify(model_config(spec, spec.config.max_batch_size or settings.max_batch_size, wait_ms))
+    return jsonify(open_inference.model_configuration(name, version))
 
 
 @blueprint.post("/v2/repository/index")
@@ -102,34 +78,22 @@ def repository() -> Response:
     ready_only = body.get("ready", False)
     if not isinstance(ready_only, bool):
         raise ApiError(400, f"'ready' must be true or false, got {ready_only!r}")
-    live = _live_versions()
-    entries = [IndexEntry(name, spec.version, spec.version in live.get(name, set()),
-                          "" if spec.version in live.get(name, set()) else "no live worker serves it")
-               for name, specs in runtime().models.all().items() for spec in specs]
-    return jsonify(repository_index(entries, ready_only=ready_only))
-
-
-def _live_versions() -> dict[str, set[int]]:
-    return served_versions(runtime().workers.live())
+    return jsonify(open_inference.repository(ready_only=ready_only))
 
 
 @blueprint.post("/v2/models/<model:name>/infer")
 @blueprint.post("/v2/models/<model:name>/versions/<int:version>/infer")
 def infer(name: str, version: int | None = None) -> Response:
-    served = served_model(name, version)
     header, binary = _split_body()
     body = json_object(header, "the inference request")
-    inputs = decode_inputs(body.get("inputs"), binary, served.spec,
-                           max_items=runtime().settings.max_images_per_request)
-    wanted = requested_outputs(body, served.spec)
-    parameters = parameters_of(body, "the request")
-    scheduling = from_request(request, INTERACTIVE, priority=parameters.get("priority"),
-                              timeout_s=triton_timeout_s(parameters.get("timeout")))
-    answer = tensors.infer(served, inputs, [tensor for tensor, _ in wanted], scheduling)
+    decoded = open_inference.decode_request(name, version, body, binary)
+    scheduling = from_request(request, INTERACTIVE, priority=decoded.parameters.get("priority"),
+                              timeout_s=triton_timeout_s(decoded.parameters.get("timeout")))
+    answer = open_inference.infer(decoded, scheduling)
     response: dict[str, object] = {"model_name": name, "model_version": str(answer.version)}
     if body.get("id") is not None:
         response["id"] = body["id"]
-    response["outputs"], blobs = encode_outputs(answer.values, wanted)
+    response["outputs"], blobs = encode_outputs(answer.values, decoded.wanted)
     if not blobs:
         return jsonify(response)
     head = json.dumps(response).encode()

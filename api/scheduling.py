@@ -3,7 +3,8 @@
 Every route that queues work takes them, with its own default priority: ``priority``
 (``interactive`` or ``bulk``, or Triton's levels 1 and 2) and ``timeout_ms``, as form fields of an
 upload or query parameters; the KServe route also reads Triton's ``parameters.priority`` and
-``parameters.timeout`` (in microseconds, as Triton counts it).
+``parameters.timeout`` (in microseconds, as Triton counts it), and the gRPC front end the same
+parameters and the call's deadline (``chosen``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import math
 
 from flask import Request
 
+from api import prefer
 from api.errors import ApiError
+from api.runtime import runtime
 from inferq import priorities
 
 
@@ -22,6 +25,9 @@ class Scheduling:
     priority: str
     #: Seconds past which the job is not worth running, if the client said.
     timeout_s: float | None
+    #: Seconds a waited-on job is waited for before it is handed back to be polled, where the request
+    #: prefers that (HTTP's ``Prefer: respond-async``, ``api.prefer``); None: waited for to the end.
+    hand_back_after_s: float | None = None
 
 
 def from_request(request: Request, default: str, *, priority: object = None,
@@ -33,11 +39,20 @@ def from_request(request: Request, default: str, *, priority: object = None,
     if timeout_s is None:
         raw = _field(request, "timeout_ms")
         timeout_s = None if raw is None else _positive(raw, "timeout_ms") / 1000
+    hand_back_after_s = prefer.hand_back_after_s(request.headers.getlist("Prefer"),
+                                                 runtime().settings.prefer_wait_max_s)
+    return chosen(default, priority=priority, timeout_s=timeout_s, hand_back_after_s=hand_back_after_s)
+
+
+def chosen(default: str, *, priority: object = None, timeout_s: float | None = None,
+           hand_back_after_s: float | None = None) -> Scheduling:
+    """A request's scheduling, whatever carried it: its ``priority`` (a name, a Triton level, or
+    None for ``default``), ``timeout_s`` (None: none) and ``hand_back_after_s`` (None: never)."""
     try:
-        chosen = priorities.parse(priority)
+        parsed = priorities.parse(priority)
     except priorities.PriorityError as error:
         raise ApiError(400, str(error)) from None
-    return Scheduling(chosen or default, timeout_s)
+    return Scheduling(parsed or default, timeout_s, hand_back_after_s)
 
 
 def triton_timeout_s(value: object) -> float | None:

@@ -40,6 +40,8 @@ class SendFailed(Exception):
 class _Pending:
     job: messages.JobInput
     filenames: Sequence[str]
+    #: Where the job's final record is POSTed, if anywhere (checked before).
+    callback: str | None = None
     #: Set when the job is settled, and when its request is asked to take over the sending.
     woken: threading.Event = dataclasses.field(default_factory=threading.Event)
     #: Sent, refused or failed: ``error`` tells which.
@@ -64,13 +66,13 @@ class Submitter:
         self._pending: collections.deque[_Pending] = collections.deque()
         self._sending = threading.Lock()
 
-    def submit(self, job: messages.JobInput, filenames: Sequence[str]) -> None:
+    def submit(self, job: messages.JobInput, filenames: Sequence[str], callback: str | None = None) -> None:
         """Return once ``job`` is admitted and in the broker's queue.
 
         Raises :class:`~inferq.jobs.QueueFull` if it would overfill the queue, :class:`SendFailed`
         if the broker or Redis did not take it.
         """
-        pending = _Pending(job, filenames)
+        pending = _Pending(job, filenames, callback)
         self._pending.append(pending)
         deadline = time.monotonic() + self._timeout
         while not pending.settled:
@@ -128,12 +130,14 @@ class Submitter:
             store_large = False
         stored = messages.stored_inputs([pending.job for pending in batch]) if store_large else {}
         while batch:
+            callbacks = {pending.job.job_id: pending.callback for pending in batch if pending.callback}
             try:
                 refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
                                              model=self._model, priority=self._priority,
                                              enqueue=self._envelope(batch, store_large), stored_inputs=stored,
                                              reply_to={pending.job.job_id: pending.job.reply_to for pending in batch
-                                                       if pending.job.reply_to})
+                                                       if pending.job.reply_to},
+                                             **({"callbacks": callbacks} if callbacks else {}))
             except redis.RedisError as exc:  # nothing was admitted
                 self._release(batch, SendFailed(str(exc)))
                 return
@@ -142,7 +146,7 @@ class Submitter:
                 if depth is None:
                     fitting.append(pending)
                 else:
-                    self._release([pending], QueueFull(self._priority, depth, self._model))
+                    self._release([pending], QueueFull(self._priority, depth, self._model, images=pending.job.count))
             if len(fitting) == len(batch):
                 self._release(batch, None)
                 return

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from flask import request
 
-from api import idempotency, prefer
+from api import idempotency
 from api.errors import ApiError, unavailable
 from api.hand_back import HandedBack
 from api.inference_queue import Submitted, answered
@@ -46,15 +46,16 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling, job_id: str | None = None) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it). A
-    job waited on (``reply``) is handed back when its wait is over where the request prefers it
-    (``Prefer: respond-async``, ``api.prefer``)."""
+           scheduling: Scheduling, callback: str | None = None, job_id: str | None = None) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it),
+    its final record POSTed to ``callback`` (a checked URL) if given. A job waited on (``reply``) is
+    handed back when its wait is over where the request prefers it (``Scheduling.hand_back_after_s``:
+    HTTP's ``Prefer: respond-async``, ``api.prefer``)."""
     rt = runtime()
-    hand_back_after_s = (prefer.hand_back_after_s(request.headers.getlist("Prefer"), rt.settings.prefer_wait_max_s)
-                         if reply else None)
+    hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
-                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s, job_id=job_id)
+                                timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s,
+                                callback=callback, job_id=job_id)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 
@@ -82,7 +83,7 @@ def submit_and_wait(served: Served, inputs: Mapping[str, np.ndarray], filenames:
                                       create=create)
     if submitted is not None:
         return submitted.job_id, rt.queue.wait(submitted)
-    hand_back_after_s = prefer.hand_back_after_s(request.headers.getlist("Prefer"), rt.settings.prefer_wait_max_s)
+    hand_back_after_s = scheduling.hand_back_after_s
     wait_s = rt.settings.sync_timeout_s if hand_back_after_s is None else hand_back_after_s
     record = until_final(rt.queue, rt.events, created.job_id, wait_s)
     if record.outcome is None and hand_back_after_s is not None:

@@ -21,7 +21,8 @@ from api.runtime import runtime
 from api.scheduling import Scheduling, from_request
 from api.served_models import Served
 from api.tensors import infer, json_object, served_model
-from api.tfserving_classify import class_output, classifications, not_a_classifier
+from api.tfserving_classify import classifications, not_a_classifier
+from inferq.answers import class_output
 from inferq.model_config import DEFAULT_SIGNATURE
 from inferq.model_spec import TensorSpec
 from inferq.priorities import INTERACTIVE

@@ -4,7 +4,8 @@ answer, ``{"results": [[[label, score], ...], ...]}`` (``results``, as TF Servin
 
 TF Serving classifies only with a signature of method ``tensorflow/serving/classify`` and answers any
 other with INVALID_ARGUMENT, a 400. inferq classifies with any model that has one output of class
-scores (:func:`class_output`), and answers a 400 the same way where it has none (:func:`not_a_classifier`).
+scores (:func:`inferq.answers.class_output`), and answers a 400 the same way where it has none
+(:func:`not_a_classifier`).
 Each item's classes come best first (TF Serving keeps the model's order); a class's label is its name
 where the model's config has ``labels``, else its index ("3"), where TF Serving would send "".
 """
@@ -15,24 +16,7 @@ import numpy as np
 
 from api.errors import ApiError
 from api.tensor_values import described, shape_text
-from inferq.model_spec import ANY, ModelSpec, TensorSpec
-
-_FLOATS = ("float16", "float32", "float64")
-#: Names that settle which output holds the scores where several could.
-_SCORE_NAMES = ("scores", "probabilities", "probs")
-
-
-def class_output(spec: ModelSpec) -> TensorSpec | None:
-    """The model's output of class scores: a float output [-1, C], C the number of labels where the
-    config has them; where several fit, the one named scores or probabilities. None: no one output fits."""
-    fitting = [tensor for tensor in spec.outputs if tensor.dtype in _FLOATS and len(tensor.shape) == 2
-               and tensor.shape[0] == ANY and tensor.shape[1] > 0]
-    labels = spec.config.labels
-    if labels is not None:
-        fitting = [tensor for tensor in fitting if tensor.shape[1] == len(labels)]
-    if len(fitting) > 1:
-        fitting = [tensor for tensor in fitting if tensor.name in _SCORE_NAMES]
-    return fitting[0] if len(fitting) == 1 else None
+from inferq.model_spec import ModelSpec
 
 
 def not_a_classifier(spec: ModelSpec) -> ApiError:

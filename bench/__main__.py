@@ -7,7 +7,7 @@ and shorter points; ``--model`` names one model to run instead, any SavedModel t
 images. Every scenario (``bench.scenarios``) runs against each model, the reference server serving
 the same SavedModel under the same HTTP server; ``--servers`` names the HTTP servers whose sync
 sweeps run side by side. Load comes from wrk (Debian's package), which costs far less CPU than the
-servers it drives.
+servers it drives; the tensor path's, over HTTP and gRPC alike, from h2load (``bench.tensors``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench: wrk is missing; install it with `apt-get install wrk`", file=sys.stderr)
+        return 1
+    if shutil.which("h2load") is None:
+        print("bench: h2load is missing; install it with `apt-get install nghttp2-client`", file=sys.stderr)
         return 1
 
     settings = Settings.from_env()

@@ -30,6 +30,8 @@ class SyncPoint:
     errors: int
     wrong_labels: int
     mean_batch: float | None = None
+    #: CPU milliseconds the front end (API or gRPC process) spent an answer, where measured.
+    cpu_ms_per_request: float | None = None
 
 
 def wrk(base_url: str, concurrency: int, seconds: float, bodies: list[Path], path: str = "/recognize") -> SyncPoint:

@@ -10,6 +10,7 @@ from bench.calls import threads_label
 from bench.load import SyncPoint
 from bench.mixed import table as mixed_table
 from bench.scenarios import ModelRun
+from bench.tensors import table as tensor_table
 
 
 def model_report(run: ModelRun) -> str:
@@ -38,6 +39,9 @@ def model_report(run: ModelRun) -> str:
               f"{point.images_per_s:>11.0f}" for point in run.calls]
     if run.mixed is not None:
         lines += ["Interactive requests beside a full bulk queue (bench.mixed):", mixed_table(run.mixed)]
+    if run.tensors:
+        lines += ["The tensor path, one FP32 image a request, KServe v2 over HTTP and gRPC (bench.tensors):",
+                  tensor_table(run.tensors)]
     return "\n".join(lines)
 
 

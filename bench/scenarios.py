@@ -5,8 +5,9 @@ MAX_BATCH_SIZE=1 (what batching buys) and on the architecture inferq grew from (
 call a request), each under every HTTP server of the plan, the reference always under the same
 server as inferq; bulk async jobs of 256 images; the client (``inferq score``) on the 10,000 test
 digits beside bulk; interactive requests beside a full bulk queue (``bench.mixed``, for the first
-model of a run); a worker draining a queue filled before it started; and the model call alone
-(``bench.calls``), which tells the model's regime.
+model of a run); the tensor path over KServe v2's HTTP and gRPC carriers (``bench.tensors``); a
+worker draining a queue filled before it started; and the model call alone (``bench.calls``), which
+tells the model's regime.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import calls, systems
+from bench import calls, systems, tensors
 from bench.client import ClientResult, client_score
 from bench.drain import DrainResult, drain
 from bench.load import BulkResult, SyncPoint, bulk, wrk
@@ -38,6 +39,8 @@ class Plan:
     #: HTTP servers, the first for every scenario, the others for the sync sweeps.
     servers: list[str]
     mixed_seconds: float
+    #: Concurrencies of the tensor path's sweep (``bench.tensors``).
+    tensor_clients: list[int] = dataclasses.field(default_factory=lambda: [1, 64])
 
     @classmethod
     def for_run(cls, quick: bool, servers: list[str]) -> Plan:
@@ -57,6 +60,8 @@ class ModelRun:
     client: ClientResult
     mixed: MixedResult | None
     servers: list[str]
+    #: The tensor path by carrier (``bench.tensors``): KServe v2 binary over HTTP, and over gRPC.
+    tensors: dict[str, list[SyncPoint]] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, object]:
         """The run in figures; the keys of a one-model run before there were several, plus the new ones."""
@@ -85,7 +90,23 @@ class ModelRun:
             **(self._mixed_summary() if self.mixed else {}),
             "api_server": self.servers[0],
             "by_server": self._by_server(),
+            **self._tensor_summary(),
         }
+
+    def _tensor_summary(self) -> dict[str, object]:
+        if not self.tensors:
+            return {}
+        http, grpc = (_by_clients(self.tensors[name]) for name in (tensors.HTTP, tensors.GRPC))
+        figures: dict[str, object] = {}
+        for clients in sorted(set(http) & set(grpc)):
+            figures.update({
+                f"tensor_http_rps_c{clients}": round(http[clients].rps, 1),
+                f"tensor_grpc_rps_c{clients}": round(grpc[clients].rps, 1),
+                f"tensor_grpc_vs_http_c{clients}": round(grpc[clients].rps / http[clients].rps, 2),
+                f"tensor_http_p99_ms_c{clients}": round(http[clients].p99_ms, 1),
+                f"tensor_grpc_p99_ms_c{clients}": round(grpc[clients].p99_ms, 1),
+            })
+        return figures
 
     def _mixed_summary(self) -> dict[str, object]:
         assert self.mixed is not None
@@ -121,8 +142,14 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
     sweeps: dict[str, list[SyncPoint]] = {}
     mixed_result = None
     # The bulk queue's limit is the mixed scenario's (bench.mixed): larger than the default, harmless to the rest.
-    with systems.inferq(redis_url, model.model_dir, API_SERVER=first, MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as base:
+    with systems.inferq_processes(redis_url, model.model_dir, grpc=True, API_SERVER=first,
+                                  MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as running:
+        base = running.base_url
         sweeps["inferq"] = _sweep(base, plan, bodies)
+        assert running.grpc_address is not None
+        tensor_body = tensors.bodies(images[0], int(labels[0]), systems.SERVED_MODEL, work / "tensors")
+        by_carrier = tensors.sweep(base, running.grpc_address, systems.SERVED_MODEL, tensor_body, plan.tensor_clients,
+                                   plan.seconds, work / "tensors", running.pids)
         bulk_results = [bulk(base, images, labels, jobs=jobs, per_job=256, upload=upload)
                         for upload, jobs in plan.bulk_jobs.items()]
         client = client_score(base, images, labels, work)
@@ -141,7 +168,7 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
             sweeps[f"ref@{server}"] = _sweep(base, plan, bodies)
     # Last, with nothing else running: the call alone, on an idle machine.
     measured = calls.measure(model.model_dir, plan.call_batches, plan.call_threads)
-    return ModelRun(model, sweeps, bulk_results, drained, measured, client, mixed_result, plan.servers)
+    return ModelRun(model, sweeps, bulk_results, drained, measured, client, mixed_result, plan.servers, by_carrier)
 
 
 def _sweep(base: str, plan: Plan, bodies: list[Path]) -> list[SyncPoint]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from inferq.settings import Settings
-from launcher import api_command, worker_command
+from launcher import api_command, grpc_command, grpc_serving, worker_command
 from launcher.processes import Child, descendants, free_port
 from launcher.redis_server import embedded_redis
 
@@ -48,13 +48,15 @@ def redis_server(run_dir: Path) -> Iterator[str]:
 class Running:
     base_url: str
     children: list[Child]
+    #: ``host:port`` of the gRPC front end, where it was started.
+    grpc_address: str | None = None
 
     def pids(self) -> dict[str, list[int]]:
         """Process ids by role, with the HTTP server's and the workers' own children."""
         found: dict[str, list[int]] = {}
         for child in self.children:
             assert child.process is not None
-            role = "api" if child.name == "api" else "worker"
+            role = child.name if child.name in ("api", "grpc") else "worker"
             found.setdefault(role, []).extend([child.process.pid, *descendants(child.process.pid)])
         return found
 
@@ -81,20 +83,25 @@ def _serving_env(repository: Path, **settings: object) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, **settings: object) -> Iterator[Running]:
-    """Workers and the API on a free port serving ``model_dir`` as SERVED_MODEL, once ready."""
-    port = free_port()
+def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, grpc: bool = False,
+                     **settings: object) -> Iterator[Running]:
+    """Workers and the API on a free port serving ``model_dir`` as SERVED_MODEL, once ready; ``grpc``:
+    and the gRPC front end, on another."""
+    port, grpc_port = free_port(), free_port()
     with serving_repository(model_dir) as repository:
-        env = _serving_env(repository, REDIS_URL=redis_url, PORT=port, **settings)
+        env = _serving_env(repository, REDIS_URL=redis_url, PORT=port, GRPC_PORT=grpc_port, **settings)
         config = Settings.from_env(env)
         children = [Child(f"worker {i}", worker_command(config, i), env) for i in range(workers)]
         children.append(Child("api", api_command(), env))
+        if grpc:
+            children.append(Child("grpc", grpc_command(), env))
         base = f"http://127.0.0.1:{port}"
         try:
             for child in children:
                 child.start()
-            _wait(lambda: _answers(f"{base}/readyz"), START_TIMEOUT_S, "inferq to be ready", children)
-            yield Running(base, children)
+            _wait(lambda: _answers(f"{base}/readyz") and (not grpc or grpc_serving(config)), START_TIMEOUT_S,
+                  "inferq to be ready", children)
+            yield Running(base, children, f"127.0.0.1:{grpc_port}" if grpc else None)
         finally:
             _stop(children)
 

@@ -19,6 +19,11 @@ hash after anything else (a job whose finish or record was lost). Every script c
 without effect (redis-py retries a command that timed out), and finishing, withdrawing and
 reconciling run on a Redis at ``maxmemory``, which refuses new admissions.
 
+Beside those, every lane (model and priority) has two counters that only grow, images admitted and
+images ended, from which a queued job's place is read (``inferq.drain``), and a job that ends with a
+callback is queued for delivery (``inferq.callbacks``): both in the scripts that end jobs, by the
+one piece of Lua they share (``_ENDED``).
+
 Each step is one Redis round trip for any number of jobs: the API admits a message's jobs and
 pushes the message at once, a worker writes a batch's outcomes at once. The scripts touch several
 keys, so the store needs one Redis, not a cluster.
@@ -50,13 +55,36 @@ CANCELLED = "cancelled"
 #: The statuses a job ends in.
 FINAL = (DONE, FAILED, EXPIRED, CANCELLED)
 
+# What every script that ends jobs does beside its own work, defined once and prepended to each
+# (finishing, withdrawing, taking back; a cancel too): a job that ended counts its images as gone
+# from its lane (the monotonic counter of ``inferq.keys.lane_finished``, from which ``inferq.drain``
+# tells a queued job what is ahead of it), and a job that reached its final status and has a
+# callback has it queued, due now, for the workers' deliverers (``inferq.callbacks``). Separate
+# functions: images are counted by what the admission counted, once, by a job's unfinished entry,
+# and a callback is queued by the first final status written, and the two can come apart (a job
+# delivered again, a job whose record was lost).
+_ENDED = """
+local function count_ended(lane_finished, images)
+  if images > 0 then
+    redis.call('INCRBY', lane_finished, images)
+  end
+end
+local function queue_callback(job_key, job_id, due, now)
+  if redis.call('HEXISTS', job_key, 'callback_url') == 1 then
+    redis.call('ZADD', due, 'NX', now, job_id)
+  end
+end
+"""
+
 # KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
-# job, one inputs hash per job, then the queue to push a message onto and its bell (or neither).
+# job, one inputs hash per job, then the queue to push a message onto and its bell (or neither),
+# then the lane's admitted-images counter.
 # ARGV: max depth, now, priority, job count, model, then for each job its id, image count, filenames
 # (JSON) and number of stored inputs followed by their names and bytes, then the message (if a queue
-# is among KEYS), last a JSON object of job id -> the reply list its waiter reads (kept in the
-# record, so that a cancel can answer the waiter). Answers 1 or 0 per job (it fits or not) and the
-# depth after.
+# is among KEYS), then a JSON object of job id -> its callback URL, last a JSON object of job id ->
+# the reply list its waiter reads (kept in the record, so that a cancel can answer the waiter).
+# Answers 1 or 0 per job (it fits or not) and the depth after.
+# Each new job's record keeps ``lane_mark``, the lane's admitted images before it.
 #
 # All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
 # records and inputs before the message, so a worker never sees a job before them. A job already
@@ -102,10 +130,20 @@ for _, j in ipairs(new) do
   redis.call('HSET', KEYS[2], id, n)
 end
 depth = redis.call('INCRBY', KEYS[1], added)
-if #KEYS > 2 + 2 * jobs then
+if #KEYS > 3 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
 end
+local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV - 1])
+for _, j in ipairs(new) do
+  redis.call('HSET', KEYS[2 + j], 'lane_mark', mark)
+  mark = mark + tonumber(ARGV[offsets[j] + 1])
+  local url = callbacks[ARGV[offsets[j]]]
+  if url then
+    redis.call('HSET', KEYS[2 + j], 'callback_url', url, 'callback_status', 'pending', 'callback_attempts', 0)
+  end
+end
+redis.call('INCRBY', KEYS[#KEYS], added)
 return {fits, depth}
 """
 
@@ -149,7 +187,8 @@ end
 
 # KEYS: the queued-images counters the jobs count in (one a model and priority), their
 # unfinished-jobs hashes in the same order, one key per job, the reply lists named by the jobs,
-# then the inputs hashes to delete. ARGV: ttl, now, counter count, job count, then per job: status,
+# then the inputs hashes to delete, then each counter's lane-finished counter (in the counters'
+# order) and the set of due callbacks. ARGV: ttl, now, counter count, job count, then per job: status,
 # image count, outcome JSON, the position of its reply list among KEYS (0 when nobody waits), its
 # id and the position of its counter (from 1); last, the number of inputs hashes. Every reply list
 # gets one item: a JSON list of [job id, outcome] pairs.
@@ -162,8 +201,9 @@ end
 # counter by its unfinished entry, as it leaves the hash: by what its admission counted, whatever
 # image count the worker passes (kept in the layout for the log), and once however often it is
 # delivered.
-_FINISH = _PUBLISH_JOB_EVENT + """
+_FINISH = _PUBLISH_JOB_EVENT + _ENDED + """
 local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local lanes = #KEYS - counters - 1
 -- Each job counts down by what its admission counted (its unfinished entry), whatever a message
 -- says, and only once: a batch delivered again finds no entry left.
 local left = {}
@@ -173,7 +213,7 @@ for j = 1, jobs do
   left[j] = tonumber(redis.call('HGET', unfinished, ARGV[a + 4]) or '0')
   redis.call('HDEL', unfinished, ARGV[a + 4])
 end
-for i = #KEYS - tonumber(ARGV[#ARGV]) + 1, #KEYS do
+for i = lanes - tonumber(ARGV[#ARGV]) + 1, lanes do
   redis.call('DEL', KEYS[i])
 end
 local finished, replies = {}, {}
@@ -183,6 +223,7 @@ for j = 1, jobs do
   if status ~= 'done' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
     publish_job_event(key)
+    queue_callback(key, ARGV[a + 4], KEYS[#KEYS], now)
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
       local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
@@ -215,16 +256,18 @@ for counter, images in pairs(finished) do
   if redis.call('DECRBY', KEYS[counter], images) < 0 then
     redis.call('SET', KEYS[counter], 0)
   end
+  count_ended(KEYS[lanes + counter], images)
 end
 """
 
 # KEYS: the counter and unfinished-jobs hash of the jobs' model and priority, one key per job, one
-# inputs hash per job. ARGV: the job ids. Deletes were the first writes, so this runs at maxmemory
-# too; a job already gone is not counted down again.
-# KEYS: the queue and the jobs' counter, unfinished hash, records and inputs as for _WITHDRAW.
-# ARGV: the message, then the job ids. Takes the message off its queue and withdraws its jobs, or,
-# if a worker has claimed it already, leaves everything as it is. Answers 1 if it took it back.
-_TAKE_BACK = """
+# inputs hash per job, then the lane-finished counter. ARGV: the job ids. Deletes were the first
+# writes, so this runs at maxmemory too; a job already gone is not counted down again.
+# KEYS: the queue and the jobs' counter, unfinished hash, records and inputs, and lane-finished
+# counter as for _WITHDRAW. ARGV: the message, then the job ids. Takes the message off its queue and
+# withdraws its jobs, or, if a worker has claimed it already, leaves everything as it is. Answers 1
+# if it took it back.
+_TAKE_BACK = _ENDED + """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
@@ -236,13 +279,14 @@ for j = 1, jobs do
     if redis.call('DECRBY', KEYS[2], tonumber(n)) < 0 then
       redis.call('SET', KEYS[2], 0)
     end
+    count_ended(KEYS[#KEYS], tonumber(n))
   end
   redis.call('DEL', KEYS[3 + j], KEYS[3 + jobs + j])
 end
 return 1
 """
 
-_WITHDRAW = """
+_WITHDRAW = _ENDED + """
 local jobs, images = #ARGV, 0
 for j = 1, jobs do
   local n = redis.call('HGET', KEYS[2], ARGV[j])
@@ -255,6 +299,7 @@ end
 if images > 0 and redis.call('DECRBY', KEYS[1], images) < 0 then
   redis.call('SET', KEYS[1], 0)
 end
+count_ended(KEYS[#KEYS], images)
 return images
 """
 
@@ -288,15 +333,17 @@ return total
 """
 
 # KEYS: the job's record, its inputs hash, the counter and unfinished-jobs hash of its model and
-# priority, the reply list its waiter reads. ARGV: ttl, now, job id, the outcome JSON, 1 if a waiter
-# reads that list (else 0: the key is a placeholder, so that KEYS keeps its layout).
+# priority, the reply list its waiter reads, its lane's finished-images counter, the due callbacks.
+# A cancelled job counts as ended in its lane, and its callback is queued, as a finished one's.
+# ARGV: ttl, now, job id, the outcome JSON, 1 if a waiter reads that list (else 0: the key is a
+# placeholder, so that KEYS keeps its layout).
 # Answers the status the job had: a queued or running one is now cancelled; any other (final, or
 # cancelled already) is left as it is, and a job without a record answers nothing.
 #
 # The job leaves its counter at once, by what its admission counted, and only once (its unfinished
 # entry goes with it): a worker's later finish of it counts nothing down and, finding it cancelled,
 # writes no outcome over it. Deletes come first, so that a Redis at maxmemory cancels too.
-_CANCEL = _PUBLISH_JOB_EVENT + """
+_CANCEL = _PUBLISH_JOB_EVENT + _ENDED + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   return false
@@ -310,9 +357,11 @@ redis.call('DEL', KEYS[2])
 if n > 0 and redis.call('DECRBY', KEYS[3], n) < 0 then
   redis.call('SET', KEYS[3], 0)
 end
+count_ended(KEYS[6], n)
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'outcome', ARGV[4], 'finished_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 publish_job_event(KEYS[1])
+queue_callback(KEYS[1], ARGV[3], KEYS[7], ARGV[2])
 local idempotency = redis.call('HGET', KEYS[1], 'idempotency_key')
 if idempotency then
   redis.call('EXPIRE', idempotency, ARGV[1])
@@ -381,11 +430,13 @@ return 1
 
 
 class QueueFull(Exception):
-    def __init__(self, priority: str, depth: int, model: str | None = None) -> None:
+    def __init__(self, priority: str, depth: int, model: str | None = None, *, images: int = 0) -> None:
+        """``depth``: the queue's images with the work that fit; ``images``: those of the refused job."""
         super().__init__(f"{depth} {priority} items are queued" + (f" for model {model!r}" if model else ""))
         self.priority = priority
         self.depth = depth
         self.model = model
+        self.images = images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -436,6 +487,30 @@ class Outcome:
 
 
 @dataclasses.dataclass(frozen=True)
+class CallbackState:
+    """Where a job's final record is POSTed, and how that went: ``pending`` (the job has not ended,
+    or its delivery is being tried), ``delivered`` (a 2xx answered) or ``failed`` (past
+    CALLBACK_MAX_ATTEMPTS or CALLBACK_MAX_AGE_S). ``attempts``: the POSTs that got an answer or an
+    error."""
+
+    url: str
+    status: str
+    attempts: int
+    last_error: str | None
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, bytes]) -> CallbackState | None:
+        if "callback_url" not in fields:
+            return None
+        error = fields.get("callback_error", b"").decode()
+        return cls(fields["callback_url"].decode(), fields.get("callback_status", b"pending").decode(),
+                   int(fields.get("callback_attempts", 0)), error or None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"url": self.url, "status": self.status, "attempts": self.attempts, "last_error": self.last_error}
+
+
+@dataclasses.dataclass(frozen=True)
 class JobRecord:
     job_id: str
     status: str
@@ -449,6 +524,10 @@ class JobRecord:
     outcome: Outcome | None
     #: Items the model has answered while the job runs (a worker's progress reports).
     items_done: int = 0
+    #: The lane's admitted images before this job (jobs admitted before lanes were counted: None).
+    lane_mark: int | None = None
+    #: Its callback's URL and delivery (``inferq.callbacks``), if it has one.
+    callback: CallbackState | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -503,6 +582,7 @@ class JobStore:
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
               enqueue: Envelope | None = None,
               stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None,
+              callbacks: Mapping[str, str] | None = None,
               reply_to: Mapping[str, str] | None = None) -> list[int | None]:
         """Record new queued jobs (id, filenames) of ``model`` and ``priority``, all of them or none.
 
@@ -514,7 +594,8 @@ class JobStore:
         beside the jobs' message (``inferq.messages``), stored with the jobs. ``enqueue`` is the
         message carrying these jobs, pushed onto its queue (with its bell) in the same script if
         they are admitted. Admitting jobs already admitted (a retry) admits, counts and pushes
-        nothing again, and answers them as fitting.
+        nothing again, and answers them as fitting. ``callbacks`` (job id -> URL, checked
+        before) are the jobs' callbacks, POSTed when they end (``inferq.callbacks``).
 
         If the replicas asked for do not acknowledge the admission in time, the message is taken
         back off its queue with its jobs (:meth:`take_back`) and :class:`NotReplicated` raised: a
@@ -523,6 +604,7 @@ class JobStore:
         counted (:meth:`unreplicated_admissions`).
         """
         stored_inputs = stored_inputs or {}
+        callbacks = callbacks or {}
         script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
                        *(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
         args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model]
@@ -534,6 +616,10 @@ class JobStore:
         if enqueue is not None:
             script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
+        script_keys.append(keys.lane_admitted(model, priority))
+        # An object, not an array: cjson reads an empty table as either.
+        args.append(json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
+                               separators=(",", ":")) if callbacks else "{}")
         args.append(json.dumps({job_id: keys.replies(listener) for job_id, listener in (reply_to or {}).items()}))
 
         def run_script(pipe: redis.client.Pipeline) -> None:
@@ -584,7 +670,7 @@ class JobStore:
         then nothing changes. Answers whether it was taken back."""
         return bool(self._take_back(
             keys=[message.queue_key, keys.queued_images(model, priority), keys.unfinished(model, priority),
-                  *map(keys.job, job_ids), *map(keys.job_inputs, job_ids)],
+                  *map(keys.job, job_ids), *map(keys.job_inputs, job_ids), keys.lane_finished(model, priority)],
             args=[message.raw, *job_ids]))
 
     def withdraw(self, job_ids: Iterable[str], *, model: str, priority: str) -> None:
@@ -592,7 +678,8 @@ class JobStore:
         (once, however often they are withdrawn)."""
         job_ids = list(job_ids)
         self._withdraw(keys=[keys.queued_images(model, priority), keys.unfinished(model, priority),
-                             *map(keys.job, job_ids), *map(keys.job_inputs, job_ids)], args=job_ids)
+                             *map(keys.job, job_ids), *map(keys.job_inputs, job_ids),
+                             keys.lane_finished(model, priority)], args=job_ids)
 
     def reconcile(self, models: Sequence[str], *, chunk: int = 1000) -> dict[tuple[str, str], int]:
         """Bring each queued-images counter of ``models`` back to the images of its jobs still
@@ -711,10 +798,11 @@ class JobStore:
             return [{name.decode(): data for name, data in inputs.items()} for inputs in pipe.execute()]
 
     def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = ()) -> None:
-        """Record the jobs' outcomes, answer whoever waits for them, and delete the stored inputs
-        of the jobs ``stored`` names, all in one round trip."""
+        """Record the jobs' outcomes, answer whoever waits for them, count them ended in their lanes,
+        queue their callbacks, and delete the stored inputs of the jobs ``stored`` names, all in one
+        round trip."""
         # Lua indexes KEYS from 1: the counters, their unfinished hashes, the jobs, then each reply
-        # list once.
+        # list once, the inputs, the counters' lanes and the due callbacks.
         counters = {counter: position + 1 for position, counter in
                     enumerate(dict.fromkeys((job.model, job.priority) for job in finished))}
         reply_positions: dict[str, int] = {}
@@ -725,7 +813,8 @@ class JobStore:
                        *(keys.unfinished(*counter) for counter in counters),
                        *(keys.job(job.job_id) for job in finished),
                        *(keys.replies(listener) for listener in reply_positions),
-                       *(keys.job_inputs(job_id) for job_id in stored)]
+                       *(keys.job_inputs(job_id) for job_id in stored),
+                       *(keys.lane_finished(*counter) for counter in counters), keys.CALLBACKS_DUE]
         args: list[object] = [self._ttl, time.time(), len(counters), len(finished)]
         for job in finished:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
@@ -742,7 +831,8 @@ class JobStore:
         model, priority, reply_to = (None if raw is None else raw.decode() for raw in fields)
         script_keys = [keys.job(job_id), keys.job_inputs(job_id),
                        keys.queued_images(model or "", priority or INTERACTIVE),
-                       keys.unfinished(model or "", priority or INTERACTIVE), reply_to or keys.replies("")]
+                       keys.unfinished(model or "", priority or INTERACTIVE), reply_to or keys.replies(""),
+                       keys.lane_finished(model or "", priority or INTERACTIVE), keys.CALLBACKS_DUE]
         outcome = Outcome.cancelled("cancelled (DELETE /jobs/<id>) before it finished; it has no answer")
         status = self._cancel(keys=script_keys,
                               args=[self._ttl, time.time(), job_id, outcome.to_json(), 1 if reply_to else 0])
@@ -784,6 +874,8 @@ class JobStore:
             finished_at=_float(fields.get("finished_at")),
             outcome=Outcome.from_dict(orjson.loads(fields["outcome"])) if "outcome" in fields else None,
             items_done=int(fields.get("items_done", 0)),
+            lane_mark=int(fields["lane_mark"]) if "lane_mark" in fields else None,
+            callback=CallbackState.from_fields(fields),
         )
 
     def replies(self, listener: str, timeout_s: float) -> list[tuple[str, Outcome]]:
@@ -807,6 +899,11 @@ class JobStore:
     @property
     def depth_limits(self) -> dict[str, int]:
         return dict(self._depth_limits)
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The store's client, for what reads beside it (``inferq.drain``)."""
+        return self._redis
 
     def dead_letters(self) -> int:
         """Messages the workers' claim set aside, unreadable (``inferq.keys.DEAD_LETTERS``)."""

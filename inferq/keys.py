@@ -72,3 +72,35 @@ def worker(name: str) -> str:
 #: List of the messages the broker's claim could not deliver (their properties unreadable), each
 #: as it was queued: set aside rather than lost, counted by /status.
 DEAD_LETTERS = f"{PREFIX}:dead-letters"
+
+
+def lane_admitted(model: str, priority: str) -> str:
+    """Images ever admitted to the lane of ``model`` and ``priority``: a counter that only grows. A
+    job's record keeps its value before the job (``lane_mark``), so that what the lane has drained
+    since tells how much is still ahead of it (``inferq.drain``)."""
+    return f"{PREFIX}:lane-admitted:{model}:{priority}"
+
+
+def lane_finished(model: str, priority: str) -> str:
+    """Images of the lane of ``model`` and ``priority`` that ever left it (finished, withdrawn,
+    cancelled): a counter that only grows, beside ``lane_admitted``."""
+    return f"{PREFIX}:lane-finished:{model}:{priority}"
+
+
+def drain_samples(model: str) -> str:
+    """List of recent samples (JSON ``[unix time, images finished, images queued]``, newest first)
+    of a model's lanes, from which the workers measure its drain rate."""
+    return f"{PREFIX}:drain-samples:{model}"
+
+
+def drain_rate(model: str) -> str:
+    """A model's measured drain rate (JSON ``{"images_per_s", "measured_at"}``), expiring."""
+    return f"{PREFIX}:drain-rate:{model}"
+
+
+#: Held (SET NX, expiring within an interval) by the worker whose turn it is to sample the lanes.
+DRAIN_TURN = f"{PREFIX}:drain-turn"
+
+#: Sorted set of job ids whose callback is due, scored by when (unix seconds): a claimed one is
+#: scored by when its claim's lease ends, so that a dead deliverer's work comes due again.
+CALLBACKS_DUE = f"{PREFIX}:callbacks-due"

@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 
+from inferq.callbacks import signing_key
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.redis_connection import names_sentinels
 from inferq.repository import ModelNameError, check_name
@@ -86,6 +87,16 @@ class Settings:
     #: Connections (gunicorn's worker_connections) or requests (granian's backpressure) an API
     #: process takes at once.
     api_connections: int = 1000
+    #: Port of the gRPC front end (``python -m api.grpc``: KServe v2's GRPCInferenceService), Triton's.
+    grpc_port: int = 8001
+    #: Processes of the gRPC front end, sharing GRPC_PORT (SO_REUSEPORT), as API_PROCESSES.
+    grpc_processes: int = 2
+    #: Threads of each gRPC server process's pool. A call to infer holds one while it waits for its answer,
+    #: so this bounds the gRPC calls in flight; the rest wait in grpcio, costing no thread.
+    grpc_threads: int = 64
+    #: PEM files of the gRPC front end's certificate (chain) and key: both set, it serves TLS only.
+    grpc_tls_cert_file: str | None = None
+    grpc_tls_key_file: str | None = None
     #: Celery worker processes ``make up`` starts (each holds its own copy of the model).
     workers: int = 1
     #: Where ``make up`` keeps its embedded Redis's data.
@@ -153,6 +164,24 @@ class Settings:
     #: requests from a browser, besides the API's own: a browser's POST from any other site is
     #: refused with 403 (``api.auth``). Clients that are not browsers are never affected.
     allowed_origins: str | None = None
+    #: Prefixes (comma-separated) a job's ``callback`` URL must start with, such as
+    #: ``https://hooks.example.com/inferq/``; unset or empty: callbacks are refused (422). A prefix
+    #: of a bare origin matches that origin only. Keeps the workers from being made to call
+    #: arbitrary hosts (the metadata service, the Redis next door).
+    callback_allowed_urls: str | None = None
+    #: The key callbacks are signed with (Standard Webhooks): ``whsec_`` and the base64 of 24 to 64
+    #: random bytes (``python -c 'from inferq.callbacks import new_secret; print(new_secret())'``).
+    #: Needed when CALLBACK_ALLOWED_URLS is set; the same on every worker.
+    callback_secret: str | None = None
+    #: POSTs of one callback, at most, before it is marked failed ...
+    callback_max_attempts: int = 10
+    #: ... or seconds after its job ended, whichever comes first. At most RESULT_TTL_S: the
+    #: delivery's state lives in the job's record.
+    callback_max_age_s: float = 3600.0
+    #: Seconds one POST may take to connect and answer; a slower one counts as failed.
+    callback_timeout_s: float = 10.0
+    #: Seconds before the second try; each later wait doubles.
+    callback_backoff_s: float = 1.0
     log_level: str = "INFO"
 
     @classmethod
@@ -170,12 +199,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = (
-            "port", "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
+            "port", "grpc_port", "grpc_processes", "grpc_threads",
+            "api_processes", "api_threads", "api_connections", "workers", "max_batch_size", "sync_timeout_s",
             "result_ttl_s", "visibility_timeout_s", "heartbeat_interval_s", "model_forget_after_s",
             "max_request_bytes", "max_image_pixels", "max_images_per_request", "max_request_pixels",
             "max_queue_depth", "max_interactive_queue_depth",
             "redis_replica_ack_timeout_ms",
             "prefer_wait_max_s", "job_wait_max_s", "job_events_max_s",
+            "callback_max_attempts", "callback_max_age_s", "callback_timeout_s", "callback_backoff_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -185,6 +216,8 @@ class Settings:
         for name in non_negative:
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")
+        if (self.grpc_tls_cert_file is None) != (self.grpc_tls_key_file is None):
+            raise SettingsError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together: set both (TLS) or neither")
         if self.api_server not in API_SERVERS:
             raise SettingsError(f"API_SERVER must be one of {', '.join(API_SERVERS)}, got {self.api_server!r}")
         if self.redis_appendfsync not in APPENDFSYNC_POLICIES:
@@ -205,6 +238,19 @@ class Settings:
             if not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise SettingsError(f"ALLOWED_ORIGINS: {origin!r} is not an origin such as https://example.com:8443 "
                                     "(scheme and host, no path)")
+        if self.callback_prefixes and not self.callback_secret:
+            raise SettingsError("CALLBACK_SECRET must be set when CALLBACK_ALLOWED_URLS is: callbacks are signed")
+        if self.callback_secret:
+            try:
+                signing_key(self.callback_secret)
+            except ValueError as exc:
+                raise SettingsError(f"CALLBACK_SECRET {exc}") from None
+        for prefix in self.callback_prefixes:
+            if not re.match(r"https?://[^/\s]+", prefix):
+                raise SettingsError(f"CALLBACK_ALLOWED_URLS: {prefix!r} is not an http(s) URL prefix")
+        if self.callback_max_age_s > self.result_ttl_s:
+            raise SettingsError(f"CALLBACK_MAX_AGE_S ({self.callback_max_age_s:g}) must not exceed RESULT_TTL_S "
+                                f"({self.result_ttl_s}): a delivery's state lives in the job's record")
         for name in ("max_queue_depth", "max_interactive_queue_depth"):
             if self.max_images_per_request > getattr(self, name):
                 raise SettingsError(f"MAX_IMAGES_PER_REQUEST ({self.max_images_per_request}) must not exceed "
@@ -219,6 +265,11 @@ class Settings:
     def trusted_origins(self) -> tuple[str, ...]:
         """ALLOWED_ORIGINS as a list."""
         return tuple(origin.strip() for origin in (self.allowed_origins or "").split(",") if origin.strip())
+
+    @property
+    def callback_prefixes(self) -> tuple[str, ...]:
+        """CALLBACK_ALLOWED_URLS as a list."""
+        return tuple(prefix.strip() for prefix in (self.callback_allowed_urls or "").split(",") if prefix.strip())
 
     @property
     def served_models(self) -> frozenset[str] | None:

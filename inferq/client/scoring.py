@@ -45,7 +45,8 @@ class Chunk:
 
 def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: int, concurrency: int,
                  first_chunk: int = 0, known_jobs: dict[int, str] | None = None,
-                 on_submit: Callable[[int, str], None] | None = None, run_id: str | None = None) -> Iterator[Chunk]:
+                 on_submit: Callable[[int, str], None] | None = None,
+                 callback: str | None = None, run_id: str | None = None) -> Iterator[Chunk]:
     """Chunks ``first_chunk ..`` of ``dataset``, in order.
 
     Each chunk is sent with the Idempotency-Key ``<run_id>-<index>`` (``run_id``: a new one when
@@ -53,7 +54,8 @@ def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: 
     ``run_id``) the service makes one job of it.
     ``known_jobs`` maps chunk indexes to jobs submitted by an earlier run (their ``Location``): those
     are collected rather than sent again. ``on_submit(index, location)`` is told of each new job
-    before it is waited for, so that a run stopped meanwhile can collect it later.
+    before it is waited for, so that a run stopped meanwhile can collect it later. ``callback``: the
+    URL each new job's final record is POSTed to.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 image, not {chunk}")
@@ -75,7 +77,8 @@ def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: 
                 except JobFailed as exc:
                     return Chunk(index, start, names, error=exc.error)
             try:
-                job = client.submit_items(dataset.items(start, stop), model, idempotency_key=f"{run_id}-{index}")
+                job = client.submit_items(dataset.items(start, stop), model, callback,
+                                          idempotency_key=f"{run_id}-{index}")
             except HttpError as exc:
                 if exc.status in CHUNK_REFUSALS:
                     return Chunk(index, start, names, error=f"refused ({exc.status}): {exc.message}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.answers import item_answers
+from inferq.answers import item_answers
 from inferq.jobs import Outcome
 from tests.support.specs import go_server_spec, mnist_spec
 

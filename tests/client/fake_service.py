@@ -17,6 +17,7 @@ import io
 import itertools
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -73,6 +74,8 @@ class FakeService:
         self.keys_sent: list[str] = []
         #: Job ids cancelled (DELETE /jobs/<id>).
         self.cancelled: list[str] = []
+        #: Every POST's query parameters, beside ``posts``.
+        self.post_queries: list[dict[str, list[str]]] = []
 
     def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes] | str:
         with self.lock:
@@ -85,6 +88,7 @@ class FakeService:
         return DROP if forced == DROP_ANSWER else answer
 
     def _handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+        path, _, query = path.partition("?")
         key = headers.get("Idempotency-Key")
         if method == "POST" and key is not None:
             with self.lock:
@@ -96,6 +100,7 @@ class FakeService:
             ids = image_ids(_decode(headers["Content-Type"], body))
             with self.lock:
                 self.posts.append((path, ids))
+                self.post_queries.append(urllib.parse.parse_qs(query))
                 if path.endswith("/recognize"):
                     return 200, {}, orjson.dumps(_answer(ids) if len(ids) > 1 else _result(ids[0]))
                 job_id = f"job-{next(self._ids)}"
@@ -105,7 +110,7 @@ class FakeService:
                 self.outstanding += 1
                 self.max_outstanding = max(self.max_outstanding, self.outstanding)
             return 202, {"Location": f"/jobs/{job_id}"}, orjson.dumps({"job_id": job_id, "status": "queued"})
-        path, _, query = path.partition("?")  # a service of before long polls: ?wait= is ignored
+        # A service of before long polls: ?wait= is ignored.
         match = re.fullmatch(r"/jobs/([^/]+)", path)
         if method == "GET" and match:
             with self.lock:

@@ -35,6 +35,15 @@ def test_score_shows_progress_and_a_summary_and_exits_0(service, tmp_path, capsy
     assert np.array_equal(np.load(tmp_path / "out.npy"), np.arange(3000) % 10)
 
 
+def test_score_asks_a_callback_for_every_chunk_when_told(service, tmp_path):
+    np.save(tmp_path / "in.npy", numbered_images(1500))
+    hook = "https://hooks.example.com/inferq/done?run=7"
+    status = main(["score", str(tmp_path / "in.npy"), "--out", str(tmp_path / "out.npy"), "--url", service.url,
+                   "--quiet", "--callback", hook])
+    assert status == 0
+    assert service.post_queries == [{"callback": [hook]}] * 2  # two chunks of at most 1,024
+
+
 def test_score_exits_1_and_names_the_images_that_failed(service, tmp_path, capsys):
     service.failure = lambda ids: "the model failed" if 0 in ids else None
     np.save(tmp_path / "in.npy", numbered_images(1500))

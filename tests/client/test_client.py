@@ -40,6 +40,13 @@ def test_a_model_name_targets_its_routes(service, client):
     assert [path for path, _ in service.posts] == ["/models/cnn/recognize", "/models/cnn/jobs", "/recognize"]
 
 
+def test_a_job_may_ask_for_a_callback(service, client):
+    client.submit(numbered_images(1), callback="https://hooks.example.com/a b").wait(10)
+    client.submit(numbered_images(1), model="cnn").wait(10)
+    assert service.post_queries == [{"callback": ["https://hooks.example.com/a b"]}, {}]
+    assert [path for path, _ in service.posts] == ["/jobs", "/models/cnn/jobs"]
+
+
 def test_a_job_is_collected_when_done_and_says_so_before(service, client):
     service.polls_before_done = lambda ids: 2
     job = client.submit(numbered_images(4))

@@ -68,11 +68,12 @@ def _compose_command() -> list[str]:
 
 
 class Stack:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, grpc_port: int) -> None:
         self.port = port
+        self.grpc_port = grpc_port
         self.base_url = f"http://127.0.0.1:{port}"
         self.env = dict(
-            os.environ, COMPOSE_PROJECT_NAME=PROJECT, PORT=str(port),
+            os.environ, COMPOSE_PROJECT_NAME=PROJECT, PORT=str(port), GRPC_PORT=str(grpc_port),
             PYTHON_IMAGE=BASE_IMAGE, REDIS_IMAGE=BASE_IMAGE, MNIST_DATA=str(MNIST_DIR.resolve()),
             # A killed worker's batch comes back after this; the default (60 s) would only slow the test.
             VISIBILITY_TIMEOUT_S="10", COMPOSE_HTTP_TIMEOUT="300",
@@ -147,7 +148,7 @@ def stack():
     LOGS.mkdir(parents=True, exist_ok=True)
     for log in LOGS.glob("*.log"):
         log.unlink()
-    stack = Stack(free_port())
+    stack = Stack(free_port(), free_port())
     stack.run("down", "-v", "--remove-orphans", timeout=300)  # what an interrupted run left
     try:
         start = time.monotonic()
@@ -187,6 +188,31 @@ def test_the_seeds_curl_answers_nine(stack, mnist_test, tmp_path):
                              "-F", f"image=@{png}"], capture_output=True, text=True, timeout=90)
     assert answer.returncode == 0, answer.stderr
     assert json.loads(answer.stdout)["labels"] == [9], answer.stdout
+
+
+def test_the_grpc_service_is_healthy_and_answers_nine(stack, mnist_test):
+    """The compose file's gRPC front end: grpc.health.v1 SERVING, then tritonclient.grpc's answer."""
+    import grpc
+    import tritonclient.grpc as triton_grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    def serving() -> bool:
+        with grpc.insecure_channel(f"127.0.0.1:{stack.grpc_port}") as channel:
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service="inference.GRPCInferenceService"), timeout=3)
+            except grpc.RpcError:
+                return False
+        return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+    wait_for(serving, READY_TIMEOUT_S, "the gRPC front end to serve", interval_s=1)
+    pixels = triton_grpc.InferInput("inputdata", [1, 784], "FP32")
+    pixels.set_data_from_numpy(mnist_test[0][104].reshape(1, 784).astype(np.float32))
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{stack.grpc_port}")
+    try:
+        assert client.infer("mnist", [pixels], client_timeout=60).as_numpy("labels").tolist() == [9]
+    finally:
+        client.close()
 
 
 def _check_job(stack: Stack, job_id: str, labels: np.ndarray) -> None:

@@ -65,6 +65,8 @@ NOT_IN_CONFIGMAP = {
     "API_KEY": "a secret: it comes from the Secret inferq-api-key",
     "MODEL_DIR": "the first releases' single-model setting; the cluster serves MODEL_REPOSITORY",
     "WORKER_MODELS": "set per model, in each model's worker Deployment",
+    "GRPC_TLS_CERT_FILE": "unset: plaintext inside the cluster; set per deployment, with its Secret mounted",
+    "GRPC_TLS_KEY_FILE": "as GRPC_TLS_CERT_FILE",
 }
 #: Variables the manifests may set that are not inferq settings, and why.
 OTHER_VARIABLES = {
@@ -559,3 +561,21 @@ def test_the_trainer_job_and_cronjob_run_the_same_pod(objects):
     assert cron["jobTemplate"]["spec"]["template"] == job
     assert cron["concurrencyPolicy"] == "Forbid"
     assert job["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_grpc_front_end_runs_beside_the_api_probed_over_grpc_health(objects):
+    pod = named(objects, "Deployment", "inferq-api")["spec"]["template"]["spec"]
+    (grpc,) = [container for container in pod["containers"] if container["name"] == "grpc"]
+    assert grpc["command"] == COMPOSE["grpc"]["command"] == ["python", "-m", "api.grpc"]
+    assert importlib.util.find_spec("api.grpc.__main__") is not None
+    port = cluster_settings(objects).grpc_port
+    assert {p["name"]: p["containerPort"] for p in grpc["ports"]} == {"grpc": port}
+    assert grpc["readinessProbe"]["grpc"] == {"port": port, "service": "inference.GRPCInferenceService"}
+    assert grpc["livenessProbe"]["grpc"] == {"port": port}
+    from api.grpc.health import INFERENCE, SERVER
+    assert (INFERENCE, SERVER) == ("inference.GRPCInferenceService", "")
+    (variable,) = [v for v in grpc["env"] if v["name"] == "API_KEY"]
+    assert variable["valueFrom"]["secretKeyRef"]["name"] == "inferq-api-key"
+    service = named(objects, "Service", "inferq-api")
+    assert {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"} in \
+        service["spec"]["ports"]

@@ -30,15 +30,17 @@ SERVICES = COMPOSE["services"]
 
 
 def test_the_services_and_how_they_start():
-    assert set(SERVICES) == {"redis", "trainer", "worker", "api", "flower", "worker-gpu"}
-    for name in ("worker", "api", "flower", "worker-gpu"):
+    assert set(SERVICES) == {"redis", "trainer", "worker", "api", "grpc", "flower", "worker-gpu"}
+    for name in ("worker", "api", "grpc", "flower", "worker-gpu"):
         assert SERVICES[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
     assert SERVICES["trainer"]["restart"] == "no"
-    for name in ("redis", "worker", "api", "flower", "worker-gpu"):
+    for name in ("redis", "worker", "api", "grpc", "flower", "worker-gpu"):
         assert SERVICES[name]["restart"] == "unless-stopped", name
     assert SERVICES["flower"]["profiles"] == ["monitoring"]
     assert SERVICES["worker-gpu"]["profiles"] == ["gpu"]
     assert SERVICES["api"]["ports"] == ["${PORT:-8080}:8080"]
+    assert SERVICES["grpc"]["ports"] == ["${GRPC_PORT:-8001}:8001"]
+    assert SERVICES["grpc"]["command"] == ["python", "-m", "api.grpc"]
 
 
 def test_redis_persists_and_is_health_checked():
@@ -74,13 +76,14 @@ def test_every_compose_runs_the_file_the_project_named_in_env():
 
 def test_the_images_can_be_replaced_for_offline_and_mirrored_registries():
     assert re.fullmatch(r"\$\{REDIS_IMAGE:-redis:\d+\.\d+\.\d+-alpine\}", SERVICES["redis"]["image"])
-    for name in ("api", "worker", "trainer", "flower", "worker-gpu"):
+    for name in ("api", "grpc", "worker", "trainer", "flower", "worker-gpu"):
         base = SERVICES[name]["build"]["args"]["PYTHON_IMAGE"]
         assert re.fullmatch(r"\$\{PYTHON_IMAGE:-python:\d+\.\d+\.\d+-slim-\w+\}", base), name
 
 
 def test_the_api_image_is_built_without_tensorflow():
     assert SERVICES["api"]["build"]["target"] == SERVICES["flower"]["build"]["target"] == "api"
+    assert SERVICES["grpc"]["build"]["target"] == "api"
     assert SERVICES["api"]["image"] != SERVICES["worker"]["image"]
     for name in ("worker", "trainer", "worker-gpu"):
         assert SERVICES[name]["build"]["target"] == "worker", name
@@ -109,6 +112,13 @@ def test_workers_are_healthy_while_they_send_heartbeats():
 def test_the_api_health_check_is_readiness():
     check = SERVICES["api"]["healthcheck"]["test"]
     assert "/readyz" in " ".join(check)
+
+
+def test_the_grpc_health_check_asks_grpc_health_for_the_inference_service():
+    check = SERVICES["grpc"]["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    assert "service='inference.GRPCInferenceService'" in check[3] and "127.0.0.1:8001" in check[3]
+    assert SERVICES["grpc"]["environment"] == SERVICES["api"]["environment"]
 
 
 def test_gpu_workers_reserve_an_nvidia_device_and_install_tensorflow_with_cuda():
@@ -140,6 +150,8 @@ def test_every_command_exists_in_the_project():
         elif command[:3] == ["python", "-m", "api.serve"]:
             assert importlib.util.find_spec("api.serve") is not None
             assert (REPO / api_serve.GUNICORN[api_serve.GUNICORN.index("-c") + 1]).is_file()
+        elif command[:3] == ["python", "-m", "api.grpc"]:
+            assert importlib.util.find_spec("api.grpc.__main__") is not None
         else:
             assert command[:3] == ["python", "-m", "trainer"]
             assert importlib.util.find_spec("trainer.__main__") is not None

@@ -27,9 +27,10 @@ class Launcher:
         self.log = tmp_path / "make-up.log"
         env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
         env.update(RUN_DIR=str(tmp_path / "run"), MNIST_DATA_DIR=str(MNIST_DIR), HEARTBEAT_INTERVAL_S="0.5",
-                   API_PROCESSES="1", API_THREADS="4", PYTHONUNBUFFERED="1")
+                   API_PROCESSES="1", API_THREADS="4", PYTHONUNBUFFERED="1", GRPC_PORT=str(free_port()))
         env.update({name.upper(): str(value) for name, value in settings.items()})
         self.port = int(env.get("PORT", 8080))
+        self.grpc_port = int(env["GRPC_PORT"])
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "launcher"], cwd=REPO, env=env,
                                             stdout=out, stderr=subprocess.STDOUT)
@@ -39,6 +40,23 @@ class Launcher:
 
     def wait_exit(self, timeout_s: float = 60) -> int:
         return self.process.wait(timeout_s)
+
+
+def grpc_labels(port: int, png: bytes) -> list[int]:
+    """The default model's labels for ``png`` over gRPC (tritonclient.grpc): its pixels as the image
+    routes decode them (``api.images``), as a tensor."""
+    import tritonclient.grpc as triton_grpc
+
+    from api.images import decode
+
+    pixels = decode(png, max_pixels=10**6).astype(np.float32).reshape(1, 784)
+    tensor = triton_grpc.InferInput("inputdata", [1, 784], "FP32")
+    tensor.set_data_from_numpy(pixels)
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        return client.infer("mnist", [tensor]).as_numpy("labels").tolist()
+    finally:
+        client.close()
 
 
 def recognize(port: int, png: bytes) -> dict:
@@ -59,6 +77,8 @@ def test_make_up_serves_restarts_a_dead_worker_and_stops_everything_on_sigterm(t
         assert "embedded Redis" in up.output()
         answer = recognize(up.port, digit_104)
         assert (answer["filename"], answer["labels"]) == ("104.png", [9])
+        assert f"and gRPC localhost:{up.grpc_port}" in up.output()
+        assert grpc_labels(up.grpc_port, digit_104) == [9]  # the gRPC front end, on the same queue
 
         children = descendants(up.process.pid)
         worker = next(pid for pid in children if b"celery" in Path(f"/proc/{pid}/cmdline").read_bytes())

@@ -88,6 +88,19 @@ def served_over_http(settings: Settings) -> Iterator[str]:
         app.extensions["inferq"].replies.close()
 
 
+@contextlib.contextmanager
+def served_over_grpc(app, settings: Settings | None = None) -> Iterator[str]:
+    """``host:port`` of the gRPC front end on ``app``'s runtime (``settings``: the app's)."""
+    from api.grpc.server import GrpcServer
+
+    server = GrpcServer(app, settings or app.extensions["inferq"].settings, "127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="module")
 def server_address(real_worker, own_redis_url) -> Iterator[str]:
     """``host:port`` of the app, served over HTTP from a thread, wired to the real worker."""

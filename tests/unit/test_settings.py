@@ -74,3 +74,17 @@ def test_bad_values_name_the_variable(name, value, message):
 def test_images_per_request_must_fit_in_the_queue():
     with pytest.raises(SettingsError, match="MAX_IMAGES_PER_REQUEST"):
         Settings.from_env({"MAX_IMAGES_PER_REQUEST": "100", "MAX_QUEUE_DEPTH": "10"})
+
+
+@pytest.mark.parametrize("given", [{"GRPC_TLS_CERT_FILE": "cert.pem"}, {"GRPC_TLS_KEY_FILE": "key.pem"}])
+def test_the_grpc_certificate_and_key_go_together(given):
+    with pytest.raises(SettingsError, match="GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE go together"):
+        Settings.from_env(given)
+    both = Settings.from_env({"GRPC_TLS_CERT_FILE": "cert.pem", "GRPC_TLS_KEY_FILE": "key.pem"})
+    assert (both.grpc_tls_cert_file, both.grpc_tls_key_file) == ("cert.pem", "key.pem")
+
+
+def test_grpc_processes_and_threads_are_positive():
+    for name in ("GRPC_PORT", "GRPC_PROCESSES", "GRPC_THREADS"):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: "0"})

@@ -1,4 +1,4 @@
-"""A job's answer, item by item, as the image routes give it.
+"""A job's answer, item by item, as the image routes (and the job's callback) give it.
 
 Each item (an uploaded image) is answered ``{"filename", "labels", "probabilities",
 "model_version"}`` as the original Go server answered (``labels`` holding the predicted class),
@@ -18,14 +18,29 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from api.tfserving_classify import class_output
 from inferq.jobs import Outcome
-from inferq.model_spec import ModelSpec
+from inferq.model_spec import ANY, ModelSpec, TensorSpec
 
 LABELS = "labels"
 PROBABILITIES = "probabilities"
 #: Classes listed in ``top``.
 TOP = 5
+_FLOATS = ("float16", "float32", "float64")
+#: Names that settle which output holds the scores where several could.
+_SCORE_NAMES = ("scores", "probabilities", "probs")
+
+
+def class_output(spec: ModelSpec) -> TensorSpec | None:
+    """The model's output of class scores: a float output [-1, C], C the number of labels where the
+    config has them; where several fit, the one named scores or probabilities. None: no one output fits."""
+    fitting = [tensor for tensor in spec.outputs if tensor.dtype in _FLOATS and len(tensor.shape) == 2
+               and tensor.shape[0] == ANY and tensor.shape[1] > 0]
+    labels = spec.config.labels
+    if labels is not None:
+        fitting = [tensor for tensor in fitting if tensor.shape[1] == len(labels)]
+    if len(fitting) > 1:
+        fitting = [tensor for tensor in fitting if tensor.name in _SCORE_NAMES]
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | None) -> list[dict[str, object]]:

@@ -1,0 +1,16 @@
+"""The gRPC front end: KServe v2's ``inference.GRPCInferenceService`` (Triton's gRPC API), so that
+tritonclient.grpc and other v2 gRPC clients work unchanged, on the same queue as the HTTP routes.
+
+Its own process (``python -m api.grpc``) beside the HTTP API. One module a concept, as tritonclient
+lays out its protocols:
+
+- ``server``: the process: a grpcio server on a thread pool, TLS, the services it serves.
+- ``servicer``: each RPC, done by ``api.open_inference`` as the HTTP route does it.
+- ``codec``: the protocol's messages to and from what ``api.open_inference`` takes and gives.
+- ``status``: an :class:`api.errors.ApiError` as a gRPC status, with the HTTP route's message.
+- ``auth``: the API key, as ``authorization: Bearer <key>`` metadata.
+- ``health``: ``grpc.health.v1``, for Kubernetes' gRPC probes.
+- ``protos``: Triton's .proto files, vendored, and the modules generated from them.
+
+Like the HTTP API, it never imports TensorFlow.
+"""

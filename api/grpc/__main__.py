@@ -1,0 +1,3 @@
+from api.grpc.server import main
+
+main()

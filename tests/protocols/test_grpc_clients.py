@@ -1,0 +1,215 @@
+"""tritonclient.grpc and grpc.health.v1 against the gRPC front end's own process (``python -m api.grpc``,
+as ``make up`` starts it), a real worker and a real Redis: the answers come from the model."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from launcher import grpc_command
+from launcher.processes import descendants, free_port
+from tests.protocols.conftest import REAL_LABEL, REAL_VERSION
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "grpc-s3cret"
+KEY = {"authorization": f"Bearer {API_KEY}"}
+
+
+def health(address: str, service: str = "") -> int | None:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                             timeout=1).status
+        except grpc.RpcError:
+            return None
+
+
+@pytest.fixture(scope="module")
+def grpc_process(real_worker, own_redis_url, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, str]]:
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("grpc") / "grpc.log"
+    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", HEARTBEAT_INTERVAL_S="0.5",
+               GRPC_PORT=str(port), API_KEY=API_KEY, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+
+    def serving() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        return health(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
+
+    try:
+        wait_for(serving, 30, "the gRPC front end to serve")
+        yield process, address
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def triton(grpc_process) -> Iterator[triton_grpc.InferenceServerClient]:
+    client = triton_grpc.InferenceServerClient(grpc_process[1])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def images(mnist_test) -> np.ndarray:
+    return mnist_test[0][:6]
+
+
+def test_the_processes_never_import_tensorflow(grpc_process):
+    pids = [grpc_process[0].pid, *descendants(grpc_process[0].pid)]
+    assert len(pids) >= 3  # GRPC_PROCESSES (2) servers under the one started
+    for pid in pids:
+        assert "tensorflow" not in Path(f"/proc/{pid}/maps").read_text(), pid
+    # And the modules it runs, imported afresh, import none either.
+    probe = subprocess.run([sys.executable, "-c", "import sys, api.grpc.server, api.grpc.servicer, api;"
+                            "print('tensorflow' in sys.modules)"], cwd=REPO, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    assert probe.stdout.strip() == "False"
+
+
+def test_health_and_metadata(triton):
+    assert triton.is_server_live(headers=KEY)
+    assert triton.is_server_ready(headers=KEY)
+    assert triton.is_model_ready("mnist", headers=KEY)
+    assert triton.is_model_ready("mnist", str(REAL_VERSION), headers=KEY)
+    assert not triton.is_model_ready("mnist", str(REAL_VERSION + 1), headers=KEY)
+    server = triton.get_server_metadata(headers=KEY, as_json=True)
+    assert (server["name"], server["extensions"]) == ("inferq", ["binary_tensor_data", "schedule_policy",
+                                                                 "model_configuration", "model_repository"])
+    assert triton.get_model_metadata("mnist", headers=KEY, as_json=True) == {
+        "name": "mnist",
+        "versions": [str(REAL_VERSION)],
+        "platform": "tensorflow_savedmodel",
+        "inputs": [{"name": "inputdata", "datatype": "FP32", "shape": ["-1", "784"]}],
+        "outputs": [{"name": "labels", "datatype": "INT64", "shape": ["-1"]},
+                    {"name": "probabilities", "datatype": "FP32", "shape": ["-1", "10"]}],
+    }
+
+
+def test_the_key_is_needed_but_not_for_health_checking(grpc_process, triton):
+    with pytest.raises(InferenceServerException) as refused:
+        triton.is_server_live()
+    assert refused.value.status() == "StatusCode.UNAUTHENTICATED"
+    assert health(grpc_process[1]) == health_pb2.HealthCheckResponse.SERVING
+
+
+def infer_input(images: np.ndarray, datatype: str = "FP32", shape: tuple[int, ...] = (784,)) -> triton_grpc.InferInput:
+    tensor = triton_grpc.InferInput("inputdata", [len(images), *shape], datatype)
+    tensor.set_data_from_numpy(images.reshape(len(images), *shape).astype(np.float32 if datatype == "FP32"
+                                                                          else np.uint8))
+    return tensor
+
+
+def assert_answered(result, count: int) -> None:
+    assert result.as_numpy("labels").tolist() == [REAL_LABEL] * count
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (count, 10)
+    assert probabilities.argmax(axis=1).tolist() == [REAL_LABEL] * count
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+
+@pytest.mark.parametrize("datatype", ["FP32", "UINT8"])
+@pytest.mark.parametrize("shape", [(784,), (28, 28)], ids=["flat", "28x28"])
+def test_infer(triton, images, datatype, shape):
+    result = triton.infer("mnist", [infer_input(images, datatype, shape)], request_id="r-7", headers=KEY)
+    assert_answered(result, len(images))
+    response = result.get_response()
+    assert (response.model_name, response.model_version, response.id) == ("mnist", str(REAL_VERSION), "r-7")
+
+
+def test_infer_by_version_and_priority(triton, images):
+    result = triton.infer("mnist", [infer_input(images[:2])], model_version=str(REAL_VERSION), priority=2,
+                          headers=KEY)
+    assert_answered(result, 2)
+    with pytest.raises(InferenceServerException) as unserved:
+        triton.infer("mnist", [infer_input(images[:2])], model_version=str(REAL_VERSION + 1), headers=KEY)
+    assert unserved.value.status() == "StatusCode.NOT_FOUND"
+    assert f"served: {REAL_VERSION}" in unserved.value.message()
+
+
+def test_async_infer(triton, images):
+    done = threading.Event()
+    answers: list = []
+
+    def callback(result, error) -> None:
+        answers.append((result, error))
+        if len(answers) == 3:
+            done.set()
+
+    for count in (1, 2, 3):
+        triton.async_infer("mnist", [infer_input(images[:count])], callback=callback, headers=KEY)
+    assert done.wait(30)
+    assert all(error is None for _, error in answers)
+    assert sorted(len(result.as_numpy("labels")) for result, _ in answers) == [1, 2, 3]
+    for result, _ in answers:
+        assert_answered(result, len(result.as_numpy("labels")))
+
+
+def test_stream_infer(triton, images):
+    answers: list = []
+    done = threading.Event()
+
+    def callback(result, error) -> None:
+        answers.append((result, error))
+        if len(answers) == 2:
+            done.set()
+
+    triton.start_stream(callback=callback, headers=KEY)
+    triton.async_stream_infer("mnist", [infer_input(images[:2])], request_id="s-1")
+    triton.async_stream_infer("mnist", [infer_input(images[:3], "UINT8")], request_id="s-2")
+    assert done.wait(30)
+    triton.stop_stream()
+    assert [error for _, error in answers] == [None, None]
+    assert [result.get_response().id for result, _ in answers] == ["s-1", "s-2"]
+    assert_answered(answers[0][0], 2)
+    assert_answered(answers[1][0], 3)
+
+
+def test_a_bad_tensor_is_the_clients_error(triton):
+    tensor = triton_grpc.InferInput("inputdata", [1, 784], "FP64")  # wider than the model's FP32: not exact
+    tensor.set_data_from_numpy(np.full((1, 784), 0.5, np.float64))
+    with pytest.raises(InferenceServerException) as refused:
+        triton.infer("mnist", [tensor], headers=KEY)
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "datatype 'FP64'; the model takes FP32 [-1, 784]" in refused.value.message()
+
+
+def test_model_configuration_and_repository_index(triton):
+    config = triton.get_model_config("mnist", headers=KEY, as_json=True)["config"]
+    assert (config["name"], config["max_batch_size"]) == ("mnist", 64)
+    assert [(tensor["name"], tensor["data_type"], tensor["dims"]) for tensor in config["input"]] == [
+        ("inputdata", "TYPE_FP32", ["784"])]
+    assert triton.get_model_config("mnist", str(REAL_VERSION), headers=KEY, as_json=True)["config"] == config
+    assert triton.get_model_repository_index(headers=KEY, as_json=True) == {
+        "models": [{"name": "mnist", "version": str(REAL_VERSION), "state": "READY"}]}
+
+
+def test_sigterm_stops_it_cleanly(real_worker, own_redis_url, tmp_path):
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", GRPC_PORT=str(port))
+    process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_for(lambda: health(address) == health_pb2.HealthCheckResponse.SERVING, 30, "the gRPC front end")
+    finally:
+        process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
