@@ -127,3 +127,11 @@ def test_a_cancel_is_published_once_on_the_jobs_channel(fake_redis, store):
     said = [orjson.loads(m["data"]) for m in iter(lambda: channel.get_message(timeout=0.2), None)
             if m["type"] == "message"]
     assert said == [{"job_id": job_id, "status": CANCELLED, "items": 2}]
+
+
+def test_a_cancelled_job_counts_as_ended_in_its_lane_and_has_its_callback_queued(store, fake_redis):
+    store.admit([("j1", ["a", "b"])], model=M, priority=BULK, callbacks={"j1": "https://hooks.example.com/x"})
+    store.cancel("j1")
+    store.cancel("j1")  # again: counted and queued once
+    assert int(fake_redis.get(keys.lane_finished(M, BULK))) == 2
+    assert fake_redis.zscore(keys.CALLBACKS_DUE, "j1") is not None
