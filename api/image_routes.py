@@ -4,19 +4,20 @@ Every model that takes images has both, under ``/models/<name>/``; ``POST /recog
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
 object per image, in upload order]}`` (``inferq.answers``). ``.../recognize`` is interactive work and
-``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``).
+``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). Both take an
+``Idempotency-Key`` (``api.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import callback_field, job_stream
+from api import callback_field, idempotency, job_stream
 from api.errors import ApiError
 from api.job_watch import until_final, wait_parameter
 from api.runtime import runtime
 from api.scheduling import from_request
-from api.tensors import check_version, served_model, submit
+from api.tensors import check_version, served_model, submit, submit_and_wait
 from api.uploads import read_upload
 from inferq.answers import item_answers
 from inferq.job_view import job_view
@@ -36,17 +37,16 @@ def recognize() -> Response:
 @blueprint.post("/models/<model:name>/versions/<int:version>/recognize")
 def recognize_with(name: str, version: int | None = None) -> Response:
     rt = runtime()
+    idempotency.key_of(request)  # a malformed key is refused before the upload is read
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
-    submitted = submit(served, upload.inputs, upload.filenames, reply=True,
-                       scheduling=from_request(request, INTERACTIVE))
-    outcome = rt.queue.wait(submitted)
+    job_id, outcome = submit_and_wait(served, upload.inputs, upload.filenames, from_request(request, INTERACTIVE))
     if outcome.status == FAILED:
-        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=submitted.job_id)
+        raise ApiError(500, f"recognition failed: {outcome.error}", job_id=job_id)
     check_version(served, (outcome.answer or {}).get("model_version"))
     answers = item_answers(upload.filenames, outcome, served.spec)
     body = answers[0] if len(answers) == 1 else {"results": answers}
-    return jsonify({**body, "job_id": submitted.job_id})
+    return jsonify({**body, "job_id": job_id})
 
 
 @blueprint.post("/jobs")
@@ -58,16 +58,35 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
 @blueprint.post("/models/<model:name>/versions/<int:version>/jobs")
 def create_job_with(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
     rt = runtime()
+    idempotency.key_of(request)  # a malformed key is refused before the upload is read
     served = served_model(name, version)
     upload = read_upload(request, rt.settings, served)
     scheduling = from_request(request, BULK)
     callback = callback_field.from_request(request, rt.settings)
-    job_id = submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
-                    callback=callback).job_id
-    location = url_for("images.get_job", job_id=job_id)
-    body = {"job_id": job_id, "status": "queued", "model": name, "priority": scheduling.priority,
+
+    def fingerprint() -> str:
+        return idempotency.fingerprint(model=name, version=version, inputs=upload.inputs,
+                                       filenames=upload.filenames, scheduling=scheduling, callback=callback)
+
+    def create(job_id: str | None) -> str:
+        return submit(served, upload.inputs, upload.filenames, reply=False, scheduling=scheduling,
+                      callback=callback, job_id=job_id).job_id
+
+    created = idempotency.create_once(request, rt.queue.store, model=name, request_fingerprint=fingerprint,
+                                      create=create)
+    location = url_for("images.get_job", job_id=created.job_id)
+    # A retry is answered the job as it stands now.
+    status = rt.queue.job(created.job_id).status if created.replayed else QUEUED
+    body = {"job_id": created.job_id, "status": status, "model": name, "priority": scheduling.priority,
             "images": len(upload.filenames), "location": location}
     return jsonify(body), 202, {"Location": location}
+
+
+@blueprint.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a queued or running job: it is not run, or its answer is discarded."""
+    runtime().queue.cancel(job_id)
+    return get_job(job_id)
 
 
 @blueprint.get("/jobs/<job_id>")

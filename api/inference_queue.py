@@ -24,7 +24,7 @@ from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import drain, messages
-from inferq.jobs import EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull
+from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull
 
 
 class Submitted:
@@ -70,17 +70,18 @@ class InferenceQueue:
 
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
                priority: str, timeout_s: float | None = None, hand_back_after_s: float | None = None,
-               callback: str | None = None) -> Submitted:
+               callback: str | None = None, job_id: str | None = None) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
-        (checked before) to POST the job's final record to.
+        (checked before) to POST the job's final record to. ``job_id``: the job's id where the
+        caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
         wait (SYNC_TIMEOUT_S) is over: nobody would read its answer. A job waited on for
         ``hand_back_after_s`` and then handed back (``Prefer: respond-async``) has no such
         deadline but its own ``timeout_s``: it is polled for once the wait is over.
         """
-        job_id = str(uuid.uuid4())
+        job_id = job_id or str(uuid.uuid4())
         hand_back = None
         if reply and hand_back_after_s is not None:
             deadline_s = timeout_s
@@ -111,12 +112,7 @@ class InferenceQueue:
             self._replies.forget(submitted.job_id)
             if submitted.hand_back is not None:
                 outcome = self._hand_back(submitted.hand_back)
-        if outcome is None:
-            raise ApiError(504, f"no answer within {submitted.wait_s:g} s; poll GET /jobs/{submitted.job_id} "
-                                "for how the job ended", job_id=submitted.job_id)
-        if outcome.status == EXPIRED:
-            raise ApiError(504, f"no answer within {submitted.wait_s:g} s: {outcome.error}", job_id=submitted.job_id)
-        return outcome
+        return answered(submitted.job_id, outcome, submitted.wait_s)
 
     def _hand_back(self, hand_back: HandedBack) -> Outcome:
         """The outcome that came just as the wait ended, if one did; else :class:`HandedBack`, with
@@ -128,6 +124,23 @@ class InferenceQueue:
             return record.outcome
         hand_back.status = record.status if record is not None else QUEUED
         raise hand_back
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a queued or running job (``JobStore.cancel``): its record, cancelled; a 409 for a job
+        that ended otherwise, a 404 for one unknown."""
+        self.job(job_id)  # a 404 for an id that is no job's
+        before = self._store.cancel(job_id)
+        if before is None:
+            raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
+        record = self.job(job_id)
+        if record.status != CANCELLED:
+            raise ApiError(409, f"job {job_id} is {record.status}: only a queued or running job can be cancelled",
+                           job_id=job_id, job_status=record.status)
+        return record
+
+    @property
+    def store(self) -> JobStore:
+        return self._store
 
     def job(self, job_id: str) -> JobRecord:
         if not _is_job_id(job_id):
@@ -165,6 +178,19 @@ class InferenceQueue:
 
     def dead_letters(self) -> int:
         return self._store.dead_letters()
+
+
+def answered(job_id: str, outcome: Outcome | None, wait_s: float) -> Outcome:
+    """A waited-for job's outcome, done or failed; a 504 for none within ``wait_s`` or one expired, a
+    409 for one cancelled."""
+    if outcome is None:
+        raise ApiError(504, f"no answer within {wait_s:g} s; poll GET /jobs/{job_id} for how the job ended",
+                       job_id=job_id)
+    if outcome.status == EXPIRED:
+        raise ApiError(504, f"no answer within {wait_s:g} s: {outcome.error}", job_id=job_id)
+    if outcome.status == CANCELLED:
+        raise ApiError(409, f"job {job_id} was {outcome.error}", job_id=job_id, reason="cancelled")
+    return outcome
 
 
 def _items(inputs: Mapping[str, np.ndarray]) -> int:

@@ -135,6 +135,8 @@ class Submitter:
                 refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
                                              model=self._model, priority=self._priority,
                                              enqueue=self._envelope(batch, store_large), stored_inputs=stored,
+                                             reply_to={pending.job.job_id: pending.job.reply_to for pending in batch
+                                                       if pending.job.reply_to},
                                              **({"callbacks": callbacks} if callbacks else {}))
             except redis.RedisError as exc:  # nothing was admitted
                 self._release(batch, SendFailed(str(exc)))

@@ -14,13 +14,17 @@ import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from flask import request
 
+from api import idempotency
 from api.errors import ApiError, unavailable
-from api.inference_queue import Submitted
+from api.hand_back import HandedBack
+from api.inference_queue import Submitted, answered
+from api.job_watch import until_final
 from api.runtime import runtime
 from api.scheduling import Scheduling
 from api.served_models import Served
-from inferq.jobs import FAILED
+from inferq.jobs import FAILED, Outcome
 from inferq.model_spec import TensorSpec
 
 
@@ -42,18 +46,52 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling, callback: str | None = None) -> Submitted:
-    """Queue one job of ``served``'s validated ``inputs``, its final record POSTed to ``callback``
-    (a checked URL) if given. A job waited on (``reply``) is handed back when its wait is over where
-    the request prefers it (``Scheduling.hand_back_after_s``: HTTP's ``Prefer: respond-async``,
-    ``api.prefer``)."""
+           scheduling: Scheduling, callback: str | None = None, job_id: str | None = None) -> Submitted:
+    """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it),
+    its final record POSTed to ``callback`` (a checked URL) if given. A job waited on (``reply``) is
+    handed back when its wait is over where the request prefers it (``Scheduling.hand_back_after_s``:
+    HTTP's ``Prefer: respond-async``, ``api.prefer``)."""
     rt = runtime()
     hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
                                 timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s,
-                                callback=callback)
+                                callback=callback, job_id=job_id)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
+
+
+def submit_and_wait(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str],
+                    scheduling: Scheduling) -> tuple[str, Outcome]:
+    """Queue one job and wait for its outcome (``InferenceQueue.wait``): its id and outcome, done or
+    failed. With an ``Idempotency-Key`` (``api.idempotency``), a request whose key made a job
+    before is not queued again: it waits for that job's outcome, as long as it would have waited
+    for its own (its ``Prefer`` wait, else SYNC_TIMEOUT_S), and is handed back or answered 504
+    as it would have been."""
+    rt = runtime()
+    submitted: Submitted | None = None
+
+    def create(job_id: str | None) -> str:
+        nonlocal submitted
+        submitted = submit(served, inputs, filenames, reply=True, scheduling=scheduling, job_id=job_id)
+        return submitted.job_id
+
+    def fingerprint() -> str:
+        return idempotency.fingerprint(model=served.name, version=served.version if served.addressed else None,
+                                       inputs=inputs, filenames=filenames, scheduling=scheduling)
+
+    created = idempotency.create_once(request, rt.queue.store, model=served.name, request_fingerprint=fingerprint,
+                                      create=create)
+    if submitted is not None:
+        return submitted.job_id, rt.queue.wait(submitted)
+    hand_back_after_s = scheduling.hand_back_after_s
+    wait_s = rt.settings.sync_timeout_s if hand_back_after_s is None else hand_back_after_s
+    record = until_final(rt.queue, rt.events, created.job_id, wait_s)
+    if record.outcome is None and hand_back_after_s is not None:
+        handed_back = HandedBack(created.job_id, served.name, record.priority,
+                                 len(filenames) or len(next(iter(inputs.values()))), wait_s)
+        handed_back.status = record.status
+        raise handed_back
+    return created.job_id, answered(created.job_id, record.outcome, wait_s)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,11 +105,9 @@ class Answer:
 def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[TensorSpec],
           scheduling: Scheduling) -> Answer:
     """Queue ``inputs`` as one job, wait for its answer, and give the ``outputs`` asked for as arrays."""
-    rt = runtime()
-    submitted = submit(served, inputs, [], reply=True, scheduling=scheduling)
-    outcome = rt.queue.wait(submitted)
+    job_id, outcome = submit_and_wait(served, inputs, [], scheduling)
     if outcome.status == FAILED:
-        raise ApiError(500, f"inference failed: {outcome.error}", job_id=submitted.job_id)
+        raise ApiError(500, f"inference failed: {outcome.error}", job_id=job_id)
     answer = outcome.answer or {}
     version = answer.get("model_version")
     values = answer.get("outputs", {})

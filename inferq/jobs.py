@@ -5,7 +5,9 @@ jobs (``queued``; all refused if one would take its priority's queue past its li
 marks them ``running`` when their batch starts and ``done``, ``failed`` or ``expired`` (its
 deadline passed before its batch ran) when it ends, and the first outcome written is final: a
 message delivered twice (its worker died before acknowledging it) cannot change an answer a
-client may already have read. A job's record and stored inputs are kept while it is queued or
+client may already have read. A client may cancel a queued or running job (``cancelled``, final
+like the others): it leaves its counter at once, a worker skips it, or, already running, finds its
+outcome taken. A job's record and stored inputs are kept while it is queued or
 running, however long that is; its record expires RESULT_TTL after its outcome. Outcomes of jobs an
 API process waits for (``POST /recognize``) are also pushed to that process's reply list, one item
 per batch.
@@ -47,8 +49,11 @@ from inferq.replication import NotReplicated, ReplicatedWrites
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
+#: A job a client withdrew (``DELETE /jobs/<id>``): never run if it was queued, its answer
+#: discarded if it was running.
+CANCELLED = "cancelled"
 #: The statuses a job ends in.
-FINAL = (DONE, FAILED, EXPIRED)
+FINAL = (DONE, FAILED, EXPIRED, CANCELLED)
 
 # What every script that ends jobs does beside its own work, defined once and prepended to each
 # (finishing, withdrawing, taking back; a cancel too): a job that ended counts its images as gone
@@ -76,8 +81,9 @@ end
 # then the lane's admitted-images counter.
 # ARGV: max depth, now, priority, job count, model, then for each job its id, image count, filenames
 # (JSON) and number of stored inputs followed by their names and bytes, then the message (if a queue
-# is among KEYS), last a JSON object of job id -> its callback URL. Answers 1 or 0 per job (it fits
-# or not) and the depth after.
+# is among KEYS), then a JSON object of job id -> its callback URL, last a JSON object of job id ->
+# the reply list its waiter reads (kept in the record, so that a cancel can answer the waiter).
+# Answers 1 or 0 per job (it fits or not) and the depth after.
 # Each new job's record keeps ``lane_mark``, the lane's admitted images before it.
 #
 # All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
@@ -91,6 +97,7 @@ _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, now, priority, jobs, model = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 6
+local waiting = cjson.decode(ARGV[#ARGV])
 for j = 1, jobs do
   local n, stored = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
   offsets[j] = a
@@ -114,6 +121,9 @@ for _, j in ipairs(new) do
   local id, n, stored = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 3])
   redis.call('HSET', KEYS[2 + j], 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
              'model', model, 'filenames', ARGV[o + 2])
+  if waiting[id] then
+    redis.call('HSET', KEYS[2 + j], 'reply_to', waiting[id])
+  end
   for i = 1, stored do
     redis.call('HSET', KEYS[2 + jobs + j], ARGV[o + 2 + 2 * i], ARGV[o + 3 + 2 * i])
   end
@@ -124,7 +134,7 @@ if #KEYS > 3 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
 end
-local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV])
+local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV - 1])
 for _, j in ipairs(new) do
   redis.call('HSET', KEYS[2 + j], 'lane_mark', mark)
   mark = mark + tonumber(ARGV[offsets[j] + 1])
@@ -210,7 +220,7 @@ local finished, replies = {}, {}
 for j = 1, jobs do
   local key, a = KEYS[2 * counters + j], 5 + (j - 1) * 6
   local status = redis.call('HGET', key, 'status')
-  if status ~= 'done' and status ~= 'failed' and status ~= 'expired' then
+  if status ~= 'done' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
     publish_job_event(key)
     queue_callback(key, ARGV[a + 4], KEYS[#KEYS], now)
@@ -224,6 +234,12 @@ for j = 1, jobs do
   -- at the latest, and one whose record was lost is answered and then forgotten like the others.
   if redis.call('TTL', key) == -1 then
     redis.call('EXPIRE', key, ttl)
+    -- The job's Idempotency-Key lives as long as its record. Named by the record, not in KEYS:
+    -- the store needs one Redis already.
+    local idempotency = redis.call('HGET', key, 'idempotency_key')
+    if idempotency then
+      redis.call('EXPIRE', idempotency, ttl)
+    end
   end
   if left[j] > 0 then
     local counter = tonumber(ARGV[a + 5])
@@ -316,6 +332,102 @@ end
 return total
 """
 
+# KEYS: the job's record, its inputs hash, the counter and unfinished-jobs hash of its model and
+# priority, the reply list its waiter reads, its lane's finished-images counter, the due callbacks.
+# A cancelled job counts as ended in its lane, and its callback is queued, as a finished one's.
+# ARGV: ttl, now, job id, the outcome JSON, 1 if a waiter reads that list (else 0: the key is a
+# placeholder, so that KEYS keeps its layout).
+# Answers the status the job had: a queued or running one is now cancelled; any other (final, or
+# cancelled already) is left as it is, and a job without a record answers nothing.
+#
+# The job leaves its counter at once, by what its admission counted, and only once (its unfinished
+# entry goes with it): a worker's later finish of it counts nothing down and, finding it cancelled,
+# writes no outcome over it. Deletes come first, so that a Redis at maxmemory cancels too.
+_CANCEL = _PUBLISH_JOB_EVENT + _ENDED + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  return false
+end
+if status ~= 'queued' and status ~= 'running' then
+  return status
+end
+local n = tonumber(redis.call('HGET', KEYS[4], ARGV[3]) or '0')
+redis.call('HDEL', KEYS[4], ARGV[3])
+redis.call('DEL', KEYS[2])
+if n > 0 and redis.call('DECRBY', KEYS[3], n) < 0 then
+  redis.call('SET', KEYS[3], 0)
+end
+count_ended(KEYS[6], n)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'outcome', ARGV[4], 'finished_at', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+publish_job_event(KEYS[1])
+queue_callback(KEYS[1], ARGV[3], KEYS[7], ARGV[2])
+local idempotency = redis.call('HGET', KEYS[1], 'idempotency_key')
+if idempotency then
+  redis.call('EXPIRE', idempotency, ARGV[1])
+end
+if ARGV[5] == '1' then
+  redis.call('RPUSH', KEYS[5], '[[' .. cjson.encode(ARGV[3]) .. ',' .. ARGV[4] .. ']]')
+  redis.call('EXPIRE', KEYS[5], ARGV[1])
+end
+return status
+"""
+
+# KEYS: job records. Answers the positions (from 1) of those cancelled: one command for a batch,
+# however many jobs it holds.
+_CANCELLED = """
+local found = {}
+for i, job in ipairs(KEYS) do
+  if redis.call('HGET', job, 'status') == 'cancelled' then
+    found[#found + 1] = i
+  end
+end
+return found
+"""
+
+# Idempotency keys (``api.idempotency``): each a JSON {fingerprint, job_id, state}, ``pending`` while
+# its first request is being admitted (expiring, so that a request that died frees it), then
+# ``bound`` to the job, living and expiring with the job's record.
+#
+# KEYS: the key. ARGV: the request's fingerprint, the job id it would create, how long (ms) a
+# pending key holds, the prefix of job keys. Reserves the key for this request unless another holds
+# it (a bound key whose job's record is gone holds nothing). Answers {state, job id, fingerprint}
+# of whoever holds it: this request's own id if it was reserved now.
+_RESERVE_KEY = """
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local held = cjson.decode(raw)
+  if held.state ~= 'bound' or redis.call('EXISTS', ARGV[4] .. held.job_id) == 1 then
+    return {held.state, held.job_id, held.fingerprint}
+  end
+end
+redis.call('SET', KEYS[1], cjson.encode({fingerprint = ARGV[1], job_id = ARGV[2], state = 'pending'}),
+           'PX', ARGV[3])
+return {'pending', ARGV[2], ARGV[1]}
+"""
+
+# KEYS: the key, the record of the job it was reserved for. ARGV: the job id, the fingerprint. Once
+# the request that reserved the key is over: a key whose job was admitted is bound to it (and
+# expires with its record, now or when the job ends); one whose job was not is freed, so that a
+# retry can create it. A key another request holds by now is left alone. Answers 1 if bound.
+_SETTLE_KEY = """
+local raw = redis.call('GET', KEYS[1])
+if not raw or cjson.decode(raw).job_id ~= ARGV[1] then
+  return 0
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], cjson.encode({fingerprint = ARGV[2], job_id = ARGV[1], state = 'bound'}))
+redis.call('HSET', KEYS[2], 'idempotency_key', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
 
 class QueueFull(Exception):
     def __init__(self, priority: str, depth: int, model: str | None = None, *, images: int = 0) -> None:
@@ -351,18 +463,26 @@ class Outcome:
     def expired(cls, error: str) -> Outcome:
         return cls(EXPIRED, error=error)
 
+    @classmethod
+    def cancelled(cls, error: str) -> Outcome:
+        return cls(CANCELLED, error=error)
+
     def to_json(self) -> str:
         return orjson.dumps(self.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
     def to_dict(self) -> dict:
         if self.status == DONE:
             return {"answer": self.answer}
+        if self.status == CANCELLED:
+            return {"error": self.error, "cancelled": True}
         return {"error": self.error, "expired": True} if self.status == EXPIRED else {"error": self.error}
 
     @classmethod
     def from_dict(cls, data: dict) -> Outcome:
         if "answer" in data:
             return cls.done(data["answer"])
+        if data.get("cancelled"):
+            return cls.cancelled(data["error"])
         return cls.expired(data["error"]) if data.get("expired") else cls.failed(data["error"])
 
 
@@ -411,6 +531,19 @@ class JobRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class HeldKey:
+    """Who holds an idempotency key: ``pending`` while its request is admitted, then ``bound``."""
+
+    state: str
+    job_id: str
+    fingerprint: str
+
+    @property
+    def bound(self) -> bool:
+        return self.state == "bound"
+
+
+@dataclasses.dataclass(frozen=True)
 class Finished:
     """A job's outcome as a worker hands it to :meth:`JobStore.finish`."""
 
@@ -441,17 +574,23 @@ class JobStore:
         self._take_back = client.register_script(_TAKE_BACK)
         self._forget_ended = client.register_script(_FORGET_ENDED)
         self._recount = client.register_script(_RECOUNT)
+        self._cancel = client.register_script(_CANCEL)
+        self._cancelled = client.register_script(_CANCELLED)
+        self._reserve_key = client.register_script(_RESERVE_KEY)
+        self._settle_key = client.register_script(_SETTLE_KEY)
 
     def admit(self, jobs: Sequence[tuple[str, Sequence[str]]], *, model: str, priority: str,
               enqueue: Envelope | None = None,
               stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None,
-              callbacks: Mapping[str, str] | None = None) -> list[int | None]:
+              callbacks: Mapping[str, str] | None = None,
+              reply_to: Mapping[str, str] | None = None) -> list[int | None]:
         """Record new queued jobs (id, filenames) of ``model`` and ``priority``, all of them or none.
 
         For each job: None if it fits in its queue, else the queue's depth in images once the
         jobs that fit would be in. The jobs are admitted only if every one fits; otherwise nothing
         is written, and the jobs that fit may be admitted again on their own (with their own
-        message). ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel
+        message). ``reply_to`` (job id -> listener) names who waits for a job, so that cancelling it
+        answers them. ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel
         beside the jobs' message (``inferq.messages``), stored with the jobs. ``enqueue`` is the
         message carrying these jobs, pushed onto its queue (with its bell) in the same script if
         they are admitted. Admitting jobs already admitted (a retry) admits, counts and pushes
@@ -481,6 +620,7 @@ class JobStore:
         # An object, not an array: cjson reads an empty table as either.
         args.append(json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
                                separators=(",", ":")) if callbacks else "{}")
+        args.append(json.dumps({job_id: keys.replies(listener) for job_id, listener in (reply_to or {}).items()}))
 
         def run_script(pipe: redis.client.Pipeline) -> None:
             pipe.evalsha(self._admit.sha, len(script_keys), *script_keys, *args)
@@ -681,6 +821,43 @@ class JobStore:
             args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
                      counters[job.model, job.priority]]
         self._finish(keys=script_keys, args=[*args, len(stored)])
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a queued or running job: it leaves its queue's count at once, is never run if a
+        worker has not started it, and whatever its worker answers is discarded. Answers the status
+        the job had (a final one is left as it is; ``cancelled`` again changes nothing); None for a
+        job without a record."""
+        fields = self._redis.hmget(keys.job(job_id), ["model", "priority", "reply_to"])
+        model, priority, reply_to = (None if raw is None else raw.decode() for raw in fields)
+        script_keys = [keys.job(job_id), keys.job_inputs(job_id),
+                       keys.queued_images(model or "", priority or INTERACTIVE),
+                       keys.unfinished(model or "", priority or INTERACTIVE), reply_to or keys.replies(""),
+                       keys.lane_finished(model or "", priority or INTERACTIVE), keys.CALLBACKS_DUE]
+        outcome = Outcome.cancelled("cancelled (DELETE /jobs/<id>) before it finished; it has no answer")
+        status = self._cancel(keys=script_keys,
+                              args=[self._ttl, time.time(), job_id, outcome.to_json(), 1 if reply_to else 0])
+        return None if status is None else status.decode()
+
+    def cancelled(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of the jobs that were cancelled, in one round trip: a worker skips them."""
+        if not job_ids:
+            return set()
+        return {job_ids[position - 1] for position in self._cancelled(keys=[keys.job(job_id) for job_id in job_ids])}
+
+    def reserve_key(self, key: str, fingerprint: str, job_id: str, *, pending_s: float) -> HeldKey:
+        """Reserve idempotency ``key`` (a Redis key: ``inferq.keys.idempotency``) for a request of
+        ``fingerprint`` that would create job ``job_id``, unless another request holds it: who holds
+        it (``job_id`` itself if this one does now). A reservation lasts ``pending_s`` at most,
+        until :meth:`settle_key`."""
+        state, held_by, held_for = self._reserve_key(
+            keys=[key], args=[fingerprint, job_id, max(1, int(pending_s * 1000)), keys.job("")])
+        return HeldKey(state.decode(), held_by.decode(), held_for.decode())
+
+    def settle_key(self, key: str, job_id: str, fingerprint: str) -> bool:
+        """Once the request that reserved ``key`` for ``job_id`` is over, admitted or not: bind the key
+        to the job if it was admitted (it then expires with the job's record), else free it for a
+        retry. Answers whether it was bound."""
+        return bool(self._settle_key(keys=[key, keys.job(job_id)], args=[job_id, fingerprint]))
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = {k.decode(): v for k, v in self._redis.hgetall(keys.job(job_id)).items()}

@@ -58,6 +58,13 @@ def replies(listener: str) -> str:
     return f"{PREFIX}:replies:{listener}"
 
 
+def idempotency(scope: str) -> str:
+    """One ``Idempotency-Key`` of one caller for one model (``scope``: a hash of the three, made by
+    ``api.idempotency``): JSON of the request's fingerprint and the job it made. Bound to the job
+    once it is admitted, it expires with the job's record."""
+    return f"{PREFIX}:idempotency:{scope}"
+
+
 def worker(name: str) -> str:
     """A worker's last heartbeat (JSON), expiring when the worker stops sending them."""
     return f"{PREFIX}:worker:{name}"

@@ -2,7 +2,8 @@
 
 1. Decode the messages into jobs, grouped by model and version. A job that cannot be read fails
    alone; a message that is not one of ours is logged and dropped, and the jobs it names failed.
-2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun.
+2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun; and skip those a
+   client cancelled (``DELETE /jobs/<id>``), which were counted down when cancelled: one round trip.
 3. Read the inputs that travel beside the messages (bulk jobs': ``inferq.messages``), one round
    trip for the batch; a job whose inputs are gone fails.
 4. Mark the others running: one round trip, which overlaps the next two steps.
@@ -74,6 +75,8 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
                 live.setdefault((model, version), []).append(job)
             else:
                 finished.append(_expired(model, job, now, metrics))
+    if live:
+        live = _without_cancelled(live, store)
     # A rejected job may have had inputs stored with it: they go with its outcome, as others' do.
     stored = [job.job_id for jobs in groups.values() for job in jobs if job.stored] + [
         job.job_id for _, job in rejected]
@@ -86,6 +89,18 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
                 finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
+
+
+def _without_cancelled(groups: dict[Group, list[messages.JobInput]],
+                       store: JobStore) -> dict[Group, list[messages.JobInput]]:
+    """The jobs nobody cancelled. One cancelled after this look is run all the same: finishing it
+    then writes nothing over its cancellation and counts nothing down again."""
+    cancelled = store.cancelled([job.job_id for jobs in groups.values() for job in jobs])
+    if not cancelled:
+        return groups
+    log.info("skipping %d cancelled jobs", len(cancelled))
+    kept = {group: [job for job in jobs if job.job_id not in cancelled] for group, jobs in groups.items()}
+    return {group: jobs for group, jobs in kept.items() if jobs}
 
 
 def _read_stored(groups: dict[Group, list[messages.JobInput]], store: JobStore, finished: list[Finished],

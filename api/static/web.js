@@ -235,7 +235,10 @@ async function runJobs(items) {
   if (failed.length) throw new Error(`${failed.length} of ${finished.length} job(s) failed: ${failed[0].error}`);
 }
 
-// Polls every job until each is done or failed; each gets ``results`` or ``error``.
+// The statuses a job ends in (inferq/jobs.py's FINAL).
+const FINAL = ["done", "failed", "expired", "cancelled"];
+
+// Polls every job until each has ended; each gets ``results`` or ``error``.
 async function followJobs(jobs) {
   const total = jobs.reduce((sum, job) => sum + job.items.length, 0);
   const pending = new Set(jobs);
@@ -243,7 +246,7 @@ async function followJobs(jobs) {
     for (const job of [...pending]) {
       const state = await api(job.location);
       job.status = state.status;
-      if (state.status === "done" || state.status === "failed") {
+      if (FINAL.includes(state.status)) {
         job.results = state.result?.results ?? [];
         job.error = state.error;
         pending.delete(job);

@@ -10,9 +10,11 @@ from pathlib import Path
 import orjson
 
 from inferq.client.client import DEFAULT_MAX_IMAGES, Client
-from inferq.client.errors import ClientError
+from inferq.client.errors import ClientError, JobLost
 from inferq.client.http import RetryPolicy
+from inferq.client.job import Job
 from inferq.client.run import Summary, score_file
+from inferq.client.state import StateFile, state_path
 
 #: Exit statuses: every image answered; some images failed (listed); the run could not go on.
 OK, SOME_FAILED, ERROR, INTERRUPTED = 0, 1, 2, 130
@@ -26,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         client.stop()
         print(f"\ninferq: interrupted{_resume_hint(args)}", file=sys.stderr)
+        if args.command is score:
+            _offer_to_cancel(args)
         return INTERRUPTED
     except ClientError as exc:
         client.stop()
@@ -83,6 +87,42 @@ def _report(summary: Summary, output: Path) -> None:
     print("\n".join(lines), file=sys.stderr)
 
 
+def _offer_to_cancel(args: argparse.Namespace) -> None:
+    """After Ctrl-C: cancel the jobs the run sent and has not written, if ``--cancel-on-interrupt``
+    says so or the user answers yes on a terminal; else they go on, for ``--resume`` to collect."""
+    path = state_path(Path(args.out))
+    try:
+        state = StateFile.load(path)
+    except ValueError:
+        return
+    if state is None or not state.jobs:
+        return
+    count = len(state.jobs)
+    cancel = args.cancel_on_interrupt
+    if not cancel and sys.stdin.isatty() and sys.stderr.isatty():
+        try:
+            cancel = input(f"inferq: cancel the {count} jobs this run has on the service? [y/N] ").strip().lower() \
+                in ("y", "yes")
+        except (EOFError, KeyboardInterrupt):
+            cancel = False
+    if not cancel:
+        print(f"inferq: {count} jobs are left running on the service; --resume collects their answers "
+              "(--cancel-on-interrupt cancels them instead)", file=sys.stderr)
+        return
+    client = Client(args.url, args.api_key, retry=RetryPolicy(patience_s=min(args.patience, 10.0)))
+    cancelled = []
+    for index, location in state.jobs.items():
+        try:
+            if Job.at(client.transport, location).cancel():
+                cancelled.append(index)
+        except JobLost:
+            cancelled.append(index)
+        except ClientError as exc:
+            print(f"inferq: could not cancel {location}: {exc}", file=sys.stderr)
+    StateFile(path, state).jobs_cancelled(cancelled)
+    print(f"inferq: cancelled {len(cancelled)} of {count} jobs; --resume sends their images again", file=sys.stderr)
+
+
 def _resume_hint(args: argparse.Namespace) -> str:
     if args.command is not score:
         return ""
@@ -112,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"images per request (default and most: {DEFAULT_MAX_IMAGES})")
     run.add_argument("--resume", action="store_true", help="go on from where a stopped run left OUTPUT")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--cancel-on-interrupt", action="store_true",
+                     help="on Ctrl-C, cancel the jobs sent and not yet written, without asking (on a terminal "
+                          "the run asks; otherwise they are left running for --resume)")
     run.add_argument("--callback", metavar="URL",
                      help="a URL the service POSTs each chunk's job to when it ends (one it allows)")
     run.set_defaults(command=score)

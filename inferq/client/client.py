@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from inferq.client import routes, uploads
 from inferq.client.dataset import open_dataset
 from inferq.client.errors import HttpError
-from inferq.client.http import RetryPolicy, Transport
+from inferq.client.http import IDEMPOTENCY_KEY, RetryPolicy, Transport
 from inferq.client.job import Answer, Job
 from inferq.client.scoring import Chunk, score_chunks
 
@@ -60,9 +60,15 @@ class Client:
                              f"use score() or recognize(), which split them")
         return self.submit_items(found, model, callback)
 
-    def submit_items(self, batch: list[uploads.Item], model: str | None = None, callback: str | None = None) -> Job:
+    def submit_items(self, batch: list[uploads.Item], model: str | None = None, callback: str | None = None, *,
+                     idempotency_key: str | None = None) -> Job:
+        """One job of ``batch``. With ``idempotency_key``, the service makes at most one job of every
+        request that carries it (retries included): sending it again answers the same job."""
         body, content_type = uploads.multipart(batch)
-        answer = self.transport.request("POST", routes.jobs(model, callback), body, {"Content-Type": content_type})
+        headers = {"Content-Type": content_type}
+        if idempotency_key is not None:
+            headers[IDEMPOTENCY_KEY] = f'"{idempotency_key}"'
+        answer = self.transport.request("POST", routes.jobs(model, callback), body, headers)
         return Job(self.transport, answer.json()["job_id"], answer.headers.get("Location"),
                    [name for item in batch for name in item.names()])
 

@@ -43,6 +43,16 @@ class JobExpired(JobFailed):
         self.error = error
 
 
+class JobCancelled(JobFailed):
+    """The job was cancelled (``Job.cancel``, ``DELETE /jobs/<id>``) before it was answered: final,
+    without an answer; send the images again for one."""
+
+    def __init__(self, job_id: str, error: str) -> None:
+        ClientError.__init__(self, f"job {job_id} was cancelled: {error}")
+        self.job_id = job_id
+        self.error = error
+
+
 class JobLost(ClientError):
     """The job is unknown to the service: never made, or expired (RESULT_TTL_S) before it was read."""
 

@@ -5,7 +5,8 @@ large requests, so a pooled third-party client would buy nothing). A ``503`` or 
 again after its ``Retry-After``, growing with each refusal; a dropped or refused connection is tried
 again with the same backoff. Both give up after ``patience_s`` without a good answer, as
 :class:`Unreachable`. A POST retried after its connection dropped mid-answer may have been taken
-the first time: the service then holds one extra job, which is harmless.
+the first time: one sent with an ``Idempotency-Key`` (as ``inferq score`` sends each chunk) is then
+answered the job the first send made; one without makes a second job.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from inferq.client.errors import HttpError, Interrupted, Unreachable
 
 #: Statuses that mean "not now": the queue is full, the broker is down, a proxy lost the service.
 RETRY_STATUSES = frozenset({429, 502, 503})
+#: The header that makes a POST safe to send again (the IETF httpapi draft's); a request that carries
+#: it is also retried on the 409 that says its first send is still being admitted.
+IDEMPOTENCY_KEY = "Idempotency-Key"
+IN_FLIGHT = "idempotency_key_in_flight"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +86,7 @@ class Transport:
                 self._drop_connection()
                 problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             else:
-                if response.status not in RETRY_STATUSES:
+                if response.status not in RETRY_STATUSES and not _in_flight(response, headers):
                     if response.status >= 400:
                         raise _http_error(method, path, response)
                     return response
@@ -131,6 +136,18 @@ def _http_error(method: str, path: str, response: Response) -> HttpError:
     except orjson.JSONDecodeError:
         body, message = None, ""
     return HttpError(method, path, response.status, message or response.body[:200].decode(errors="replace"), body)
+
+
+def _in_flight(response: Response, headers: dict[str, str] | None) -> bool:
+    """A 409 for a request whose Idempotency-Key an earlier send of it still holds (it is being
+    admitted): asked again, it is answered that send's job."""
+    if response.status != 409 or IDEMPOTENCY_KEY not in (headers or {}):
+        return False
+    try:
+        body = response.json()
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(body, dict) and body.get("reason") == IN_FLIGHT
 
 
 def _seconds(value: str | None) -> float | None:

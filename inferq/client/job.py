@@ -6,14 +6,16 @@ import dataclasses
 import time
 
 from inferq.client import routes
-from inferq.client.errors import HttpError, JobExpired, JobFailed, JobLost, NotDone
+from inferq.client.errors import HttpError, JobCancelled, JobExpired, JobFailed, JobLost, NotDone
 from inferq.client.http import Transport
 
 #: A job's statuses as the service reports them (the client's copy: it imports nothing of the
 #: server's; tests/client holds it equal to ``inferq.jobs``).
 QUEUED, RUNNING, DONE, FAILED, EXPIRED = "queued", "running", "done", "failed", "expired"
+#: A job cancelled (:meth:`Job.cancel`, ``DELETE /jobs/<id>``): it has no answer.
+CANCELLED = "cancelled"
 #: The statuses a job ends in: polling stops at any of them.
-FINAL = (DONE, FAILED, EXPIRED)
+FINAL = (DONE, FAILED, EXPIRED, CANCELLED)
 #: Polling starts fast (a small job is answered in milliseconds) and slows to this.
 MAX_POLL_INTERVAL_S = 0.25
 #: How long each poll asks the service to hold it until the job ends (``GET /jobs/<id>?wait=``): one
@@ -70,13 +72,28 @@ class Job:
                 raise JobLost(self.job_id) from None
             raise
 
+    def cancel(self) -> bool:
+        """Cancel the job: if it is queued it is never run, if it is running its answer is discarded.
+        True if it is cancelled now (or was already), False if it had ended otherwise (done, failed,
+        expired): its outcome stands. :class:`JobLost` for a job the service does not know."""
+        try:
+            self.transport.request("DELETE", self.location)
+        except HttpError as exc:
+            if exc.status == 404:
+                raise JobLost(self.job_id) from None
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     def result(self) -> list[Answer]:
         """The answers, in upload order; :class:`NotDone` if the job is not finished yet."""
         return self._answers(self.status())
 
     def wait(self, timeout_s: float | None = None) -> list[Answer]:
         """The answers once the job is done; :class:`JobFailed` if it failed (:class:`JobExpired` if its
-        deadline passed before it ran), :class:`NotDone` at the timeout."""
+        deadline passed before it ran, :class:`JobCancelled` if it was cancelled), :class:`NotDone` at
+        the timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         interval = 0.005
         while True:
@@ -92,6 +109,8 @@ class Job:
                 interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
     def _answers(self, record: dict) -> list[Answer]:
+        if record["status"] == CANCELLED:
+            raise JobCancelled(self.job_id, record.get("error") or "cancelled")
         if record["status"] == EXPIRED:
             raise JobExpired(self.job_id, record.get("error") or "no reason given")
         if record["status"] == FAILED:

@@ -65,7 +65,7 @@ def score_file(client: Client, source: str | Path, output: str | Path, *, model:
     chunks = score_chunks(client, dataset, model=model, chunk=chunk, concurrency=concurrency,
                           first_chunk=state.state.done_chunks,
                           known_jobs={int(index): location for index, location in state.state.jobs.items()},
-                          on_submit=state.job_sent, callback=callback)
+                          on_submit=state.job_sent, callback=callback, run_id=state.state.run_id)
     try:
         for scored_chunk in chunks:
             writer.write(scored_chunk)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inferq.client.errors import HttpError, JobFailed, JobLost
+from inferq.client.errors import HttpError, JobCancelled, JobFailed, JobLost
 from inferq.client.job import Answer, Job
 from inferq.client.pipeline import ordered
 
@@ -45,9 +46,12 @@ class Chunk:
 def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: int, concurrency: int,
                  first_chunk: int = 0, known_jobs: dict[int, str] | None = None,
                  on_submit: Callable[[int, str], None] | None = None,
-                 callback: str | None = None) -> Iterator[Chunk]:
+                 callback: str | None = None, run_id: str | None = None) -> Iterator[Chunk]:
     """Chunks ``first_chunk ..`` of ``dataset``, in order.
 
+    Each chunk is sent with the Idempotency-Key ``<run_id>-<index>`` (``run_id``: a new one when
+    None), so that however often it is sent (the transport's retries, a resumed run with the same
+    ``run_id``) the service makes one job of it.
     ``known_jobs`` maps chunk indexes to jobs submitted by an earlier run (their ``Location``): those
     are collected rather than sent again. ``on_submit(index, location)`` is told of each new job
     before it is waited for, so that a run stopped meanwhile can collect it later. ``callback``: the
@@ -56,6 +60,7 @@ def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: 
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1 image, not {chunk}")
     known = dict(known_jobs or {})
+    run_id = run_id or uuid.uuid4().hex
 
     def task(index: int) -> Callable[[], Chunk]:
         start = index * chunk
@@ -67,12 +72,13 @@ def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: 
             if location is not None:
                 try:
                     return Chunk(index, start, names, Job.at(client.transport, location, names).wait())
-                except JobLost:
-                    pass  # expired, or never made: send it again
+                except (JobLost, JobCancelled):
+                    pass  # expired, never made, or cancelled: send it again
                 except JobFailed as exc:
                     return Chunk(index, start, names, error=exc.error)
             try:
-                job = client.submit_items(dataset.items(start, stop), model, callback)
+                job = client.submit_items(dataset.items(start, stop), model, callback,
+                                          idempotency_key=f"{run_id}-{index}")
             except HttpError as exc:
                 if exc.status in CHUNK_REFUSALS:
                     return Chunk(index, start, names, error=f"refused ({exc.status}): {exc.message}")

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import threading
+import uuid
 from pathlib import Path
 
 
@@ -29,6 +30,9 @@ class RunState:
     failed: list[dict] = dataclasses.field(default_factory=list)
     #: chunk index (as a string, JSON's keys) -> the Location of its job
     jobs: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What each chunk's Idempotency-Key is made of, with its index: a resumed run sends a chunk
+    #: with the key it had, and the service answers the job it made of it, if it made one.
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
 
     def mismatch(self, other: RunState) -> str | None:
         """Why a run for ``other`` cannot resume this one, or None."""
@@ -71,6 +75,15 @@ class StateFile:
             self.state.output_bytes = output_bytes
             if failure is not None:
                 self.state.failed.append(failure)
+            self._save()
+
+    def jobs_cancelled(self, indexes: list[str]) -> None:
+        """Forget the jobs of these chunks, cancelled: a resumed run sends them again, under new keys
+        (the old ones answer the cancelled jobs)."""
+        with self._lock:
+            for index in indexes:
+                self.state.jobs.pop(index, None)
+            self.state.run_id = uuid.uuid4().hex
             self._save()
 
     def save(self) -> None:

@@ -1,7 +1,8 @@
 """A tiny stand-in for the inferq API, on a real socket, for the client's unit tests.
 
-It speaks the API's job routes (``POST /jobs``, ``GET /jobs/<id>``, ``POST /recognize``, and the
-same under ``/models/<name>``) and can be told to misbehave: refuse with 503, drop connections,
+It speaks the API's job routes (``POST /jobs`` with its ``Idempotency-Key``, ``GET`` and ``DELETE
+/jobs/<id>``, ``POST /recognize``, and the same under ``/models/<name>``) and can be told to
+misbehave: refuse with 503, drop connections (before handling a request, or after: DROP_ANSWER),
 hold jobs unanswered, fail jobs, answer jobs out of order. Image ``i`` of the tests' data sets has
 pixels 0 and 1 set to ``i % 256`` and ``i // 256``, so the service knows which images it was sent;
 its answer for an image is ``i % 10``.
@@ -25,6 +26,9 @@ import orjson
 from PIL import Image
 
 DROP = "drop"
+#: Handle the request, then drop the connection before answering (the service took it; the client
+#: never heard).
+DROP_ANSWER = "drop-answer"
 
 
 def numbered_images(count: int) -> np.ndarray:
@@ -64,6 +68,12 @@ class FakeService:
         #: Image ids -> how many polls answer "queued" before "done".
         self.polls_before_done: Callable[[list[int]], int] = lambda ids: 0
         self._ids = itertools.count()
+        #: Idempotency-Key -> the job it made, as the real service keeps them.
+        self.keys: dict[str, str] = {}
+        #: Every Idempotency-Key sent, in order, retries included.
+        self.keys_sent: list[str] = []
+        #: Job ids cancelled (DELETE /jobs/<id>).
+        self.cancelled: list[str] = []
         #: Every POST's query parameters, beside ``posts``.
         self.post_queries: list[dict[str, list[str]]] = []
 
@@ -71,9 +81,21 @@ class FakeService:
         with self.lock:
             self.requests += 1
             self.authorization = headers.get("Authorization")
-            if self.script:
-                return self.script.popleft()
+            forced = self.script.popleft() if self.script else None
+            if forced is not None and forced != DROP_ANSWER:
+                return forced
+        answer = self._handle(method, path, headers, body)
+        return DROP if forced == DROP_ANSWER else answer
+
+    def _handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
         path, _, query = path.partition("?")
+        key = headers.get("Idempotency-Key")
+        if method == "POST" and key is not None:
+            with self.lock:
+                self.keys_sent.append(key)
+                job_id = self.keys.get(key)
+            if job_id is not None:
+                return 202, {"Location": f"/jobs/{job_id}"}, orjson.dumps({"job_id": job_id, "status": "queued"})
         if method == "POST" and re.fullmatch(r"(/models/[^/]+)?/(jobs|recognize)", path):
             ids = image_ids(_decode(headers["Content-Type"], body))
             with self.lock:
@@ -82,6 +104,8 @@ class FakeService:
                 if path.endswith("/recognize"):
                     return 200, {}, orjson.dumps(_answer(ids) if len(ids) > 1 else _result(ids[0]))
                 job_id = f"job-{next(self._ids)}"
+                if key is not None:
+                    self.keys[key] = job_id
                 self.jobs[job_id] = {"ids": ids, "polls": self.polls_before_done(ids), "open": True}
                 self.outstanding += 1
                 self.max_outstanding = max(self.max_outstanding, self.outstanding)
@@ -92,13 +116,32 @@ class FakeService:
             with self.lock:
                 self.queries.append(query)
             return self._poll(match.group(1))
+        if method == "DELETE" and match:
+            return self._cancel(match.group(1))
         return 404, {}, orjson.dumps({"error": "no such route"})
+
+    def _cancel(self, job_id: str) -> tuple[int, dict, bytes]:
+        with self.lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return 404, {}, orjson.dumps({"error": f"no job {job_id}"})
+            if not job["open"] and not job.get("cancelled"):
+                return 409, {}, orjson.dumps({"error": f"job {job_id} is done"})
+            if job["open"]:
+                job["open"] = False
+                self.outstanding -= 1
+            job["cancelled"] = True
+            self.cancelled.append(job_id)
+        return 200, {}, orjson.dumps({"job_id": job_id, "status": "cancelled", "result": None, "error": "cancelled"})
 
     def _poll(self, job_id: str) -> tuple[int, dict, bytes]:
         with self.lock:
             job = self.jobs.get(job_id)
             if job is None:
                 return 404, {}, orjson.dumps({"error": f"no job {job_id}"})
+            if job.get("cancelled"):
+                return 200, {}, orjson.dumps({"job_id": job_id, "status": "cancelled", "result": None,
+                                              "error": "cancelled"})
             if not self.answering.is_set() or job["polls"] > 0:
                 job["polls"] -= self.answering.is_set()
                 return 200, {}, orjson.dumps({"job_id": job_id, "status": "queued", "result": None, "error": None})
@@ -150,6 +193,9 @@ def serve(service: FakeService) -> ThreadingHTTPServer:
 
         def do_POST(self) -> None:
             self._answer("POST")
+
+        def do_DELETE(self) -> None:
+            self._answer("DELETE")
 
         def _answer(self, method: str) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

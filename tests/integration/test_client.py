@@ -1,7 +1,8 @@
 """``inferq score`` against the whole system built from real processes: Redis, a worker on the real
 model, the API under gunicorn. 10,000 MNIST test digits into each output format, the same answers
 as the model gives offline; a run stopped twice and resumed sends each chunk once; a full queue's
-503s are ridden out; a worker killed holding one of the run's jobs changes nothing."""
+503s are ridden out; a chunk whose answer was lost makes no second job; a worker killed holding one of
+the run's jobs changes nothing."""
 
 from __future__ import annotations
 
@@ -154,6 +155,9 @@ class GateProxy:
         self.changed = threading.Condition()
         #: Bumped to drop the POSTs waiting now, and only those.
         self.epoch = 0
+        #: POSTs still to be forwarded and their answers then dropped (the service took them, the
+        #: client never hears).
+        self.lose_answers = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -177,9 +181,18 @@ class GateProxy:
             def _forward(self, method: str) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 upstream = http.client.HTTPConnection(proxy.target, timeout=60)
-                upstream.request(method, self.path, body, {"Content-Type": self.headers.get("Content-Type", "")})
+                headers = {name: self.headers[name] for name in ("Content-Type", "Idempotency-Key")
+                           if self.headers.get(name) is not None}
+                upstream.request(method, self.path, body, headers)
                 answer = upstream.getresponse()
                 payload = answer.read()
+                upstream.close()
+                with proxy.changed:
+                    lose = method == "POST" and proxy.lose_answers > 0
+                    proxy.lose_answers -= lose
+                if lose:
+                    self.close_connection = True
+                    return
                 self.send_response(answer.status)
                 for name in ("Content-Type", "Location", "Retry-After"):
                     if answer.getheader(name):
@@ -187,7 +200,6 @@ class GateProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                upstream.close()
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -281,6 +293,19 @@ def settled(output: Path, gate: GateProxy, chunks: int, written: int) -> bool:
         return False
     return (gate.forwarded_posts == chunks and state["done_chunks"] + len(state["jobs"]) == chunks
             and state["done_chunks"] >= written)
+
+
+def test_a_chunk_whose_answer_was_lost_is_sent_again_and_makes_no_second_job(live, digits, scored, gate, tmp_path):
+    npy, _, _ = digits
+    jobs_before = live.jobs()
+    gate.allow(100)
+    gate.lose_answers = 2  # the service takes two chunks, and the client hears nothing of either
+    done = score(npy, "--out", tmp_path / "out.jsonl", "--concurrency", "2", url=gate.url)
+    assert done.returncode == 0, done.stderr
+    assert gate.forwarded_posts == 12  # ten chunks, two of them sent twice
+    new_jobs = {job: n for job, n in live.jobs().items() if job not in jobs_before}
+    assert len(new_jobs) == 10 and sum(new_jobs.values()) == 10000
+    assert_same_answers(tmp_path / "out.jsonl", scored[".jsonl"])
 
 
 def test_a_full_queue_503s_are_ridden_out(live, digits, tmp_path):

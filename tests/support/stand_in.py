@@ -148,10 +148,10 @@ class StandInStore(JobStore):
         super().__init__(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.worker = worker
 
-    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, callbacks=None):
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, callbacks=None, reply_to=None):
         self._check_reachable()
         refusals = super().admit(jobs, model=model, priority=priority, enqueue=enqueue, stored_inputs=stored_inputs,
-                                 callbacks=callbacks)
+                                 callbacks=callbacks, reply_to=reply_to)
         self.worker.take_queued()
         return refusals
 

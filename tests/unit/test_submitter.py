@@ -52,7 +52,7 @@ class FakeStore:
         #: How many admissions succeed before every later one fails (None: all succeed).
         self.fail_after: int | None = None
 
-    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None):
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None):
         assert (model, priority) == (MODEL, BULK)
         self.sending.set()
         self.hold.wait(10)

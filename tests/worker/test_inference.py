@@ -103,7 +103,8 @@ def admit(store, model: str, *jobs: messages.JobInput) -> None:
     """As the API admits jobs: with the inputs that travel beside their message stored."""
     for one in jobs:
         assert store.admit([(one.job_id, ["f"] * one.count)], model=model, priority=one.priority,
-                           stored_inputs=messages.stored_inputs([one])) == [None]
+                           stored_inputs=messages.stored_inputs([one]),
+                           reply_to={one.job_id: one.reply_to} if one.reply_to else None) == [None]
 
 
 def outputs(store, job_id: str) -> dict:
@@ -534,6 +535,35 @@ def test_inputs_that_do_not_fit_the_signature_are_the_clients_own_and_said_as_th
     assert error(store, "a") == "model 'mnist' version 7 refused this batch's inputs: " \
                                 "input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)"
 
+
+def test_cancelled_jobs_are_skipped_unrun_and_the_others_of_their_messages_answered(store, fake_redis):
+    rows = messages.MAX_INLINE_BYTES // 4 + 1  # one with its inputs stored: they were deleted when it was cancelled
+    jobs = [job("kept", [3]), job("gone", [4, 5], reply_to="api-1"),
+            job("gone-big", [n % 256 for n in range(rows)], priority=BULK)]
+    admit(store, "mnist", *jobs)
+    assert store.cancel("gone") == store.cancel("gone-big") == "queued"
+    model = FakeModel()
+    run_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, WorkerMetrics(),
+              max_batch_size=rows + 4)
+    assert model.call_sizes == [1]  # the cancelled jobs' items were not run
+    assert outputs(store, "kept") == {"labels": [3], "sums": [3.0]}
+    for cancelled in ("gone", "gone-big"):
+        assert store.get(cancelled).status == "cancelled" and store.get(cancelled).started_at is None
+    # The waiter was answered by the cancel, once: the worker pushed nothing more.
+    assert [outcome.status for _, outcome in store.replies("api-1", 0.1)] == ["cancelled"]
+    assert store.replies("api-1", 0.05) == []
+    assert idle(store, "mnist")
+
+
+def test_a_batch_of_cancelled_jobs_calls_no_model(store):
+    jobs = [job("a", [1]), job("b", [2])]
+    admit(store, "mnist", *jobs)
+    for one in jobs:
+        store.cancel(one.job_id)
+    model = FakeModel()
+    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+    assert model.calls == []
+    assert [store.get(one.job_id).status for one in jobs] == ["cancelled", "cancelled"]
 
 def test_a_job_over_several_calls_has_its_progress_written_after_each_call_and_announced(redis_url):
     # A real Redis: fakeredis runs the start of a batch only once its reply is read, after the calls.
