@@ -29,6 +29,7 @@ import orjson
 import redis
 
 from inferq import keys
+from inferq.fleet_turns import FleetTurn
 from inferq.priorities import BULK, INTERACTIVE, PRIORITIES
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,13 @@ class DrainMeter:
                  interval_s: float, window_s: float = 30.0) -> None:
         self._redis = client
         self._models = models
-        self._worker = worker
-        self._interval_s = interval_s
         self._window_s = window_s
-        self._next = 0.0
+        # One sampler an interval, whichever worker comes first: samples closer than that add nothing.
+        self._turn = FleetTurn(client, keys.DRAIN_TURN, worker=worker, interval_s=interval_s,
+                               hold_s=0.9 * interval_s)
 
     def maybe_sample(self) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self._interval_s
-        # One sampler an interval, whichever worker comes first: samples closer than that add nothing.
-        turn_ms = max(1, int(self._interval_s * 900))
-        if not self._redis.set(keys.DRAIN_TURN, self._worker, nx=True, px=turn_ms):
+        if not self._turn.taken():
             return
         for model in self._models():
             self.sample(model, time.time())

@@ -9,12 +9,12 @@ without it a counter left high would refuse its lane's work for good.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 
 import redis
 
 from inferq import keys
+from inferq.fleet_turns import FleetTurn
 from inferq.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -25,20 +25,14 @@ class CounterRecount:
                  worker: str, interval_s: float) -> None:
         """``models``: the models whose counters to recount; ``worker``: this worker's name, which
         holds the fleet's turn while it recounts; ``interval_s``: how often the fleet recounts."""
-        self._redis = client
         self._store = store
         self._models = models
-        self._worker = worker
-        self._interval_s = interval_s
-        self._next = 0.0
+        self._turn = FleetTurn(client, keys.RECOUNT_TURN, worker=worker, interval_s=interval_s,
+                               hold_s=max(1, int(interval_s)))
 
     def maybe_run(self) -> None:
         """Recount if this worker's interval has passed and no other worker took the turn."""
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self._interval_s
-        if not self._redis.set(keys.RECOUNT_TURN, self._worker, nx=True, ex=max(1, int(self._interval_s))):
+        if not self._turn.taken():
             return
         for (model, priority), forgotten in self._store.reconcile(self._models()).items():
             if forgotten:

@@ -54,6 +54,6 @@ def test_a_worker_recounts_again_only_once_its_interval_has_passed(store, fake_r
     assert store.queued_images([M])[M][INTERACTIVE] == 10
 
     clock = time.monotonic() + 61
-    monkeypatch.setattr("worker.counters.time.monotonic", lambda: clock)
+    monkeypatch.setattr("inferq.fleet_turns.time.monotonic", lambda: clock)
     recount.maybe_run()
     assert store.queued_images([M])[M][INTERACTIVE] == 0
