@@ -51,7 +51,9 @@ def status_of(error: ApiError) -> Status:
     details: list[any_pb2.Any] = []
     metadata: list[tuple[str, str | bytes]] = []
     if "Retry-After" in error.headers:
-        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_S))))
+        # The same delay as the header, which a full queue's drain estimate sets (``api.errors``).
+        delay_s = int(error.headers["Retry-After"]) if error.headers["Retry-After"].isdigit() else RETRY_AFTER_S
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay_s))))
         metadata.append(("retry-after", error.headers["Retry-After"]))
     if error.details:
         reason = str(error.details.get("reason", "")).upper()

@@ -13,6 +13,7 @@ import time
 
 import grpc
 import numpy as np
+import orjson
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.grpc.aio as triton_aio
@@ -23,6 +24,7 @@ from grpc_status import rpc_status
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from inferq import keys
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from tests.protocols.conftest import served_over_grpc
 from tests.protocols.helpers import digits, stand_in_labels
@@ -326,10 +328,12 @@ def test_tritons_timeout_parameter_is_the_jobs_deadline_too(make_app, serve):
     assert 0 < job.deadline - job.queued_at <= 0.2 + 1e-6
 
 
-def test_a_full_queue_is_unavailable_with_retry_info(make_app, serve):
+def test_a_full_queue_is_unavailable_with_retry_info(make_app, serve, fake_redis):
     serve()
     app, worker = make_app(max_interactive_queue_depth=2, max_images_per_request=2, sync_timeout_s=0.2)
     worker.answer = False
+    # The workers drain half an image a second: 2 images more than fit are 4 s away, not the fallback.
+    fake_redis.set(keys.drain_rate("mnist"), orjson.dumps({"images_per_s": 0.5, "measured_at": 0}))
     http = app.test_client()
     images = digits(2).reshape(2, 784).astype(np.float32)
     with served_over_grpc(app) as address, grpc.insecure_channel(address) as channel:
@@ -352,7 +356,8 @@ def test_a_full_queue_is_unavailable_with_retry_info(make_app, serve):
     retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
     details["google.rpc.RetryInfo"].Unpack(retry)
     details["google.rpc.ErrorInfo"].Unpack(info)
-    assert retry.retry_delay.seconds == 1
+    assert expected.headers["Retry-After"] != "1"
+    assert retry.retry_delay.seconds == int(expected.headers["Retry-After"])
     assert (info.reason, info.domain, dict(info.metadata)) == ("QUEUE_FULL", "inferq",
                                                                {"priority": "interactive", "model": "mnist"})
 
