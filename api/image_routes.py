@@ -85,8 +85,7 @@ def create_job_with(name: str, version: int | None = None) -> tuple[Response, in
 @blueprint.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued or running job: it is not run, or its answer is discarded."""
-    runtime().queue.cancel(job_id)
-    return get_job(job_id)
+    return _job_response(runtime().queue.cancel(job_id))
 
 
 @blueprint.get("/jobs/<job_id>")
@@ -94,8 +93,12 @@ def get_job(job_id: str) -> Response:
     rt = runtime()
     # ?wait=S: a long poll, answered as soon as the job ends (or after S with the job as it is).
     wait_s = wait_parameter(request.args.get("wait"), rt.settings.job_wait_max_s)
-    record = until_final(rt.queue, rt.events, job_id, wait_s)
-    queue = rt.queue.position(record) if record.status == QUEUED else None
+    return _job_response(until_final(rt.queue, rt.events, job_id, wait_s))
+
+
+def _job_response(record: JobRecord) -> Response:
+    """The job as GET /jobs/<id> shows it (``inferq.job_view``), with its place if it is queued."""
+    queue = runtime().queue.position(record) if record.status == QUEUED else None
     return jsonify(job_view(record, _spec_of(record), queue))
 
 

@@ -128,7 +128,8 @@ class InferenceQueue:
     def cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued or running job (``JobStore.cancel``): its record, cancelled; a 409 for a job
         that ended otherwise, a 404 for one unknown."""
-        self.job(job_id)  # a 404 for an id that is no job's
+        if not _is_job_id(job_id):
+            raise ApiError(404, f"no job {job_id!r}: job ids are UUIDs")
         before = self._store.cancel(job_id)
         if before is None:
             raise ApiError(404, f"no job {job_id}: unknown, or older than the results are kept")
