@@ -30,6 +30,7 @@ from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.redis_connection import connect
 from inferq.settings import Settings
+from inferq.tenants import TenantDirectory
 from inferq.workers import WorkerRegistry
 
 
@@ -62,10 +63,12 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     metrics = ApiMetrics(store, workers, models)
     replies = ReplyListener(store, on_skipped=metrics.replies_skipped.inc)
 
-    def make_submitter(model: str, priority: str, max_items: int) -> Submitter:
+    def make_submitter(model: str, priority: str, max_items: int, tenant: str) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
+                         tenant=tenant,
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
 
+    tenants = TenantDirectory(settings.tenants_file, settings.api_key, on_load=store.publish_tenants)
     queue = InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,
                            max_batch_size=settings.max_batch_size)
     app.extensions[EXTENSION] = Runtime(
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         metrics=metrics,
         replies=replies,
         events=JobEvents(client),
+        tenants=tenants,
     )
 
     app.url_map.converters["model"] = ModelName
@@ -83,8 +87,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     hand_back.register(app)
     _measure_requests(app, metrics)
     refuse_cross_site_writes(app, settings.trusted_origins)
-    if settings.api_key:
-        require_api_key(app, settings.api_key)
+    require_api_key(app, tenants)
     app.register_blueprint(image_routes.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(openapi.blueprint)

@@ -1,7 +1,8 @@
-"""Who may call the API: the optional API key, and no state-changing request from another web site.
+"""Who may call the API: the optional API keys, and no state-changing request from another web site.
 
-When API_KEY is set, every route but the probes needs it as a bearer token, and ``/readyz`` tells a
-caller without it only whether the service is ready, not which models it serves or lacks.
+When API_KEY or TENANTS_FILE is set, every route but the probes needs a key as a bearer token, and
+``/readyz`` tells a caller without one only whether the service is ready, not which models it
+serves or lacks. The key says which tenant the request is of (``inferq.tenants``): ``g.tenant``.
 
 Whatever API_KEY, a browser must not be usable against the API by a page of another site: a
 multipart form POST needs no CORS preflight, so without a key any page a user visits could queue
@@ -13,13 +14,13 @@ same origin as the API.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 
 from api.errors import ApiError, error_response
+from inferq.tenants import TenantDirectory
 
 #: Probes that orchestrators call without credentials, and the web page and its assets (``static``,
 #: Flask's route for ``api/static``), which hold no data: the page asks for the key to call the rest.
@@ -31,14 +32,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def require_api_key(app: Flask, api_key: str) -> None:
-    expected = f"Bearer {api_key}".encode()
+def require_api_key(app: Flask, tenants: TenantDirectory) -> None:
+    """Every request's tenant in ``g.tenant`` (an open service's callers are all ``default``); one
+    without a key of a tenant refused with 401, but on the open endpoints."""
 
     @app.before_request
     def check_api_key() -> None:
-        given = request.headers.get("Authorization", "").encode()
-        # Constant time: how much of a guess matched must not show in how long a refusal takes.
-        g.authenticated = hmac.compare_digest(given, expected)
+        # Constant time (TenantDirectory): how much of a guess matched must not show in how long a refusal takes.
+        g.tenant = tenants.tenant_for_authorization(request.headers.get("Authorization"))
+        g.authenticated = g.tenant is not None
         if request.endpoint in OPEN_ENDPOINTS or g.authenticated:
             return
         raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",

@@ -24,6 +24,7 @@ from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import drain, messages
+from inferq.tenants import DEFAULT_TENANT
 from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull
 
 
@@ -41,8 +42,8 @@ class Submitted:
         self.hand_back = hand_back
 
 
-#: Makes the sender of a model's work of a priority, messages of up to the given items.
-MakeSubmitter = Callable[[str, str, int], Submitter]
+#: Makes the sender of a model's work of a priority of a tenant, messages of up to the given items.
+MakeSubmitter = Callable[[str, str, int, str], Submitter]
 
 
 class InferenceQueue:
@@ -56,8 +57,10 @@ class InferenceQueue:
         self._sync_timeout_s = sync_timeout_s
         self._max_batch_size = max_batch_size
 
-    def _submitter(self, model: Served, priority: str) -> Submitter:
-        key = (model.name, priority)
+    def _submitter(self, model: Served, priority: str, tenant: str) -> Submitter:
+        # One a tenant too: a message's jobs are one tenant's, counted against its limits and queued
+        # in its share of the lane.
+        key = (model.name, priority, tenant)
         submitter = self._submitters.get(key)
         if submitter is None:
             with self._lock:
@@ -65,15 +68,16 @@ class InferenceQueue:
                 if submitter is None:
                     # A message holds up to a batch of the model's: a worker runs it in one call.
                     items = model.spec.config.max_batch_size or self._max_batch_size
-                    submitter = self._submitters[key] = self._make_submitter(model.name, priority, items)
+                    submitter = self._submitters[key] = self._make_submitter(model.name, priority, items, tenant)
         return submitter
 
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
                priority: str, timeout_s: float | None = None, hand_back_after_s: float | None = None,
-               callback: str | None = None, job_id: str | None = None) -> Submitted:
+               callback: str | None = None, job_id: str | None = None,
+               tenant: str = DEFAULT_TENANT) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
-        (checked before) to POST the job's final record to. ``job_id``: the job's id where the
+        (checked before) to POST the job's final record to; ``tenant``: whose job it is. ``job_id``: the job's id where the
         caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
@@ -97,7 +101,7 @@ class InferenceQueue:
                                 None if deadline_s is None else now + deadline_s, now,
                                 model.version if model.addressed else None)
         try:
-            self._submitter(model, priority).submit(job, list(filenames) or [""] * job.count, callback)
+            self._submitter(model, priority, tenant).submit(job, list(filenames) or [""] * job.count, callback)
         except BaseException:
             self._replies.forget(job_id)
             raise

@@ -16,6 +16,7 @@ from api.metrics import ApiMetrics
 from api.replies import ReplyListener
 from api.served_models import ServedModels
 from inferq.settings import Settings
+from inferq.tenants import TenantDirectory
 from inferq.workers import WorkerRegistry
 
 EXTENSION = "inferq"
@@ -31,6 +32,8 @@ class Runtime:
     replies: ReplyListener
     #: Job changes for long polls and event streams.
     events: JobEvents
+    #: Who a key's caller is, and its share and limits (``inferq.tenants``).
+    tenants: TenantDirectory
 
 
 def runtime() -> Runtime:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from flask import Request
+from flask import Request, g
 
 from api import prefer
 from api.errors import ApiError
 from api.runtime import runtime
 from inferq import priorities
+from inferq.tenants import DEFAULT_TENANT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Scheduling:
     #: Seconds a waited-on job is waited for before it is handed back to be polled, where the request
     #: prefers that (HTTP's ``Prefer: respond-async``, ``api.prefer``); None: waited for to the end.
     hand_back_after_s: float | None = None
+    #: Whose work it is (``inferq.tenants``): its share and limits.
+    tenant: str = DEFAULT_TENANT
 
 
 def from_request(request: Request, default: str, *, priority: object = None,
@@ -41,18 +44,21 @@ def from_request(request: Request, default: str, *, priority: object = None,
         timeout_s = None if raw is None else _positive(raw, "timeout_ms") / 1000
     hand_back_after_s = prefer.hand_back_after_s(request.headers.getlist("Prefer"),
                                                  runtime().settings.prefer_wait_max_s)
-    return chosen(default, priority=priority, timeout_s=timeout_s, hand_back_after_s=hand_back_after_s)
+    tenant = g.get("tenant")
+    return chosen(default, priority=priority, timeout_s=timeout_s, hand_back_after_s=hand_back_after_s,
+                  tenant=tenant.name if tenant is not None else DEFAULT_TENANT)
 
 
 def chosen(default: str, *, priority: object = None, timeout_s: float | None = None,
-           hand_back_after_s: float | None = None) -> Scheduling:
+           hand_back_after_s: float | None = None, tenant: str = DEFAULT_TENANT) -> Scheduling:
     """A request's scheduling, whatever carried it: its ``priority`` (a name, a Triton level, or
-    None for ``default``), ``timeout_s`` (None: none) and ``hand_back_after_s`` (None: never)."""
+    None for ``default``), ``timeout_s`` (None: none), ``hand_back_after_s`` (None: never) and
+    whose work it is."""
     try:
         parsed = priorities.parse(priority)
     except priorities.PriorityError as error:
         raise ApiError(400, str(error)) from None
-    return Scheduling(parsed or default, timeout_s, hand_back_after_s)
+    return Scheduling(parsed or default, timeout_s, hand_back_after_s, tenant)
 
 
 def triton_timeout_s(value: object) -> float | None:

@@ -28,6 +28,7 @@ from api.task_messages import TaskMessages
 from inferq import messages
 from inferq.broker import Envelope
 from inferq.jobs import JobStore, QueueFull
+from inferq.tenants import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,15 @@ class _Pending:
 class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
                  max_images_per_message: int, send_timeout_s: float = 15.0,
-                 store_large: Callable[[], bool] = lambda: False) -> None:
-        """Sends jobs of one ``model`` and ``priority``: a message goes on that model's priority's queue.
+                 store_large: Callable[[], bool] = lambda: False, tenant: str = DEFAULT_TENANT) -> None:
+        """Sends jobs of one ``model``, ``priority`` and ``tenant``: a message goes on that model's
+        priority's queue, in the tenant's share of it.
         ``store_large`` says whether large tensors may travel beside their message (every live
         worker reads them: ``inferq.messages``), asked once a message."""
         self._messages = task_messages
         self._store_large = store_large
         self._model = model
+        self._tenant = tenant
         self._priority = priority
         self._store = store
         self._max_images = max_images_per_message
@@ -133,7 +136,7 @@ class Submitter:
             callbacks = {pending.job.job_id: pending.callback for pending in batch if pending.callback}
             try:
                 refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                             model=self._model, priority=self._priority,
+                                             model=self._model, priority=self._priority, tenant=self._tenant,
                                              enqueue=self._envelope(batch, store_large), stored_inputs=stored,
                                              reply_to={pending.job.job_id: pending.job.reply_to for pending in batch
                                                        if pending.job.reply_to},

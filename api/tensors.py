@@ -55,7 +55,7 @@ def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence
     hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
                                 timeout_s=scheduling.timeout_s, hand_back_after_s=hand_back_after_s,
-                                callback=callback, job_id=job_id)
+                                callback=callback, job_id=job_id, tenant=scheduling.tenant)
     rt.metrics.images_accepted.labels(served.name).inc(len(next(iter(inputs.values()))))
     return submitted
 

@@ -25,6 +25,7 @@ def job_view(record: JobRecord, spec: ModelSpec | None, queue: dict[str, object]
         "status": record.status,
         "model": record.model,
         "priority": record.priority,
+        "tenant": record.tenant,
         "images": len(record.filenames),
         "progress": progress(record),
         "created_at": record.created_at,

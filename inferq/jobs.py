@@ -45,6 +45,7 @@ from inferq import keys
 from inferq.broker import Envelope, bell
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
+from inferq.tenants import DEFAULT_TENANT, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ end
 # KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
 # job, one inputs hash per job, then the queue to push a message onto and its bell (or neither),
 # then the lane's admitted-images counter.
-# ARGV: max depth, now, priority, job count, model, then for each job its id, image count, filenames
+# ARGV: max depth, now, priority, job count, model, tenant, then for each job its id, image count, filenames
 # (JSON) and number of stored inputs followed by their names and bytes, then the message (if a queue
 # is among KEYS), then a JSON object of job id -> its callback URL, last a JSON object of job id ->
 # the reply list its waiter reads (kept in the record, so that a cancel can answer the waiter).
@@ -96,7 +97,8 @@ end
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, now, priority, jobs, model = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 6
+local tenant = ARGV[6]
+local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 7
 local waiting = cjson.decode(ARGV[#ARGV])
 for j = 1, jobs do
   local n, stored = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
@@ -120,7 +122,7 @@ for _, j in ipairs(new) do
   local o = offsets[j]
   local id, n, stored = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 3])
   redis.call('HSET', KEYS[2 + j], 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
-             'model', model, 'filenames', ARGV[o + 2])
+             'model', model, 'filenames', ARGV[o + 2], 'tenant', tenant)
   if waiting[id] then
     redis.call('HSET', KEYS[2 + j], 'reply_to', waiting[id])
   end
@@ -528,6 +530,8 @@ class JobRecord:
     lane_mark: int | None = None
     #: Its callback's URL and delivery (``inferq.callbacks``), if it has one.
     callback: CallbackState | None = None
+    #: Whose job it is (``inferq.tenants``; jobs admitted before tenants: ``default``).
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -583,8 +587,9 @@ class JobStore:
               enqueue: Envelope | None = None,
               stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None,
               callbacks: Mapping[str, str] | None = None,
-              reply_to: Mapping[str, str] | None = None) -> list[int | None]:
-        """Record new queued jobs (id, filenames) of ``model`` and ``priority``, all of them or none.
+              reply_to: Mapping[str, str] | None = None, tenant: str = DEFAULT_TENANT) -> list[int | None]:
+        """Record new queued jobs (id, filenames) of ``model`` and ``priority`` of ``tenant``, all of
+        them or none.
 
         For each job: None if it fits in its queue, else the queue's depth in images once the
         jobs that fit would be in. The jobs are admitted only if every one fits; otherwise nothing
@@ -607,7 +612,7 @@ class JobStore:
         callbacks = callbacks or {}
         script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
                        *(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model]
+        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model, tenant]
         for job_id, filenames in jobs:
             stored = stored_inputs.get(job_id, {})
             args += [job_id, len(filenames), json.dumps(list(filenames)), len(stored)]
@@ -876,6 +881,7 @@ class JobStore:
             items_done=int(fields.get("items_done", 0)),
             lane_mark=int(fields["lane_mark"]) if "lane_mark" in fields else None,
             callback=CallbackState.from_fields(fields),
+            tenant=fields["tenant"].decode() if "tenant" in fields else DEFAULT_TENANT,
         )
 
     def replies(self, listener: str, timeout_s: float) -> list[tuple[str, Outcome]]:
@@ -904,6 +910,10 @@ class JobStore:
     def redis(self) -> redis.Redis:
         """The store's client, for what reads beside it (``inferq.drain``)."""
         return self._redis
+
+    def publish_tenants(self, tenants: Sequence[Tenant]) -> None:
+        """Write the tenants' weights where the workers' claim reads them (``inferq.broker``)."""
+        self._redis.hset(keys.TENANT_WEIGHTS, mapping={tenant.name: repr(tenant.weight) for tenant in tenants})
 
     def dead_letters(self) -> int:
         """Messages the workers' claim set aside, unreadable (``inferq.keys.DEAD_LETTERS``)."""

@@ -104,3 +104,8 @@ DRAIN_TURN = f"{PREFIX}:drain-turn"
 #: Sorted set of job ids whose callback is due, scored by when (unix seconds): a claimed one is
 #: scored by when its claim's lease ends, so that a dead deliverer's work comes due again.
 CALLBACKS_DUE = f"{PREFIX}:callbacks-due"
+
+
+#: Hash of tenant name -> its weight, written by the API from its tenants (``inferq.tenants``), read
+#: by the workers' claim (``inferq.broker``); a tenant missing from it weighs 1.
+TENANT_WEIGHTS = f"{PREFIX}:tenant-weights"

@@ -160,6 +160,11 @@ class Settings:
     #: When set, every route but /healthz and /readyz needs ``Authorization: Bearer <key>``, and
     #: /readyz without it says only whether the service is ready.
     api_key: str | None = None
+    #: A JSON file of tenants (``inferq.tenants``): each a name, its API keys' SHA-256 digests, a
+    #: weight (its share of the workers while others have work too) and optional limits on its
+    #: queued items and on the items a second it queues. Read again when it changes. With it set,
+    #: every route but the probes needs one of its keys (or API_KEY's, the tenant ``default``).
+    tenants_file: str | None = None
     #: Web origins (``https://host[:port]``, comma-separated) whose pages may send state-changing
     #: requests from a browser, besides the API's own: a browser's POST from any other site is
     #: refused with 403 (``api.auth``). Clients that are not browsers are never affected.

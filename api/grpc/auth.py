@@ -7,21 +7,30 @@ probe without credentials, and it says only serving or not, as ``/healthz`` and 
 
 from __future__ import annotations
 
-import hmac
-
 import grpc
 
 from api.errors import ApiError
 from api.grpc.status import status_of
+from inferq.tenants import Tenant, TenantDirectory
 
 #: Services answered without the key.
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 MESSAGE = "missing or wrong API key: send 'authorization: Bearer <key>' metadata"
 
 
+def authorization(metadata) -> str | bytes | None:
+    """The ``authorization`` value of a call's metadata, if it has one."""
+    return next((value for key, value in metadata or () if key == "authorization"), None)
+
+
+def tenant_of(tenants: TenantDirectory, metadata) -> Tenant | None:
+    """The tenant whose key a call's metadata carries (None: none or a wrong one)."""
+    return tenants.tenant_for_authorization(authorization(metadata))
+
+
 class ApiKeyInterceptor(grpc.ServerInterceptor):
-    def __init__(self, api_key: str) -> None:
-        self._expected = f"Bearer {api_key}".encode()
+    def __init__(self, tenants: TenantDirectory) -> None:
+        self._tenants = tenants
         refusal = status_of(ApiError(401, MESSAGE))
 
         def refuse(request, context: grpc.ServicerContext):
@@ -37,10 +46,9 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
         if handler_call_details.method.startswith(OPEN_SERVICES):
             return continuation(handler_call_details)
-        given = next((value for key, value in handler_call_details.invocation_metadata or ()
-                      if key == "authorization"), "")
-        # Constant time, as over HTTP: how much of a guess matched must not show in how long a refusal takes.
-        if hmac.compare_digest(given.encode() if isinstance(given, str) else given, self._expected):
+        # Constant time, as over HTTP (TenantDirectory): how much of a guess matched must not show in how
+        # long a refusal takes.
+        if tenant_of(self._tenants, handler_call_details.invocation_metadata) is not None:
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:  # an unknown method stays UNIMPLEMENTED

@@ -48,6 +48,11 @@ ONE = "--one"
 _ANSWER_BYTES = 256 * 1024 * 1024
 
 
+def tenants(app: Flask):
+    """The app's tenants (``inferq.tenants``): the same keys as over HTTP."""
+    return app.extensions[EXTENSION].tenants
+
+
 class GrpcServer:
     """The gRPC server on ``app``'s runtime, on ``address`` (``host:port``; port 0: any free one)."""
 
@@ -57,7 +62,7 @@ class GrpcServer:
         self.app = app
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
-            interceptors=[ApiKeyInterceptor(settings.api_key)] if settings.api_key else [],
+            interceptors=[] if tenants(app).open else [ApiKeyInterceptor(tenants(app))],
             options=[("grpc.max_receive_message_length", settings.max_request_bytes),
                      ("grpc.max_send_message_length", _ANSWER_BYTES),
                      # Shared only among this server's own processes: otherwise a second server on

@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from api import open_inference
 from api.errors import QUEUE_ERRORS, ApiError, client_text, queue_error
 from api.grpc import codec
+from api.grpc.auth import tenant_of
 from api.grpc.protos import grpc_service_pb2 as pb
 from api.grpc.protos import grpc_service_pb2_grpc
 from api.grpc.status import status_of
@@ -29,6 +30,7 @@ from api.runtime import runtime
 from api.scheduling import chosen, triton_timeout_s
 from api.tensor_codec import encode_outputs
 from inferq.priorities import INTERACTIVE
+from inferq.tenants import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,9 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:  # the client's deadline: past it nobody reads the answer
             timeout_s = remaining if timeout_s is None else min(timeout_s, remaining)
-        scheduling = chosen(INTERACTIVE, priority=decoded.parameters.get("priority"), timeout_s=timeout_s)
+        tenant = tenant_of(runtime().tenants, context.invocation_metadata())
+        scheduling = chosen(INTERACTIVE, priority=decoded.parameters.get("priority"), timeout_s=timeout_s,
+                            tenant=DEFAULT_TENANT if tenant is None else tenant.name)
         answer = open_inference.infer(decoded, scheduling)
         outputs, blobs = encode_outputs(answer.values, [(tensor, True) for tensor, _ in decoded.wanted])
         return codec.response(request, outputs, blobs, answer)

@@ -63,6 +63,7 @@ NOT_IN_CONFIGMAP = {
     "REDIS_APPENDFSYNC": "make up's embedded Redis's; the cluster's Redis has its own --appendfsync",
     "ALLOWED_ORIGINS": "unset: only the API's own origin; set per deployment, where a site of its own posts to it",
     "API_KEY": "a secret: it comes from the Secret inferq-api-key",
+    "TENANTS_FILE": "unset: one tenant; set per deployment, with the Secret of tenants mounted as a volume",
     "MODEL_DIR": "the first releases' single-model setting; the cluster serves MODEL_REPOSITORY",
     "WORKER_MODELS": "set per model, in each model's worker Deployment",
     "GRPC_TLS_CERT_FILE": "unset: plaintext inside the cluster; set per deployment, with its Secret mounted",

@@ -148,10 +148,11 @@ class StandInStore(JobStore):
         super().__init__(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.worker = worker
 
-    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, callbacks=None, reply_to=None):
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, callbacks=None, reply_to=None,
+              **tenancy):
         self._check_reachable()
         refusals = super().admit(jobs, model=model, priority=priority, enqueue=enqueue, stored_inputs=stored_inputs,
-                                 callbacks=callbacks, reply_to=reply_to)
+                                 callbacks=callbacks, reply_to=reply_to, **tenancy)
         self.worker.take_queued()
         return refusals
 

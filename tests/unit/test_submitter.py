@@ -52,8 +52,8 @@ class FakeStore:
         #: How many admissions succeed before every later one fails (None: all succeed).
         self.fail_after: int | None = None
 
-    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None):
-        assert (model, priority) == (MODEL, BULK)
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None, tenant="default"):
+        assert (model, priority, tenant) == (MODEL, BULK, "default")
         self.sending.set()
         self.hold.wait(10)
         if self.fail or (self.fail_after is not None and len(self.admitted) >= self.fail_after):
