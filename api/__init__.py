@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
 
     def make_submitter(model: str, priority: str, max_items: int, tenant: str) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
-                         tenant=tenant,
+                         tenant=lambda: tenants.tenant(tenant),
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
 
     tenants = TenantDirectory(settings.tenants_file, settings.api_key, on_load=store.publish_tenants)

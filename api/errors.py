@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
 from api.submitter import SendFailed
-from inferq.jobs import QueueFull
+from inferq.jobs import QueueFull, TenantOverQuota
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,20 @@ def unavailable(message: str, **details: object) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)}, **details)
 
 
-def queue_error(error: Exception,
-                retry_after_s: Callable[[QueueFull, int], int] | None = None) -> ApiError:
+RetryAfter = Callable[[QueueFull | TenantOverQuota, int], int]
+
+
+def queue_error(error: Exception, retry_after_s: RetryAfter | None = None) -> ApiError:
     """The 503 for a refusal of the queue's layer: a full queue (``QueueFull``), or Redis out of reach
-    (redis-py's errors, ``SendFailed``), whatever front end the request came through.
-    ``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
+    (redis-py's errors, ``SendFailed``), whatever front end the request came through; the 429 for a
+    tenant over its own limits (``TenantOverQuota``). ``retry_after_s(error, fallback)``: a full
+    queue's or a tenant's Retry-After (default: the fallback)."""
+    if isinstance(error, TenantOverQuota):
+        refusal = ApiError(429, f"{error}; try again later", reason="tenant_quota", tenant=error.tenant.name,
+                           limit=error.limit, headers={"Retry-After": str(RETRY_AFTER_S)})
+        if retry_after_s is not None:
+            refusal.headers["Retry-After"] = str(retry_after_s(error, RETRY_AFTER_S))
+        return refusal
     if isinstance(error, QueueFull):
         which = f"model {error.model!r}: the" if error.model else "the"
         details = {"model": error.model} if error.model else {}
@@ -60,7 +69,7 @@ def queue_error(error: Exception,
 
 
 #: What the queue's layer raises for :func:`queue_error` to answer.
-QUEUE_ERRORS = (QueueFull, SendFailed, redis.RedisError)
+QUEUE_ERRORS = (QueueFull, TenantOverQuota, SendFailed, redis.RedisError)
 
 
 def image_error_status(error: ImageError) -> int:
@@ -98,7 +107,7 @@ def _render(error: ApiError) -> Response:
     return error_response(error.status, error.message, error.headers, **error.details)
 
 
-def register_error_handlers(app: Flask, retry_after_s: Callable[[QueueFull, int], int] | None = None) -> None:
+def register_error_handlers(app: Flask, retry_after_s: RetryAfter | None = None) -> None:
     """``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Response:
@@ -107,6 +116,7 @@ def register_error_handlers(app: Flask, retry_after_s: Callable[[QueueFull, int]
     @app.errorhandler(redis.RedisError)
     @app.errorhandler(SendFailed)
     @app.errorhandler(QueueFull)
+    @app.errorhandler(TenantOverQuota)
     def refused_by_the_queue(error: Exception) -> Response:
         return _render(queue_error(error, retry_after_s))
 

@@ -10,6 +10,7 @@ rendered as a 503 by ``api.errors``.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import uuid
@@ -24,8 +25,8 @@ from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import drain, messages
+from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull, RATE_LIMIT, TenantOverQuota
 from inferq.tenants import DEFAULT_TENANT
-from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull
 
 
 class Submitted:
@@ -162,8 +163,17 @@ class InferenceQueue:
         return drain.position(self._store.redis, model=record.model, priority=record.priority,
                               lane_mark=record.lane_mark)
 
-    def retry_after_s(self, full: QueueFull, fallback_s: int) -> int:
-        """Seconds until the refused work would fit, at the model's measured drain rate."""
+    def retry_after_s(self, full: QueueFull | TenantOverQuota, fallback_s: int) -> int:
+        """Seconds until the refused work would fit: at the model's measured drain rate for a full
+        lane, the tenant's for its queued items, its bucket's refill for its rate."""
+        if isinstance(full, TenantOverQuota):
+            if full.limit == RATE_LIMIT:
+                return drain.retry_after_s(math.ceil(full.excess), full.tenant.max_items_per_s, fallback_s)
+            try:
+                rate = drain.read_tenant_rate(self._store.redis, full.tenant.name)
+            except redis.RedisError:  # the 429 goes out all the same, with the fallback
+                rate = None
+            return drain.retry_after_s(math.ceil(full.excess), rate, fallback_s)
         rate = None
         if full.model is not None:
             try:

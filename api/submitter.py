@@ -27,8 +27,8 @@ import redis
 from api.task_messages import TaskMessages
 from inferq import messages
 from inferq.broker import Envelope
-from inferq.jobs import JobStore, QueueFull
-from inferq.tenants import DEFAULT_TENANT
+from inferq.jobs import JobStore, QueueFull, TenantOverQuota
+from inferq.tenants import DEFAULT, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,11 @@ class _Pending:
 class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
                  max_images_per_message: int, send_timeout_s: float = 15.0,
-                 store_large: Callable[[], bool] = lambda: False, tenant: str = DEFAULT_TENANT) -> None:
+                 store_large: Callable[[], bool] = lambda: False,
+                 tenant: Callable[[], Tenant] = lambda: DEFAULT) -> None:
         """Sends jobs of one ``model``, ``priority`` and ``tenant``: a message goes on that model's
-        priority's queue, in the tenant's share of it.
+        priority's queue, in the tenant's share of it; ``tenant()`` is asked for its limits (as now
+        configured) once a message.
         ``store_large`` says whether large tensors may travel beside their message (every live
         worker reads them: ``inferq.messages``), asked once a message."""
         self._messages = task_messages
@@ -127,6 +129,7 @@ class Submitter:
         # fit, and admits nothing otherwise: then the jobs that fit are tried again, on their own
         # in a message of their own, until an admission takes all it is given. Each try leaves out
         # at least one job, so there are at most as many as jobs, and only when a queue is full.
+        tenant = self._tenant()
         try:
             store_large = self._store_large()
         except redis.RedisError:  # the admission will say what is wrong; inline, every worker reads it
@@ -136,7 +139,7 @@ class Submitter:
             callbacks = {pending.job.job_id: pending.callback for pending in batch if pending.callback}
             try:
                 refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
-                                             model=self._model, priority=self._priority, tenant=self._tenant,
+                                             model=self._model, priority=self._priority, tenant=tenant,
                                              enqueue=self._envelope(batch, store_large), stored_inputs=stored,
                                              reply_to={pending.job.job_id: pending.job.reply_to for pending in batch
                                                        if pending.job.reply_to},
@@ -148,6 +151,8 @@ class Submitter:
             for pending, depth in zip(batch, refusals, strict=True):
                 if depth is None:
                     fitting.append(pending)
+                elif isinstance(depth, TenantOverQuota):
+                    self._release([pending], depth)
                 else:
                     self._release([pending], QueueFull(self._priority, depth, self._model, images=pending.job.count))
             if len(fitting) == len(batch):

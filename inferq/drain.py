@@ -78,6 +78,8 @@ class DrainMeter:
             return
         for model in self._models():
             self.sample(model, time.time())
+        for tenant in sorted(name.decode() for name in self._redis.hkeys(keys.TENANT_WEIGHTS)):
+            self.sample_tenant(tenant, time.time())
 
     def sample(self, model: str, now: float) -> float | None:
         """Record one sample of ``model``'s lanes and answer (and store) its rate, if measured."""
@@ -86,16 +88,31 @@ class DrainMeter:
                                    *(keys.queued_images(*lane) for lane in lanes)])
         finished = sum(int(count or 0) for count in counts[:len(lanes)])
         queued = sum(int(count or 0) for count in counts[len(lanes):])
+        return self._store_rate(keys.drain_samples(model), keys.drain_rate(model), finished, queued, now)
+
+    def sample_tenant(self, tenant: str, now: float) -> float | None:
+        """As :meth:`sample`, of one tenant's items, all its lanes together: what its 429s'
+        Retry-After is read from."""
+        finished, queued = self._redis.mget([keys.tenant_finished(tenant), keys.tenant_queued(tenant)])
+        return self._store_rate(keys.tenant_drain_samples(tenant), keys.tenant_drain_rate(tenant),
+                                int(finished or 0), int(queued or 0), now)
+
+    def _store_rate(self, samples_key: str, rate_key: str, finished: int, queued: int, now: float) -> float | None:
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.lpush(keys.drain_samples(model), orjson.dumps([now, finished, queued]))
-            pipe.ltrim(keys.drain_samples(model), 0, MAX_SAMPLES - 1)
-            pipe.lrange(keys.drain_samples(model), 0, -1)
+            pipe.lpush(samples_key, orjson.dumps([now, finished, queued]))
+            pipe.ltrim(samples_key, 0, MAX_SAMPLES - 1)
+            pipe.lrange(samples_key, 0, -1)
             *_, raw = pipe.execute()
         rate = rate_from_samples([tuple(orjson.loads(item)) for item in raw], self._window_s)
         if rate is not None:
-            self._redis.set(keys.drain_rate(model), orjson.dumps({"images_per_s": rate, "measured_at": now}),
-                            ex=RATE_TTL_S)
+            self._redis.set(rate_key, orjson.dumps({"images_per_s": rate, "measured_at": now}), ex=RATE_TTL_S)
         return rate
+
+
+def read_tenant_rate(client: redis.Redis, tenant: str) -> float | None:
+    """``tenant``'s measured drain rate in items per second (all its lanes), or None if none is known."""
+    raw = client.get(keys.tenant_drain_rate(tenant))
+    return None if raw is None else float(orjson.loads(raw)["images_per_s"])
 
 
 def read_rate(client: redis.Redis, model: str) -> float | None:

@@ -45,7 +45,7 @@ from inferq import keys
 from inferq.broker import Envelope, bell
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
-from inferq.tenants import DEFAULT_TENANT, Tenant
+from inferq.tenants import DEFAULT, DEFAULT_TENANT, Tenant
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ FINAL = (DONE, FAILED, EXPIRED, CANCELLED)
 # from its lane (the monotonic counter of ``inferq.keys.lane_finished``, from which ``inferq.drain``
 # tells a queued job what is ahead of it), and a job that reached its final status and has a
 # callback has it queued, due now, for the workers' deliverers (``inferq.callbacks``). Separate
-# functions: images are counted by what the admission counted, once, by a job's unfinished entry,
+# functions: images are counted by what the admission counted, once, by a job's unfinished entry
+# (in its lane and, by the record's ``tenant``, in its tenant's counters: ``inferq.keys.tenant_queued``),
 # and a callback is queued by the first final status written, and the two can come apart (a job
 # delivered again, a job whose record was lost).
 _ENDED = """
@@ -70,21 +71,36 @@ local function count_ended(lane_finished, images)
     redis.call('INCRBY', lane_finished, images)
   end
 end
+local function count_tenant_ended(job_key, images)
+  local tenant = images > 0 and redis.call('HGET', job_key, 'tenant')
+  if tenant then
+    local queued = 'TENANT_QUEUED' .. tenant
+    if redis.call('DECRBY', queued, images) < 0 then
+      redis.call('SET', queued, 0)
+    end
+    redis.call('INCRBY', 'TENANT_FINISHED' .. tenant, images)
+  end
+end
 local function queue_callback(job_key, job_id, due, now)
   if redis.call('HEXISTS', job_key, 'callback_url') == 1 then
     redis.call('ZADD', due, 'NX', now, job_id)
   end
 end
-"""
+""".replace("TENANT_QUEUED", keys.tenant_queued("")).replace("TENANT_FINISHED", keys.tenant_finished(""))
 
 # KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
 # job, one inputs hash per job, then the queue to push a message onto and its bell (or neither),
-# then the lane's admitted-images counter.
-# ARGV: max depth, now, priority, job count, model, tenant, then for each job its id, image count, filenames
+# then the tenant's queued-items counter and its token bucket, then the lane's admitted-images counter.
+# ARGV: max depth, now, priority, job count, model, tenant, the tenant's max queued items and items
+# a second (each -1: none), then for each job its id, image count, filenames
 # (JSON) and number of stored inputs followed by their names and bytes, then the message (if a queue
 # is among KEYS), then a JSON object of job id -> its callback URL, last a JSON object of job id ->
 # the reply list its waiter reads (kept in the record, so that a cancel can answer the waiter).
-# Answers 1 or 0 per job (it fits or not) and the depth after.
+# Answers per job 1 (it fits), 0 (the lane is full), 2 (the tenant's queued items would pass its
+# limit) or 3 (its admission rate would); the lane's depth after, the tenant's queued items after,
+# and the tokens its bucket holds after (a string; -1 for no rate limit).
+# The bucket holds a second's worth of items at most; a job larger than that is admitted from a
+# full bucket, which it leaves in debt.
 # Each new job's record keeps ``lane_mark``, the lane's admitted images before it.
 #
 # All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
@@ -97,26 +113,43 @@ end
 _ADMIT = """
 local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
 local max, now, priority, jobs, model = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local tenant = ARGV[6]
-local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 7
+local tenant, tenant_max, rate = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local tenant_queued, bucket = KEYS[#KEYS - 2], KEYS[#KEYS - 1]
+local tenant_depth = tonumber(redis.call('GET', tenant_queued) or '0')
+local tokens = -1
+if rate >= 0 then
+  local held, at = unpack(redis.call('HMGET', bucket, 'tokens', 'at'))
+  tokens = rate
+  if held then
+    tokens = math.min(rate, tonumber(held) + math.max(0, tonumber(now) - tonumber(at)) * rate)
+  end
+end
+local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 9
 local waiting = cjson.decode(ARGV[#ARGV])
 for j = 1, jobs do
   local n, stored = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
   offsets[j] = a
   if redis.call('EXISTS', KEYS[2 + j]) == 1 then
     fits[j] = 1
-  elseif depth + added + n <= max then
+  elseif depth + added + n > max then
+    fits[j] = 0
+  elseif tenant_max >= 0 and tenant_depth + added + n > tenant_max then
+    fits[j] = 2
+  elseif rate >= 0 and tokens - added < math.min(n, rate) then
+    fits[j] = 3
+  else
     fits[j] = 1
     new[#new + 1] = j
     added = added + n
-  else
-    fits[j] = 0
+  end
+  if fits[j] ~= 1 then
     all = false
   end
   a = a + 4 + 2 * stored
 end
+local left = rate >= 0 and tostring(tokens - added) or '-1'
 if not all or #new == 0 then
-  return {fits, depth + added}
+  return {fits, depth + added, tenant_depth + added, left}
 end
 for _, j in ipairs(new) do
   local o = offsets[j]
@@ -132,7 +165,12 @@ for _, j in ipairs(new) do
   redis.call('HSET', KEYS[2], id, n)
 end
 depth = redis.call('INCRBY', KEYS[1], added)
-if #KEYS > 3 + 2 * jobs then
+tenant_depth = redis.call('INCRBY', tenant_queued, added)
+if rate >= 0 then
+  redis.call('HSET', bucket, 'tokens', left, 'at', now)
+  redis.call('EXPIRE', bucket, 3600)
+end
+if #KEYS > 5 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
 end
@@ -146,7 +184,7 @@ for _, j in ipairs(new) do
   end
 end
 redis.call('INCRBY', KEYS[#KEYS], added)
-return {fits, depth}
+return {fits, depth, tenant_depth, left}
 """
 
 # Every script that changes a job's status or progress says so on the job's channel
@@ -243,6 +281,7 @@ for j = 1, jobs do
       redis.call('EXPIRE', idempotency, ttl)
     end
   end
+  count_tenant_ended(key, left[j])
   if left[j] > 0 then
     local counter = tonumber(ARGV[a + 5])
     finished[counter] = (finished[counter] or 0) + left[j]
@@ -282,6 +321,7 @@ for j = 1, jobs do
       redis.call('SET', KEYS[2], 0)
     end
     count_ended(KEYS[#KEYS], tonumber(n))
+    count_tenant_ended(KEYS[3 + j], tonumber(n))
   end
   redis.call('DEL', KEYS[3 + j], KEYS[3 + jobs + j])
 end
@@ -295,6 +335,7 @@ for j = 1, jobs do
   if n then
     redis.call('HDEL', KEYS[2], ARGV[j])
     images = images + tonumber(n)
+    count_tenant_ended(KEYS[2 + j], tonumber(n))
   end
   redis.call('DEL', KEYS[2 + j], KEYS[2 + jobs + j])
 end
@@ -360,6 +401,7 @@ if n > 0 and redis.call('DECRBY', KEYS[3], n) < 0 then
   redis.call('SET', KEYS[3], 0)
 end
 count_ended(KEYS[6], n)
+count_tenant_ended(KEYS[1], n)
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'outcome', ARGV[4], 'finished_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 publish_job_event(KEYS[1])
@@ -439,6 +481,34 @@ class QueueFull(Exception):
         self.depth = depth
         self.model = model
         self.images = images
+
+
+class TenantOverQuota(Exception):
+    """A tenant's work refused for its own limits (``inferq.tenants``): ``limit`` is
+    :data:`QUEUED_LIMIT` or :data:`RATE_LIMIT`."""
+
+    def __init__(self, tenant: Tenant, limit: str, *, queued: int, images: int, tokens: float | None = None) -> None:
+        """``queued``: the tenant's items queued with the work that fit; ``images``: those of the
+        refused job; ``tokens``: what its admission bucket held (rate refusals)."""
+        what = (f"{queued} of its {tenant.max_queued_items} items are queued" if limit == QUEUED_LIMIT
+                else f"it may queue {tenant.max_items_per_s:g} items a second")
+        super().__init__(f"tenant {tenant.name!r} is over its quota: {what}")
+        self.tenant = tenant
+        self.limit = limit
+        self.queued = queued
+        self.images = images
+        self.tokens = tokens
+
+    @property
+    def excess(self) -> float:
+        """Items that must drain (queued limit) or be refilled (rate) for the refused job to fit."""
+        if self.limit == QUEUED_LIMIT:
+            return self.queued + self.images - (self.tenant.max_queued_items or 0)
+        rate = self.tenant.max_items_per_s or 0
+        return min(self.images, rate) - (self.tokens or 0)
+
+
+QUEUED_LIMIT, RATE_LIMIT = "max_queued_items", "max_items_per_s"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -587,12 +657,14 @@ class JobStore:
               enqueue: Envelope | None = None,
               stored_inputs: Mapping[str, Mapping[str, bytes]] | None = None,
               callbacks: Mapping[str, str] | None = None,
-              reply_to: Mapping[str, str] | None = None, tenant: str = DEFAULT_TENANT) -> list[int | None]:
+              reply_to: Mapping[str, str] | None = None,
+              tenant: Tenant = DEFAULT) -> list[int | TenantOverQuota | None]:
         """Record new queued jobs (id, filenames) of ``model`` and ``priority`` of ``tenant``, all of
         them or none.
 
         For each job: None if it fits in its queue, else the queue's depth in images once the
-        jobs that fit would be in. The jobs are admitted only if every one fits; otherwise nothing
+        jobs that fit would be in, or :class:`TenantOverQuota` where it would take ``tenant`` past
+        its limits. The jobs are admitted only if every one fits; otherwise nothing
         is written, and the jobs that fit may be admitted again on their own (with their own
         message). ``reply_to`` (job id -> listener) names who waits for a job, so that cancelling it
         answers them. ``stored_inputs`` (job id -> input name -> bytes) are the inputs that travel
@@ -612,7 +684,9 @@ class JobStore:
         callbacks = callbacks or {}
         script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
                        *(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model, tenant]
+        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model, tenant.name,
+                              -1 if tenant.max_queued_items is None else tenant.max_queued_items,
+                              -1 if tenant.max_items_per_s is None else repr(tenant.max_items_per_s)]
         for job_id, filenames in jobs:
             stored = stored_inputs.get(job_id, {})
             args += [job_id, len(filenames), json.dumps(list(filenames)), len(stored)]
@@ -621,7 +695,8 @@ class JobStore:
         if enqueue is not None:
             script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
             args.append(enqueue.raw)
-        script_keys.append(keys.lane_admitted(model, priority))
+        script_keys += [keys.tenant_queued(tenant.name), keys.tenant_bucket(tenant.name),
+                        keys.lane_admitted(model, priority)]
         # An object, not an array: cjson reads an empty table as either.
         args.append(json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
                                separators=(",", ":")) if callbacks else "{}")
@@ -632,16 +707,16 @@ class JobStore:
 
         try:
             try:
-                [(fits, depth)] = self._writes.execute(run_script)
+                [(fits, depth, tenant_depth, tokens)] = self._writes.execute(run_script)
             except redis.exceptions.NoScriptError:  # Redis restarted (or failed over) and forgot it
                 self._redis.script_load(self._admit.script)
-                [(fits, depth)] = self._writes.execute(run_script)
+                [(fits, depth, tenant_depth, tokens)] = self._writes.execute(run_script)
         except NotReplicated as shortfall:
-            [(fits, depth)] = shortfall.replies
+            [(fits, depth, tenant_depth, tokens)] = shortfall.replies
             with contextlib.suppress(redis.RedisError):  # the count is for operators
                 self._redis.incr(keys.UNREPLICATED_ADMISSIONS)
             taken_back = False
-            if enqueue is not None and all(fits):
+            if enqueue is not None and all(fit == 1 for fit in fits):
                 try:
                     taken_back = self.take_back(enqueue, [job_id for job_id, _ in jobs], model=model,
                                                 priority=priority)
@@ -653,7 +728,17 @@ class JobStore:
                 raise
             log.warning("admission of %d %s jobs of model %r not replicated, and is queued: %s",
                         len(jobs), priority, model, shortfall)
-        return [None if ok else int(depth) for ok in fits]
+        refusals: list[int | TenantOverQuota | None] = []
+        for (_, filenames), fit in zip(jobs, fits, strict=True):
+            if fit == 1:
+                refusals.append(None)
+            elif fit == 0:
+                refusals.append(int(depth))
+            else:
+                refusals.append(TenantOverQuota(tenant, QUEUED_LIMIT if fit == 2 else RATE_LIMIT,
+                                                queued=int(tenant_depth), images=len(filenames),
+                                                tokens=float(tokens)))
+        return refusals
 
     def unreplicated_admissions(self) -> int:
         """Admissions the replicas did not acknowledge in time, since this Redis's data began."""

@@ -109,3 +109,30 @@ CALLBACKS_DUE = f"{PREFIX}:callbacks-due"
 #: Hash of tenant name -> its weight, written by the API from its tenants (``inferq.tenants``), read
 #: by the workers' claim (``inferq.broker``); a tenant missing from it weighs 1.
 TENANT_WEIGHTS = f"{PREFIX}:tenant-weights"
+
+
+def tenant_queued(tenant: str) -> str:
+    """Items of ``tenant``'s admitted jobs not yet ended, every model and lane together: what its
+    ``max_queued_items`` is compared with (``inferq.jobs``)."""
+    return f"{PREFIX}:tenant-queued:{tenant}"
+
+
+def tenant_finished(tenant: str) -> str:
+    """Items of ``tenant``'s jobs that ever ended: a counter that only grows, from which the
+    workers measure the tenant's drain rate (``inferq.drain``)."""
+    return f"{PREFIX}:tenant-finished:{tenant}"
+
+
+def tenant_bucket(tenant: str) -> str:
+    """Hash of ``tenant``'s admission token bucket (``tokens``, ``at``): its ``max_items_per_s``."""
+    return f"{PREFIX}:tenant-bucket:{tenant}"
+
+
+def tenant_drain_samples(tenant: str) -> str:
+    """As ``drain_samples``, of one tenant's items, all its lanes together."""
+    return f"{PREFIX}:tenant-drain-samples:{tenant}"
+
+
+def tenant_drain_rate(tenant: str) -> str:
+    """As ``drain_rate``, of one tenant's items: what its 429's Retry-After is read from."""
+    return f"{PREFIX}:tenant-drain-rate:{tenant}"

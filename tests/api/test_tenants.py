@@ -47,3 +47,45 @@ def test_without_keys_every_job_is_the_default_tenants(make_app, fake_redis, dig
     worker.answer = False
     accepted = client.post("/jobs", data=files(1, digit_104))
     assert client.get(accepted.headers["Location"]).get_json()["tenant"] == "default"
+
+
+def test_a_tenant_over_its_quota_gets_429_with_retry_after_from_its_own_drain(make_app, fake_redis, tmp_path,
+                                                                             digit_104):
+    import orjson
+
+    from inferq import keys
+    path = tenants_file(tmp_path, {"name": "small", "max_queued_items": 4, "keys": [digest("k-small")]},
+                        {"name": "big", "keys": [digest("k-big")]})
+    app, worker = make_app(tenants_file=path)
+    client = app.test_client()
+    publish_heartbeat(fake_redis)
+    worker.answer = False
+    small, big = {"Authorization": "Bearer k-small"}, {"Authorization": "Bearer k-big"}
+    assert client.post("/jobs", data=files(3, digit_104), headers=small).status_code == 202
+    refused = client.post("/jobs", data=files(3, digit_104), headers=small)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"  # no rate measured yet
+    assert refused.get_json()["reason"] == "tenant_quota" and refused.get_json()["tenant"] == "small"
+    # 3 queued + 3 asked - 4 allowed = 2 items to drain, at a quarter of an item a second: 8 s; the
+    # lane's own rate is not the tenant's.
+    fake_redis.set(keys.tenant_drain_rate("small"), orjson.dumps({"images_per_s": 0.25, "measured_at": 0}))
+    fake_redis.set(keys.drain_rate("mnist"), orjson.dumps({"images_per_s": 1000, "measured_at": 0}))
+    assert client.post("/jobs", data=files(3, digit_104), headers=small).headers["Retry-After"] == "8"
+    assert client.post("/jobs", data=files(8, digit_104), headers=big).status_code == 202
+    worker.answer = True
+    recognized = client.post("/recognize", data=files(1, digit_104), headers=small)
+    assert recognized.status_code == 200, recognized.get_json()  # a sync request fits its last item
+
+
+def test_a_tenant_over_its_rate_gets_429_with_retry_after_from_its_bucket(make_app, fake_redis, tmp_path,
+                                                                          digit_104):
+    path = tenants_file(tmp_path, {"name": "slow", "max_items_per_s": 0.25, "keys": [digest("k-slow")]})
+    app, worker = make_app(tenants_file=path)
+    client = app.test_client()
+    publish_heartbeat(fake_redis)
+    worker.answer = False
+    slow = {"Authorization": "Bearer k-slow"}
+    assert client.post("/jobs", data=files(2, digit_104), headers=slow).status_code == 202
+    refused = client.post("/jobs", data=files(1, digit_104), headers=slow)
+    # The bucket, a quarter of an item, was left 1.75 in debt: 2 items short, at a quarter a second.
+    assert refused.status_code == 429 and refused.get_json()["limit"] == "max_items_per_s"
+    assert 7 <= int(refused.headers["Retry-After"]) <= 8

@@ -14,6 +14,7 @@ from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull
 from inferq.priorities import BULK
+from inferq.tenants import DEFAULT
 from tests.support.waiting import wait_for
 
 MODEL = "mnist"
@@ -52,8 +53,8 @@ class FakeStore:
         #: How many admissions succeed before every later one fails (None: all succeed).
         self.fail_after: int | None = None
 
-    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None, tenant="default"):
-        assert (model, priority, tenant) == (MODEL, BULK, "default")
+    def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None, tenant=DEFAULT):
+        assert (model, priority, tenant) == (MODEL, BULK, DEFAULT)
         self.sending.set()
         self.hold.wait(10)
         if self.fail or (self.fail_after is not None and len(self.admitted) >= self.fail_after):
