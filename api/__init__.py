@@ -60,15 +60,17 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     models = ServedModels(ModelCatalog(client), workers,
                           ttl_s=settings.heartbeat_interval_s / 4 if models_ttl_s is None else models_ttl_s,
                           forget_after_s=settings.model_forget_after_s)
-    metrics = ApiMetrics(store, workers, models)
+    tenants = TenantDirectory(settings.tenants_file, settings.api_key, on_load=store.publish_tenants)
+    metrics = ApiMetrics(store, workers, models, tenants)
     replies = ReplyListener(store, on_skipped=metrics.replies_skipped.inc)
 
     def make_submitter(model: str, priority: str, max_items: int, tenant: str) -> Submitter:
         return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
                          tenant=lambda: tenants.tenant(tenant),
+                         # Shares only where there are tenants to share among: else as before them.
+                         fair_share=settings.tenants_file is not None,
                          store_large=lambda: models.workers_read(messages.STORED_INPUTS))
 
-    tenants = TenantDirectory(settings.tenants_file, settings.api_key, on_load=store.publish_tenants)
     queue = InferenceQueue(store, make_submitter, replies, sync_timeout_s=settings.sync_timeout_s,
                            max_batch_size=settings.max_batch_size)
     app.extensions[EXTENSION] = Runtime(

@@ -103,6 +103,7 @@ def status() -> Response:
         "lanes": lanes,
         "recent_batch_sizes": {worker.name: worker.recent_batch_sizes for worker in live},
         "dead_letters": rt.queue.dead_letters(),
+        "tenants": _tenants(rt),
         # Versions a worker found but could not load (the reason is in its log); it tries again.
         "load_failures": [{"worker": worker.name, "model": failure["model"], "version": failure["version"],
                            "attempts": failure["attempts"]}
@@ -113,6 +114,26 @@ def status() -> Response:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     return Response(runtime().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+def _tenants(rt) -> dict[str, dict]:
+    """Each tenant's weight and limits, and what it has queued, been admitted and refused, had
+    answered, and how long its jobs waited queued on average (None before one started)."""
+    configured = rt.tenants.tenants()
+    stats = rt.queue.store.tenant_stats([tenant.name for tenant in configured])
+    shown = {}
+    for tenant in configured:
+        counts = stats[tenant.name]
+        started = counts["jobs_started"]
+        shown[tenant.name] = {
+            "weight": tenant.weight, "max_queued_items": tenant.max_queued_items,
+            "max_items_per_s": tenant.max_items_per_s,
+            "queued_items": counts["queued_items"], "items_admitted": counts["items_admitted"],
+            "items_refused": counts["items_refused"], "items_ended": counts["items_ended"],
+            "jobs_started": started,
+            "mean_queue_wait_s": counts["queue_wait_s_total"] / started if started else None,
+        }
+    return shown
 
 
 def _live_workers() -> list[WorkerStatus]:

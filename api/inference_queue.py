@@ -25,7 +25,7 @@ from api.replies import ReplyListener, Waiter
 from api.served_models import Served
 from api.submitter import Submitter
 from inferq import drain, messages
-from inferq.jobs import CANCELLED, EXPIRED, QUEUED, JobRecord, JobStore, Outcome, QueueFull, RATE_LIMIT, TenantOverQuota
+from inferq.jobs import CANCELLED, EXPIRED, QUEUED, RATE_LIMIT, JobRecord, JobStore, Outcome, QueueFull, TenantOverQuota
 from inferq.tenants import DEFAULT_TENANT
 
 
@@ -78,8 +78,9 @@ class InferenceQueue:
                tenant: str = DEFAULT_TENANT) -> Submitted:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
-        (checked before) to POST the job's final record to; ``tenant``: whose job it is. ``job_id``: the job's id where the
-        caller chose it (a UUID; ``api.idempotency`` reserves its key for it first).
+        (checked before) to POST the job's final record to; ``tenant``: whose job it is. ``job_id``:
+        the job's id where the caller chose it (a UUID; ``api.idempotency`` reserves its key for it
+        first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the
         wait (SYNC_TIMEOUT_S) is over: nobody would read its answer. A job waited on for

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
 from api.served_models import ServedModels
 from inferq.jobs import JobStore
 from inferq.metric_snapshots import merge
+from inferq.tenants import TenantDirectory
 from inferq.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.
 
 
 class ApiMetrics:
-    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels,
+                 tenants: TenantDirectory | None = None) -> None:
         self._own = CollectorRegistry()
         self.requests = Counter(
             "inferq_http_requests", "HTTP requests by route, method and status.",
@@ -46,7 +48,7 @@ class ApiMetrics:
             "inferq_replies_skipped", "Replies the API's reply listener could not read or deliver, and skipped.",
             registry=self._own,
         )
-        self._system = _SystemCollector(store, workers, models)
+        self._system = _SystemCollector(store, workers, models, tenants or TenantDirectory())
         self._own.register(self._system)
 
     def render(self) -> bytes:
@@ -60,9 +62,12 @@ class ApiMetrics:
 
 
 class _SystemCollector:
-    """What Redis knows at scrape time: queue depth, live workers and their summed metrics."""
+    """What Redis knows at scrape time: queue depth, live workers and their summed metrics, each
+    tenant's counts."""
 
-    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels) -> None:
+    def __init__(self, store: JobStore, workers: WorkerRegistry, models: ServedModels,
+                 tenants: TenantDirectory) -> None:
+        self._tenants = tenants
         self._store = store
         self._workers = workers
         self._models = models
@@ -72,6 +77,7 @@ class _SystemCollector:
             depth = self._store.queued_images(list(self._models.all()))
             unreplicated = self._store.unreplicated_admissions()
             live = self._workers.live()
+            tenants = self._store.tenant_stats([tenant.name for tenant in self._tenants.tenants()])
         except redis.RedisError as exc:
             log.warning("metrics: Redis out of reach: %s", exc)
             yield GaugeMetricFamily("inferq_redis_up", "Whether the API reached Redis at this scrape.", 0)
@@ -87,4 +93,27 @@ class _SystemCollector:
                                   "Admissions the replicas asked for did not acknowledge in time "
                                   "(taken back, or already running).", unreplicated)
         yield GaugeMetricFamily("inferq_workers", "Worker processes with a recent heartbeat.", len(live))
+        yield from _tenant_metrics(tenants)
         yield from merge(worker.metrics for worker in live)
+
+
+def _tenant_metrics(tenants: dict[str, dict]) -> Iterator[Metric]:
+    """Each tenant's counts (``JobStore.tenant_stats``), labelled by tenant."""
+    queued = GaugeMetricFamily("inferq_tenant_queued_items", "Items of a tenant admitted and not yet ended.",
+                               labels=["tenant"])
+    admitted = CounterMetricFamily("inferq_tenant_items_admitted", "Items of a tenant admitted.", labels=["tenant"])
+    refused = CounterMetricFamily("inferq_tenant_items_refused",
+                                  "Items of a tenant refused, by the limit: its own (429) or its lane's (503).",
+                                  labels=["tenant", "limit"])
+    ended = CounterMetricFamily("inferq_tenant_items_ended", "Items of a tenant answered (or cancelled, expired).",
+                                labels=["tenant"])
+    waits = SummaryMetricFamily("inferq_tenant_queue_wait_seconds", "How long a tenant's jobs waited queued.",
+                                labels=["tenant"])
+    for tenant, stats in tenants.items():
+        queued.add_metric([tenant], stats["queued_items"])
+        admitted.add_metric([tenant], stats["items_admitted"])
+        ended.add_metric([tenant], stats["items_ended"])
+        for limit, items in stats["items_refused"].items():
+            refused.add_metric([tenant, limit], items)
+        waits.add_metric([tenant], stats["jobs_started"], stats["queue_wait_s_total"])
+    yield from (queued, admitted, refused, ended, waits)

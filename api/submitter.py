@@ -27,7 +27,7 @@ import redis
 from api.task_messages import TaskMessages
 from inferq import messages
 from inferq.broker import Envelope
-from inferq.jobs import JobStore, QueueFull, TenantOverQuota
+from inferq.jobs import QUEUE_FULL, JobStore, QueueFull, TenantOverQuota
 from inferq.tenants import DEFAULT, Tenant
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,18 @@ class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
                  max_images_per_message: int, send_timeout_s: float = 15.0,
                  store_large: Callable[[], bool] = lambda: False,
-                 tenant: Callable[[], Tenant] = lambda: DEFAULT) -> None:
+                 tenant: Callable[[], Tenant] = lambda: DEFAULT, fair_share: bool = False) -> None:
         """Sends jobs of one ``model``, ``priority`` and ``tenant``: a message goes on that model's
         priority's queue, in the tenant's share of it; ``tenant()`` is asked for its limits (as now
-        configured) once a message.
+        configured) once a message. ``fair_share``: its messages go on the tenant's list of the
+        queue, taken in its share (``inferq.broker``); else on the queue's own, as before tenants.
         ``store_large`` says whether large tensors may travel beside their message (every live
         worker reads them: ``inferq.messages``), asked once a message."""
         self._messages = task_messages
         self._store_large = store_large
         self._model = model
         self._tenant = tenant
+        self._fair_share = fair_share
         self._priority = priority
         self._store = store
         self._max_images = max_images_per_message
@@ -140,7 +142,7 @@ class Submitter:
             try:
                 refusals = self._store.admit([(pending.job.job_id, pending.filenames) for pending in batch],
                                              model=self._model, priority=self._priority, tenant=tenant,
-                                             enqueue=self._envelope(batch, store_large), stored_inputs=stored,
+                                             enqueue=self._envelope(batch, store_large, tenant), stored_inputs=stored,
                                              reply_to={pending.job.job_id: pending.job.reply_to for pending in batch
                                                        if pending.job.reply_to},
                                              **({"callbacks": callbacks} if callbacks else {}))
@@ -152,17 +154,19 @@ class Submitter:
                 if depth is None:
                     fitting.append(pending)
                 elif isinstance(depth, TenantOverQuota):
+                    self._store.count_refused(tenant.name, depth.limit, pending.job.count)
                     self._release([pending], depth)
                 else:
+                    self._store.count_refused(tenant.name, QUEUE_FULL, pending.job.count)
                     self._release([pending], QueueFull(self._priority, depth, self._model, images=pending.job.count))
             if len(fitting) == len(batch):
                 self._release(batch, None)
                 return
             batch = fitting
 
-    def _envelope(self, batch: list[_Pending], store_large: bool) -> Envelope:
+    def _envelope(self, batch: list[_Pending], store_large: bool, tenant: Tenant) -> Envelope:
         return self._messages.envelope(self._model, [pending.job for pending in batch], self._priority,
-                                       store_large=store_large)
+                                       store_large=store_large, tenant=tenant.name if self._fair_share else None)
 
     @staticmethod
     def _release(batch: list[_Pending], error: Exception | None) -> None:

@@ -23,9 +23,10 @@ class TaskMessages:
         self._settings = settings
 
     def envelope(self, model: str, jobs: Sequence[messages.JobInput], priority: str, *,
-                 store_large: bool = False) -> broker.Envelope:
+                 store_large: bool = False, tenant: str | None = None) -> broker.Envelope:
         """The task message carrying ``jobs`` for ``model``, of ``priority``, and the queue it goes on;
-        ``store_large``: large tensors are left out, stored with the jobs (``inferq.messages``)."""
+        ``store_large``: large tensors are left out, stored with the jobs (``inferq.messages``);
+        ``tenant``: the jobs' tenant, whose list of the queue it goes on (None: the queue's own)."""
         task_id = str(uuid.uuid4())
         items = messages.image_count(jobs)
         # What Celery's logs and Flower show for a message, instead of its tensors.
@@ -36,5 +37,5 @@ class TaskMessages:
         queue = priorities.queue(self._settings.model_queue(model), priority)
         queued_at = min((job.queued_at for job in jobs if job.queued_at is not None), default=None)
         return broker.envelope(queue, message.body, properties=message.properties, queued_at=queued_at,
-                               headers={**message.headers, messages.IMAGES_HEADER: items,
+                               tenant=tenant, items=items, headers={**message.headers, messages.IMAGES_HEADER: items,
                                         messages.MODEL_HEADER: model})

@@ -63,9 +63,12 @@ SAMPLE_INTERVAL_S = 0.02
 
 
 class BulkProducer:
-    """Threads that keep posting bulk jobs, each retrying its 503s after ``Retry-After``."""
+    """Threads that keep posting bulk jobs, each retrying its 503s (and a tenant's 429s) after
+    ``Retry-After``; ``headers``: sent with each (a tenant's key)."""
 
-    def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS) -> None:
+    def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS,
+                 headers: dict[str, str] | None = None) -> None:
+        self._extra_headers = dict(headers or {})
         self._address = urllib.parse.urlsplit(base_url)
         self._body = multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))])
         self._stop = threading.Event()
@@ -86,7 +89,7 @@ class BulkProducer:
 
     def _post(self) -> None:
         connection = http.client.HTTPConnection(self._address.hostname, self._address.port, timeout=60)
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", **self._extra_headers}
         while not self._stop.is_set():
             connection.request("POST", "/jobs", self._body, headers)
             answer = connection.getresponse()
@@ -94,7 +97,7 @@ class BulkProducer:
             if answer.status == 202:
                 with self._lock:
                     self.accepted.append(answer.getheader("Location").rsplit("/", 1)[1])
-            elif answer.status == 503:
+            elif answer.status in (429, 503):
                 with self._lock:
                     self.refused += 1
                 self._stop.wait(float(answer.getheader("Retry-After", "1")))

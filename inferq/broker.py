@@ -18,6 +18,14 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   Bulk work is aged: once the oldest bulk message has waited longer than ``bulk_max_wait_s``, it
   is taken before interactive work, one claim in two at most (``docs/design.md``). A message whose
   properties cannot be read is set aside in ``inferq.keys.DEAD_LETTERS`` instead of being lost.
+- **Fair share among tenants.** Within a queue, the API pushes each tenant's messages onto a list
+  of the tenant's own (:func:`tenant_queue`, with the queue's bell), and puts the tenant on the
+  queue's ring (:func:`tenant_ring`). The claim takes the queue's own list first (where kombu
+  restores messages, and where producers that know no tenants push), then the tenants' lists by
+  deficit round robin, each tenant's quantum its weight (``inferq.keys.TENANT_WEIGHTS``) times
+  the transport option ``FAIR_SHARE_QUANTUM_OPTION`` in items, a message costing its items
+  (:data:`ITEMS_HEADER`). The message's routing key stays the queue, so that its unacknowledged
+  entry, in-flight list and restore are what they were (``docs/design.md``, "Tenants").
 - **Work in flight.** Each queue has an in-flight list (:func:`inflight`) of the delivery tags
   workers hold unacknowledged, the claim adding to it and every removal from kombu's unacked hash
   (ack, reject, restore) taking from it: the demand a dead worker's messages make, for an
@@ -58,6 +66,9 @@ log = logging.getLogger(__name__)
 
 #: The transport option that sets :attr:`Channel.bulk_max_wait_s` (BULK_MAX_WAIT_S).
 BULK_MAX_WAIT_OPTION = "bulk_max_wait_s"
+#: The transport option that sets a weight-1 tenant's quantum, in items (MAX_BATCH_SIZE): one
+#: message of a model's full batch, so that a tenant's turn takes at least one message.
+FAIR_SHARE_QUANTUM_OPTION = "fair_share_quantum"
 
 #: The kombu versions this module was written and tested for.
 TESTED_KOMBU = ("5.7.0",)
@@ -95,6 +106,31 @@ def check_kombu() -> None:
 #: claim for aging without decoding the message. It is the first key of the envelope's first key,
 #: so that the claim finds it with an anchored match, whatever the message's size.
 QUEUED_AT_HEADER = "inferq_queued_at"
+#: The header of a message's items (``inferq.messages.IMAGES_HEADER``), put second, so that the
+#: claim reads a message's cost to its tenant near its start.
+ITEMS_HEADER = "inferq_images"
+#: Characters of a message's start in which the claim looks for :data:`ITEMS_HEADER`.
+_HEAD_CHARS = 512
+
+
+def tenant_queue(queue: str, tenant: str) -> str:
+    """The list of ``tenant``'s messages of ``queue``, taken in its share of the queue."""
+    return f"{queue}@{tenant}"
+
+
+def tenant_ring(queue: str) -> str:
+    """The list of tenants with messages in ``queue``'s tenant lists, the next to take at the right."""
+    return f"{queue}:tenants"
+
+
+def tenant_members(queue: str) -> str:
+    """The set of the names on :func:`tenant_ring`, so that a tenant is put on it once."""
+    return f"{queue}:tenants:set"
+
+
+def tenant_deficits(queue: str) -> str:
+    """Hash of tenant -> its deficit (items it may take before its turn passes) in ``queue``."""
+    return f"{queue}:tenant-deficit"
 
 
 def inflight(queue: str) -> str:
@@ -105,17 +141,29 @@ def inflight(queue: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Envelope:
-    """A message as kombu's Redis transport keeps it: the list it goes on and its JSON."""
+    """A message as kombu's Redis transport keeps it: the list it goes on and its JSON; for a
+    tenant's message, the queue it is of (whose bell and ring it takes) and the tenant."""
 
     queue_key: str
     raw: str
+    #: The queue (routing key) whose list or tenant list ``queue_key`` is.
+    queue: str | None = None
+    tenant: str | None = None
+
+    @property
+    def lane(self) -> str:
+        """The queue whose bell rings for it."""
+        return self.queue or self.queue_key
 
 
 def envelope(queue: str, body: object, *, headers: dict, properties: dict,
-             queued_at: float | None = None) -> Envelope:
+             queued_at: float | None = None, tenant: str | None = None, items: int | None = None) -> Envelope:
     """The message kombu's Producer would push onto ``queue`` for ``body`` (JSON-serialized), as
     the default exchange routes it, with priority 0 and no second encoding of the body;
-    ``queued_at`` (unix seconds), the header the claim ages bulk work by."""
+    ``queued_at`` (unix seconds), the header the claim ages bulk work by; ``tenant``: pushed onto
+    that tenant's list of the queue instead, costing it ``items`` (the header the claim reads)."""
+    if items is not None:
+        headers = {ITEMS_HEADER: items, **headers}
     if queued_at is not None:
         headers = {QUEUED_AT_HEADER: queued_at, **headers}
     message = {
@@ -135,23 +183,28 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict,
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-    return Envelope(queue, orjson.dumps(message).decode())
+    raw = orjson.dumps(message).decode()
+    if tenant is None:
+        return Envelope(queue, raw)
+    return Envelope(tenant_queue(queue, tenant), raw, queue, tenant)
 
 
 # Takes the oldest message of the first queue that has one (KEYS[1..n], in the order to take
 # them) and records it as unacknowledged exactly as kombu's QoS.append does: index scored by time,
 # hash of [message, exchange, routing key] by delivery tag; and its tag in its queue's in-flight
-# list (KEYS[2n+1..3n]). Aging: when an interactive queue (the first ARGV[4]) has work and the
-# oldest message of a bulk queue has waited longer than ARGV[5] seconds (negative: no aging this
-# time), that one is taken first. A message whose properties cannot be read goes to the dead-letter
-# list (KEYS[3n+3]) as it was, and the claim goes on with the next. Then leaves each queue with one
-# bell per message (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers
+# list (KEYS[2n+1..3n]). A queue's own list comes first; then its tenants' lists, by deficit round
+# robin (below), the tenants' weights in KEYS[3n+4], a weight-1 tenant's quantum ARGV[6] items.
+# Aging: when an interactive queue (the first ARGV[4]) has work and the oldest message of a bulk
+# queue has waited longer than ARGV[5] seconds (negative: no aging this time), that queue is taken
+# first. A message whose properties cannot be read goes to the dead-letter list (KEYS[3n+3]) as it
+# was, and the claim goes on with the next. Then leaves each queue with one bell per message, its
+# tenants' included (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers
 # the message, its queue, how many messages are left in all of them, how many in the interactive
 # ones, how many were dead-lettered, and the message's delivery tag; or nil when nothing was there.
 _CLAIM = r"""
 local now, n, max_bells, first = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_wait = tonumber(ARGV[5])
-local index, unacked, dead_letters = KEYS[3 * n + 1], KEYS[3 * n + 2], KEYS[3 * n + 3]
+local max_wait, quantum = tonumber(ARGV[5]), tonumber(ARGV[6]) or 64
+local index, unacked, dead_letters, weights = KEYS[3 * n + 1], KEYS[3 * n + 2], KEYS[3 * n + 3], KEYS[3 * n + 4]
 
 -- Only the properties are needed, and decoding a bulk message whole would hold Redis up for
 -- milliseconds: they are the last key of every envelope (ours and kombu's), so the tail from the
@@ -195,18 +248,93 @@ local function queued_at(raw)
     '^{%s*"headers"%s*:%s*{%s*"QUEUED_AT_HEADER"%s*:%s*([%d%.eE%+%-]+)')) or 0
 end
 
+-- What a message costs its tenant: its items, from the header the API puts second; 1 without it.
+local function items_of(raw)
+  return tonumber(string.match(string.sub(raw, 1, HEAD_CHARS), '"ITEMS_HEADER"%s*:%s*(%d+)')) or 1
+end
+
+-- A queue's tenants with work: the ring (the next at the right), the set of its names, their deficits.
+local function ring_of(queue)
+  return queue .. ':tenants', queue .. ':tenants:set', queue .. ':tenant-deficit'
+end
+
+local function drop_tenant(queue, tenant)
+  local ring, members, deficits = ring_of(queue)
+  redis.call('RPOP', ring)
+  redis.call('SREM', members, tenant)
+  redis.call('HDEL', deficits, tenant)
+end
+
+-- Deficit round robin over a queue's tenants: the ring's next tenant takes its oldest message if
+-- its deficit covers the message's items; else its deficit grows by its quantum and it goes to the
+-- back of the ring. A tenant whose list is empty leaves the ring, its deficit forgotten. Bounded:
+-- a turn adds at least a quantum, and past the bound the next tenant takes its message anyway.
+local function take_fair(queue)
+  local ring, members, deficits = ring_of(queue)
+  local turns = 4 * redis.call('LLEN', ring) + 64
+  for turn = 1, turns do
+    local tenant = redis.call('LINDEX', ring, -1)
+    if not tenant then
+      return false
+    end
+    local list = queue .. '@' .. tenant
+    local oldest = redis.call('LINDEX', list, -1)
+    if not oldest then
+      drop_tenant(queue, tenant)
+    else
+      local cost = items_of(oldest)
+      local deficit = tonumber(redis.call('HGET', deficits, tenant) or '0')
+      if deficit >= cost or turn == turns then
+        redis.call('RPOP', list)
+        if redis.call('LLEN', list) == 0 then
+          drop_tenant(queue, tenant)
+        else
+          redis.call('HSET', deficits, tenant, math.max(0, deficit - cost))
+        end
+        return oldest
+      end
+      local weight = tonumber(redis.call('HGET', weights, tenant) or '1') or 1
+      redis.call('HSET', deficits, tenant, deficit + math.max(1, weight * quantum))
+      redis.call('RPOPLPUSH', ring, ring)
+    end
+  end
+  return false
+end
+
+-- Messages waiting in a queue: its own list and its tenants'.
+local function waiting_in(queue)
+  local count = redis.call('LLEN', queue)
+  for _, tenant in ipairs(redis.call('LRANGE', queue .. ':tenants', 0, -1)) do
+    count = count + redis.call('LLEN', queue .. '@' .. tenant)
+  end
+  return count
+end
+
+-- When the oldest message of a queue was queued, its tenants' included; nil for none.
+local function oldest_in(queue)
+  local oldest = redis.call('LINDEX', queue, -1)
+  local at = oldest and queued_at(oldest) or nil
+  for _, tenant in ipairs(redis.call('LRANGE', queue .. ':tenants', 0, -1)) do
+    local head = redis.call('LINDEX', queue .. '@' .. tenant, -1)
+    if head and (at == nil or queued_at(head) < at) then
+      at = queued_at(head)
+    end
+  end
+  return at
+end
+
 local order = {}
 if max_wait >= 0 and first < n then
   local waiting = false
   for i = 1, first do
-    if redis.call('LLEN', KEYS[i]) > 0 then
+    if waiting_in(KEYS[i]) > 0 then
       waiting = true
       break
     end
   end
   for i = first + 1, waiting and n or 0 do
-    local oldest = redis.call('LINDEX', KEYS[i], -1)
-    if oldest and now - queued_at(oldest) > max_wait then
+    local at = oldest_in(KEYS[i])
+    if at and now - at > max_wait then
       order[1] = i
       break
     end
@@ -219,7 +347,9 @@ end
 local raw, from, properties, dead = false, 0, nil, 0
 for _, i in ipairs(order) do
   while true do
-    raw = redis.call('RPOP', KEYS[i])
+    -- The queue's own list first: what kombu restored (its tenant's oldest) and what producers
+    -- that know no tenants pushed.
+    raw = redis.call('RPOP', KEYS[i]) or take_fair(KEYS[i])
     if not raw then
       break
     end
@@ -238,7 +368,7 @@ end
 
 local left, left_first = 0, 0
 for i = 1, n do
-  local queued = redis.call('LLEN', KEYS[i])
+  local queued = waiting_in(KEYS[i])
   left = left + queued
   if i <= first then
     left_first = left_first + queued
@@ -266,7 +396,8 @@ redis.call('HSET', unacked, tag,
   '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
 redis.call('LPUSH', KEYS[2 * n + from], tag)
 return {raw, KEYS[from], left, left_first, dead, tag}
-""".replace("QUEUED_AT_HEADER", QUEUED_AT_HEADER)
+""".replace("QUEUED_AT_HEADER", QUEUED_AT_HEADER).replace("ITEMS_HEADER", ITEMS_HEADER).replace(
+    "HEAD_CHARS", str(_HEAD_CHARS))
 
 # Removes a message from the unacknowledged hash and index (KEYS[1], KEYS[2]), as kombu's
 # QoS does on an ack, a reject or a restore, and its tag from its queue's in-flight list. The
@@ -374,6 +505,11 @@ class Channel(kombu_redis.Channel):
         value = self.connection.client.transport_options.get(BULK_MAX_WAIT_OPTION)
         return None if value is None else float(value)
 
+    @functools.cached_property
+    def fair_share_quantum(self) -> int:
+        """A weight-1 tenant's quantum in items (transport option ``FAIR_SHARE_QUANTUM_OPTION``)."""
+        return int(self.connection.client.transport_options.get(FAIR_SHARE_QUANTUM_OPTION) or 64)
+
     def _create_client(self, asynchronous: bool = False) -> redis.Redis:
         if asynchronous:
             return super()._create_client(asynchronous=True)
@@ -389,10 +525,10 @@ class Channel(kombu_redis.Channel):
 
     def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
         keys = [*queues, *map(bell, queues), *map(inflight, queues), self.unacked_index_key, self.unacked_key,
-                keys_.DEAD_LETTERS]
+                keys_.DEAD_LETTERS, keys_.TENANT_WEIGHTS]
         interactive = sum(priorities.rank(queue) == 0 for queue in queues)
         max_wait = -1 if self.bulk_max_wait_s is None or self._aged_last else self.bulk_max_wait_s
-        return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait]
+        return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait, self.fair_share_quantum]
 
     def _restore(self, message: virtual.Message, leftmost: bool = False) -> None:
         # kombu's would delete the unacked entry alone, leaving its index and in-flight entries.

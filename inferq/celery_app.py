@@ -34,6 +34,7 @@ def make_celery(settings: Settings, *, queues: Sequence[str] = ()) -> Celery:
             # A sweeper killed mid-sweep holds its lock until this expires (kombu: five minutes).
             "unacked_mutex_expire": max(1, min(settings.visibility_timeout_s, 30)),
             broker.BULK_MAX_WAIT_OPTION: settings.bulk_max_wait_s,
+            broker.FAIR_SHARE_QUANTUM_OPTION: settings.max_batch_size,
             # One list per queue, so that a worker can take a message safely (inferq.broker).
             "priority_steps": [0],
             # kombu base64-encodes every body by default; ours are JSON already (pixels included, as

@@ -10,7 +10,9 @@ The workers measure how fast each model's lanes drain (:class:`DrainMeter`): one
 samples the finished and queued counters every heartbeat interval, and the rate is the images
 finished over the latest stretch of samples during which work was queued (at most ``window_s``):
 time when nothing was queued says nothing about how fast work goes. A model's rate is for its two
-lanes together, as its workers run both.
+lanes together, as its workers run both. Each tenant's rate is measured the same way, from its own
+finished and queued counters (``inferq.keys.tenant_finished``, ``tenant_queued``), all its lanes
+together: what a tenant over its queued-items limit is told to wait (its 429's Retry-After).
 
 The estimate (:func:`position`) assumes the lanes keep that rate and nothing cuts in: for a bulk
 job it adds the interactive images queued now (interactive work goes first), and counts none that
@@ -61,8 +63,9 @@ def rate_from_samples(samples: Sequence[tuple[float, int, int]], window_s: float
 
 
 class DrainMeter:
-    """A worker's periodic chore: sample the lanes of ``models()`` if it is this worker's turn, and
-    store each model's drain rate where one can be measured."""
+    """A worker's periodic chore: sample the lanes of ``models()`` and the tenants the API
+    published (``inferq.keys.TENANT_WEIGHTS``) if it is this worker's turn, and store each one's
+    drain rate where one can be measured."""
 
     def __init__(self, client: redis.Redis, models: Callable[[], Sequence[str]], *, worker: str,
                  interval_s: float, window_s: float = 30.0) -> None:

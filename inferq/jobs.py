@@ -42,7 +42,7 @@ import orjson
 import redis
 
 from inferq import keys
-from inferq.broker import Envelope, bell
+from inferq.broker import Envelope, bell, tenant_members, tenant_ring
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
 from inferq.tenants import DEFAULT, DEFAULT_TENANT, Tenant
@@ -89,7 +89,9 @@ end
 """.replace("TENANT_QUEUED", keys.tenant_queued("")).replace("TENANT_FINISHED", keys.tenant_finished(""))
 
 # KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
-# job, one inputs hash per job, then the queue to push a message onto and its bell (or neither),
+# job, one inputs hash per job, then the list to push a message onto and its queue's bell (or
+# neither; where the list is the tenant's list of the queue, then the queue's tenant ring and the
+# set of its names, ``inferq.broker``),
 # then the tenant's queued-items counter and its token bucket, then the lane's admitted-images counter.
 # ARGV: max depth, now, priority, job count, model, tenant, the tenant's max queued items and items
 # a second (each -1: none), then for each job its id, image count, filenames
@@ -166,6 +168,7 @@ for _, j in ipairs(new) do
 end
 depth = redis.call('INCRBY', KEYS[1], added)
 tenant_depth = redis.call('INCRBY', tenant_queued, added)
+redis.call('INCRBY', 'TENANT_ADMITTED' .. tenant, added)
 if rate >= 0 then
   redis.call('HSET', bucket, 'tokens', left, 'at', now)
   redis.call('EXPIRE', bucket, 3600)
@@ -173,6 +176,10 @@ end
 if #KEYS > 5 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
+  -- The tenant onto its queue's ring, once: the claim takes it off when its list is empty.
+  if #KEYS > 7 + 2 * jobs and redis.call('SADD', KEYS[6 + 2 * jobs], tenant) == 1 then
+    redis.call('LPUSH', KEYS[5 + 2 * jobs], tenant)
+  end
 end
 local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV - 1])
 for _, j in ipairs(new) do
@@ -185,7 +192,7 @@ for _, j in ipairs(new) do
 end
 redis.call('INCRBY', KEYS[#KEYS], added)
 return {fits, depth, tenant_depth, left}
-"""
+""".replace("TENANT_ADMITTED", keys.tenant_admitted(""))
 
 # Every script that changes a job's status or progress says so on the job's channel
 # (``keys.job_events``), after its write: what the API's long polls and event streams wake on
@@ -202,14 +209,21 @@ local function publish_job_event(job_key)
 end
 """
 
+# Each job started adds its wait in the queue to its tenant's (``inferq.keys.tenant_waits``).
 _START = _PUBLISH_JOB_EVENT + """
 for i, job in ipairs(KEYS) do
   if redis.call('HGET', job, 'status') == 'queued' then
     redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[1])
     publish_job_event(job)
+    local tenant, created = unpack(redis.call('HMGET', job, 'tenant', 'created_at'))
+    if tenant and created then
+      local waits = 'TENANT_WAITS' .. tenant
+      redis.call('HINCRBY', waits, 'jobs', 1)
+      redis.call('HINCRBYFLOAT', waits, 'seconds', math.max(0, tonumber(ARGV[1]) - tonumber(created)))
+    end
   end
 end
-"""
+""".replace("TENANT_WAITS", keys.tenant_waits(""))
 
 # KEYS: running jobs' keys. ARGV: each job's items done so far. Written while the job runs (a
 # job that ended, or whose start was refused, is left as it is), only forward: what a worker
@@ -473,6 +487,17 @@ return 1
 """
 
 
+# KEYS: a tenant's list of a queue, the queue's bell, its tenant ring and the set of its names.
+# ARGV: the message, the tenant. What the admission script does with a tenant's message.
+_PUSH_TENANT = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], 1)
+if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then
+  redis.call('LPUSH', KEYS[3], ARGV[2])
+end
+"""
+
+
 class QueueFull(Exception):
     def __init__(self, priority: str, depth: int, model: str | None = None, *, images: int = 0) -> None:
         """``depth``: the queue's images with the work that fit; ``images``: those of the refused job."""
@@ -509,6 +534,8 @@ class TenantOverQuota(Exception):
 
 
 QUEUED_LIMIT, RATE_LIMIT = "max_queued_items", "max_items_per_s"
+#: A refusal for the lane's own limit (``QueueFull``), as a tenant's refusals are counted.
+QUEUE_FULL = "queue_full"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -693,7 +720,10 @@ class JobStore:
             for name, data in stored.items():
                 args += [name, data]
         if enqueue is not None:
-            script_keys += [enqueue.queue_key, bell(enqueue.queue_key)]
+            script_keys += [enqueue.queue_key, bell(enqueue.lane)]
+            if enqueue.tenant is not None:
+                assert enqueue.tenant == tenant.name, "a message carries its own tenant's jobs"
+                script_keys += [tenant_ring(enqueue.lane), tenant_members(enqueue.lane)]
             args.append(enqueue.raw)
         script_keys += [keys.tenant_queued(tenant.name), keys.tenant_bucket(tenant.name),
                         keys.lane_admitted(model, priority)]
@@ -748,6 +778,10 @@ class JobStore:
         """Push a message of jobs admitted before, with its bell. Not for the API's path: a retried
         push queues the message twice (its jobs' first outcome is final, but they run twice)."""
         def push(pipe: redis.client.Pipeline) -> None:
+            if message.tenant is not None:  # its list, its bell and its tenant on the ring at once
+                pipe.eval(_PUSH_TENANT, 4, message.queue_key, bell(message.lane),
+                             tenant_ring(message.lane), tenant_members(message.lane), message.raw, message.tenant)
+                return
             # Not a transaction: the message goes first, and one left without its bell is still
             # found, at a worker's next wait timeout.
             pipe.lpush(message.queue_key, message.raw)
@@ -995,6 +1029,34 @@ class JobStore:
     def redis(self) -> redis.Redis:
         """The store's client, for what reads beside it (``inferq.drain``)."""
         return self._redis
+
+    def count_refused(self, tenant: str, limit: str, items: int) -> None:
+        """Count ``items`` of ``tenant`` refused for ``limit`` (a tenant's, or ``queue_full``): for
+        operators, so a Redis that cannot take the count (at maxmemory, say) is left as it is."""
+        try:
+            self._redis.hincrby(keys.tenant_refused(tenant), limit, items)
+        except redis.RedisError as exc:
+            log.info("could not count a refusal of tenant %r: %s", tenant, exc)
+
+    def tenant_stats(self, tenants: Sequence[str]) -> dict[str, dict[str, object]]:
+        """Each tenant's queued items, items admitted, refused (by limit) and ended, and the jobs
+        started with their total wait in the queue, in one round trip."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.mget([keys.tenant_queued(tenant), keys.tenant_admitted(tenant), keys.tenant_finished(tenant)])
+                pipe.hgetall(keys.tenant_refused(tenant))
+                pipe.hmget(keys.tenant_waits(tenant), ["jobs", "seconds"])
+            replies = pipe.execute()
+        stats: dict[str, dict[str, object]] = {}
+        for position, tenant in enumerate(tenants):
+            (queued, admitted, ended), refused, (jobs, seconds) = replies[3 * position:3 * position + 3]
+            stats[tenant] = {
+                "queued_items": int(queued or 0), "items_admitted": int(admitted or 0),
+                "items_refused": {limit.decode(): int(count) for limit, count in sorted(refused.items())},
+                "items_ended": int(ended or 0),
+                "jobs_started": int(jobs or 0), "queue_wait_s_total": float(seconds or 0),
+            }
+        return stats
 
     def publish_tenants(self, tenants: Sequence[Tenant]) -> None:
         """Write the tenants' weights where the workers' claim reads them (``inferq.broker``)."""

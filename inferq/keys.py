@@ -136,3 +136,20 @@ def tenant_drain_samples(tenant: str) -> str:
 def tenant_drain_rate(tenant: str) -> str:
     """As ``drain_rate``, of one tenant's items: what its 429's Retry-After is read from."""
     return f"{PREFIX}:tenant-drain-rate:{tenant}"
+
+
+def tenant_admitted(tenant: str) -> str:
+    """Items of ``tenant`` ever admitted: a counter that only grows."""
+    return f"{PREFIX}:tenant-admitted:{tenant}"
+
+
+def tenant_refused(tenant: str) -> str:
+    """Hash of the limit a refusal was for (``max_queued_items``, ``max_items_per_s``, or the
+    lane's ``queue_full``) -> items of ``tenant`` refused for it: counters that only grow."""
+    return f"{PREFIX}:tenant-refused:{tenant}"
+
+
+def tenant_waits(tenant: str) -> str:
+    """Hash of ``jobs`` started and the ``seconds`` they waited queued, of ``tenant``: counters
+    that only grow, added to as each job starts."""
+    return f"{PREFIX}:tenant-waits:{tenant}"

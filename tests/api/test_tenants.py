@@ -89,3 +89,28 @@ def test_a_tenant_over_its_rate_gets_429_with_retry_after_from_its_bucket(make_a
     # The bucket, a quarter of an item, was left 1.75 in debt: 2 items short, at a quarter a second.
     assert refused.status_code == 429 and refused.get_json()["limit"] == "max_items_per_s"
     assert 7 <= int(refused.headers["Retry-After"]) <= 8
+
+
+def test_status_and_metrics_show_each_tenants_counts(make_app, fake_redis, tmp_path, digit_104):
+    path = tenants_file(tmp_path, {"name": "small", "weight": 2, "max_queued_items": 3, "keys": [digest("k-small")]})
+    app, worker = make_app(tenants_file=path)
+    client = app.test_client()
+    publish_heartbeat(fake_redis)
+    small = {"Authorization": "Bearer k-small"}
+    assert client.post("/recognize", data=files(2, digit_104), headers=small).status_code == 200
+    worker.answer = False
+    assert client.post("/jobs", data=files(2, digit_104), headers=small).status_code == 202
+    assert client.post("/jobs", data=files(2, digit_104), headers=small).status_code == 429
+    tenants = client.get("/status", headers=small).get_json()["tenants"]
+    assert set(tenants) == {"default", "small"}
+    shown = tenants["small"]
+    assert shown["mean_queue_wait_s"] >= 0
+    assert {**shown, "mean_queue_wait_s": None} == {
+        "weight": 2.0, "max_queued_items": 3, "max_items_per_s": None, "queued_items": 2, "items_admitted": 4,
+        "items_refused": {"max_queued_items": 2}, "items_ended": 2, "jobs_started": 1, "mean_queue_wait_s": None}
+    text = client.get("/metrics", headers=small).get_data(as_text=True)
+    assert 'inferq_tenant_queued_items{tenant="small"} 2.0' in text
+    assert 'inferq_tenant_items_admitted_total{tenant="small"} 4.0' in text
+    assert 'inferq_tenant_items_refused_total{limit="max_queued_items",tenant="small"} 2.0' in text
+    assert 'inferq_tenant_items_ended_total{tenant="small"} 2.0' in text
+    assert 'inferq_tenant_queue_wait_seconds_count{tenant="small"} 1.0' in text

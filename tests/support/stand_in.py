@@ -85,7 +85,9 @@ class InlineWorker:
 
     def take_queued(self) -> None:
         """Answer every queued message, interactive ones first, as a worker takes them."""
-        queues = model_queues(self.redis)
+        # Each queue's own list, then its tenants' lists (inferq.broker).
+        queues = [listed for queue in model_queues(self.redis)
+                  for listed in (queue, *sorted(key.decode() for key in self.redis.keys(f"{queue}@*")))]
         while (raw := next(filter(None, (self.redis.rpop(queue) for queue in queues)), None)) is not None:
             envelope = orjson.loads(raw)
             assert envelope["headers"]["task"] == messages.TASK_NAME

@@ -91,3 +91,17 @@ def test_retry_after_is_the_time_to_drain_the_excess_within_bounds():
     assert drain.retry_after_s(1, 1000.0, 1) == 1
     assert drain.retry_after_s(10**9, 1.0, 1) == drain.RETRY_AFTER_BOUNDS_S[1]
     assert drain.retry_after_s(100, None, 1) == 1  # no rate known yet
+
+
+def test_the_meter_measures_each_published_tenants_rate_from_its_own_counters(fake_redis):
+    fake_redis.hset(keys.TENANT_WEIGHTS, mapping={"a": 1, "b": 2})
+    meter = drain.DrainMeter(fake_redis, lambda: [], worker="w1", interval_s=1)
+    fake_redis.set(keys.tenant_queued("a"), 10)
+    fake_redis.set(keys.tenant_finished("a"), 0)
+    assert meter.sample_tenant("a", 100.0) is None
+    fake_redis.set(keys.tenant_finished("a"), 30)
+    assert meter.sample_tenant("a", 102.0) == 15.0
+    assert drain.read_tenant_rate(fake_redis, "a") == 15.0
+    assert drain.read_tenant_rate(fake_redis, "b") is None  # nothing drained, nothing measured
+    meter.maybe_sample()
+    assert fake_redis.llen(keys.tenant_drain_samples("b")) == 1

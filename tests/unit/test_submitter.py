@@ -27,7 +27,7 @@ class FakeMessages:
         #: Whether each message was built with its large tensors left out.
         self.store_large: list[bool] = []
 
-    def envelope(self, model, jobs, priority, store_large=True):
+    def envelope(self, model, jobs, priority, store_large=True, tenant=None):
         self.store_large.append(store_large)
         return Envelope(priorities.queue(f"inferq.{model}", priority), json.dumps([job.job_id for job in jobs]))
 
@@ -48,10 +48,15 @@ class FakeStore:
         self.sent: list[tuple[list[str], str]] = []
         self.hold = threading.Event()
         self.hold.set()
+        #: Each refusal counted: (tenant, limit, items).
+        self.refusals: list[tuple[str, str, int]] = []
         self.sending = threading.Event()
         self.fail = False
         #: How many admissions succeed before every later one fails (None: all succeed).
         self.fail_after: int | None = None
+
+    def count_refused(self, tenant, limit, items):
+        self.refusals.append((tenant, limit, items))
 
     def admit(self, jobs, *, model, priority, enqueue=None, stored_inputs=None, reply_to=None, tenant=DEFAULT):
         assert (model, priority, tenant) == (MODEL, BULK, DEFAULT)

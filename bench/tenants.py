@@ -1,0 +1,216 @@
+"""Two bulk tenants sharing the bulk lane, beside interactive load at a fixed open-loop rate.
+
+Tenants ``flood`` and ``small`` of equal weight each submit 1,024-image bulk jobs, ``flood`` from
+ten times the producers, each kept under its own ``max_queued_items`` (half the lane's limit) by
+429s it retries after their ``Retry-After``. Interactive requests (``bench.open_loop``) go at a
+fixed rate that uses a small share of the box, their latency counted from each one's scheduled
+send. Measurements on one running system:
+
+- interactive alone (idle): its p50 and p99 at that rate, the yardstick;
+- bulk of one tenant alone: images/s with its queue at its limit;
+- both tenants flooding, interactive beside: each tenant's images/s and share while both have work,
+  their total, and interactive p99.
+
+Goals: each tenant at least 45% of the bulk rate while both have work; their total within 5% of one
+tenant alone (and at least 75% of it with interactive load beside); interactive p99 at most 2x its
+idle p99 + 5 ms, with no failure.
+
+``python -m bench.tenants [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+from bench import models, systems
+from bench.bodies import one_image_bodies, test_digits
+from bench.mixed import BulkProducer, Window
+from bench.open_loop import OpenLoop, OpenLoopResult
+from inferq import keys
+from inferq.settings import Settings
+from inferq.tenants import key_digest
+from trainer import mnist_files
+
+#: The bulk lane's limit, and each tenant's (half of it): a few seconds of work each.
+LANE_DEPTH = 200_000
+TENANT_DEPTH = LANE_DEPTH // 2
+FLOOD_PRODUCERS, SMALL_PRODUCERS = 10, 1
+#: Interactive requests a second: a small share of what the box answers.
+INTERACTIVE_RATE = 20.0
+TENANTS = ("flood", "small")
+#: The tenant of the interactive requests.
+PEOPLE = "people"
+
+
+def tenants_file(path: Path) -> Path:
+    path.write_text(json.dumps({"tenants": [
+        *({"name": name, "max_queued_items": TENANT_DEPTH, "keys": ["sha256:" + key_digest(f"key-{name}").hex()]}
+          for name in TENANTS),
+        {"name": PEOPLE, "keys": ["sha256:" + key_digest(f"key-{PEOPLE}").hex()]}]}))
+    return path
+
+
+def auth(tenant: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer key-{tenant}"}
+
+
+def images_by_tenant(client: redis.Redis, job_ids: dict[str, list[str]], window: Window) -> dict[str, float]:
+    """Images per second of each tenant's jobs that finished within ``window``."""
+    rates = {}
+    for tenant, ids in job_ids.items():
+        with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), "finished_at", "n")
+            records = pipe.execute()
+        images = sum(int(n) for finished, n in records
+                     if finished is not None and window.started <= float(finished) <= window.ended)
+        rates[tenant] = images / (window.ended - window.started)
+    return rates
+
+
+class WorkShare:
+    """The share of a block's time each tenant had work queued (sampled)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._stop = threading.Event()
+        self._samples: list[list[int]] = []
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.had_work: dict[str, float] = {}
+
+    def __enter__(self) -> WorkShare:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        count = max(1, len(self._samples))
+        self.had_work = {tenant: sum(sample[i] > 0 for sample in self._samples) / count
+                         for i, tenant in enumerate(TENANTS)}
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._samples.append([int(count or 0) for count in
+                                  self._client.mget([keys.tenant_queued(tenant) for tenant in TENANTS])])
+            self._stop.wait(0.05)
+
+
+def wait_queued(client: redis.Redis, tenants: tuple[str, ...], timeout_s: float = 120) -> None:
+    """Until each tenant has at least half its limit queued."""
+    deadline = time.monotonic() + timeout_s
+    while any(int(client.get(keys.tenant_queued(t)) or 0) < TENANT_DEPTH // 2 for t in tenants):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the producers did not queue half of {TENANT_DEPTH} images each in {timeout_s:g} s")
+        time.sleep(0.05)
+
+
+def wait_drained(client: redis.Redis, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(int(client.get(keys.tenant_queued(t)) or 0) for t in TENANTS):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the backlog was not answered in {timeout_s:g} s")
+        time.sleep(0.1)
+
+
+@dataclasses.dataclass
+class TenantsResult:
+    interactive_idle: OpenLoopResult
+    bulk_alone_images_per_s: float
+    by_tenant_images_per_s: dict[str, float]
+    interactive_with_tenants: OpenLoopResult
+    had_work: dict[str, float]
+
+    @property
+    def total_images_per_s(self) -> float:
+        return sum(self.by_tenant_images_per_s.values())
+
+    def goals(self) -> dict[str, bool]:
+        total = self.total_images_per_s or float("nan")
+        idle = self.interactive_idle.p99_ms
+        return {
+            "each tenant >= 45% of bulk": all(rate >= 0.45 * total for rate in self.by_tenant_images_per_s.values()),
+            "total bulk within 5% of one tenant alone": abs(total - self.bulk_alone_images_per_s)
+            <= 0.05 * self.bulk_alone_images_per_s,
+            "bulk >= 75% of alone": total >= 0.75 * self.bulk_alone_images_per_s,
+            "interactive p99 <= 2x idle + 5 ms": self.interactive_with_tenants.p99_ms <= 2 * idle + 5,
+            "no interactive failure": self.interactive_with_tenants.errors == 0,
+        }
+
+
+def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: float) -> TenantsResult:
+    client = redis.Redis.from_url(redis_url)
+    with OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)):
+        time.sleep(2)  # warm up: the yardstick is the warm system, not its first calls
+    with OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)) as idle:
+        time.sleep(seconds)
+    with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
+        wait_queued(client, ("flood",))
+        window = Window(time.time(), time.time() + seconds)
+        time.sleep(seconds)
+        bulk_alone = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
+    wait_drained(client)
+    with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
+          BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
+        wait_queued(client, TENANTS)
+        with WorkShare(client) as share, OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)) as beside:
+            window = Window(time.time(), time.time() + seconds)
+            time.sleep(seconds)
+        by_tenant = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
+    wait_drained(client)
+    return TenantsResult(idle.result(), bulk_alone, by_tenant, beside.result(), share.had_work)
+
+
+def table(result: TenantsResult) -> str:
+    total = result.total_images_per_s
+    lines = ["| run | interactive p50 ms | p99 ms | failed | bulk images/s |", "| --- | ---: | ---: | ---: | ---: |",
+             f"| interactive alone, {result.interactive_idle.rate_per_s:g}/s open loop | "
+             f"{result.interactive_idle.p50_ms:.1f} | {result.interactive_idle.p99_ms:.1f} | "
+             f"{result.interactive_idle.errors} | – |",
+             f"| bulk, one tenant alone | – | – | – | {result.bulk_alone_images_per_s:,.0f} |",
+             f"| two tenants flooding (flood {FLOOD_PRODUCERS} producers, small {SMALL_PRODUCERS}), interactive "
+             f"beside | {result.interactive_with_tenants.p50_ms:.1f} | {result.interactive_with_tenants.p99_ms:.1f} | "
+             f"{result.interactive_with_tenants.errors} | {total:,.0f} |"]
+    shares = ", ".join(f"{tenant} {rate:,.0f} images/s ({rate / total:.0%}; had work "
+                       f"{result.had_work.get(tenant, 0):.0%} of the time)"
+                       for tenant, rate in result.by_tenant_images_per_s.items()) if total else "none"
+    goals = ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in result.goals().items())
+    return "\n".join([*lines, "", f"By tenant: {shares}.", f"Goals: {goals}."])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
+    if model_dir is None:
+        return 1
+    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
+    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
+    bodies = one_image_bodies(images, labels, 200, work / "bodies")
+    path = tenants_file(work / "tenants.json")
+    load_before = os.getloadavg()
+    with (systems.redis_server(work) as redis_url,
+          systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
+                                   TENANTS_FILE=str(path)) as running):
+        result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10)
+    print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
+    print(table(result))
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
