@@ -21,8 +21,11 @@ REMAKE = "run `make protos` and commit the result"
 
 
 def _versions() -> str:
-    return (f"tensorflow-serving-api {importlib.metadata.version('tensorflow-serving-api')}, TensorFlow "
-            f"{importlib.metadata.version('tensorflow-cpu')}, grpcio-tools {importlib.metadata.version('grpcio-tools')}")
+    import tensorflow as tf  # the cpu or the GPU build: either is the `tensorflow` module
+
+    version = importlib.metadata.version
+    return (f"tensorflow-serving-api {version('tensorflow-serving-api')}, TensorFlow {tf.__version__}, "
+            f"grpcio-tools {version('grpcio-tools')}")
 
 
 def _committed() -> dict[str, str]:
