@@ -489,6 +489,31 @@ def test_the_api_key_as_metadata(make_app, serve):
         assert client.infer("mnist", [infer_input(images)], headers=key).as_numpy("labels").shape == (1,)
 
 
+def test_a_tenants_key_as_metadata_queues_its_work_and_its_quota_refuses_with_retry_info(make_app, serve,
+                                                                                         fake_redis, tmp_path):
+    import json
+
+    from inferq.tenants import key_digest
+    serve()
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [
+        {"name": "vision", "max_queued_items": 1, "keys": ["sha256:" + key_digest("k-vision").hex()]}]}))
+    app, worker = make_app(tenants_file=str(path))
+    images = digits(1).reshape(1, 784).astype(np.float32)
+    key = {"authorization": "Bearer k-vision"}
+    with triton_client(app) as client:
+        assert client.infer("mnist", [infer_input(images)], headers=key).as_numpy("labels").shape == (1,)
+        [record] = fake_redis.keys(keys.job("*"))
+        assert fake_redis.hget(record, "tenant") == b"vision"
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("mnist", [infer_input(np.concatenate([images, images]))], headers=key)
+        assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        assert "tenant 'vision' is over its quota" in refused.value.message()
+        with pytest.raises(InferenceServerException) as unknown:
+            client.infer("mnist", [infer_input(images)], headers={"authorization": "Bearer k-other"})
+        assert unknown.value.status() == "StatusCode.UNAUTHENTICATED"
+
+
 def health_of(address: str, service: str) -> int:
     with grpc.insecure_channel(address) as channel:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service)).status
@@ -499,9 +524,11 @@ def test_health_checking_needs_no_key_and_says_serving(make_app, serve):
     app, _ = make_app(api_key="s3cret")
     with served_over_grpc(app) as address:
         assert health_of(address, "") == health_pb2.HealthCheckResponse.SERVING
-        assert health_of(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
+        for service in ("inference.GRPCInferenceService", "tensorflow.serving.PredictionService",
+                        "tensorflow.serving.ModelService"):
+            assert health_of(address, service) == health_pb2.HealthCheckResponse.SERVING, service
         with pytest.raises(grpc.RpcError) as unknown:
-            health_of(address, "tensorflow.serving.PredictionService")
+            health_of(address, "tensorflow.serving.SessionService")  # not served
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -509,7 +536,8 @@ def test_not_serving_inference_while_redis_does_not_answer(make_app, unreachable
     app, _ = make_app(redis_client=unreachable_redis)
     with served_over_grpc(app) as address:
         assert health_of(address, "") == health_pb2.HealthCheckResponse.SERVING
-        assert health_of(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("inference.GRPCInferenceService", "tensorflow.serving.PredictionService"):
+            assert health_of(address, service) == health_pb2.HealthCheckResponse.NOT_SERVING, service
 
 
 # --- TLS -------------------------------------------------------------------------------------------
