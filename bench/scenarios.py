@@ -116,6 +116,10 @@ class ModelRun:
             "mixed_bulk_vs_alone": round(self.mixed.with_priorities_bulk_images_per_s
                                          / self.mixed.bulk_alone_images_per_s, 2),
             "mixed_goals": self.mixed.goals(),
+            # The open-loop yardstick (bench.open_loop): a fixed small rate, idle and beside bulk.
+            **({"mixed_open_loop_idle_p99_ms": round(self.mixed.open_loop_idle.p99_ms, 1),
+                "mixed_open_loop_p99_ms": round(self.mixed.open_loop_mixed.p99_ms, 1)}
+               if self.mixed.open_loop_idle is not None and self.mixed.open_loop_mixed is not None else {}),
         }
 
     def _by_server(self) -> dict[str, dict[str, float]]:

@@ -185,6 +185,29 @@ def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: floa
     return TenantsResult(idle.result(), bulk_alone, shared, by_tenant, beside.result(), share.had_work)
 
 
+def interleaved(base_url: str, redis_url: str, images, seconds: float, rounds: int) -> list[tuple[float, float]]:
+    """One tenant alone, then both, ``rounds`` times over on the same system, nothing beside: the
+    bulk images/s of each, round by round, so that a shared machine's drift hits both alike."""
+    client = redis.Redis.from_url(redis_url)
+    measured = []
+    for _ in range(rounds):
+        with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
+            wait_queued(client, ("flood",))
+            window = Window(time.time(), time.time() + seconds)
+            time.sleep(seconds)
+            one = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
+        wait_drained(client)
+        with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
+              BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
+            wait_queued(client, TENANTS)
+            window = Window(time.time(), time.time() + seconds)
+            time.sleep(seconds)
+            two = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
+        wait_drained(client)
+        measured.append((one, sum(two.values())))
+    return measured
+
+
 def table(result: TenantsResult) -> str:
     total = result.total_images_per_s
     lines = ["| run | interactive p50 ms | p99 ms | failed | bulk images/s |", "| --- | ---: | ---: | ---: | ---: |",
@@ -214,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    parser.add_argument("--interleaved", type=int, metavar="ROUNDS", default=0,
+                        help="instead: one tenant alone and both tenants, ROUNDS times in turn, nothing beside")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     model_dir = models.trained_mnist_dir(settings, "bench.tenants")
@@ -227,8 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     with (systems.redis_server(work) as redis_url,
           systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
                                    TENANTS_FILE=str(path)) as running):
-        result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10)
+        if args.interleaved:
+            rounds = interleaved(running.base_url, redis_url, images, 4 if args.quick else 10, args.interleaved)
+        else:
+            result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10)
     print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
+    if args.interleaved:
+        print("| round | one tenant alone, images/s | two tenants, images/s | two / one |")
+        print("| ---: | ---: | ---: | ---: |")
+        for number, (one, two) in enumerate(rounds, 1):
+            print(f"| {number} | {one:,.0f} | {two:,.0f} | {two / one:.2f} |")
+        return 0
     print(table(result))
     print(json.dumps(dataclasses.asdict(result)))
     return 0

@@ -41,3 +41,18 @@ def test_the_table_says_how_long_the_queue_stood_empty_in_each_bulk_measurement(
     shown = table(result)
     assert "Bulk queue empty: bulk alone 33%, mixed, with priorities 0% of the time." in shown
     assert "bulk at least 80% of alone: met" in shown
+
+
+def test_the_open_loop_yardstick_has_goals_of_its_own():
+    from bench.open_loop import OpenLoopResult
+
+    point = SyncPoint(concurrency=16, answered=100, rps=10.0, p50_ms=5.0, p99_ms=9.0, errors=0, wrong_labels=0)
+    idle, beside = OpenLoopResult(20, 200, 4.0, 10.0, 0), OpenLoopResult(20, 200, 6.0, 26.0, 0)
+    result = MixedResult(point, 1000.0, point, 900.0, point, 950.0, bulk_refusals=0, open_loop_idle=idle,
+                         open_loop_mixed=beside, open_loop_bulk_images_per_s=800.0)
+    goals = result.goals()
+    assert not goals["open-loop interactive p99 at most 2x idle + 5 ms"]  # 26 > 2 x 10 + 5
+    assert goals["no open-loop interactive failure"] and goals["bulk beside open-loop interactive at least 75% of alone"]
+    assert "| open loop beside bulk, 20/s | 20 | 6.0 | 26.0 | 0 | 800 |" in table(result)
+    without = MixedResult(point, 1000.0, point, 900.0, point, 950.0, bulk_refusals=0)
+    assert "no open-loop interactive failure" not in without.goals()
