@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    parser.add_argument("--job-images", type=int, default=1024, metavar="N",
+                        help="images a bulk job (default 1,024): what one bulk message holds")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS", default=0,
                         help="instead: one tenant alone and both tenants, ROUNDS times in turn, nothing beside")
     args = parser.parse_args(argv)
@@ -247,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
+    images = images[:args.job_images]  # a bulk job is the producer's first JOB_IMAGES of these, at most
     path = tenants_file(work / "tenants.json")
     load_before = os.getloadavg()
     with (systems.redis_server(work) as redis_url,
