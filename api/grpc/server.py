@@ -40,6 +40,7 @@ from flask import Flask
 from grpc_health.v1 import health_pb2_grpc
 
 from api.grpc.auth import ApiKeyInterceptor
+from api.grpc.decoding import DecodingInterceptor
 from api.grpc.health import Health
 from api.grpc.metrics import MULTIPROC_DIR, GrpcMetrics, MetricsInterceptor, scraped, serve_metrics
 from api.grpc.protos import grpc_service_pb2_grpc
@@ -67,6 +68,7 @@ class GrpcServer:
         interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
         if settings.api_key:
             interceptors.append(ApiKeyInterceptor(settings.api_key))
+        interceptors.append(DecodingInterceptor())  # innermost: parses what the servicer is handed
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
             interceptors=interceptors,
