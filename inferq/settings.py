@@ -213,8 +213,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive, got {getattr(self, name)!r}")
-        non_negative = ("grpc_metrics_port", "max_batch_wait_ms", "bulk_max_wait_s", "tf_intra_op_threads", "tf_inter_op_threads",
-                        "redis_min_replicas_acked")
+        non_negative = ("grpc_metrics_port", "max_batch_wait_ms", "bulk_max_wait_s", "tf_intra_op_threads",
+                        "tf_inter_op_threads", "redis_min_replicas_acked")
         for name in non_negative:
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")

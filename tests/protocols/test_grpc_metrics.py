@@ -94,9 +94,9 @@ def test_the_processes_calls_are_served_summed_on_the_metrics_port(grpc_process)
         with grpc.insecure_channel(grpc_process.address) as channel:
             stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
             assert stub.ServerLive(service_pb2.ServerLiveRequest(), metadata=tuple(KEY.items())).live
-            assert refused(lambda: stub.ModelInfer(infer_request("INT32"), metadata=tuple(KEY.items()))) == \
-                grpc.StatusCode.INVALID_ARGUMENT
-            assert refused(lambda: stub.ServerLive(service_pb2.ServerLiveRequest())) == \
+            assert refused(lambda stub=stub: stub.ModelInfer(infer_request("INT32"), metadata=tuple(KEY.items()))) \
+                == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused(lambda stub=stub: stub.ServerLive(service_pb2.ServerLiveRequest())) == \
                 grpc.StatusCode.UNAUTHENTICATED
     after = scrape(grpc_process.metrics_port)
 
