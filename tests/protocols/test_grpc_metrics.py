@@ -3,6 +3,9 @@ summed across its processes on GRPC_METRICS_PORT (``api.grpc.metrics``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import urllib.request
 
 import grpc
@@ -13,8 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from api.grpc.server import GrpcServer
-from tests.protocols.conftest import KEY
+from launcher import grpc_command
+from launcher.processes import free_port
+from tests.protocols.conftest import KEY, health
 from tests.protocols.helpers import digits
+from tests.support.processes import REPO
+from tests.support.waiting import wait_for
 
 SERVICE = "inference.GRPCInferenceService"
 CALLS = "inferq_grpc_requests_total"
@@ -110,3 +117,30 @@ def test_the_processes_calls_are_served_summed_on_the_metrics_port(grpc_process)
     assert added(CALLS, method=f"{SERVICE}/ModelInfer", code="OK") == 0
     assert added(f"{SECONDS}_count", method=f"{SERVICE}/ModelInfer") == 4
     assert added(f"{SECONDS}_bucket", method=f"{SERVICE}/ModelInfer", le="+Inf") == 4
+
+
+@pytest.mark.integration
+def test_one_process_serves_its_own_counts(real_worker, own_redis_url, tmp_path):
+    """GRPC_PROCESSES=1: the server is the process that serves the metrics, its values in memory."""
+    port, metrics_port = free_port(), free_port()
+    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", GRPC_PORT=str(port),
+               GRPC_PROCESSES="1", GRPC_METRICS_PORT=str(metrics_port))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "grpc.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_for(lambda: process.poll() is None and health(address) == health_pb2.HealthCheckResponse.SERVING, 30,
+                 "the gRPC front end")
+        with grpc.insecure_channel(address) as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            for _ in range(2):
+                assert stub.ServerLive(service_pb2.ServerLiveRequest()).live
+            assert refused(lambda: stub.ModelInfer(infer_request(model="fashion"))) == grpc.StatusCode.NOT_FOUND
+        scraped = scrape(metrics_port)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert scraped[(CALLS, (("code", "OK"), ("method", f"{SERVICE}/ServerLive")))] == 2
+    assert scraped[(CALLS, (("code", "NOT_FOUND"), ("method", f"{SERVICE}/ModelInfer")))] == 1
