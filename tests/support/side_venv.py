@@ -23,9 +23,11 @@ import pytest
 from tests.support.processes import REPO
 
 ROOT = REPO / ".run" / "side-venvs"
-#: What pip says when it reaches no registry (as opposed to a registry that has no such release).
+#: What pip says when it reaches no registry: its retries' connection errors, or, retries off, no
+#: release at all of a requirement (a registry it reaches lists a pinned one's other releases).
 UNREACHABLE = ("NewConnectionError", "Network is unreachable", "Temporary failure in name resolution",
-               "Name or service not known", "Connection refused", "ConnectTimeoutError", "Max retries exceeded")
+               "Name or service not known", "Connection refused", "ConnectTimeoutError", "Max retries exceeded",
+               "(from versions: none)")
 BUILD_TIMEOUT_S = 900
 
 
