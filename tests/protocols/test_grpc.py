@@ -584,6 +584,8 @@ def test_a_message_that_is_no_request_is_refused_as_the_clients_error(stand_in):
         code, details = refusal(lambda: list(stream(iter([garbage]))))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert details.startswith("the request does not parse")
+        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")  # every service alike
+        assert refusal(lambda: predict(garbage))[0] == grpc.StatusCode.INVALID_ARGUMENT
         assert stand_in[1].sent == []
         # And one that parses is answered, on the same channel.
         answered = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
