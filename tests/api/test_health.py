@@ -143,7 +143,11 @@ def test_status_sums_up_the_system(client, fake_redis):
                     "queued_images": 0,
                     "lanes": {"interactive": {"queued_images": 0, "limit": 10_000},
                               "bulk": {"queued_images": 0, "limit": 100_000}},
-                    "recent_batch_sizes": {"a:1": [3, 64]}, "dead_letters": 0, "load_failures": []}
+                    "recent_batch_sizes": {"a:1": [3, 64]}, "dead_letters": 0, "load_failures": [],
+                    # One tenant, as without TENANTS_FILE: every caller's (inferq.tenants).
+                    "tenants": {"default": {"weight": 1.0, "max_queued_items": None, "max_items_per_s": None,
+                                            "queued_items": 0, "items_admitted": 0, "items_refused": {},
+                                            "items_ended": 0, "jobs_started": 0, "mean_queue_wait_s": None}}}
 
 
 def test_status_counts_the_messages_set_aside_as_unreadable(client, fake_redis):
