@@ -3,11 +3,14 @@
 A worker serves a batch of ``b`` items in ``service(b) = call(b) + queue_per_batch + queue_per_item * b``
 milliseconds (``worker.call_costs``, ``worker.queue_costs``), so it answers ``b / service(b)`` items
 a second while it is kept busy. A host runs ``workers = (cores - api_cores) // intra_op_threads``
-workers (at least one) of a thread setting, side by side.
+workers (at least one) of a thread setting, side by side; a setting of more threads than the cores
+left to workers is measured and shown, not proposed (its threads would take the API's cores).
 
 - ``throughput``: the smallest batch whose host rate is within ``tolerance`` of the best any measured
-  batch and thread setting gives (a larger one adds latency, not throughput); a batch waits at most
-  half its call for more items, which a busy queue fills sooner anyway.
+  batch and thread setting gives (a larger one adds latency, not throughput). A batch waits for more
+  items no longer than a batch's fixed cost, the smallest call measured plus the queue's cost a
+  batch: waiting longer costs more than running what came in a batch of its own, and a busy queue
+  fills a batch without waiting. Nor longer than half the chosen call.
 - ``p99``: at ``rate`` items a second spread over the workers, a batch of ``b`` takes
   ``(b - 1) / worker_rate`` to gather (its wait); an item then waits at worst for the batch ahead of
   it and its own, so ``p99 ~ wait + 2 * service(b)``, and the workers must stay below
@@ -45,6 +48,8 @@ class Candidate:
     call_ms: float
     service_ms: float
     workers: int
+    #: Whether its threads fit in the cores left to workers (one thread always does).
+    fits_host: bool = True
 
     @property
     def worker_rate(self) -> float:
@@ -93,29 +98,33 @@ def candidates(curves: Mapping[ThreadSetting, Mapping[int, float]], queue: Queue
     found = []
     for threads, curve in curves.items():
         workers = workers_for(cores, api_cores, threads[0])
+        fits = threads[0] == 1 or (threads[0] or cores) <= max(1, cores - api_cores)
         for batch, call_ms in curve.items():
             service = call_ms + queue.per_batch_ms + queue.per_item_ms * batch
-            found.append(Candidate(threads, batch, call_ms, service, workers))
+            found.append(Candidate(threads, batch, call_ms, service, workers, fits))
     return sorted(found, key=lambda candidate: (candidate.batch, candidate.threads))
 
 
 def for_throughput(curves: Mapping[ThreadSetting, Mapping[int, float]], queue: QueueOverhead, *, cores: int,
                    api_cores: int, tolerance: float = TOLERANCE) -> Proposal:
-    options = candidates(curves, queue, cores=cores, api_cores=api_cores)
+    options = [option for option in candidates(curves, queue, cores=cores, api_cores=api_cores) if option.fits_host]
     if not options:
         raise ValueError("no measured points to propose from")
     best = max(options, key=lambda candidate: candidate.host_rate)
     # The smallest batch (then the fewest threads) that does as well, within the tolerance.
     chosen = next(candidate for candidate in options if candidate.host_rate >= (1 - tolerance) * best.host_rate)
-    wait = _wait(chosen.call_ms / 2)
+    smallest = min(options, key=lambda candidate: (candidate.threads != chosen.threads, candidate.batch))
+    fixed_ms = smallest.call_ms + queue.per_batch_ms
+    wait = _wait(min(fixed_ms, chosen.call_ms / 2))
     reasons = (
         f"service(b) = call(b) + {queue.per_batch_ms:.3f} ms a batch + {queue.per_item_ms:.4f} ms an item",
         f"best host rate: {best.host_rate:,.0f} items/s ({best.workers} x {best.worker_rate:,.0f}, "
         f"batch {best.batch}, {_threads(best.threads)})",
         f"smallest batch within {tolerance:.0%} of it: {chosen.batch} ({_threads(chosen.threads)}), "
         f"{chosen.workers} worker(s) x {chosen.batch} / {chosen.service_ms:.3f} ms = {chosen.host_rate:,.0f} items/s",
-        f"max_batch_wait_ms = half its call ({chosen.call_ms:.3f} ms / 2) = {wait:g}: "
-        "a busy queue fills a batch sooner, and a light one waits no longer than that",
+        f"max_batch_wait_ms = min(a batch's fixed cost: call({smallest.batch}) + queue a batch = "
+        f"{fixed_ms:.3f} ms, half the chosen call {chosen.call_ms / 2:.3f} ms) = {wait:g}: waiting longer "
+        "costs more than a batch of its own, and a busy queue fills a batch without waiting",
         f"workers = ({cores} cores - {api_cores} for the API) // {chosen.threads[0] or cores} thread(s) "
         f"= {chosen.workers}",
     )
@@ -127,7 +136,7 @@ def for_p99(curves: Mapping[ThreadSetting, Mapping[int, float]], queue: QueueOve
     """The largest batch whose modelled p99 at ``rate`` items/s fits ``p99_ms``."""
     if rate <= 0 or p99_ms <= 0:
         raise ValueError("the rate and the p99 target must be positive")
-    options = candidates(curves, queue, cores=cores, api_cores=api_cores)
+    options = [option for option in candidates(curves, queue, cores=cores, api_cores=api_cores) if option.fits_host]
     if not options:
         raise ValueError("no measured points to propose from")
     modelled = []

@@ -73,6 +73,10 @@ class ReplayedModel:
         return self._answers[batch]
 
 
+def lower_quartile(samples: Sequence[float]) -> float:
+    return statistics.quantiles(samples, n=4)[0] if len(samples) > 1 else samples[0]
+
+
 def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
     """Intercept and slope of the least-squares line through (x, y) points; neither below 0."""
     xs = np.array([x for x, _ in points], float)
@@ -118,8 +122,8 @@ def measure(model, redis_url: str, *, sizes: Sequence[int] = SIZES, rounds: int 
                 samples.append(time.perf_counter() - started)
                 client.flushdb()
                 on_round()
-            batches.append((size, statistics.median(samples) * 1000))
+            batches.append((size, lower_quartile(samples) * 1000))
     finally:
         client.flushdb()
     per_batch, per_item = fit_line(batches)
-    return QueueCost(per_batch, per_item, statistics.median(admits) * 1000)
+    return QueueCost(per_batch, per_item, lower_quartile(admits) * 1000)

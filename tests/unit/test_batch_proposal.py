@@ -40,11 +40,21 @@ def test_the_queues_cost_a_batch_makes_a_larger_batch_worth_it():
     assert with_queue.max_batch_size > without.max_batch_size
 
 
-def test_the_wait_is_half_the_chosen_call_and_never_below_the_floor():
+def test_the_wait_is_a_batchs_fixed_cost_at_most_half_the_call_and_never_below_the_floor():
     flat = {1: 0.5, 2: 0.6, 4: 0.8, 8: 1.2, 16: 2.0, 32: 4.0, 64: 8.0}
-    assert for_throughput({(1, 1): flat}, NO_QUEUE, cores=2, api_cores=1).max_batch_wait_ms == 1.0
+    # Batch 16 chosen: the fixed cost, call(1) + the queue's a batch (0.5 + 0.3), under half the call (1.0).
+    assert for_throughput({(1, 1): flat}, QueueOverhead(0.3, 0.0), cores=2,
+                          api_cores=1).max_batch_wait_ms == 0.8
+    # A large cost a batch: half the chosen call bounds it.
+    # (batch 2 chosen: 2 / 1.6 ms against 1 / 1.5; its fixed cost 0.5 + 1.0, half its call 0.3)
+    proposal = for_throughput({(1, 1): {1: 0.5, 2: 0.6}}, QueueOverhead(1.0, 0.0), cores=2, api_cores=1)
+    assert (proposal.max_batch_size, proposal.max_batch_wait_ms) == (2, 0.3)
+    # Weight-bound: one image costs much of what 64 do; the wait is the call of one, not half of 64's.
+    weights = {1: 3.2, 16: 10.3, 64: 18.3, 256: 71.0}
+    assert for_throughput({(1, 1): weights}, NO_QUEUE, cores=2, api_cores=1).max_batch_wait_ms == 3.2
     tiny = {1: 0.01, 2: 0.011}
     assert for_throughput({(1, 1): tiny}, NO_QUEUE, cores=2, api_cores=1).max_batch_wait_ms == MIN_WAIT_MS
+
 
 
 def test_workers_fill_the_cores_left_to_them_by_their_threads():
@@ -110,4 +120,14 @@ def test_p99_needs_a_positive_rate_and_target():
 
 def test_the_config_holds_the_batch_keys_only():
     proposal = for_throughput({(1, 1): {1: 1.0, 2: 1.1}}, NO_QUEUE, cores=1, api_cores=0)
-    assert proposal.config() == {"max_batch_size": 2, "max_batch_wait_ms": 0.6}
+    assert proposal.config() == {"max_batch_size": 2, "max_batch_wait_ms": 0.6}  # half of 1.1, under 1.0
+
+
+def test_threads_past_the_cores_left_to_workers_are_not_proposed():
+    one = linear(1.0, 0.1)
+    two = {batch: ms / 2 for batch, ms in one.items()}  # twice as fast, but on the API's core
+    proposal = for_throughput({(1, 1): one, (2, 1): two}, NO_QUEUE, cores=2, api_cores=1)
+    assert proposal.intra_op_threads == 1
+    # With the API elsewhere, both cores are the workers': two threads fit (or two workers).
+    proposal = for_throughput({(1, 1): one, (2, 1): two}, NO_QUEUE, cores=2, api_cores=0)
+    assert proposal.workers * (proposal.intra_op_threads or 2) == 2
