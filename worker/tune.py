@@ -114,12 +114,11 @@ def curve_table(measured: Measured, proposal: Proposal, queue: QueueOverhead, *,
     for candidate in batch_proposal.candidates(measured.curves, queue, cores=cores, api_cores=api_cores):
         chosen = (candidate.batch == proposal.max_batch_size
                   and candidate.threads == (proposal.intra_op_threads, proposal.inter_op_threads))
+        host = (f"{candidate.workers:>9}{candidate.host_rate:>14,.0f}" if candidate.fits_host
+                else f"{'-':>9}{'(API cores)':>14}")
         lines.append(f"{call_costs.threads_label(candidate.threads[0]):>8}{candidate.batch:>7}"
                      f"{candidate.call_ms:>10.3f}{candidate.batch * 1000 / candidate.call_ms:>11,.0f}"
-                     f"{candidate.service_ms:>11.3f}"
-                     + (f"{candidate.workers:>9}{candidate.host_rate:>14,.0f}" if candidate.fits_host
-                        else f"{'-':>9}{'(API cores)':>14}")
-                     f"{'  <- proposed' if chosen else ''}")
+                     f"{candidate.service_ms:>11.3f}{host}{'  <- proposed' if chosen else ''}")
     return "\n".join(lines)
 
 
