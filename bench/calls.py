@@ -22,7 +22,7 @@ __all__ = ["CallPoint", "measure", "threads_label", "main"]
 
 
 def measure(model_dir: str | Path, batches: list[int], threads: list[int]) -> list[CallPoint]:
-    """Median time per call of each batch size in ``batches``, for each intra-op thread count in
+    """Time per call (lower quartile) of each batch size in ``batches``, for each intra-op thread count in
     ``threads`` (one inter-op thread)."""
     return measure_threads(model_dir, batches, [(count, 1) for count in threads])
 

@@ -8,6 +8,10 @@ TF_INTRA_OP_THREADS / TF_INTER_OP_THREADS does, and writes a JSON line a point.
 The inputs are drawn from the served signature (any model, not MNIST only): numbers 0..255 of each
 input's type, one per item, sizes a signature leaves open set to 1; empty strings for string inputs.
 What the values are does not change what a call of a dense model costs.
+
+A point is its calls' lower quartile: the call's own cost, with as little as can be of the time
+other processes held the cores (a busy host's runs vary by several times; their median follows the
+load, not the model).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def batch_inputs(spec, batch: int, seed: int = 0) -> dict:
 
 def measure(model_dir: str | Path, batches: Sequence[int], *, intra_op_threads: int, inter_op_threads: int = 1,
             seconds_per_point: float = SECONDS_PER_POINT) -> Iterator[CallPoint]:
-    """The median time of a call of each batch size, in this process, the model loaded with these
+    """The time of a call of each batch size (its lower quartile), in this process, the model loaded with these
     thread counts (the first load in a process fixes TensorFlow's pools: see the module's doc)."""
     from inferq import model_config, repository
     from worker.model import load_version
@@ -83,7 +87,7 @@ def measure(model_dir: str | Path, batches: Sequence[int], *, intra_op_threads: 
             started = time.perf_counter()
             model.predict(inputs)
             times.append(time.perf_counter() - started)
-        seconds = statistics.median(times)
+        seconds = statistics.quantiles(times, n=4)[0]
         yield CallPoint(intra_op_threads, batch, seconds * 1000, batch / seconds, inter_op_threads)
 
 
