@@ -52,3 +52,34 @@ def test_a_flooding_tenant_shares_the_bulk_lane_with_a_small_one(start_worker, m
     assert sorted(flood_ids, key=started.get) == flood_ids and sorted(small_ids, key=started.get) == small_ids
     job = client.get(f"/jobs/{small_ids[0]}", headers={"Authorization": "Bearer k-small"}).get_json()
     assert job["tenant"] == "small" and job["result"]["results"][0]["labels"] == [3]
+
+
+def test_a_killed_workers_tenant_message_is_restored_and_run_before_its_tenants_later_ones(
+        start_worker, make_client, redis_url, tmp_path, mnist_test):
+    """Claimed from its tenant's list, a message whose worker died comes back onto the queue's own
+    list (its routing key is the queue's), is run by the next worker, and before the jobs its
+    tenant queued after it."""
+    from inferq import broker, priorities
+
+    visibility_timeout_s, slow_s = 4, 2
+    build_model(tmp_path / "models", 1, label=4, slow_seconds=slow_s)
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps({"tenants": [{"name": "a", "keys": ["sha256:" + key_digest("k-a").hex()]}]}))
+    worker = start_worker(tmp_path / "models", visibility_timeout_s=visibility_timeout_s)
+    client = make_client(tenants_file=str(path))
+    key = {"Authorization": "Bearer k-a"}
+    first = client.post("/jobs", data=form(list(mnist_test[0][:1])), headers=key).get_json()["job_id"]
+    wait_for(lambda: client.get(f"/jobs/{first}", headers=key).get_json()["status"] == "running", 60,
+             "the batch to start")
+    worker.kill()
+    later = client.post("/jobs", data=form(list(mnist_test[0][1:2])), headers=key).get_json()["job_id"]
+    queue = priorities.queue("q.mnist", "bulk")
+    store = redis.Redis.from_url(redis_url)
+    assert store.llen(broker.inflight(queue)) == 1 and store.llen(broker.tenant_queue(queue, "a")) == 1
+    start_worker(tmp_path / "models", visibility_timeout_s=visibility_timeout_s)
+    wait_for(lambda: all(client.get(f"/jobs/{job}", headers=key).get_json()["status"] == "done"
+                         for job in (first, later)), visibility_timeout_s + 2 * slow_s + 20, "both jobs to be run")
+    # Not after its tenant's later job: in the same batch as it, or before.
+    assert float(store.hget(keys.job(first), "finished_at")) <= float(store.hget(keys.job(later), "finished_at"))
+    wait_for(lambda: store.hlen("unacked") == 0, 10, "the messages to be acknowledged")
+    assert store.llen(broker.inflight(queue)) == 0 and store.llen(broker.tenant_ring(queue)) == 0
