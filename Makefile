@@ -56,4 +56,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-pytriton .run .pytest_cache .ruff_cache
