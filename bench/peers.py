@@ -65,7 +65,9 @@ def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def server_command(interpreter: Path, model_dir: str | Path, *, http_port: int, grpc_port: int, metrics_port: int,
-                   max_batch_size: int, max_batch_wait_ms: float, name: str) -> list[str]:
+                   max_batch_size: int, max_batch_wait_ms: float, name: str,
+                   log_file: Path | None = None) -> list[str]:
     return [str(interpreter), str(SERVER), "--model-dir", str(Path(model_dir).resolve()), "--name", name,
             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-            "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", f"{max_batch_wait_ms:g}"]
+            "--max-batch-size", str(max_batch_size), "--max-queue-delay-ms", f"{max_batch_wait_ms:g}",
+            *(["--log-file", str(log_file)] if log_file is not None else [])]

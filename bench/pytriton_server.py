@@ -80,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--max-batch-size", type=int, default=64)
     parser.add_argument("--max-queue-delay-ms", type=float, default=5.0)
+    parser.add_argument("--log-file", type=Path, help="where Triton's server logs (default: this process's output)")
     args = parser.parse_args(argv)
 
     infer, inputs, outputs = load(newest_version(args.model_dir))
     config = TritonConfig(http_address="127.0.0.1", http_port=args.http_port, grpc_address="127.0.0.1",
-                          grpc_port=args.grpc_port, metrics_port=args.metrics_port, log_verbose=0)
+                          grpc_port=args.grpc_port, metrics_port=args.metrics_port, log_verbose=0,
+                          log_file=args.log_file)
     with Triton(config=config) as triton:
         triton.bind(model_name=args.name, infer_func=batch(infer), inputs=inputs, outputs=outputs,
                     config=ModelConfig(max_batch_size=args.max_batch_size, batcher=DynamicBatcher(

@@ -186,7 +186,8 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
         # Batching as inferq's workers were told to (MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS): same load, same limits.
         settings = Settings.from_env()
         with systems.pytriton_reference(model.model_dir, peer, max_batch_size=settings.max_batch_size,
-                                        max_batch_wait_ms=settings.max_batch_wait_ms) as running_peer:
+                                        max_batch_wait_ms=settings.max_batch_wait_ms,
+                                        log_file=work / "pytriton.log") as running_peer:
             by_carrier.update(tensors.sweep(running_peer.base_url, running_peer.grpc_address, systems.SERVED_MODEL,
                                             tensor_body, plan.tensor_clients, plan.seconds, work / "tensors",
                                             names=(tensors.PEER_HTTP, tensors.PEER_GRPC)))

@@ -163,15 +163,15 @@ class Peer:
 
 
 @contextlib.contextmanager
-def pytriton_reference(model_dir: str, interpreter: Path, *, max_batch_size: int,
-                       max_batch_wait_ms: float) -> Iterator[Peer]:
+def pytriton_reference(model_dir: str, interpreter: Path, *, max_batch_size: int, max_batch_wait_ms: float,
+                       log_file: Path | None = None) -> Iterator[Peer]:
     """NVIDIA PyTriton (``bench/pytriton_server.py``, in its own venv: ``bench.peers``) serving
     ``model_dir``'s newest SavedModel as SERVED_MODEL, batching as inferq's settings say; once the
-    model is ready."""
+    model is ready. ``log_file``: where Triton's server logs, rather than the run's output."""
     http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     command = peers.server_command(interpreter, model_dir, http_port=http_port, grpc_port=grpc_port,
                                    metrics_port=metrics_port, max_batch_size=max_batch_size,
-                                   max_batch_wait_ms=max_batch_wait_ms, name=SERVED_MODEL)
+                                   max_batch_wait_ms=max_batch_wait_ms, name=SERVED_MODEL, log_file=log_file)
     child = Child("pytriton", command, peers.server_env())
     base = f"http://127.0.0.1:{http_port}"
     try:
