@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,test,monitoring
+comma := ,
+# TF Serving's real gRPC client, for the tests of api/grpc/tfserving (and the descriptors its protos are
+# made from). Not in pyproject's test extra: it requires the full `tensorflow` package, which must not
+# sit beside tensorflow-cpu (both are the `tensorflow` module); with --no-deps, tensorflow-cpu is it.
+TF_SERVING_API := tensorflow-serving-api==2.21.0
 
 .PHONY: setup up test compose-test train bench lint protos clean
 
@@ -14,6 +19,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(if $(filter test,$(subst $(comma), ,$(EXTRAS))),$(PY) -m pip install --quiet --no-deps $(TF_SERVING_API))
 	touch $(STAMP)
 
 up: setup
@@ -46,11 +52,13 @@ bench: setup
 		{ echo "make bench needs h2load: apt-get install nghttp2-client"; exit 1; }
 	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(MODEL),--model '$(MODEL)',)
 
-# api/grpc/protos' Python modules, generated again from its vendored .proto files with grpcio-tools.
+# api/grpc/protos' Python modules, generated again from its vendored .proto files with grpcio-tools, and
+# api/grpc/tfserving/protos' from the descriptors tensorflow-serving-api and TensorFlow carry.
 # They are committed (the API image and `make up` need no protoc); tests/contracts/test_grpc_protos.py
 # fails when what is committed is not what this makes.
 protos: setup
 	$(PY) -m api.grpc.protos.generate
+	$(PY) -m api.grpc.tfserving.protos.generate
 
 lint: setup
 	$(PY) -m ruff check .

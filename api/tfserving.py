@@ -16,6 +16,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from api import tfserving_codec as codec
+from api import tfserving_metadata as metadata
 from api.errors import ApiError
 from api.runtime import runtime
 from api.scheduling import Scheduling, from_request
@@ -23,8 +24,6 @@ from api.served_models import Served
 from api.tensors import infer, json_object, served_model
 from api.tfserving_classify import classifications, not_a_classifier
 from inferq.answers import class_output
-from inferq.model_config import DEFAULT_SIGNATURE
-from inferq.model_spec import TensorSpec
 from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("tfserving", __name__)
@@ -33,40 +32,17 @@ blueprint = Blueprint("tfserving", __name__)
 @blueprint.get("/v1/models/<model:name>")
 @blueprint.get("/v1/models/<model:name>/versions/<int:version>")
 def version_status(name: str, version: int | None = None) -> Response:
-    served = served_model(name, version)
-    return jsonify({"model_version_status": [
-        {"version": str(shown), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-        for shown in ([version] if version is not None else served.versions)
-    ]})
+    return jsonify(metadata.version_status(served_model(name, version), version))
 
 
 @blueprint.get("/v1/models/<model:name>/metadata")
 @blueprint.get("/v1/models/<model:name>/versions/<int:version>/metadata")
-def metadata(name: str, version: int | None = None) -> Response:
+def model_metadata(name: str, version: int | None = None) -> Response:
     served = served_model(name, version)
-    signature = {
-        "inputs": {tensor.name: _tensor_info(tensor) for tensor in served.spec.inputs},
-        "outputs": {tensor.name: _tensor_info(tensor) for tensor in served.spec.outputs},
-        "method_name": "tensorflow/serving/predict",
-    }
     return jsonify({
         "model_spec": {"name": name, "signature_name": "", "version": str(served.version)},
-        "metadata": {"signature_def": {"signature_def": {_signature_name(served): signature}}},
+        "metadata": {"signature_def": metadata.signature_def_map(served)},
     })
-
-
-def _tensor_info(tensor: TensorSpec) -> dict:
-    # Protobuf's JSON: int64 sizes are strings.
-    return {
-        "dtype": tensor.type.tf_serving,
-        "tensor_shape": {"dim": [{"size": str(size), "name": ""} for size in tensor.shape], "unknown_rank": False},
-        "name": tensor.tensor_name,
-    }
-
-
-def _signature_name(served: Served) -> str:
-    # A model without a signature (the original Go server's) answers under the default name.
-    return served.spec.signature or DEFAULT_SIGNATURE
 
 
 @blueprint.post("/v1/models/<model:name>:<verb>")
@@ -76,9 +52,7 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
         raise ApiError(404, f"inferq answers ':predict' and ':classify', not {':' + verb!r}")
     served = served_model(name, version)
     body = json_object(request.get_data(), f"the {verb} request")
-    signature = body.get("signature_name", _signature_name(served))
-    if signature != _signature_name(served):
-        raise ApiError(400, f"no signature {signature!r}: the model has {_signature_name(served)!r}")
+    metadata.check_signature(served, body.get("signature_name", metadata.signature_name(served)))
     max_items = runtime().settings.max_images_per_request
     scheduling = from_request(request, INTERACTIVE)
     if verb == "classify":

@@ -41,7 +41,7 @@ def _expected(spec: ModelSpec) -> str:
     return ", ".join(described(tensor, tensor.dtype) for tensor in spec.inputs)
 
 
-def _check_names(names: dict, spec: ModelSpec, what: str, noun: str = "input") -> None:
+def check_names(names: dict, spec: ModelSpec, what: str, noun: str = "input") -> None:
     unknown = [name for name in names if spec.input(name) is None]
     if unknown:
         raise ApiError(400, f"{what}: no input {unknown[0]!r}; the model's inputs are {_expected(spec)}")
@@ -81,7 +81,7 @@ def decode_instances(instances: object, spec: ModelSpec, max_items: int) -> dict
             raise ApiError(400, f"instance {index} is {'a value' if named else 'an object naming inputs'}, instance 0 "
                                 f"{'an object naming inputs' if named else 'a value'}; send every instance one way")
         if named:
-            _check_names(instance, spec, f"instance {index}")
+            check_names(instance, spec, f"instance {index}")
             for name, column in columns.items():
                 column.append(instance[name])
         else:
@@ -92,7 +92,7 @@ def decode_instances(instances: object, spec: ModelSpec, max_items: int) -> dict
 def decode_columns(inputs: object, spec: ModelSpec, max_items: int) -> dict[str, np.ndarray]:
     """The column format's ``inputs`` as one array for each of the model's inputs."""
     if _names_inputs(inputs):
-        _check_names(inputs, spec, "'inputs'")
+        check_names(inputs, spec, "'inputs'")
         return _arrays(inputs, spec, max_items)
     if len(spec.inputs) > 1:
         raise ApiError(400, f"'inputs' must be an object naming each of the model's inputs: {_expected(spec)}")
@@ -116,7 +116,7 @@ def decode_examples(examples: object, spec: ModelSpec, max_items: int, *,
             raise ApiError(400, f"example {index}: feature {both[0]!r} is in 'context' too; a feature is in one or "
                                 "the other")
         features = {**shared, **example}
-        _check_names(features, spec, f"example {index}", "feature")
+        check_names(features, spec, f"example {index}", "feature")
         for name, column in columns.items():
             value = features[name]
             if isinstance(value, list) and any(isinstance(element, list) for element in value):

@@ -10,6 +10,20 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+#: The redis-py versions (major.minor) whose low-level calls inferq was written and tested for.
+TESTED_REDIS_PY = ("8.1",)
+
+#: redis-py's calls below its command methods that inferq makes, to send a command now and read its
+#: reply later (so a round trip overlaps other work) or to read pub/sub messages itself;
+#: ``tests/contracts/test_redis_py.py`` checks each as it is used, and fails naming these.
+REDIS_PY_LOW_LEVEL = (
+    "Connection.send_command(*args) then read_response(), replies read in the order sent, a script "
+    "Redis lacks raising NoScriptError from read_response (inferq.jobs: running, progress_reports)",
+    "Connection.pack_commands([...]) and send_packed_command(), then Redis.parse_response(connection, "
+    "command_name) for each, a BLPOP that timed out read as None (inferq.broker: the claim)",
+    "Connection.can_read(timeout=) and read_response(push_request=True) on a subscribed connection, "
+    "returning [b'message', channel, data] lists (api.job_events)",
+)
 #: The scheme of a Sentinel's address in REDIS_URL, as kombu spells it.
 SENTINEL_SCHEME = "sentinel"
 #: The port a Sentinel listens on when its address names none.

@@ -1,7 +1,8 @@
 """``grpc.health.v1`` health checking (grpcio-health-checking), what Kubernetes' gRPC probes ask.
 
-Two services, as the HTTP API's two probes: ``""`` (the server) is SERVING while the process serves,
-as ``/healthz``; ``inference.GRPCInferenceService`` is SERVING while Redis answers, as
+Two kinds, as the HTTP API's two probes: ``""`` (the server) is SERVING while the process serves,
+as ``/healthz``; each inference service (``inference.GRPCInferenceService``, and TF Serving's
+``tensorflow.serving.PredictionService`` and ``ModelService``) is SERVING while Redis answers, as
 ``/readyz?workers=optional`` (workers may be scaled from zero: the front end must take work before
 any runs), else NOT_SERVING. A thread reads it again every heartbeat interval; ``Watch`` callers
 hear each change.
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 SERVER = ""
 INFERENCE = "inference.GRPCInferenceService"
+#: The services that take work through the queue: ready while Redis answers.
+QUEUED = (INFERENCE, "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService")
 
 
 class Health:
@@ -44,8 +47,9 @@ class Health:
             except redis.RedisError as error:
                 log.info("not ready: Redis does not answer (%s)", error)
                 ready = False
-        self.servicer.set(INFERENCE, health_pb2.HealthCheckResponse.SERVING if ready
-                          else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in QUEUED:
+            self.servicer.set(service, health_pb2.HealthCheckResponse.SERVING if ready
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
         return ready
 
     def _watch(self) -> None:

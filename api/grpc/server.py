@@ -10,6 +10,8 @@ threads all the same.) Each process serves:
 
 - ``inference.GRPCInferenceService`` (``api.grpc.servicer``), on the app's runtime: the queue,
   models and settings that ``api.create_app`` builds for the HTTP API, none of its routes served;
+- TF Serving's ``tensorflow.serving.PredictionService`` and ``ModelService``
+  (``api.grpc.tfserving``), on the same runtime;
 - ``grpc.health.v1.Health`` (``api.grpc.health``);
 - server reflection is not served: clients such as grpcurl take the vendored .proto files.
 
@@ -37,6 +39,8 @@ from api.grpc.auth import ApiKeyInterceptor
 from api.grpc.health import Health
 from api.grpc.protos import grpc_service_pb2_grpc
 from api.grpc.servicer import InferenceServicer
+from api.grpc.tfserving.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from api.grpc.tfserving.servicer import ModelServicer, PredictionServicer
 from api.runtime import EXTENSION
 from inferq.settings import Settings
 
@@ -65,6 +69,8 @@ class GrpcServer:
                      ("grpc.so_reuseport", int(reuse_port))],
         )
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(app), self.server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(app), self.server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(app), self.server)
         self.health = Health(app, settings.heartbeat_interval_s)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, self.server)
         address = address or f"0.0.0.0:{settings.grpc_port}"

@@ -11,52 +11,20 @@ settings) answer UNIMPLEMENTED, grpcio's default.
 
 from __future__ import annotations
 
-import functools
-import logging
-from collections.abc import Callable
-
 import grpc
 from flask import Flask
 from google.protobuf import json_format
 
 from api import open_inference
-from api.errors import QUEUE_ERRORS, ApiError, client_text, queue_error
+from api.errors import ApiError, client_text
 from api.grpc import codec
+from api.grpc.calls import answered, refusal_of, timeout_s
 from api.grpc.protos import grpc_service_pb2 as pb
 from api.grpc.protos import grpc_service_pb2_grpc
-from api.grpc.status import status_of
 from api.runtime import runtime
 from api.scheduling import chosen, triton_timeout_s
 from api.tensor_codec import encode_outputs
 from inferq.priorities import INTERACTIVE
-
-log = logging.getLogger(__name__)
-
-
-def _answered(method: Callable) -> Callable:
-    """The RPC run in the app's context, its refusals as statuses."""
-
-    @functools.wraps(method)
-    def call(self: InferenceServicer, request, context: grpc.ServicerContext):
-        with self.app.app_context():
-            try:
-                return method(self, request, context)
-            except Exception as error:  # noqa: BLE001 (each is answered: refusal_of says how)
-                refusal = refusal_of(error, method.__name__)
-        context.abort_with_status(status_of(refusal))
-
-    return call
-
-
-def refusal_of(error: Exception, where: str) -> ApiError:
-    """What an RPC answers for ``error``: the HTTP route's refusal, or a 500 that tells nothing."""
-    if isinstance(error, ApiError):
-        return error
-    if isinstance(error, QUEUE_ERRORS):
-        # Retry-After (as retry info) from the lane's drain rate, as the HTTP routes answer.
-        return queue_error(error, runtime().queue.retry_after_s)
-    log.error("unhandled error in %s", where, exc_info=error)
-    return ApiError(500, "internal error; the server log has the details")
 
 
 def _version(text: str) -> int | None:
@@ -72,40 +40,40 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, app: Flask) -> None:
         self.app = app
 
-    @_answered
+    @answered
     def ServerLive(self, request, context):  # noqa: N802 (the protocol's names)
         return pb.ServerLiveResponse(live=True)
 
-    @_answered
+    @answered
     def ServerReady(self, request, context):  # noqa: N802
         return pb.ServerReadyResponse(ready=open_inference.not_ready(runtime().settings.default_model) is None)
 
-    @_answered
+    @answered
     def ModelReady(self, request, context):  # noqa: N802
         # As over HTTP, an unknown model or version is not ready, not an error.
         return pb.ModelReadyResponse(ready=open_inference.not_ready(request.name, _version(request.version)) is None)
 
-    @_answered
+    @answered
     def ServerMetadata(self, request, context):  # noqa: N802
         return json_format.ParseDict(open_inference.server_metadata(), pb.ServerMetadataResponse())
 
-    @_answered
+    @answered
     def ModelMetadata(self, request, context):  # noqa: N802
         metadata = open_inference.model_metadata(request.name, _version(request.version))
         return json_format.ParseDict(metadata, pb.ModelMetadataResponse())
 
-    @_answered
+    @answered
     def ModelConfig(self, request, context):  # noqa: N802
         config = open_inference.model_configuration(request.name, _version(request.version))
         return pb.ModelConfigResponse(config=json_format.ParseDict(config, pb.model__config__pb2.ModelConfig()))
 
-    @_answered
+    @answered
     def RepositoryIndex(self, request, context):  # noqa: N802
         # One repository: its name, if given, is not checked, as Triton's single-repository servers do not.
         index = open_inference.repository(ready_only=request.ready)
         return json_format.ParseDict({"models": index}, pb.RepositoryIndexResponse())
 
-    @_answered
+    @answered
     def ModelInfer(self, request, context):  # noqa: N802
         return self._infer(request, context)
 
@@ -124,11 +92,8 @@ class InferenceServicer(grpc_service_pb2_grpc.GRPCInferenceServiceServicer):
     def _infer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext) -> pb.ModelInferResponse:
         body, binary = codec.request_body(request)
         decoded = open_inference.decode_request(request.model_name, _version(request.model_version), body, binary)
-        timeout_s = triton_timeout_s(decoded.parameters.get("timeout"))
-        remaining = context.time_remaining()
-        if remaining is not None:  # the client's deadline: past it nobody reads the answer
-            timeout_s = remaining if timeout_s is None else min(timeout_s, remaining)
-        scheduling = chosen(INTERACTIVE, priority=decoded.parameters.get("priority"), timeout_s=timeout_s)
+        scheduling = chosen(INTERACTIVE, priority=decoded.parameters.get("priority"),
+                            timeout_s=timeout_s(context, triton_timeout_s(decoded.parameters.get("timeout"))))
         answer = open_inference.infer(decoded, scheduling)
         outputs, blobs = encode_outputs(answer.values, [(tensor, True) for tensor, _ in decoded.wanted])
         return codec.response(request, outputs, blobs, answer)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import queue
+import types
 
+import celery
 from celery_batches import Batches
 from celery_batches.trace import apply_batches_task
 
@@ -39,9 +41,48 @@ def test_do_flush_hands_every_buffered_request_to_flush_and_empties_the_buffer()
     assert task._buffer.empty(), RECHECK
 
 
-def test_strategy_keeps_the_consumers_pool_where_flush_reads_it():
-    assert "self._pool = consumer.pool" in inspect.getsource(Batches.Strategy), RECHECK
-    assert "self._pool.apply_async" in inspect.getsource(Batches.flush), RECHECK
+class Pool:
+    """A consumer's pool as far as the batch task uses it: it records what it is asked to run."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple] = []
+
+    def apply_async(self, target, args, **callbacks):
+        self.applied.append((target, args, callbacks))
+
+
+def consumer_with(pool: Pool):
+    return types.SimpleNamespace(pool=pool, hostname="contract@test", connection_errors=(), event_dispatcher=None,
+                                 timer=None)
+
+
+def test_strategy_keeps_the_consumers_pool_on_the_task():
+    app = celery.Celery("contract", set_as_current=False)
+
+    @app.task(base=Batches, bind=True, shared=False)
+    def batch(self, requests):
+        return None
+
+    pool = Pool()
+    batch.Strategy(batch, app, consumer_with(pool))
+    assert batch._pool is pool, RECHECK
+
+
+def test_flush_runs_apply_batches_task_on_the_pool_it_kept():
+    """ImageBatches.flush does what Batches.flush does, with its own callbacks: the pool kept by the
+    strategy runs apply_batches_task with (task, ([SimpleRequest, ...],), loglevel, logfile)."""
+    app = celery.Celery("contract", set_as_current=False)
+
+    @app.task(base=Batches, bind=True, shared=False)
+    def batch(self, requests):
+        return None
+
+    pool = Pool()
+    batch.Strategy(batch, app, consumer_with(pool))
+    Batches.flush(batch, [])
+    [(target, args, callbacks)] = pool.applied
+    assert target is apply_batches_task and args[0] is batch and args[1] == ([],), RECHECK
+    assert "callback" in callbacks, RECHECK
 
 
 def test_apply_batches_task_takes_the_arguments_flush_passes():

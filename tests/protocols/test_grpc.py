@@ -499,9 +499,11 @@ def test_health_checking_needs_no_key_and_says_serving(make_app, serve):
     app, _ = make_app(api_key="s3cret")
     with served_over_grpc(app) as address:
         assert health_of(address, "") == health_pb2.HealthCheckResponse.SERVING
-        assert health_of(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
+        for service in ("inference.GRPCInferenceService", "tensorflow.serving.PredictionService",
+                        "tensorflow.serving.ModelService"):
+            assert health_of(address, service) == health_pb2.HealthCheckResponse.SERVING, service
         with pytest.raises(grpc.RpcError) as unknown:
-            health_of(address, "tensorflow.serving.PredictionService")
+            health_of(address, "tensorflow.serving.SessionService")  # not served
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -509,7 +511,8 @@ def test_not_serving_inference_while_redis_does_not_answer(make_app, unreachable
     app, _ = make_app(redis_client=unreachable_redis)
     with served_over_grpc(app) as address:
         assert health_of(address, "") == health_pb2.HealthCheckResponse.SERVING
-        assert health_of(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("inference.GRPCInferenceService", "tensorflow.serving.PredictionService"):
+            assert health_of(address, service) == health_pb2.HealthCheckResponse.NOT_SERVING, service
 
 
 # --- TLS -------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""tritonclient.grpc and grpc.health.v1 against the gRPC front end's own process (``python -m api.grpc``,
-as ``make up`` starts it), a real worker and a real Redis: the answers come from the model."""
+"""tritonclient.grpc, TF Serving's own client stubs (tensorflow-serving-api) and grpc.health.v1 against
+the gRPC front end's own process (``python -m api.grpc``, as ``make up`` starts it), a real worker and
+a real Redis: the answers come from the model."""
 
 from __future__ import annotations
 
@@ -80,10 +81,12 @@ def test_the_processes_never_import_tensorflow(grpc_process):
     for pid in pids:
         assert "tensorflow" not in Path(f"/proc/{pid}/maps").read_text(), pid
     # And the modules it runs, imported afresh, import none either.
-    probe = subprocess.run([sys.executable, "-c", "import sys, api.grpc.server, api.grpc.servicer, api;"
-                            "print('tensorflow' in sys.modules)"], cwd=REPO, capture_output=True, text=True,
-                           env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
-    assert probe.stdout.strip() == "False"
+    # TF Serving's services too: their messages are api.grpc.tfserving.protos', not tensorflow's.
+    probe = subprocess.run([sys.executable, "-c", "import sys, api.grpc.server, api.grpc.servicer, api, "
+                            "api.grpc.tfserving.servicer; print(sorted({m.split('.')[0] for m in sys.modules} & "
+                            "{'tensorflow', 'tensorflow_serving', 'xla', 'keras'}))"], cwd=REPO, capture_output=True,
+                           text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), check=True)
+    assert probe.stdout.strip() == "[]"
 
 
 def test_health_and_metadata(triton):
@@ -201,6 +204,86 @@ def test_model_configuration_and_repository_index(triton):
     assert triton.get_model_config("mnist", str(REAL_VERSION), headers=KEY, as_json=True)["config"] == config
     assert triton.get_model_repository_index(headers=KEY, as_json=True) == {
         "models": [{"name": "mnist", "version": str(REAL_VERSION), "state": "READY"}]}
+
+
+# --- TF Serving's PredictionService and ModelService, with its own stubs --------------------------------
+
+@pytest.fixture(scope="module")
+def tf_serving(grpc_process):
+    """TF Serving's two stubs (tensorflow-serving-api's), on the front end's process."""
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(grpc_process[1]) as channel:
+        yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+               model_service_pb2_grpc.ModelServiceStub(channel))
+
+
+TF_KEY = list(KEY.items())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8], ids=["float32", "uint8"])
+def test_tf_serving_predict(tf_serving, images, dtype):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist"
+    request.inputs["inputdata"].CopyFrom(tf.make_tensor_proto(images.reshape(len(images), 784).astype(dtype)))
+    response = tf_serving[0].Predict(request, metadata=TF_KEY, timeout=30)
+    assert tf.make_ndarray(response.outputs["labels"]).tolist() == [REAL_LABEL] * len(images)
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    assert probabilities.shape == (len(images), 10) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert (response.model_spec.version.value, response.model_spec.signature_name) == (REAL_VERSION,
+                                                                                     "serving_default")
+
+
+def test_tf_serving_classify_metadata_and_status(tf_serving, images):
+    import tensorflow as tf
+    from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, get_model_status_pb2
+
+    prediction, models = tf_serving
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "mnist"
+    for image in images[:2]:
+        request.input.example_list.examples.add().features.feature["inputdata"].float_list.value.extend(
+            image.reshape(784).astype(float).tolist())
+    classified = prediction.Classify(request, metadata=TF_KEY, timeout=30)
+    assert [item.classes[0].label for item in classified.result.classifications] == [str(REAL_LABEL)] * 2
+
+    asked = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    asked.model_spec.name = "mnist"
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    prediction.GetModelMetadata(asked, metadata=TF_KEY, timeout=30).metadata["signature_def"].Unpack(signatures)
+    signature = signatures.signature_def["serving_default"]
+    assert sorted(signature.outputs) == ["labels", "probabilities"]
+    assert signature.inputs["inputdata"].dtype == tf.float32.as_datatype_enum
+
+    status = get_model_status_pb2.GetModelStatusRequest()
+    status.model_spec.name = "mnist"
+    [version] = models.GetModelStatus(status, metadata=TF_KEY, timeout=30).model_version_status
+    assert (version.version, version.state) == (REAL_VERSION, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+
+
+def test_tf_serving_refusals_are_status_codes(tf_serving):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist"
+    request.inputs["inputdata"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 10), np.float32)))
+    with pytest.raises(grpc.RpcError) as shape:
+        tf_serving[0].Predict(request, metadata=TF_KEY, timeout=30)
+    assert (shape.value.code(), shape.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "input 'inputdata': shape [1, 10]; the model takes float32 [-1, 784] "
+                                          "(-1: any size; the first dimension is the batch)")
+    request.model_spec.version.value = REAL_VERSION + 1
+    with pytest.raises(grpc.RpcError) as unserved:
+        tf_serving[0].Predict(request, metadata=TF_KEY, timeout=30)
+    assert unserved.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as keyless:
+        tf_serving[0].Predict(request, timeout=30)
+    assert keyless.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_sigterm_stops_it_cleanly(real_worker, own_redis_url, tmp_path):
