@@ -122,34 +122,56 @@ def timeline(commands: list[tuple[float, int | None, str]], ports: dict[int, str
                      f"{command[:90]}" for at, port, command in commands[first:last])
 
 
+def _batches(base: str) -> float:
+    from bench.scenarios import batch_totals
+
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        return batch_totals(response.read().decode())[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench import models, systems
     from bench.bodies import one_image_bodies, test_digits
+    from bench.load import wrk
     from inferq.settings import Settings
     from trainer import mnist_files
 
     parser = argparse.ArgumentParser(prog="python -m bench.round_trips", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=1,
+                        help="more than 1: wrk's clients for --seconds instead (no timeline): per request and batch")
+    parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
     work = Path(tempfile.mkdtemp(prefix="inferq-bench-round-trips-"))
     (model,) = models.resolve(None, quick=True, settings=settings, data_dir=data_dir, work=work)
     images, labels = test_digits(data_dir)
-    body = one_image_bodies(images, labels, 1, work / "bodies")[0].read_bytes()
+    paths = one_image_bodies(images, labels, 20, work / "bodies")
+    body = paths[0].read_bytes()
     with systems.redis_server(work) as redis_url, \
             systems.inferq_processes(redis_url, model.model_dir, API_SERVER="gunicorn") as running:
         for _ in range(50):  # warm up: connections, the first model calls
             recognize(running.base_url, body)
         ports = role_of_port(running.pids())
+        time.sleep(1.0)  # the workers' batch counts reach /metrics with their heartbeats (0.5 s here)
+        before = _batches(running.base_url)
         with Monitor(redis.Redis.from_url(redis_url)) as monitor:
-            started = time.perf_counter()
-            for _ in range(args.requests):
-                recognize(running.base_url, body)
-            seconds = time.perf_counter() - started
-    print(f"{args.requests} requests one after the other, {1000 * seconds / args.requests:.2f} ms each "
-          "(under MONITOR)")
-    print(summary(monitor.commands, ports, args.requests))
+            if args.clients > 1:
+                point = wrk(running.base_url, args.clients, args.seconds, paths)
+                requests, seconds = point.answered, args.seconds
+            else:
+                requests, started = args.requests, time.perf_counter()
+                for _ in range(requests):
+                    recognize(running.base_url, body)
+                seconds = time.perf_counter() - started
+        time.sleep(1.0)
+        batches = _batches(running.base_url) - before
+    print(f"{requests} requests from {args.clients} client(s) in {batches:.0f} batches, {requests / seconds:.0f} "
+          "a second (under MONITOR)")
+    print(summary(monitor.commands, ports, requests))
+    if args.clients > 1:
+        return 0
     print("One request, microseconds after its admission:")
     print(timeline(monitor.commands, ports))
     return 0
