@@ -72,9 +72,8 @@ def _describe(specs: list[ModelSpec], live_versions: set[int]) -> dict:
         "signature": newest.signature,
         "inputs": [tensor.to_json() for tensor in newest.inputs],
         "outputs": [tensor.to_json() for tensor in newest.outputs],
-        "batching": {"max_batch_size": config.max_batch_size or settings.max_batch_size,
-                     "max_batch_wait_ms": (settings.max_batch_wait_ms if config.max_batch_wait_ms is None
-                                           else config.max_batch_wait_ms)},
+        "batching": {"max_batch_size": config.batch_size_or(settings.max_batch_size),
+                     "max_batch_wait_ms": config.batch_wait_ms_or(settings.max_batch_wait_ms)},
         "labels": list(config.labels) if config.labels else None,
         "version_policy": config.version_policy.to_json(),
     }

@@ -18,12 +18,12 @@ import io
 import math
 
 import numpy as np
+from numpy.lib.format import MAGIC_PREFIX as NPY_PREFIX
 
 from api.image_errors import ImageError, TooManyPixels
 from inferq import idx
 from inferq.image_inputs import ImageInput
 
-NPY_PREFIX = b"\x93NUMPY"
 #: numpy's own bound on a header it reads without allow_pickle.
 MAX_NPY_HEADER = 10_000
 

@@ -33,7 +33,6 @@ from api.image_errors import ImageError
 from inferq.image_inputs import ImageInput
 
 FILTER = Image.Resampling.BILINEAR
-_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def decode_for(data: bytes, image_input: ImageInput, *, max_pixels: int) -> np.ndarray:
@@ -62,7 +61,7 @@ def _upright(image: Image.Image) -> Image.Image:
 
 
 def _in_mode(image: Image.Image, mode: str) -> Image.Image:
-    if image.mode in _HIGH_DEPTH_MODES:
+    if image.mode in images.HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
         return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8)).convert(mode)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:

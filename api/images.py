@@ -74,7 +74,7 @@ def _unreadable(data: bytes) -> ImageError:
 
 def _grayscale(image: Image.Image) -> np.ndarray:
     """Float intensities 0..255, white on black, as a 2-D array."""
-    if image.mode in _HIGH_DEPTH_MODES:
+    if image.mode in HIGH_DEPTH_MODES:
         values = np.asarray(image, dtype=np.float64)
         low, high = values.min(), values.max()
         stretched = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
@@ -84,7 +84,8 @@ def _grayscale(image: Image.Image) -> np.ndarray:
     return _white_on_black(np.asarray(image.convert("L"), dtype=np.float64))
 
 
-_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+#: Pillow modes of more than 8 bits a channel, stretched to 0..255 rather than truncated.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
 def _composited(image: Image.Image) -> np.ndarray:

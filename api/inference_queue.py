@@ -64,7 +64,7 @@ class InferenceQueue:
                 submitter = self._submitters.get(key)
                 if submitter is None:
                     # A message holds up to a batch of the model's: a worker runs it in one call.
-                    items = model.spec.config.max_batch_size or self._max_batch_size
+                    items = model.spec.config.batch_size_or(self._max_batch_size)
                     submitter = self._submitters[key] = self._make_submitter(model.name, priority, items)
         return submitter
 

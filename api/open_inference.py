@@ -64,8 +64,8 @@ def model_configuration(name: str, version: int | None = None) -> dict:
     """Triton's ``ModelConfig`` of the model as served (``api.triton_config``)."""
     spec = served_model(name, version).spec
     settings = runtime().settings
-    wait_ms = settings.max_batch_wait_ms if spec.config.max_batch_wait_ms is None else spec.config.max_batch_wait_ms
-    return model_config(spec, spec.config.max_batch_size or settings.max_batch_size, wait_ms)
+    return model_config(spec, spec.config.batch_size_or(settings.max_batch_size),
+                        spec.config.batch_wait_ms_or(settings.max_batch_wait_ms))
 
 
 def repository(*, ready_only: bool) -> list[dict]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from inferq.dtypes import FLOATS
 from inferq.jobs import Outcome
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 
@@ -25,7 +26,6 @@ LABELS = "labels"
 PROBABILITIES = "probabilities"
 #: Classes listed in ``top``.
 TOP = 5
-_FLOATS = ("float16", "float32", "float64")
 #: Names that settle which output holds the scores where several could.
 _SCORE_NAMES = ("scores", "probabilities", "probs")
 
@@ -33,7 +33,7 @@ _SCORE_NAMES = ("scores", "probabilities", "probs")
 def class_output(spec: ModelSpec) -> TensorSpec | None:
     """The model's output of class scores: a float output [-1, C], C the number of labels where the
     config has them; where several fit, the one named scores or probabilities. None: no one output fits."""
-    fitting = [tensor for tensor in spec.outputs if tensor.dtype in _FLOATS and len(tensor.shape) == 2
+    fitting = [tensor for tensor in spec.outputs if tensor.dtype in FLOATS and len(tensor.shape) == 2
                and tensor.shape[0] == ANY and tensor.shape[1] > 0]
     labels = spec.config.labels
     if labels is not None:

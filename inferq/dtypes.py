@@ -38,6 +38,8 @@ _TABLE = (
 )
 
 BY_NAME = {dtype.name: dtype for dtype in _TABLE}
+#: The floating-point types, by name.
+FLOATS = tuple(dtype.name for dtype in _TABLE if dtype.name.startswith("float"))
 BY_KSERVE = {dtype.kserve: dtype for dtype in _TABLE}
 
 

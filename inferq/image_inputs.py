@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 
+from inferq.dtypes import FLOATS
 from inferq.model_config import ImageConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 
-FLOATS = ("float16", "float32", "float64")
 #: Integer types that hold pixels 0..255 (int8 does not).
 INTEGERS = ("uint8", "uint16", "uint32", "uint64", "int16", "int32", "int64")
 MNIST_SIDE = 28

@@ -78,6 +78,16 @@ class ModelConfig:
     #: How image uploads become the model's input; None: by the input's shape (``image_config_for``).
     image: ImageConfig | None = None
 
+    def batch_size_or(self, default: int) -> int:
+        """The items one call of this model holds at most: its own limit, else ``default``
+        (the deployment's MAX_BATCH_SIZE). The one place that rule is written."""
+        return self.max_batch_size or default
+
+    def batch_wait_ms_or(self, default: float) -> float:
+        """How long a batch of this model waits for more work: its own wait (0 included), else
+        ``default`` (the deployment's MAX_BATCH_WAIT_MS)."""
+        return default if self.max_batch_wait_ms is None else self.max_batch_wait_ms
+
     def to_json(self) -> dict:
         return {
             "max_batch_size": self.max_batch_size,

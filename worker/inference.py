@@ -159,7 +159,7 @@ def call_limit(spec: ModelSpec, max_batch_size: int) -> int | None:
     whole (its shape is the model's)."""
     if not all(tensor.shape and tensor.shape[0] == ANY for tensor in (*spec.inputs, *spec.outputs)):
         return None
-    return spec.config.max_batch_size or max_batch_size
+    return spec.config.batch_size_or(max_batch_size)
 
 
 #: A model call's share of a job: the job's position in its run, and the items it takes from it.

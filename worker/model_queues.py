@@ -33,15 +33,14 @@ class ModelQueues:
 
     def _wanted(self) -> list[str]:
         models = models_to_serve(self._settings)
-        defaults = (self._settings.max_batch_size, self._settings.max_batch_wait_ms)
         limits = {}
         for name, path in models.items():
             try:
                 config = model_config.load(path)
             except ConfigError:
                 config = model_config.ModelConfig()  # the model holder logs it
-            limits[name] = (config.max_batch_size or defaults[0],
-                            (defaults[1] if config.max_batch_wait_ms is None else config.max_batch_wait_ms) / 1000)
+            limits[name] = (config.batch_size_or(self._settings.max_batch_size),
+                            config.batch_wait_ms_or(self._settings.max_batch_wait_ms) / 1000)
         self.limits = limits
         # With no model yet, the queues of those this worker is for (WORKER_MODELS, else the default
         # model): their work waits there until one appears. Never another model's: its jobs would fail.

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.format import MAGIC_PREFIX as NPY_PREFIX
 from PIL import Image
 
 from inferq import idx
 from inferq.mnist_contract import IMAGE_SIDE, N_INPUT
 
-NPY_PREFIX = b"\x93NUMPY"
 GZIP_PREFIX = b"\x1f\x8b"
 
 

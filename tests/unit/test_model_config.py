@@ -172,3 +172,10 @@ def test_a_config_travels_in_heartbeats_and_comes_back_the_same():
                                image=ImageConfig(preprocessing="mnist"))):
         assert config_from_json(json.loads(json.dumps(config.to_json()))) == config
     assert config_from_json(None) == config_from_json({}) == ModelConfig()
+
+
+def test_a_models_batch_limits_are_its_own_where_it_says_else_the_deployments():
+    assert ModelConfig().batch_size_or(64) == 64 and ModelConfig().batch_wait_ms_or(5.0) == 5.0
+    own = ModelConfig(max_batch_size=8, max_batch_wait_ms=0)
+    assert own.batch_size_or(64) == 8
+    assert own.batch_wait_ms_or(5.0) == 0, "a wait of 0 is the model's own, not 'unset'"
