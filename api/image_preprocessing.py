@@ -30,7 +30,7 @@ from PIL import Image, ImageOps
 
 from api import images
 from api.image_errors import ImageError
-from inferq.image_inputs import ImageInput
+from api.image_inputs import ImageInput
 
 FILTER = Image.Resampling.BILINEAR
 

@@ -23,7 +23,6 @@ from api.scheduling import Scheduling, from_request
 from api.served_models import Served
 from api.tensors import infer, json_object, served_model
 from api.tfserving_classify import classifications, not_a_classifier
-from inferq.answers import class_output
 from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("tfserving", __name__)
@@ -69,7 +68,7 @@ def predict(name: str, verb: str, version: int | None = None) -> Response:
 
 
 def _classify(served: Served, body: dict, max_items: int, scheduling: Scheduling) -> Response:
-    scores = class_output(served.spec)
+    scores = served.spec.class_output()
     if scores is None:
         raise not_a_classifier(served.spec)
     inputs = codec.decode_examples(body.get("examples"), served.spec, max_items, context=body.get("context"))

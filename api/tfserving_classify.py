@@ -4,7 +4,7 @@ answer, ``{"results": [[[label, score], ...], ...]}`` (``results``, as TF Servin
 
 TF Serving classifies only with a signature of method ``tensorflow/serving/classify`` and answers any
 other with INVALID_ARGUMENT, a 400. inferq classifies with any model that has one output of class
-scores (:func:`inferq.answers.class_output`), and answers a 400 the same way where it has none
+scores (:meth:`inferq.model_spec.ModelSpec.class_output`), and answers a 400 the same way where it has none
 (:func:`not_a_classifier`).
 Each item's classes come best first (TF Serving keeps the model's order); a class's label is its name
 where the model's config has ``labels``, else its index ("3"), where TF Serving would send "".

@@ -1,7 +1,7 @@
 """The images of a multipart upload, within the request limits, decoded for the model they are for.
 
 Each model that takes images says how through its input's shape and its config
-(``inferq.image_inputs``): the images become that input's tensor here, so that what is queued is
+(``api.image_inputs``): the images become that input's tensor here, so that what is queued is
 what the model takes.
 
 Each ``image`` field is one image file (PNG, JPEG, GIF, BMP, WebP); each ``images`` field is a bulk
@@ -26,10 +26,10 @@ from api import offload
 from api.errors import ApiError, image_error_status
 from api.image_arrays import decode_array
 from api.image_errors import ImageError
+from api.image_inputs import ImageInput, ImageInputError, image_input, to_model_values
 from api.image_preprocessing import decode_for
 from api.images import open_image
 from api.served_models import Served
-from inferq.image_inputs import ImageInput, ImageInputError, image_input, to_model_values
 from inferq.settings import Settings
 
 FIELD = "image"

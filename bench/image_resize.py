@@ -13,8 +13,8 @@ import timeit
 import numpy as np
 from PIL import Image
 
+from api.image_inputs import ImageInput
 from api.image_preprocessing import decode_for
-from inferq.image_inputs import ImageInput
 from inferq.model_config import ImageConfig
 from inferq.model_spec import ANY, TensorSpec
 

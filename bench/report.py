@@ -11,6 +11,7 @@ from bench.load import SyncPoint
 from bench.mixed import table as mixed_table
 from bench.scenarios import ModelRun
 from bench.tensors import table as tensor_table
+from bench.tuned import table as tuned_table
 
 
 def model_report(run: ModelRun) -> str:
@@ -43,6 +44,8 @@ def model_report(run: ModelRun) -> str:
         lines += ["The tensor path, one FP32 image a request, KServe v2 over HTTP and gRPC (bench.tensors), on inferq "
                   "and, where measured, on PyTriton (bench.peers):",
                   tensor_table(run.tensors)]
+    if run.tuned is not None:
+        lines.append(tuned_table(run.tuned))
     return "\n".join(lines)
 
 

@@ -6,8 +6,9 @@ call a request), each under every HTTP server of the plan, the reference always 
 server as inferq; bulk async jobs of 256 images; the client (``inferq score``) on the 10,000 test
 digits beside bulk; interactive requests beside a full bulk queue (``bench.mixed``, for the first
 model of a run); the tensor path over KServe v2's HTTP and gRPC carriers (``bench.tensors``); a
-worker draining a queue filled before it started; and the model call alone (``bench.calls``), which
-tells the model's regime.
+worker draining a queue filled before it started; the model call alone (``bench.calls``), which
+tells the model's regime; and the defaults against what ``inferq tune`` proposes, beside the limit
+(the model alone at the chosen batch) and bulk scoring end to end as a share of it (``bench.tuned``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import calls, systems, tensors
+from bench import calls, systems, tensors, tuned
 from bench.client import ClientResult, client_score
 from bench.drain import DrainResult, drain
 from bench.load import BulkResult, SyncPoint, bulk, wrk
@@ -42,12 +43,14 @@ class Plan:
     mixed_seconds: float
     #: Concurrencies of the tensor path's sweep (``bench.tensors``).
     tensor_clients: list[int] = dataclasses.field(default_factory=lambda: [1, 64])
+    #: The tune measurement's --quick, and one round of each system against two (``bench.tuned``).
+    quick: bool = False
 
     @classmethod
     def for_run(cls, quick: bool, servers: list[str]) -> Plan:
         # Both include 1 and 64 clients, the points the summary reports.
         if quick:
-            return cls([1, 64], 3, {"idx": 20, "png": 5}, 1000, [1, 64], [1], servers, 4)
+            return cls([1, 64], 3, {"idx": 20, "png": 5}, 1000, [1, 64], [1], servers, 4, quick=True)
         return cls([1, 16, 64, 128], 10, {"idx": 80, "png": 20}, 5000, [1, 16, 64, 256], [1, 0], servers, 10)
 
 
@@ -63,6 +66,8 @@ class ModelRun:
     servers: list[str]
     #: The tensor path by carrier (``bench.tensors``): KServe v2 binary over HTTP, and over gRPC.
     tensors: dict[str, list[SyncPoint]] = dataclasses.field(default_factory=dict)
+    #: The defaults against ``inferq tune``'s proposal, and the limit (``bench.tuned``).
+    tuned: tuned.TunedComparison | None = None
 
     def summary(self) -> dict[str, object]:
         """The run in figures; the keys of a one-model run before there were several, plus the new ones."""
@@ -92,6 +97,7 @@ class ModelRun:
             "api_server": self.servers[0],
             "by_server": self._by_server(),
             **self._tensor_summary(),
+            **({"tuned": self.tuned.summary()} if self.tuned else {}),
         }
 
     def _tensor_summary(self) -> dict[str, object]:
@@ -198,7 +204,9 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
             sweeps[f"ref@{server}"] = _sweep(base, plan, bodies)
     # Last, with nothing else running: the call alone, on an idle machine.
     measured = calls.measure(model.model_dir, plan.call_batches, plan.call_threads)
-    return ModelRun(model, sweeps, bulk_results, drained, measured, client, mixed_result, plan.servers, by_carrier)
+    comparison = tuned.compare(model, redis_url, images, labels, bodies, work, quick=plan.quick, seconds=plan.seconds)
+    return ModelRun(model, sweeps, bulk_results, drained, measured, client, mixed_result, plan.servers, by_carrier,
+                    comparison)
 
 
 def _sweep(base: str, plan: Plan, bodies: list[Path]) -> list[SyncPoint]:

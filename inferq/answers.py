@@ -18,29 +18,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inferq.dtypes import FLOATS
 from inferq.jobs import Outcome
-from inferq.model_spec import ANY, ModelSpec, TensorSpec
+from inferq.model_spec import ModelSpec
 
 LABELS = "labels"
 PROBABILITIES = "probabilities"
 #: Classes listed in ``top``.
 TOP = 5
-#: Names that settle which output holds the scores where several could.
-_SCORE_NAMES = ("scores", "probabilities", "probs")
-
-
-def class_output(spec: ModelSpec) -> TensorSpec | None:
-    """The model's output of class scores: a float output [-1, C], C the number of labels where the
-    config has them; where several fit, the one named scores or probabilities. None: no one output fits."""
-    fitting = [tensor for tensor in spec.outputs if tensor.dtype in FLOATS and len(tensor.shape) == 2
-               and tensor.shape[0] == ANY and tensor.shape[1] > 0]
-    labels = spec.config.labels
-    if labels is not None:
-        fitting = [tensor for tensor in fitting if tensor.shape[1] == len(labels)]
-    if len(fitting) > 1:
-        fitting = [tensor for tensor in fitting if tensor.name in _SCORE_NAMES]
-    return fitting[0] if len(fitting) == 1 else None
 
 
 def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | None) -> list[dict[str, object]]:
@@ -49,7 +33,7 @@ def item_answers(filenames: Sequence[str], outcome: Outcome, spec: ModelSpec | N
     count = len(next(iter(outputs.values()), []))
     names = list(filenames) if len(filenames) == count else [""] * count
     # Top classes by name: only for a model whose config names them.
-    scores = class_output(spec) if spec is not None and spec.config.labels else None
+    scores = spec.class_output() if spec is not None and spec.config.labels else None
     rest = [name for name in outputs if name not in (LABELS, PROBABILITIES)]
     items = []
     for index, filename in enumerate(names):

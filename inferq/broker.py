@@ -93,7 +93,7 @@ def check_kombu() -> None:
         raise UntestedKombu(
             f"kombu {kombu.__version__} is installed, but inferq.broker was written for kombu "
             f"{', '.join(TESTED_KOMBU)} and relies on its internals ({', '.join(KOMBU_INTERNALS)}); "
-            "install a tested version (pip install -e .) or re-check them and extend TESTED_KOMBU")
+            "install a tested version (pip install -e '.[server]') or re-check them and extend TESTED_KOMBU")
 
 
 #: The header the API stamps each message with: when it was queued (unix seconds), read by the

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from inferq.dtypes import DType, dtype
+from inferq.dtypes import FLOATS, DType, dtype
 from inferq.model_config import ModelConfig, config_from_json
 
 #: Where a shape has a dimension of any size (the batch dimension, first).
 ANY = -1
+#: Names that settle which output holds the class scores where several could.
+_SCORE_NAMES = ("scores", "probabilities", "probs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,18 @@ class ModelSpec:
 
     def output(self, name: str) -> TensorSpec | None:
         return next((tensor for tensor in self.outputs if tensor.name == name), None)
+
+    def class_output(self) -> TensorSpec | None:
+        """The model's output of class scores: a float output [-1, C], C the number of labels where the
+        config has them; where several fit, the one named scores or probabilities. None: no one output fits."""
+        fitting = [tensor for tensor in self.outputs if tensor.dtype in FLOATS and len(tensor.shape) == 2
+                   and tensor.shape[0] == ANY and tensor.shape[1] > 0]
+        labels = self.config.labels
+        if labels is not None:
+            fitting = [tensor for tensor in fitting if tensor.shape[1] == len(labels)]
+        if len(fitting) > 1:
+            fitting = [tensor for tensor in fitting if tensor.name in _SCORE_NAMES]
+        return fitting[0] if len(fitting) == 1 else None
 
     def to_json(self) -> dict:
         return {

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inferq.priorities import PRIORITIES
+
+if TYPE_CHECKING:  # settings reads names through this module
+    from inferq.settings import Settings
 
 SAVED_MODEL_FILE = "saved_model.pb"
 #: What a model's name may hold: it is part of queue names, Redis keys and URLs.
@@ -89,3 +93,11 @@ class Repository:
         if is_single_model(self.root) and name == self.single_model_name:
             return self.root
         return self.root / check_name(name)
+
+
+def models_to_serve(settings: Settings) -> dict[str, Path]:
+    """The repository's models (MODEL_REPOSITORY, or MODEL_DIR's one) that a worker with these
+    settings serves (WORKER_MODELS, else all), by name."""
+    wanted = settings.served_models
+    found = Repository(settings.repository_root, single_model_name=settings.model_name).models()
+    return {name: path for name, path in found.items() if wanted is None or name in wanted}

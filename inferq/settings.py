@@ -94,6 +94,8 @@ class Settings:
     #: Threads of each gRPC server process's pool. A call to infer holds one while it waits for its answer,
     #: so this bounds the gRPC calls in flight; the rest wait in grpcio, costing no thread.
     grpc_threads: int = 64
+    #: Port on which the gRPC front end serves its calls' metrics (``GET /metrics``; Triton's); 0: not served.
+    grpc_metrics_port: int = 8002
     #: PEM files of the gRPC front end's certificate (chain) and key: both set, it serves TLS only.
     grpc_tls_cert_file: str | None = None
     grpc_tls_key_file: str | None = None
@@ -211,8 +213,8 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be positive, got {getattr(self, name)!r}")
-        non_negative = ("max_batch_wait_ms", "bulk_max_wait_s", "tf_intra_op_threads", "tf_inter_op_threads",
-                        "redis_min_replicas_acked")
+        non_negative = ("grpc_metrics_port", "max_batch_wait_ms", "bulk_max_wait_s", "tf_intra_op_threads",
+                        "tf_inter_op_threads", "redis_min_replicas_acked")
         for name in non_negative:
             if (getattr(self, name) or 0) < 0:
                 raise SettingsError(f"{name.upper()} must not be negative, got {getattr(self, name)!r}")

@@ -62,6 +62,8 @@ class Launcher:
         try:
             _check_port_free(self.settings.port, "PORT")
             _check_port_free(self.settings.grpc_port, "GRPC_PORT")
+            if self.settings.grpc_metrics_port:
+                _check_port_free(self.settings.grpc_metrics_port, "GRPC_METRICS_PORT")
             env = self._child_env(self._redis_url())
             self._ensure_model(env)
             self.workers = [

@@ -16,8 +16,8 @@ import redis
 
 from inferq import model_config, priorities
 from inferq.model_config import ConfigError
+from inferq.repository import models_to_serve
 from inferq.settings import Settings
-from worker.served_models import models_to_serve
 
 log = logging.getLogger(__name__)
 

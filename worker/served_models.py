@@ -11,26 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from inferq.model_spec import ModelSpec
-from inferq.repository import Repository
+from inferq.repository import models_to_serve
 from inferq.settings import Settings
 from worker.model import LoadedModel
 from worker.model_holder import ModelHolder
 
 log = logging.getLogger(__name__)
-
-
-def repository_of(settings: Settings) -> Repository:
-    return Repository(settings.repository_root, single_model_name=settings.model_name)
-
-
-def models_to_serve(settings: Settings) -> dict[str, Path]:
-    """The repository's models that this worker serves, by name."""
-    wanted = settings.served_models
-    return {name: path for name, path in repository_of(settings).models().items() if wanted is None or name in wanted}
 
 
 class ServedModels:

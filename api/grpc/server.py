@@ -15,6 +15,9 @@ threads all the same.) Each process serves:
 - ``grpc.health.v1.Health`` (``api.grpc.health``);
 - server reflection is not served: clients such as grpcurl take the vendored .proto files.
 
+Its calls are counted by method and code (``api.grpc.metrics``), the servers' counts summed from a
+multiprocess directory of their own and served on GRPC_METRICS_PORT by the process that started them.
+
 With API_KEY set every RPC but health checking needs it as metadata (``api.grpc.auth``); with
 GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE set it serves TLS, and only TLS. On SIGTERM or SIGINT it
 stops taking calls, says NOT_SERVING, and gives the calls in flight up to SYNC_TIMEOUT_S + 5 s to
@@ -24,9 +27,12 @@ be answered, as the HTTP server's graceful stop.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -36,7 +42,9 @@ from flask import Flask
 from grpc_health.v1 import health_pb2_grpc
 
 from api.grpc.auth import ApiKeyInterceptor
+from api.grpc.decoding import DecodingInterceptor
 from api.grpc.health import Health
+from api.grpc.metrics import MULTIPROC_DIR, GrpcMetrics, MetricsInterceptor, scraped, serve_metrics
 from api.grpc.protos import grpc_service_pb2_grpc
 from api.grpc.servicer import InferenceServicer
 from api.grpc.tfserving.protos.tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -59,9 +67,15 @@ class GrpcServer:
                  reuse_port: bool = False) -> None:
         self.settings = settings
         self.app = app
+        self.metrics = GrpcMetrics()
+        # Metrics outermost: a call the key refuses is counted too.
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        if settings.api_key:
+            interceptors.append(ApiKeyInterceptor(settings.api_key))
+        interceptors.append(DecodingInterceptor())  # innermost: parses what the servicer is handed
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.grpc_threads, thread_name_prefix="grpc"),
-            interceptors=[ApiKeyInterceptor(settings.api_key)] if settings.api_key else [],
+            interceptors=interceptors,
             options=[("grpc.max_receive_message_length", settings.max_request_bytes),
                      ("grpc.max_send_message_length", _ANSWER_BYTES),
                      # Shared only among this server's own processes: otherwise a second server on
@@ -94,14 +108,26 @@ class GrpcServer:
 def serve(settings: Settings) -> int:
     """Run until SIGTERM or SIGINT: GRPC_PROCESSES servers, each its own ``python -m api.grpc --one``
     (grpcio does not survive a fork once started, and multiprocessing's spawn leaves a helper
-    process behind); a server that dies stops the rest, and the exit status says so."""
+    process behind); a server that dies stops the rest, and the exit status says so. This process
+    serves their metrics, summed, on GRPC_METRICS_PORT."""
     if settings.grpc_processes == 1:
-        serve_one(settings)
+        serve_one(settings, exported=True)
         return 0
+    metrics_dir = tempfile.mkdtemp(prefix="inferq-grpc-metrics-")
+    try:
+        return _serve_processes(settings, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve_processes(settings: Settings, metrics_dir: str) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    # The servers read the same environment, so the same settings.
+    # The servers read the same environment, so the same settings; and prometheus_client, imported
+    # afresh in each, keeps its values in files here.
+    os.environ[MULTIPROC_DIR] = metrics_dir
+    exporter = serve_metrics(settings.grpc_metrics_port, scraped()) if settings.grpc_metrics_port else None
     children = [subprocess.Popen([sys.executable, "-m", "api.grpc", ONE]) for _ in range(settings.grpc_processes)]
     while not stopping.wait(0.5):
         if any(child.poll() is not None for child in children):
@@ -116,22 +142,29 @@ def serve(settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+    if exporter is not None:
+        exporter.shutdown()
     # Stopped by a signal: done (a server still starting may have died of it); else one died unasked.
     return 0 if stopping.is_set() else 1
 
 
-def serve_one(settings: Settings, reuse_port: bool = False) -> None:
-    """One server process, until SIGTERM or SIGINT."""
+def serve_one(settings: Settings, reuse_port: bool = False, exported: bool = False) -> None:
+    """One server process, until SIGTERM or SIGINT (``exported``: serving its metrics too)."""
     from api import create_app
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     server = GrpcServer(create_app(settings), settings, reuse_port=reuse_port)
+    exporter = None
+    if exported and settings.grpc_metrics_port:
+        exporter = serve_metrics(settings.grpc_metrics_port, scraped(server.metrics.registry))
     server.start()
     log.info("gRPC front end on port %d (%s)", server.port, "TLS" if settings.grpc_tls_cert_file else "plaintext")
     stopping.wait()
     server.stop()
+    if exporter is not None:
+        exporter.shutdown()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,12 @@
-"""``inferq``: score a data set into a file, or recognise a few images, from the command line."""
+"""``inferq``: score a data set into a file, or recognise a few images, from the command line; and
+``inferq tune``, which measures a model on the host that will serve it (``worker.tune``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +23,15 @@ from inferq.client.state import StateFile, state_path
 OK, SOME_FAILED, ERROR, INTERRUPTED = 0, 1, 2, 130
 
 
+#: ``inferq tune``: run where the workers' side (TensorFlow) is installed, in a process of its own, so
+#: that the client never imports it.
+TUNE_COMMAND = "import sys; from worker.tune import main; sys.exit(main(sys.argv[1:]))"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tune"]:
+        return tune(argv[1:])
     args = _parser().parse_args(argv)
     client = Client(args.url, args.api_key, retry=RetryPolicy(patience_s=args.patience))
     try:
@@ -65,6 +76,19 @@ def score(client: Client, args: argparse.Namespace) -> int:
             bar.close()
     _report(summary, Path(args.out))
     return SOME_FAILED if summary.failures else OK
+
+
+def tune(argv: list[str]) -> int:
+    missing = [name for name in ("worker", "tensorflow") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"inferq tune: runs where the workers run, with TensorFlow: {' and '.join(missing)} not installed "
+              "here (pip install 'inferq[cpu]')", file=sys.stderr)
+        return ERROR
+    try:
+        return subprocess.run([sys.executable, "-c", TUNE_COMMAND, *argv], check=False).returncode
+    except KeyboardInterrupt:
+        print("\ninferq tune: interrupted; nothing written", file=sys.stderr)
+        return INTERRUPTED
 
 
 def recognize(client: Client, args: argparse.Namespace) -> int:
@@ -163,6 +187,10 @@ def _parser() -> argparse.ArgumentParser:
     one.add_argument("files", metavar="FILE", nargs="+",
                      help="image files (PNG, JPEG, ...), or .npy / IDX files of many")
     one.set_defaults(command=recognize)
+
+    # Parsed by ``worker.tune`` (main sends ``tune`` there first): here for the list of commands.
+    commands.add_parser("tune", add_help=False, help="measure a model on this host and propose its batch, "
+                        "thread and worker settings (inferq tune --help)")
     return parser
 
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from inferq.client import routes, uploads
 from inferq.client.dataset import open_dataset
 from inferq.client.errors import HttpError
-from inferq.client.http import IDEMPOTENCY_KEY, RetryPolicy, Transport
-from inferq.client.job import Answer, Job
+from inferq.client.http import RetryPolicy, Transport
+from inferq.client.job import Answer, Job, submit
 from inferq.client.scoring import Chunk, score_chunks
 
 #: The API's MAX_IMAGES_PER_REQUEST unless it was changed.
@@ -64,13 +64,7 @@ class Client:
                      idempotency_key: str | None = None) -> Job:
         """One job of ``batch``. With ``idempotency_key``, the service makes at most one job of every
         request that carries it (retries included): sending it again answers the same job."""
-        body, content_type = uploads.multipart(batch)
-        headers = {"Content-Type": content_type}
-        if idempotency_key is not None:
-            headers[IDEMPOTENCY_KEY] = f'"{idempotency_key}"'
-        answer = self.transport.request("POST", routes.jobs(model, callback), body, headers)
-        return Job(self.transport, answer.json()["job_id"], answer.headers.get("Location"),
-                   [name for item in batch for name in item.names()])
+        return submit(self.transport, batch, model, callback, idempotency_key=idempotency_key)
 
     def job(self, job_id: str, location: str | None = None) -> Job:
         """A job submitted earlier, by its id (or its ``Location``)."""
@@ -84,7 +78,7 @@ class Client:
         At most ``concurrency`` chunks are in flight; a chunk whose job failed carries its error.
         ``callback``: as for :meth:`submit`, for each chunk's job.
         """
-        return score_chunks(self, open_dataset(dataset), model=model, chunk=min(chunk, self.max_images),
+        return score_chunks(self.transport, open_dataset(dataset), model=model, chunk=min(chunk, self.max_images),
                             concurrency=concurrency, callback=callback)
 
     def stop(self) -> None:

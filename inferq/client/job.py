@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from inferq.client import routes
+from inferq.client import routes, uploads
 from inferq.client.errors import HttpError, JobCancelled, JobExpired, JobFailed, JobLost, NotDone
-from inferq.client.http import Transport
+from inferq.client.http import IDEMPOTENCY_KEY, Transport
 
 #: A job's statuses as the service reports them (the client's copy: it imports nothing of the
 #: server's; tests/client holds it equal to ``inferq.jobs``).
@@ -120,3 +120,16 @@ class Job:
         results = record["result"]["results"]
         names = self.names if self.names is not None and len(self.names) == len(results) else [None] * len(results)
         return [Answer.from_result(result, name) for result, name in zip(results, names, strict=True)]
+
+
+def submit(transport: Transport, batch: list[uploads.Item], model: str | None = None, callback: str | None = None,
+           *, idempotency_key: str | None = None) -> Job:
+    """One job of ``batch``. With ``idempotency_key``, the service makes at most one job of every
+    request that carries it (retries included): sending it again answers the same job."""
+    body, content_type = uploads.multipart(batch)
+    headers = {"Content-Type": content_type}
+    if idempotency_key is not None:
+        headers[IDEMPOTENCY_KEY] = f'"{idempotency_key}"'
+    answer = transport.request("POST", routes.jobs(model, callback), body, headers)
+    return Job(transport, answer.json()["job_id"], answer.headers.get("Location"),
+               [name for item in batch for name in item.names()])

@@ -62,7 +62,7 @@ def score_file(client: Client, source: str | Path, output: str | Path, *, model:
         on_start(len(dataset), done_images)
     started = time.perf_counter()
     scored = 0
-    chunks = score_chunks(client, dataset, model=model, chunk=chunk, concurrency=concurrency,
+    chunks = score_chunks(client.transport, dataset, model=model, chunk=chunk, concurrency=concurrency,
                           first_chunk=state.state.done_chunks,
                           known_jobs={int(index): location for index, location in state.state.jobs.items()},
                           on_submit=state.job_sent, callback=callback, run_id=state.state.run_id)

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferq.client.errors import HttpError, JobCancelled, JobFailed, JobLost
-from inferq.client.job import Answer, Job
+from inferq.client.http import Transport
+from inferq.client.job import Answer, Job, submit
 from inferq.client.pipeline import ordered
 
 if TYPE_CHECKING:
-    from inferq.client.client import Client
     from inferq.client.dataset import Dataset
 
 #: The service refused the chunk's content itself: sending it again would be refused again.
@@ -43,7 +43,7 @@ class Chunk:
         return np.array([answer.label for answer in self.answers], np.int64)
 
 
-def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: int, concurrency: int,
+def score_chunks(transport: Transport, dataset: Dataset, *, model: str | None, chunk: int, concurrency: int,
                  first_chunk: int = 0, known_jobs: dict[int, str] | None = None,
                  on_submit: Callable[[int, str], None] | None = None,
                  callback: str | None = None, run_id: str | None = None) -> Iterator[Chunk]:
@@ -71,14 +71,14 @@ def score_chunks(client: Client, dataset: Dataset, *, model: str | None, chunk: 
             location = known.pop(index, None)
             if location is not None:
                 try:
-                    return Chunk(index, start, names, Job.at(client.transport, location, names).wait())
+                    return Chunk(index, start, names, Job.at(transport, location, names).wait())
                 except (JobLost, JobCancelled):
                     pass  # expired, never made, or cancelled: send it again
                 except JobFailed as exc:
                     return Chunk(index, start, names, error=exc.error)
             try:
-                job = client.submit_items(dataset.items(start, stop), model, callback,
-                                          idempotency_key=f"{run_id}-{index}")
+                job = submit(transport, dataset.items(start, stop), model, callback,
+                             idempotency_key=f"{run_id}-{index}")
             except HttpError as exc:
                 if exc.status in CHUNK_REFUSALS:
                     return Chunk(index, start, names, error=f"refused ({exc.status}): {exc.message}")

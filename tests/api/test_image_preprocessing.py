@@ -16,8 +16,8 @@ from PIL import Image
 from api import images
 from api.errors import image_error_status
 from api.image_errors import ImageError
+from api.image_inputs import ImageInput, image_input, to_model_values
 from api.image_preprocessing import decode_for
-from inferq.image_inputs import ImageInput, image_input, to_model_values
 from inferq.model_config import ImageConfig
 from inferq.model_spec import ANY, TensorSpec
 from tests.conftest import png_bytes

@@ -16,7 +16,7 @@ from api import images
 from api.errors import image_error_status
 from api.image_arrays import decode_array
 from api.image_errors import ImageError
-from inferq.image_inputs import image_input
+from api.image_inputs import image_input
 from tests.support.specs import mnist_spec
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,6 @@ from api.errors import ApiError
 from api.tensor_values import NUMPY
 from api.tfserving_classify import classifications, not_a_classifier
 from api.tfserving_codec import columnar_outputs, decode_columns, decode_examples, decode_instances, predictions
-from inferq.answers import class_output
 from inferq.dtypes import BY_NAME
 from inferq.model_config import ModelConfig
 from inferq.model_spec import ModelSpec, TensorSpec
@@ -236,11 +235,11 @@ LOGITS = TensorSpec("logits", "float32", (-1, 10))
 
 
 def test_the_class_output():
-    assert class_output(MNIST) == PROBABILITIES  # the one float [-1, C]
+    assert MNIST.class_output() == PROBABILITIES  # the one float [-1, C]
     digits = tuple("0123456789")
-    assert class_output(output_spec(LABELS, PROBABILITIES, labels=digits)) == PROBABILITIES
-    assert class_output(output_spec(LOGITS, PROBABILITIES)) == PROBABILITIES  # named as scores
-    assert class_output(output_spec(LOGITS, TensorSpec("scores", "float16", (-1, 3)), labels=("a", "b", "c"))) \
+    assert output_spec(LABELS, PROBABILITIES, labels=digits).class_output() == PROBABILITIES
+    assert output_spec(LOGITS, PROBABILITIES).class_output() == PROBABILITIES  # named as scores
+    assert output_spec(LOGITS, TensorSpec("scores", "float16", (-1, 3)), labels=("a", "b", "c")).class_output() \
         == TensorSpec("scores", "float16", (-1, 3))
 
 
@@ -253,7 +252,7 @@ def test_the_class_output():
     output_spec(TensorSpec("probabilities", "int32", (-1, 10))),
 ])
 def test_no_class_output(spec):
-    assert class_output(spec) is None
+    assert spec.class_output() is None
 
 
 def test_a_model_without_class_scores_is_a_400_for_classify():

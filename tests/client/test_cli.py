@@ -84,3 +84,13 @@ def test_the_command_is_installed_with_the_package():
     command = Path(sys.executable).parent / "inferq"
     shown = subprocess.run([str(command), "score", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--resume" in shown and "--concurrency N" in shown
+
+
+def test_tune_where_the_workers_side_is_not_installed_says_so(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "tensorflow" else real(name))
+    assert main(["tune", "models/mnist"]) == 2
+    err = capsys.readouterr().err
+    assert "inferq tune: runs where the workers run" in err and "tensorflow not installed" in err

@@ -571,7 +571,8 @@ def test_the_grpc_front_end_runs_beside_the_api_probed_over_grpc_health(objects)
     assert grpc["command"] == COMPOSE["grpc"]["command"] == ["python", "-m", "api.grpc"]
     assert importlib.util.find_spec("api.grpc.__main__") is not None
     port = cluster_settings(objects).grpc_port
-    assert {p["name"]: p["containerPort"] for p in grpc["ports"]} == {"grpc": port}
+    metrics_port = cluster_settings(objects).grpc_metrics_port
+    assert {p["name"]: p["containerPort"] for p in grpc["ports"]} == {"grpc": port, "grpc-metrics": metrics_port}
     assert grpc["readinessProbe"]["grpc"] == {"port": port, "service": "inference.GRPCInferenceService"}
     assert grpc["livenessProbe"]["grpc"] == {"port": port}
     from api.grpc.health import INFERENCE, SERVER
@@ -581,3 +582,4 @@ def test_the_grpc_front_end_runs_beside_the_api_probed_over_grpc_health(objects)
     service = named(objects, "Service", "inferq-api")
     assert {"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "kubernetes.io/h2c"} in \
         service["spec"]["ports"]
+    assert {"name": "grpc-metrics", "port": metrics_port, "targetPort": "grpc-metrics"} in service["spec"]["ports"]

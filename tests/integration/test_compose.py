@@ -40,6 +40,7 @@ def test_the_services_and_how_they_start():
     assert SERVICES["worker-gpu"]["profiles"] == ["gpu"]
     assert SERVICES["api"]["ports"] == ["${PORT:-8080}:8080"]
     assert SERVICES["grpc"]["ports"] == ["${GRPC_PORT:-8001}:8001"]
+    assert SERVICES["grpc"]["expose"] == [str(Settings().grpc_metrics_port)]  # its metrics, not published
     assert SERVICES["grpc"]["command"] == ["python", "-m", "api.grpc"]
 
 

@@ -27,7 +27,8 @@ class Launcher:
         self.log = tmp_path / "make-up.log"
         env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
         env.update(RUN_DIR=str(tmp_path / "run"), MNIST_DATA_DIR=str(MNIST_DIR), HEARTBEAT_INTERVAL_S="0.5",
-                   API_PROCESSES="1", API_THREADS="4", PYTHONUNBUFFERED="1", GRPC_PORT=str(free_port()))
+                   API_PROCESSES="1", API_THREADS="4", PYTHONUNBUFFERED="1", GRPC_PORT=str(free_port()),
+                   GRPC_METRICS_PORT=str(free_port()))
         env.update({name.upper(): str(value) for name, value in settings.items()})
         self.port = int(env.get("PORT", 8080))
         self.grpc_port = int(env["GRPC_PORT"])

@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
+from typing import NamedTuple
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from werkzeug.serving import make_server
 
 from api import create_app
 from inferq.jobs import Outcome
 from inferq.settings import Settings
+from launcher import grpc_command
+from launcher.processes import free_port
 from tests.support.models import build_model
-from tests.support.processes import WorkerProcess, worker_env
+from tests.support.processes import REPO, WorkerProcess, worker_env
 from tests.support.specs import go_server_spec
 from tests.support.stand_in import STAND_IN_VERSION
+from tests.support.waiting import wait_for
 
 MODEL_NAME = "mnist"
 #: A model built as the original Go server loaded it: no signature, labels only.
@@ -99,6 +108,52 @@ def served_over_grpc(app, settings: Settings | None = None) -> Iterator[str]:
         yield f"127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+#: The API key the gRPC front end's own process (``grpc_process``) asks for.
+API_KEY = "grpc-s3cret"
+KEY = {"authorization": f"Bearer {API_KEY}"}
+
+
+def health(address: str, service: str = "") -> int | None:
+    """grpc.health.v1's answer for ``service``; None while nothing answers."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                             timeout=1).status
+        except grpc.RpcError:
+            return None
+
+
+class GrpcProcess(NamedTuple):
+    process: subprocess.Popen
+    address: str
+    metrics_port: int
+
+
+@pytest.fixture(scope="module")
+def grpc_process(real_worker, own_redis_url, tmp_path_factory) -> Iterator[GrpcProcess]:
+    """The gRPC front end's own process (``python -m api.grpc``, as ``make up`` starts it: GRPC_PROCESSES
+    servers) on the real worker, asking for API_KEY, its metrics on a port of its own."""
+    port, metrics_port = free_port(), free_port()
+    log_path = tmp_path_factory.mktemp("grpc") / "grpc.log"
+    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", HEARTBEAT_INTERVAL_S="0.5",
+               GRPC_PORT=str(port), API_KEY=API_KEY, PYTHONUNBUFFERED="1", GRPC_METRICS_PORT=str(metrics_port))
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+
+    def serving() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        return health(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
+
+    try:
+        wait_for(serving, 30, "the gRPC front end to serve")
+        yield GrpcProcess(process, address, metrics_port)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
 
 
 @pytest.fixture(scope="module")

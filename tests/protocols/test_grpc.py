@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import queue
 import shutil
+import struct
 import subprocess
 import time
 
@@ -469,6 +470,139 @@ def test_the_messages_are_the_http_routes(stand_in, stub):
     expected = http.post("/v2/models/mnist/infer", json=body).get_json()["error"]
     assert refusal(lambda: stub.ModelInfer(typed_request("UINT8", [1, 784], "uint_contents", [300] + [0] * 783))) \
         == (grpc.StatusCode.INVALID_ARGUMENT, expected)
+
+
+#: Each gRPC request beside the HTTP v2 body that is refused for the same reason (tests/protocols/
+#: test_malformed.py's cases, where gRPC can send them): the message must be the HTTP route's.
+ZEROS = [0.0] * 784
+AS_HTTP = {
+    "no inputs": (raw_request(), {"inputs": []}),
+    "unknown input": (raw_request(("x", "FP32", [1, 784], BLACK.tobytes())),
+                      {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 784], "data": ZEROS}]}),
+    "two inputs": (raw_request(GOOD, GOOD), {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784],
+                                                          "data": ZEROS}] * 2}),
+    "datatype": (typed_request("INT32", [1, 784], "int_contents", [0] * 784),
+                 {"inputs": [{"name": "inputdata", "datatype": "INT32", "shape": [1, 784], "data": [0] * 784}]}),
+    "shape not an image": (typed_request("FP32", [1, 10], "fp32_contents", [0.0] * 10),
+                           {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 10],
+                                        "data": [0.0] * 10}]}),
+    "shape and data disagree": (typed_request("FP32", [2, 784], "fp32_contents", ZEROS),
+                                {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [2, 784],
+                                             "data": ZEROS}]}),
+    "no rows": (typed_request("FP32", [0, 784], "fp32_contents", []),
+                {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [0, 784], "data": []}]}),
+    "too many": (typed_request("FP32", [5, 784], "fp32_contents", ZEROS * 5),
+                 {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [5, 784], "data": ZEROS * 5}]}),
+    "UINT8 too bright": (typed_request("UINT8", [1, 784], "uint_contents", [300] + [0] * 783),
+                         {"inputs": [{"name": "inputdata", "datatype": "UINT8", "shape": [1, 784],
+                                      "data": [300] + [0] * 783}]}),
+    "unknown output": (raw_request(GOOD, outputs=[service_pb2.ModelInferRequest.InferRequestedOutputTensor(
+        name="logits")]), {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784], "data": ZEROS}],
+                           "outputs": [{"name": "logits"}]}),
+    "bad priority": (raw_request(GOOD, parameters=parameters(priority="urgent")),
+                     {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784], "data": ZEROS}],
+                      "parameters": {"priority": "urgent"}}),
+    "priority not a level": (raw_request(GOOD, parameters=parameters(priority=True)),
+                             {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784],
+                                          "data": ZEROS}], "parameters": {"priority": True}}),
+    "bad timeout": (raw_request(GOOD, parameters=parameters(timeout=-5)),
+                    {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784], "data": ZEROS}],
+                     "parameters": {"timeout": -5}}),
+    "timeout not a number": (raw_request(GOOD, parameters=parameters(timeout="soon")),
+                             {"inputs": [{"name": "inputdata", "datatype": "FP32", "shape": [1, 784],
+                                          "data": ZEROS}], "parameters": {"timeout": "soon"}}),
+}
+
+
+@pytest.mark.parametrize("request_, body", AS_HTTP.values(), ids=AS_HTTP.keys())
+def test_each_refusal_is_the_http_routes_word_for_word(stand_in, stub, request_, body):
+    http = stand_in[0].test_client().post("/v2/models/mnist/infer", json=body)
+    assert http.status_code == 400, http.get_json()
+    assert refusal(lambda: stub.ModelInfer(request_)) == (grpc.StatusCode.INVALID_ARGUMENT, http.get_json()["error"])
+    assert stand_in[1].sent == []
+
+
+def test_an_unknown_model_is_not_found_with_the_http_message(stand_in, stub):
+    request = raw_request(GOOD)
+    request.model_name = "fashion"
+    expected = stand_in[0].test_client().post("/v2/models/fashion/infer", json={"inputs": []})
+    assert expected.status_code == 404
+    assert refusal(lambda: stub.ModelInfer(request)) == (grpc.StatusCode.NOT_FOUND, expected.get_json()["error"])
+
+
+#: Strings of any length in, as a tokenizer's input: a BYTES shape [N, anything] fits it.
+TOKENS = ModelSpec("tokens", 1, "serving_default", (TensorSpec("tokens", "string", (ANY, ANY), "tokens:0"),),
+                   (TensorSpec("score", "float32", (ANY,), "score:0"),))
+
+
+@pytest.mark.parametrize("shape", [[1, 10**13], [2, 2**62]])
+@pytest.mark.parametrize("typed", [False, True], ids=["raw", "typed"])
+def test_a_bytes_shape_far_past_its_strings_is_refused_before_anything_is_allocated(make_app, serve, shape, typed):
+    """As over HTTP (test_malformed.py): the declared shape is checked against the strings sent, not
+    allocated first (once a MemoryError, a 500)."""
+    serve(spec=TOKENS, version=1)
+    app, worker = make_app()
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="tokens", datatype="BYTES", shape=shape)
+    request = service_pb2.ModelInferRequest(model_name="tokens", inputs=[tensor])
+    if typed:
+        request.inputs[0].contents.bytes_contents.append(b"x")
+    else:
+        request.raw_input_contents.append(struct.pack("<I", 1) + b"x")
+    with served_over_grpc(app) as address, grpc.insecure_channel(address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        code, details = refusal(lambda: stub.ModelInfer(request))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert f"BYTES binary data holds 1 strings (each a 4-byte little-endian length, then its bytes); its " \
+               f"shape needs {shape[0] * shape[1]}" in details
+        assert worker.sent == []
+        del request.inputs[0].shape[:]
+        request.inputs[0].shape.extend([1, 1])
+        assert stub.ModelInfer(request).model_name == "tokens"
+
+
+def test_any_float_reaches_the_model_as_sent(stand_in, stub):
+    """NaN, infinities, fractions and numbers past a pixel's range are FP32 values like any other,
+    as over HTTP: the model, not the protocol, says what they mean."""
+    odd = np.array([256.0, -0.5, 12.4, np.nan, np.inf, -np.inf] + [0.0] * 778, np.float32).reshape(1, 784)
+    stub.ModelInfer(raw_request(("inputdata", "FP32", [1, 784], odd.tobytes())))
+    stub.ModelInfer(typed_request("FP32", [1, 784], "fp32_contents", odd.ravel().tolist()))
+    for job in stand_in[1].sent:
+        np.testing.assert_array_equal(job.inputs["inputdata"], odd)
+    assert len(stand_in[1].sent) == 2
+
+
+def test_a_message_that_is_no_request_is_refused_as_the_clients_error(stand_in):
+    """Bytes that do not parse as a ModelInferRequest: INVALID_ARGUMENT, as HTTP's 400 for a body that
+    is no JSON (grpcio by itself answers INTERNAL), for one call and for a stream's request alike."""
+    garbage = b"\xff\xff\xff\xff not protobuf"
+    with served_over_grpc(stand_in[0]) as address, grpc.insecure_channel(address) as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        code, details = refusal(lambda: infer(garbage))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert details.startswith("the request does not parse: Error parsing message")
+        stream = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+        code, details = refusal(lambda: list(stream(iter([garbage]))))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert details.startswith("the request does not parse")
+        predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")  # every service alike
+        assert refusal(lambda: predict(garbage))[0] == grpc.StatusCode.INVALID_ARGUMENT
+        assert stand_in[1].sent == []
+        # And one that parses is answered, on the same channel.
+        answered = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")(
+            raw_request(GOOD).SerializeToString())
+    assert service_pb2.ModelInferResponse.FromString(answered).model_name == "mnist"
+
+
+def test_a_message_past_max_request_bytes_is_resource_exhausted(make_app, serve):
+    serve()
+    app, worker = make_app(max_request_bytes=64 * 1024)
+    big = np.zeros((30, 784), np.float32)  # 94 KB
+    with served_over_grpc(app) as address, grpc.insecure_channel(address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        code, _ = refusal(lambda: stub.ModelInfer(raw_request(("inputdata", "FP32", [30, 784], big.tobytes()))))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert stub.ModelInfer(raw_request(GOOD)).model_name == "mnist"  # the server goes on
+    assert len(worker.sent) == 1
 
 
 # --- the API key, health checking -----------------------------------------------------------------

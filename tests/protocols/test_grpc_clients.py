@@ -16,52 +16,16 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from tritonclient.utils import InferenceServerException
 
 from launcher import grpc_command
 from launcher.processes import descendants, free_port
-from tests.protocols.conftest import REAL_LABEL, REAL_VERSION
+from tests.protocols.conftest import KEY, REAL_LABEL, REAL_VERSION, health
 from tests.support.processes import REPO
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-API_KEY = "grpc-s3cret"
-KEY = {"authorization": f"Bearer {API_KEY}"}
-
-
-def health(address: str, service: str = "") -> int | None:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
-                                                             timeout=1).status
-        except grpc.RpcError:
-            return None
-
-
-@pytest.fixture(scope="module")
-def grpc_process(real_worker, own_redis_url, tmp_path_factory) -> Iterator[tuple[subprocess.Popen, str]]:
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("grpc") / "grpc.log"
-    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", HEARTBEAT_INTERVAL_S="0.5",
-               GRPC_PORT=str(port), API_KEY=API_KEY, PYTHONUNBUFFERED="1")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-
-    def serving() -> bool:
-        assert process.poll() is None, log_path.read_text()
-        return health(address, "inference.GRPCInferenceService") == health_pb2.HealthCheckResponse.SERVING
-
-    try:
-        wait_for(serving, 30, "the gRPC front end to serve")
-        yield process, address
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(30)
-
 
 @pytest.fixture(scope="module")
 def triton(grpc_process) -> Iterator[triton_grpc.InferenceServerClient]:
@@ -288,7 +252,8 @@ def test_tf_serving_refusals_are_status_codes(tf_serving):
 
 def test_sigterm_stops_it_cleanly(real_worker, own_redis_url, tmp_path):
     port = free_port()
-    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", GRPC_PORT=str(port))
+    env = dict(os.environ, REDIS_URL=own_redis_url, QUEUE_NAME="protocols", GRPC_PORT=str(port),
+               GRPC_METRICS_PORT=str(free_port()))
     process = subprocess.Popen(grpc_command(), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
     try:

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
 
+from api.image_inputs import image_input, to_model_values
 from api.image_preprocessing import decode_for
 from inferq import model_config
-from inferq.image_inputs import image_input, to_model_values
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
 from tests.protocols.conftest import served_over_http

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from inferq.repository import models_to_serve
 from inferq.settings import Settings
 from tests.worker.fake_loading import add_version
-from worker.served_models import ServedModels, models_to_serve
+from worker.served_models import ServedModels
 
 
 @pytest.fixture

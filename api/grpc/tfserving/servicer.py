@@ -35,7 +35,6 @@ from api.served_models import Served
 from api.tensors import infer, served_model
 from api.tfserving_classify import classifications, not_a_classifier
 from api.tfserving_metadata import check_signature, signature_def_map, signature_name, version_status
-from inferq.answers import class_output
 from inferq.model_spec import ModelSpec, TensorSpec
 from inferq.priorities import INTERACTIVE
 
@@ -103,7 +102,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @answered
     def Classify(self, request: classification_pb2.ClassificationRequest, context):  # noqa: N802
         served = _served(request.model_spec)
-        scores = class_output(served.spec)
+        scores = served.spec.class_output()
         if scores is None:
             raise not_a_classifier(served.spec)
         listed, shared = examples.examples_of(request.input)
