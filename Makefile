@@ -45,6 +45,7 @@ compose-test: setup
 # The load comes from wrk and, for the tensor path over HTTP and gRPC, h2load (nghttp2-client): Debian
 # packages, installed here when missing and we may.
 # MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).
+# The tensor path also runs on NVIDIA PyTriton (bench.peers), from .venv-pytriton, built the first time.
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }
@@ -64,4 +65,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-pytriton .run .pytest_cache .ruff_cache

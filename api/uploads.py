@@ -15,6 +15,7 @@ words, echoed back in answers and never used as paths.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -37,6 +38,11 @@ BULK_FIELD = "images"
 #: small images cost a handful of hand-offs, few enough that another request waits on one chunk
 #: at most (a single image at the pixel limit is a chunk of its own).
 CHUNK_PIXELS = 1 << 20
+#: Pixels of images decoded on the request's own greenlet, not handed to a native thread: for a
+#: chunk this small the hand-off and the wake-up back cost more than the decode (an MNIST digit:
+#: about 30 µs decoded in place against 70 µs handed off, docs/benchmarks.md), and the hub is held
+#: for no longer than a Redis round trip.
+INLINE_PIXELS = 1 << 16
 
 T = TypeVar("T")
 
@@ -107,9 +113,9 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
             filenames += [f"{part.filename}#{i}" for i in range(len(pixels[part.index]))]
         if len(filenames) > settings.max_images_per_request:
             raise ApiError(413, f"more than the {settings.max_images_per_request} images allowed in one request")
-    for chunk in _chunks(images):
-        for part, decoded in zip(chunk, offload.run(_decode_chunk, chunk, geometry, settings.max_image_pixels),
-                                 strict=True):
+    for chunk, chunk_pixels in _chunks(images):
+        decode = _decode_chunk if chunk_pixels <= INLINE_PIXELS else functools.partial(offload.run, _decode_chunk)
+        for part, decoded in zip(chunk, decode(chunk, geometry, settings.max_image_pixels), strict=True):
             pixels[part.index] = _checked(part, _raised, decoded)
     ordered = [pixels[part.index] for part in parts]
     stacked = ordered[0] if len(ordered) == 1 else np.concatenate(ordered)
@@ -138,18 +144,18 @@ def _checked(part: _Part, step: Callable[..., T], *args: object) -> T:
                        filename=part.filename, index=part.index) from None
 
 
-def _chunks(images: list[tuple[_Part, int]]) -> Iterator[list[_Part]]:
-    """The images in order, in runs of about :data:`CHUNK_PIXELS`."""
+def _chunks(images: list[tuple[_Part, int]]) -> Iterator[tuple[list[_Part], int]]:
+    """The images in order, in runs of about :data:`CHUNK_PIXELS`, each with its pixels."""
     chunk: list[_Part] = []
     size = 0
     for part, image_pixels in images:
         if chunk and size + image_pixels > CHUNK_PIXELS:
-            yield chunk
+            yield chunk, size
             chunk, size = [], 0
         chunk.append(part)
         size += image_pixels
     if chunk:
-        yield chunk
+        yield chunk, size
 
 
 def _decode_chunk(chunk: list[_Part], geometry: ImageInput, max_pixels: int) -> list[np.ndarray | ImageError]:

@@ -6,8 +6,10 @@ By default three models, one per regime (``bench.models``): the original MLP (HT
 and shorter points; ``--model`` names one model to run instead, any SavedModel that takes MNIST
 images. Every scenario (``bench.scenarios``) runs against each model, the reference server serving
 the same SavedModel under the same HTTP server; ``--servers`` names the HTTP servers whose sync
-sweeps run side by side. Load comes from wrk (Debian's package), which costs far less CPU than the
-servers it drives; the tensor path's, over HTTP and gRPC alike, from h2load (``bench.tensors``).
+sweeps run side by side. The tensor path also runs on NVIDIA PyTriton (``bench.peers``), the server
+users would pick instead, with the same model, load and batching limits. Load comes from wrk
+(Debian's package), which costs far less CPU than the servers it drives; the tensor path's, over
+HTTP and gRPC alike, from h2load (``bench.tensors``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import models, report
+from bench import models, peers, report
 from bench.bodies import one_image_bodies, test_digits
 from bench.scenarios import ModelRun, Plan, run_model
 from bench.systems import redis_server
@@ -40,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(API_SERVERS),
                         help="HTTP servers to measure inferq and the reference under, side by side; the first "
                              "for every scenario, the others for the sync sweeps (default: %(default)s)")
+    parser.add_argument("--no-pytriton", action="store_true",
+                        help="leave out the peer, NVIDIA PyTriton on the tensor path (bench.peers builds its venv "
+                             "the first time: about 1 GB)")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench: wrk is missing; install it with `apt-get install wrk`", file=sys.stderr)
@@ -59,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
         plan = Plan.for_run(args.quick, args.servers.split(","))
+        peer = None if args.no_pytriton else _peer()
         images, labels = test_digits(data_dir)
         bodies = one_image_bodies(images, labels, 200, work / "bodies")
         runs: list[ModelRun] = []
         with redis_server(work) as redis_url:
             for index, model in enumerate(chosen):
                 print(f"bench: {model.name} ({model.regime}): {model.origin}", flush=True)
-                runs.append(run_model(model, redis_url, plan, images, labels, bodies, work, with_mixed=index == 0))
+                runs.append(run_model(model, redis_url, plan, images, labels, bodies, work, with_mixed=index == 0,
+                                     peer=peer))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -78,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {RESULTS / stamp}.json, plots: {', '.join(map(str, plots))}")
     print(json.dumps({run.model.name: run.summary() for run in runs}))
     return 0
+
+
+def _peer() -> Path | None:
+    """PyTriton's interpreter, its venv built where it is missing; None, having said why, where it cannot be."""
+    try:
+        return peers.ensure_venv()
+    except peers.PeerUnavailable as exc:
+        print(f"bench: {exc}; the run measures no PyTriton", file=sys.stderr, flush=True)
+        return None
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def model_report(run: ModelRun) -> str:
     if run.mixed is not None:
         lines += ["Interactive requests beside a full bulk queue (bench.mixed):", mixed_table(run.mixed)]
     if run.tensors:
-        lines += ["The tensor path, one FP32 image a request, KServe v2 over HTTP and gRPC (bench.tensors):",
+        lines += ["The tensor path, one FP32 image a request, KServe v2 over HTTP and gRPC (bench.tensors), on inferq "
+                  "and, where measured, on PyTriton (bench.peers):",
                   tensor_table(run.tensors)]
     if run.tuned is not None:
         lines.append(tuned_table(run.tuned))

@@ -27,6 +27,7 @@ from bench.drain import DrainResult, drain
 from bench.load import BulkResult, SyncPoint, bulk, wrk
 from bench.mixed import MIXED_QUEUE_DEPTH, MixedResult, mixed
 from bench.models import BenchModel
+from inferq.settings import Settings
 
 
 @dataclasses.dataclass
@@ -111,7 +112,26 @@ class ModelRun:
                 f"tensor_grpc_vs_http_c{clients}": round(grpc[clients].rps / http[clients].rps, 2),
                 f"tensor_http_p99_ms_c{clients}": round(http[clients].p99_ms, 1),
                 f"tensor_grpc_p99_ms_c{clients}": round(grpc[clients].p99_ms, 1),
+                f"tensor_http_p50_ms_c{clients}": round(http[clients].p50_ms, 2),
+                f"tensor_grpc_p50_ms_c{clients}": round(grpc[clients].p50_ms, 2),
             })
+        if tensors.PEER_HTTP in self.tensors:
+            figures["pytriton"] = self._peer_summary(http, grpc)
+        return figures
+
+    def _peer_summary(self, http: dict[int, SyncPoint], grpc: dict[int, SyncPoint]) -> dict[str, float]:
+        """PyTriton's figures over each carrier, and inferq's throughput over them, carrier by carrier."""
+        figures: dict[str, float] = {}
+        for carrier, ours, name in (("http", http, tensors.PEER_HTTP), ("grpc", grpc, tensors.PEER_GRPC)):
+            theirs = _by_clients(self.tensors[name])
+            for clients in sorted(set(ours) & set(theirs)):
+                figures.update({
+                    f"{carrier}_rps_c{clients}": round(theirs[clients].rps, 1),
+                    f"{carrier}_p50_ms_c{clients}": round(theirs[clients].p50_ms, 2),
+                    f"{carrier}_p99_ms_c{clients}": round(theirs[clients].p99_ms, 1),
+                    f"inferq_vs_pytriton_{carrier}_c{clients}": round(ours[clients].rps / theirs[clients].rps, 2)
+                    if theirs[clients].rps else 0.0,
+                })
         return figures
 
     def _mixed_summary(self) -> dict[str, object]:
@@ -147,7 +167,8 @@ class ModelRun:
 
 
 def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray, labels: np.ndarray,
-              bodies: list[Path], work: Path, *, with_mixed: bool) -> ModelRun:
+              bodies: list[Path], work: Path, *, with_mixed: bool, peer: Path | None = None) -> ModelRun:
+    """``peer``: PyTriton's interpreter (``bench.peers``), to run the tensor path on it too; None: no peer."""
     first, *others = plan.servers
     sweeps: dict[str, list[SyncPoint]] = {}
     mixed_result = None
@@ -171,6 +192,15 @@ def run_model(model: BenchModel, redis_url: str, plan: Plan, images: np.ndarray,
     drained = drain(redis_url, model.model_dir, images, count=plan.drain_messages, per_message=1)
     with systems.seed_reference(model.model_dir, bodies[0].read_bytes(), first) as base:
         sweeps["seed reference"] = _sweep(base, plan, bodies)
+    if peer is not None:
+        # Batching as inferq's workers were told to (MAX_BATCH_SIZE, MAX_BATCH_WAIT_MS): same load, same limits.
+        settings = Settings.from_env()
+        with systems.pytriton_reference(model.model_dir, peer, max_batch_size=settings.max_batch_size,
+                                        max_batch_wait_ms=settings.max_batch_wait_ms,
+                                        log_file=work / "pytriton.log") as running_peer:
+            by_carrier.update(tensors.sweep(running_peer.base_url, running_peer.grpc_address, systems.SERVED_MODEL,
+                                            tensor_body, plan.tensor_clients, plan.seconds, work / "tensors",
+                                            names=(tensors.PEER_HTTP, tensors.PEER_GRPC)))
     for server in others:
         with systems.inferq(redis_url, model.model_dir, API_SERVER=server) as base:
             sweeps[f"inferq@{server}"] = _sweep(base, plan, bodies)

@@ -1,9 +1,11 @@
-"""What cancelling and idempotency keys add: ``python -m bench.store_steps redis://host:port/db``.
+"""What the store's steps cost: ``python -m bench.store_steps redis://host:port/db``.
 
 Times, on the job store as the API and a worker call it: the worker's look for cancelled jobs before
-a batch runs (one script a batch, of 1, 16 and 64 jobs), and a one-job admission alone against one
-with an ``Idempotency-Key`` reserved before and settled after. Empties the database it is given,
-before and after.
+a batch runs (one script a batch, of 1, 16 and 64 jobs); a batch's start as it was (that look, then
+the mark running) against ``JobStore.start`` (one script), in turn; a batch's acks as kombu sends
+them (a transaction a message) against one transaction (``inferq.broker.acks_together``), in turn;
+and a one-job admission alone against one with an ``Idempotency-Key`` reserved before and settled
+after. Empties the database it is given, before and after.
 """
 
 from __future__ import annotations
@@ -34,6 +36,38 @@ def timed(step: Callable[[], object], rounds: int = ROUNDS) -> tuple[float, floa
     return statistics.median(samples) * 1e6, samples[int(0.99 * len(samples))] * 1e6
 
 
+def timed_pair(first: Callable[[], object], second: Callable[[], object],
+               rounds: int = ROUNDS) -> tuple[tuple[float, float], tuple[float, float]]:
+    """:func:`timed` of two steps, a round of each in turn, so that a machine that slows down slows both."""
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for step, taken in zip((first, second), samples, strict=True):
+            started = time.perf_counter()
+            step()
+            taken.append(time.perf_counter() - started)
+    return tuple((statistics.median(taken) * 1e6, sorted(taken)[int(0.99 * rounds)] * 1e6)  # type: ignore[return-value]
+                 for taken in samples)
+
+
+def _look_then_mark(store: JobStore, ids: list[str]) -> None:
+    # What a worker did before a batch until JobStore.start: the look, then the mark, whose reply was
+    # read after the model call (here at once).
+    store.cancelled(ids)
+    with store.running(ids):
+        pass
+
+
+def _acks(client: redis.Redis, tags: list[str], *, together: bool) -> None:
+    """What kombu sends to acknowledge messages (inferq.broker.QoS): a transaction each, or one for all."""
+    pipe = client.pipeline()
+    for tag in tags:
+        pipe.lrem("bench:inflight", -1, tag).zrem("bench:unacked_index", tag).hdel("bench:unacked", tag)
+        if not together:
+            pipe.execute()
+    if together:
+        pipe.execute()
+
+
 def main(url: str) -> None:
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -44,6 +78,15 @@ def main(url: str) -> None:
             store.admit([(job_id, ["f"]) for job_id in ids], model="m", priority=BULK)
             median, p99 = timed(lambda ids=ids: store.cancelled(ids))
             print(f"cancelled look, {batch:2d} jobs: median {median:4.0f} us, p99 {p99:4.0f} us")
+            before, after = timed_pair(lambda ids=ids: _look_then_mark(store, ids), lambda ids=ids: store.start(ids))
+            print(f"a batch's start, {batch:2d} jobs: look then mark median {before[0]:4.0f} us "
+                  f"(p99 {before[1]:4.0f}), start median {after[0]:4.0f} us (p99 {after[1]:4.0f})")
+        for messages in (1, 4, 16):
+            tags = [str(uuid.uuid4()) for _ in range(messages)]
+            before, after = timed_pair(lambda tags=tags: _acks(client, tags, together=False),
+                                       lambda tags=tags: _acks(client, tags, together=True))
+            print(f"acks of {messages:2d} messages: one each median {before[0]:4.0f} us (p99 {before[1]:4.0f}), "
+                  f"together median {after[0]:4.0f} us (p99 {after[1]:4.0f})")
 
         def admit() -> str:
             job_id = str(uuid.uuid4())

@@ -1,5 +1,6 @@
 """The servers a benchmark run measures: inferq (workers + API) and the seed's architecture, each
-under the HTTP server (API_SERVER) asked for.
+under the HTTP server (API_SERVER) asked for; and the peer users would pick instead, NVIDIA PyTriton
+over KServe v2 (``bench.peers``).
 
 They share one embedded Redis (or REDIS_URL's) and are started and stopped as plain processes,
 with the commands ``make up`` uses. inferq serves the one model measured from a model repository
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import peers
 from inferq.settings import Settings
 from launcher import api_command, grpc_command, grpc_serving, worker_command
 from launcher.processes import Child, descendants, free_port
@@ -141,6 +143,41 @@ def seed_reference(model_dir: str, probe_body: bytes, server: str = "gunicorn") 
         child.start()
         _wait(lambda: _recognizes(f"{base}/recognize", probe_body), START_TIMEOUT_S, "the reference server", [child])
         yield base
+    finally:
+        _stop([child])
+
+
+@dataclasses.dataclass
+class Peer:
+    """A peer server, answering KServe v2 over HTTP (``base_url``) and gRPC (``grpc_address``)."""
+
+    base_url: str
+    grpc_address: str
+    child: Child
+
+    def pids(self) -> dict[str, list[int]]:
+        """Its processes (Triton's server, PyTriton's proxy and the model's), as one role."""
+        assert self.child.process is not None
+        pid = self.child.process.pid
+        return {"server": [pid, *descendants(pid)]}
+
+
+@contextlib.contextmanager
+def pytriton_reference(model_dir: str, interpreter: Path, *, max_batch_size: int, max_batch_wait_ms: float,
+                       log_file: Path | None = None) -> Iterator[Peer]:
+    """NVIDIA PyTriton (``bench/pytriton_server.py``, in its own venv: ``bench.peers``) serving
+    ``model_dir``'s newest SavedModel as SERVED_MODEL, batching as inferq's settings say; once the
+    model is ready. ``log_file``: where Triton's server logs, rather than the run's output."""
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    command = peers.server_command(interpreter, model_dir, http_port=http_port, grpc_port=grpc_port,
+                                   metrics_port=metrics_port, max_batch_size=max_batch_size,
+                                   max_batch_wait_ms=max_batch_wait_ms, name=SERVED_MODEL, log_file=log_file)
+    child = Child("pytriton", command, peers.server_env())
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        child.start()
+        _wait(lambda: _answers(f"{base}/v2/models/{SERVED_MODEL}/ready"), START_TIMEOUT_S, "PyTriton", [child])
+        yield Peer(base, f"127.0.0.1:{grpc_port}", child)
     finally:
         _stop([child])
 

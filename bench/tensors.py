@@ -28,6 +28,9 @@ from bench.load import SyncPoint
 
 HTTP = "kserve v2 http"
 GRPC = "kserve v2 grpc"
+#: The same two carriers, on the peer (``bench.systems.pytriton_reference``).
+PEER_HTTP = "pytriton http"
+PEER_GRPC = "pytriton grpc"
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -72,7 +75,8 @@ def answer_bytes(address: str, model: str, body: Bodies) -> int:
         result = client.infer(model, [tensor])
     finally:
         client.close()
-    labels = result.as_numpy("labels").tolist()
+    # Flat: PyTriton answers a number an item as [items, 1] (Triton wants dims for every tensor).
+    labels = result.as_numpy("labels").ravel().tolist()
     if labels != [body.label]:
         raise RuntimeError(f"gRPC answered {labels} for an image of {body.label}")
     return 5 + result.get_response().ByteSize()
@@ -106,24 +110,25 @@ def _point(concurrency: int, done: list[tuple[int, float]], answered: int, secon
 
 
 def sweep(http_base: str, grpc_address: str, model: str, body: Bodies, clients: list[int], seconds: float,
-          work: Path, roles=None) -> dict[str, list[SyncPoint]]:
+          work: Path, roles=None, names: tuple[str, str] = (HTTP, GRPC)) -> dict[str, list[SyncPoint]]:
     """Each protocol at each concurrency, alternating (HTTP then gRPC at 1, then at the next), so that a
-    machine that slows down slows both. ``roles`` (``bench.cpu``): the front ends' CPU per request too."""
+    machine that slows down slows both. ``roles`` (``bench.cpu``): the front ends' CPU per request too;
+    ``names``: the results' names for the HTTP and the gRPC carrier."""
     answer = answer_bytes(grpc_address, model, body)
     http_url = f"{http_base}/v2/models/{model}/infer"
     grpc_url = f"http://{grpc_address}{METHOD}"
     http_headers = [f"{HEADER_LENGTH}: {body.http_header_length}", "content-type: application/octet-stream"]
     grpc_headers = ["content-type: application/grpc", "te: trailers"]
-    results: dict[str, list[SyncPoint]] = {HTTP: [], GRPC: []}
+    results: dict[str, list[SyncPoint]] = {name: [] for name in names}
     # Warm up: connections, the first model calls.
     h2load(http_url, 4, 1, body.http_body, http_headers, h1=True, log=work / "warm.log")
     h2load(grpc_url, 4, 1, body.grpc_body, grpc_headers, h1=False, log=work / "warm.log")
     for concurrency in clients:
-        for name, url, data, headers, h1 in ((HTTP, http_url, body.http_body, http_headers, True),
-                                             (GRPC, grpc_url, body.grpc_body, grpc_headers, False)):
+        for name, url, data, headers, h1 in ((names[0], http_url, body.http_body, http_headers, True),
+                                             (names[1], grpc_url, body.grpc_body, grpc_headers, False)):
             with CpuMeter(roles or (lambda: {})) as meter:
                 done, data_bytes, ran = h2load(url, concurrency, seconds, data, headers, h1=h1,
-                                               log=work / f"{name.split()[-1]}-{concurrency}.log")
+                                               log=work / f"{name.replace(' ', '-')}-{concurrency}.log")
             answered = (sum(status == 200 for status, _ in done) if h1
                         else min(len(done), data_bytes // answer))
             point = _point(concurrency, done, answered, ran)

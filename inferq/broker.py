@@ -30,6 +30,8 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   workers hold unacknowledged, the claim adding to it and every removal from kombu's unacked hash
   (ack, reject, restore) taking from it: the demand a dead worker's messages make, for an
   autoscaler that reads list lengths.
+- **Acks.** kombu sends each ack to Redis on its own; :meth:`QoS.acks_together` sends the acks
+  of a batch's messages in one round trip.
 - **Clients.** kombu builds a new ``redis.Redis`` for every ack and bookkeeping call, and redis-py
   fills its response-callback table in each client's constructor. The clients share one
   connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
@@ -44,11 +46,13 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from queue import Empty
 
 import kombu
@@ -80,7 +84,8 @@ KOMBU_INTERNALS = (
     "Channel.unacked_index_key", "Channel.priority_steps", "Channel.global_keyprefix",
     "Connection._deliver", "QoS.append", "QoS._remove_from_indices (every ack, reject and restore)",
     "QoS._delivered (this channel's messages by tag, still there while they are removed)",
-    "QoS.pipe_or_acquire", "QoS.restore_by_tag", "QoS.restore_visible (the periodic sweep)", "Channel._restore",
+    "QoS.pipe_or_acquire", "QoS.ack (kombu's: the unacked entry's removal, then virtual.QoS.ack's bookkeeping)",
+    "QoS.restore_by_tag", "QoS.restore_visible (the periodic sweep)", "Channel._restore",
     "the unacked hash's [message, exchange, routing key] layout",
     "the message layout in the queue (envelope)",
     "SentinelChannel._get_pool and ._sentinel_managed_pool (its connections to the Sentinels' master), "
@@ -446,6 +451,35 @@ def bell(queue: str) -> str:
 
 
 class QoS(kombu_redis.QoS):
+    #: The pipeline acks go into while :meth:`acks_together` holds them; None: each ack is sent alone.
+    _held_acks: redis.client.Pipeline | None = None
+
+    @contextlib.contextmanager
+    def acks_together(self) -> Iterator[None]:
+        """The acks made in the block sent to Redis in one round trip as it ends, where kombu sends
+        one each: a batch's messages are acknowledged together. Each is off the in-memory books at
+        once, as kombu's ack does it; its unacked entry is removed as the block ends, errors or not.
+        One whose removal does not reach Redis is delivered again after the visibility timeout, as
+        it would be after a failed ack of its own: its jobs' outcomes are written already and stand."""
+        if self._held_acks is not None:  # nested: the outer block sends them
+            yield
+            return
+        with self.pipe_or_acquire() as pipe:
+            self._held_acks = pipe
+            try:
+                yield
+            finally:
+                self._held_acks = None
+                if len(pipe):
+                    pipe.execute()
+
+    def ack(self, delivery_tag: str) -> None:
+        if self._held_acks is None:
+            super().ack(delivery_tag)
+            return
+        self._remove_from_indices(delivery_tag, self._held_acks)
+        virtual.QoS.ack(self, delivery_tag)
+
     def append(self, message: virtual.Message, delivery_tag: str) -> None:
         if self.channel.claims_unacked:
             # Already recorded in Redis by the claim script: only the in-memory bookkeeping is left.
@@ -473,6 +507,13 @@ class QoS(kombu_redis.QoS):
             # commands cost Redis a tenth of the script.
             return (pipe.lrem(inflight(message.delivery_info["routing_key"]), -1, delivery_tag)
                     .zrem(self.unacked_index_key, delivery_tag).hdel(self.unacked_key, delivery_tag))
+
+
+def acks_together(channel: object) -> contextlib.AbstractContextManager[None]:
+    """:meth:`QoS.acks_together` of ``channel`` (a kombu message's), where it is one of this transport's;
+    else nothing (each ack is sent alone, as its transport sends it)."""
+    qos = getattr(channel, "qos", None)
+    return qos.acks_together() if isinstance(qos, QoS) else contextlib.nullcontext()
 
 
 class Channel(kombu_redis.Channel):

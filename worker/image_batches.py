@@ -20,7 +20,8 @@ the last look has come in, so under load, when the queue is long, it is rarely a
 celery-batches buffers the requests and runs the batch in the pool; its own periodic flush is
 replaced by the per-batch deadline above.
 
-Messages are acknowledged once their batch has run and its outcomes are written. If that fails, or
+Messages are acknowledged once their batch has run and its outcomes are written, all in one round
+trip (``inferq.broker.acks_together``). If that fails, or
 the pool process running the batch dies, they are rejected back onto the queue for another try.
 
 This module is the one place inferq relies on celery-batches' internals
@@ -42,7 +43,7 @@ from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
 
-from inferq import priorities
+from inferq import broker, priorities
 from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER, MODEL_HEADER
 
@@ -151,8 +152,10 @@ class ImageBatches(Batches):
     def flush(self, requests: Collection[Request]) -> Any:
         def on_return(result: object) -> None:
             if result == BATCH_DONE:
-                for request in requests:
-                    request.acknowledge()
+                # One round trip for the batch's acks, where kombu would make one a message.
+                with broker.acks_together(_channel(requests)):
+                    for request in requests:
+                        request.acknowledge()
             else:
                 requeue(result)
 
@@ -165,3 +168,10 @@ class ImageBatches(Batches):
         return self._pool.apply_async(
             apply_batches_task, (self, batch, 0, None), callback=on_return, error_callback=requeue,
         )
+
+
+def _channel(requests: Collection[Request]) -> object:
+    """The kombu channel the batch's messages came by (one consumer's: the same for all), if any."""
+    for request in requests:
+        return getattr(getattr(request, "message", None), "channel", None)
+    return None

@@ -2,11 +2,11 @@
 
 1. Decode the messages into jobs, grouped by model and version. A job that cannot be read fails
    alone; a message that is not one of ours is logged and dropped, and the jobs it names failed.
-2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun; and skip those a
-   client cancelled (``DELETE /jobs/<id>``), which were counted down when cancelled: one round trip.
-3. Read the inputs that travel beside the messages (bulk jobs': ``inferq.messages``), one round
+2. Set aside the jobs whose deadline has passed: they end ``expired``, unrun.
+3. Mark the others running, and skip those a client cancelled (``DELETE /jobs/<id>``), which were
+   counted down when cancelled: one round trip (``JobStore.start``).
+4. Read the inputs that travel beside the messages (bulk jobs': ``inferq.messages``), one round
    trip for the batch; a job whose inputs are gone fails.
-4. Mark the others running: one round trip, which overlaps the next two steps.
 5. For each model and version, stack the jobs' inputs into calls of at most the model's
    ``max_batch_size`` items (else MAX_BATCH_SIZE): one call when they fit, a big job's items over
    several, small jobs packed together.
@@ -76,26 +76,25 @@ def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, 
             else:
                 finished.append(_expired(model, job, now, metrics))
     if live:
-        live = _without_cancelled(live, store)
+        live = _started(live, store)
     # A rejected job may have had inputs stored with it: they go with its outcome, as others' do.
     stored = [job.job_id for jobs in groups.values() for job in jobs if job.stored] + [
         job.job_id for _, job in rejected]
     if any(job.stored for jobs in live.values() for job in jobs):
         live = _read_stored(live, store, finished, metrics)
     if live:
-        running = [job.job_id for jobs in live.values() for job in jobs]
-        with store.running(running), store.progress_reports() as report:
+        with store.progress_reports() as report:
             for (model, version), jobs in live.items():
                 finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
-def _without_cancelled(groups: dict[Group, list[messages.JobInput]],
-                       store: JobStore) -> dict[Group, list[messages.JobInput]]:
-    """The jobs nobody cancelled. One cancelled after this look is run all the same: finishing it
-    then writes nothing over its cancellation and counts nothing down again."""
-    cancelled = store.cancelled([job.job_id for jobs in groups.values() for job in jobs])
+def _started(groups: dict[Group, list[messages.JobInput]],
+             store: JobStore) -> dict[Group, list[messages.JobInput]]:
+    """The jobs nobody cancelled, marked running. One cancelled after this is run all the same:
+    finishing it then writes nothing over its cancellation and counts nothing down again."""
+    cancelled = store.start([job.job_id for jobs in groups.values() for job in jobs])
     if not cancelled:
         return groups
     log.info("skipping %d cancelled jobs", len(cancelled))

@@ -47,3 +47,27 @@ def test_under_gevent_the_work_runs_on_a_native_thread_while_greenlets_run():
 def test_without_gevent_the_work_runs_on_the_callers_thread():
     assert not offload.under_gevent()
     assert offload.run(threading.get_ident) == threading.get_ident()
+
+
+def test_small_images_are_decoded_in_place_and_large_ones_handed_off(client, monkeypatch, digit_104):
+    import io
+
+    import numpy as np
+
+    from api import uploads
+    from tests.conftest import png_bytes
+
+    handed: list[int] = []
+
+    def counted(work, *args):
+        handed.append(len(args[0]))
+        return work(*args)
+
+    monkeypatch.setattr(offload, "run", counted)
+    few = [("a.png", digit_104)] * (uploads.INLINE_PIXELS // (28 * 28))  # 83 digits: within the bound
+    response = client.post("/recognize", data={"image": [(io.BytesIO(data), name) for name, data in few]})
+    assert response.status_code == 200 and handed == []
+    large = png_bytes(np.zeros((300, 300), np.uint8))  # 90,000 pixels alone: past it
+    response = client.post("/recognize", data={"image": [(io.BytesIO(large), "large.png"),
+                                                         (io.BytesIO(digit_104), "b.png")]})
+    assert response.status_code == 200 and handed == [2]

@@ -244,3 +244,34 @@ def test_the_sweep_takes_out_in_flight_entries_whose_messages_are_no_longer_held
         assert client.lrange(inflight(BULK), 0, -1) == [held[0].delivery_tag.encode()]
         held[0].ack()
     assert client.llen(inflight(BULK)) == 0
+
+
+def test_acks_held_together_reach_redis_in_one_transaction_as_the_block_ends(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    pushed = [push(client, BULK, body) for body in ("first", "second", "alone")]
+    tags = [json.loads(envelope.raw)["properties"]["delivery_tag"] for envelope in pushed]
+    held: list = []
+    options = {"priority_steps": [0], "body_encoding": None}
+    with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
+          connection.Consumer([Queue(BULK)], callbacks=[lambda _body, message: held.append(message)],
+                              accept=["json"])):
+        while len(held) < 3:
+            connection.drain_events(timeout=5)
+        qos = held[0].channel.qos
+        transactions = client.info("commandstats").get("cmdstat_exec", {}).get("calls", 0)
+        with broker.acks_together(held[0].channel):
+            held[0].ack()
+            held[1].ack()
+            # Off the channel's books at once, still unacknowledged in Redis until the block ends.
+            assert set(qos._delivered) - qos._dirty == {tags[2]} and client.hlen("unacked") == 3
+        assert client.info("commandstats")["cmdstat_exec"]["calls"] == transactions + 1
+        assert [tag.decode() for tag in client.hkeys("unacked")] == [tags[2]]
+        assert client.lrange(inflight(BULK), 0, -1) == [tags[2].encode()]
+        assert client.zrange("unacked_index", 0, -1) == [tags[2].encode()]
+        with broker.acks_together(held[2].channel):
+            pass  # nothing held: nothing sent
+        assert client.info("commandstats")["cmdstat_exec"]["calls"] == transactions + 1
+        held[2].ack()  # outside a block: on its own, as kombu sends it
+        assert client.hlen("unacked") == 0 and client.llen(inflight(BULK)) == 0
+    assert client.llen(BULK) == 0  # none given back when the channel closed: all were acknowledged
+    assert broker.acks_together(object()).__enter__() is None  # another transport's channel: nothing held

@@ -49,6 +49,24 @@ def test_a_worker_finishing_a_cancelled_job_writes_nothing_over_it_and_counts_no
         assert counted(store, fake_redis, "j1") == (0, False)
 
 
+def test_a_batchs_start_marks_its_queued_jobs_running_and_answers_the_cancelled_ones(store, fake_redis):
+    store.admit([("queued", ["a"]), ("gone", ["b"]), ("again", ["c"]), ("ended", ["d"])], model=M, priority=BULK)
+    store.cancel("gone")
+    assert store.start(["again"]) == set()
+    store.finish([Finished("ended", 1, M, BULK, None, Outcome.done(ANSWER))])
+    with fake_redis.pubsub() as events:
+        events.psubscribe(keys.job_events("*"))
+        assert events.get_message(timeout=1)["type"] == "psubscribe"
+        started = store.start(["queued", "gone", "again", "ended", "unknown"])
+        announced = [orjson.loads(message["data"]) for message in iter(lambda: events.get_message(timeout=0.2), None)]
+    assert started == {"gone"}
+    assert [(record.status, record.started_at is not None) for record in map(store.get, ("queued", "again"))] == [
+        (RUNNING, True), (RUNNING, True)]
+    assert (store.get("gone").status, store.get("ended").status, store.get("unknown")) == (CANCELLED, DONE, None)
+    assert [(event["job_id"], event["status"]) for event in announced] == [("queued", RUNNING)]
+    assert store.start([]) == set()
+
+
 def test_a_running_job_is_cancelled_and_a_final_one_is_not(store, fake_redis):
     store.admit([("run", ["a"]), ("end", ["b"])], model=M, priority=BULK)
     with store.running(["run", "end"]):
