@@ -19,6 +19,7 @@ import re
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -109,34 +110,56 @@ def _point(concurrency: int, done: list[tuple[int, float]], answered: int, secon
                      errors=len(done) - answered, wrong_labels=0)
 
 
-def sweep(http_base: str, grpc_address: str, model: str, body: Bodies, clients: list[int], seconds: float,
-          work: Path, roles=None, names: tuple[str, str] = (HTTP, GRPC)) -> dict[str, list[SyncPoint]]:
-    """Each protocol at each concurrency, alternating (HTTP then gRPC at 1, then at the next), so that a
-    machine that slows down slows both. ``roles`` (``bench.cpu``): the front ends' CPU per request too;
-    ``names``: the results' names for the HTTP and the gRPC carrier."""
-    answer = answer_bytes(grpc_address, model, body)
-    http_url = f"{http_base}/v2/models/{model}/infer"
-    grpc_url = f"http://{grpc_address}{METHOD}"
-    http_headers = [f"{HEADER_LENGTH}: {body.http_header_length}", "content-type: application/octet-stream"]
-    grpc_headers = ["content-type: application/grpc", "te: trailers"]
-    results: dict[str, list[SyncPoint]] = {name: [] for name in names}
-    # Warm up: connections, the first model calls.
-    h2load(http_url, 4, 1, body.http_body, http_headers, h1=True, log=work / "warm.log")
-    h2load(grpc_url, 4, 1, body.grpc_body, grpc_headers, h1=False, log=work / "warm.log")
+@dataclasses.dataclass(frozen=True)
+class Carrier:
+    """One way of sending the same tensor request: h2load's URL, body and headers, HTTP/1.1 or h2c."""
+
+    name: str
+    url: str
+    data: Path
+    headers: list[str]
+    h1: bool
+
+
+def sweep_carriers(carriers: list[Carrier], clients: list[int], seconds: float, work: Path, roles=None, *,
+                   grpc_answer_bytes: int) -> dict[str, list[SyncPoint]]:
+    """Each carrier at each concurrency, alternating (all of them at 1, then at the next), so that a
+    machine that slows down slows each. An HTTP answer counts by its status; a gRPC one by the bytes
+    that came back (``grpc_answer_bytes`` each: h2load cannot read gRPC's status). ``roles``
+    (``bench.cpu``): the front ends' CPU per request too."""
+    for carrier in carriers:  # warm up: connections, the first model calls
+        h2load(carrier.url, 4, 1, carrier.data, carrier.headers, h1=carrier.h1, log=work / "warm.log")
+    results: dict[str, list[SyncPoint]] = {carrier.name: [] for carrier in carriers}
     for concurrency in clients:
-        for name, url, data, headers, h1 in ((names[0], http_url, body.http_body, http_headers, True),
-                                             (names[1], grpc_url, body.grpc_body, grpc_headers, False)):
+        for carrier in carriers:
             with CpuMeter(roles or (lambda: {})) as meter:
-                done, data_bytes, ran = h2load(url, concurrency, seconds, data, headers, h1=h1,
-                                               log=work / f"{name.replace(' ', '-')}-{concurrency}.log")
-            answered = (sum(status == 200 for status, _ in done) if h1
-                        else min(len(done), data_bytes // answer))
+                done, data_bytes, ran = h2load(carrier.url, concurrency, seconds, carrier.data, carrier.headers,
+                                               h1=carrier.h1,
+                                               log=work / f"{carrier.name.replace(' ', '-')}-{concurrency}.log")
+            answered = (sum(status == 200 for status, _ in done) if carrier.h1
+                        else min(len(done), data_bytes // grpc_answer_bytes))
             point = _point(concurrency, done, answered, ran)
             # Cores the front end took, over its answers a second: CPU milliseconds an answer.
-            cores = meter.cores.get("api" if h1 else "grpc")
+            cores = meter.cores.get("api" if carrier.h1 else "grpc")
             if cores is not None and point.rps:
                 point.cpu_ms_per_request = round(1000 * cores / point.rps, 3)
-            results[name].append(point)
+            results[carrier.name].append(point)
+    return results
+
+
+#: What gRPC's framing needs of h2load: no body type of its own, trailers for the status.
+GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
+
+
+def sweep(http_base: str, grpc_address: str, model: str, body: Bodies, clients: list[int], seconds: float,
+          work: Path, roles=None, names: tuple[str, str] = (HTTP, GRPC)) -> dict[str, list[SyncPoint]]:
+    """KServe v2's two carriers (:func:`sweep_carriers`); ``names``: the results' names for the HTTP
+    and the gRPC carrier."""
+    answer = answer_bytes(grpc_address, model, body)
+    http_headers = [f"{HEADER_LENGTH}: {body.http_header_length}", "content-type: application/octet-stream"]
+    carriers = [Carrier(names[0], f"{http_base}/v2/models/{model}/infer", body.http_body, http_headers, True),
+                Carrier(names[1], f"http://{grpc_address}{METHOD}", body.grpc_body, GRPC_HEADERS, False)]
+    results = sweep_carriers(carriers, clients, seconds, work, roles, grpc_answer_bytes=answer)
     answer_bytes(grpc_address, model, body)  # and still right after the load
     return results
 
@@ -152,30 +175,40 @@ def table(results: dict[str, list[SyncPoint]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def standalone(argv: list[str] | None, *, prog: str, description: str, clients: str,
+               make_bodies: Callable[[np.ndarray, int, str, Path], object],
+               run_sweep: Callable[..., dict[str, list[SyncPoint]]]) -> int:
+    """A tensor-path benchmark run alone: the model ``--model`` names served by inferq with its gRPC
+    front end, ``run_sweep(http_base, grpc_address, model, body, clients, seconds, work, roles)`` over
+    the bodies ``make_bodies`` made of the first MNIST test digit, and the table printed."""
     from bench import models, systems
     from bench.bodies import test_digits
     from inferq.settings import Settings
     from trainer import mnist_files
 
-    parser = argparse.ArgumentParser(prog="python -m bench.tensors", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--model", help="as `python -m bench --model` (default: the seed MLP)")
-    parser.add_argument("--clients", default="1,64")
+    parser.add_argument("--clients", default=clients)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix="inferq-bench-tensors-"))
+    work = Path(tempfile.mkdtemp(prefix=f"inferq-{prog.split()[-1].replace('.', '-')}-"))
     (model,) = models.resolve(args.model, quick=True, settings=settings, data_dir=data_dir, work=work)
     images, labels = test_digits(data_dir)
-    body = bodies(images[0], int(labels[0]), systems.SERVED_MODEL, work)
+    body = make_bodies(images[0], int(labels[0]), systems.SERVED_MODEL, work)
     with systems.redis_server(work) as redis_url, \
             systems.inferq_processes(redis_url, model.model_dir, grpc=True) as running:
-        results = sweep(running.base_url, running.grpc_address, systems.SERVED_MODEL, body,
-                        [int(n) for n in args.clients.split(",")], args.seconds, work, running.pids)
+        results = run_sweep(running.base_url, running.grpc_address, systems.SERVED_MODEL, body,
+                            [int(n) for n in args.clients.split(",")], args.seconds, work, running.pids)
     print(f"== {model.name}: {model.origin}")
     print(table(results))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return standalone(argv, prog="python -m bench.tensors", description=__doc__.splitlines()[0], clients="1,64",
+                      make_bodies=bodies, run_sweep=sweep)
 
 
 if __name__ == "__main__":

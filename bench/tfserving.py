@@ -11,19 +11,16 @@ bench.tfserving`` runs it alone.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import struct
-import tempfile
 from pathlib import Path
 
 import grpc
 import numpy as np
 
-from bench.cpu import CpuMeter
 from bench.load import SyncPoint
-from bench.tensors import _point, h2load
+from bench.tensors import GRPC_HEADERS, Carrier, standalone, sweep_carriers
 
 REST = "tf serving rest"
 GRPC = "tf serving grpc"
@@ -73,53 +70,17 @@ def answer_bytes(address: str, body: Bodies) -> int:
 def sweep(http_base: str, grpc_address: str, model: str, body: Bodies, clients: list[int], seconds: float,
           work: Path, roles=None) -> dict[str, list[SyncPoint]]:
     answer = answer_bytes(grpc_address, body)
-    carriers = ((REST, f"{http_base}/v1/models/{model}:predict", body.rest_body, ["content-type: application/json"],
-                 True),
-                (GRPC, f"http://{grpc_address}{METHOD}", body.grpc_body,
-                 ["content-type: application/grpc", "te: trailers"], False))
-    for _, url, data, headers, h1 in carriers:  # warm up: connections, the first model calls
-        h2load(url, 4, 1, data, headers, h1=h1, log=work / "warm.log")
-    results: dict[str, list[SyncPoint]] = {REST: [], GRPC: []}
-    for concurrency in clients:
-        for name, url, data, headers, h1 in carriers:
-            with CpuMeter(roles or (lambda: {})) as meter:
-                done, data_bytes, ran = h2load(url, concurrency, seconds, data, headers, h1=h1,
-                                               log=work / f"{name.split()[-1]}-{concurrency}.log")
-            answered = sum(status == 200 for status, _ in done) if h1 else min(len(done), data_bytes // answer)
-            point = _point(concurrency, done, answered, ran)
-            cores = meter.cores.get("api" if h1 else "grpc")
-            if cores is not None and point.rps:
-                point.cpu_ms_per_request = round(1000 * cores / point.rps, 3)
-            results[name].append(point)
+    carriers = [Carrier(REST, f"{http_base}/v1/models/{model}:predict", body.rest_body,
+                        ["content-type: application/json"], True),
+                Carrier(GRPC, f"http://{grpc_address}{METHOD}", body.grpc_body, GRPC_HEADERS, False)]
+    results = sweep_carriers(carriers, clients, seconds, work, roles, grpc_answer_bytes=answer)
     answer_bytes(grpc_address, body)  # and still right after the load
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import models, systems
-    from bench.bodies import test_digits
-    from bench.tensors import table
-    from inferq.settings import Settings
-    from trainer import mnist_files
-
-    parser = argparse.ArgumentParser(prog="python -m bench.tfserving", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="as `python -m bench --model` (default: the seed MLP)")
-    parser.add_argument("--clients", default="1,16")
-    parser.add_argument("--seconds", type=float, default=10)
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix="inferq-bench-tfserving-"))
-    (model,) = models.resolve(args.model, quick=True, settings=settings, data_dir=data_dir, work=work)
-    images, labels = test_digits(data_dir)
-    body = bodies(images[0], int(labels[0]), systems.SERVED_MODEL, work)
-    with systems.redis_server(work) as redis_url, \
-            systems.inferq_processes(redis_url, model.model_dir, grpc=True) as running:
-        results = sweep(running.base_url, running.grpc_address, systems.SERVED_MODEL, body,
-                        [int(n) for n in args.clients.split(",")], args.seconds, work, running.pids)
-    print(f"== {model.name}: {model.origin}")
-    print(table(results))
-    return 0
+    return standalone(argv, prog="python -m bench.tfserving", description=__doc__.splitlines()[0], clients="1,16",
+                      make_bodies=bodies, run_sweep=sweep)
 
 
 if __name__ == "__main__":
