@@ -10,6 +10,7 @@ from __future__ import annotations
 import grpc
 
 from api.errors import ApiError
+from api.grpc.handlers import MAKERS
 from api.grpc.status import status_of
 from inferq.tenants import Tenant, TenantDirectory
 
@@ -36,12 +37,7 @@ class ApiKeyInterceptor(grpc.ServerInterceptor):
         def refuse(request, context: grpc.ServicerContext):
             context.abort_with_status(refusal)
 
-        self._refused = {
-            (False, False): grpc.unary_unary_rpc_method_handler(refuse),
-            (False, True): grpc.unary_stream_rpc_method_handler(refuse),
-            (True, False): grpc.stream_unary_rpc_method_handler(refuse),
-            (True, True): grpc.stream_stream_rpc_method_handler(refuse),
-        }
+        self._refused = {kind: make(refuse) for kind, make in MAKERS.items()}
 
     def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
         if handler_call_details.method.startswith(OPEN_SERVICES):

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from api.errors import ApiError
+from api.grpc.handlers import behaviour_of, rebuilt
 from api.grpc.status import status_of
 
 
@@ -23,18 +24,9 @@ class DecodingInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse = handler.request_deserializer
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(_one(parse, handler.unary_unary),
-                                                       response_serializer=handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(_one(parse, handler.unary_stream),
-                                                        response_serializer=handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(_each(parse, handler.stream_unary),
-                                                        response_serializer=handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(_each(parse, handler.stream_stream),
-                                                     response_serializer=handler.response_serializer)
+        parsing = _each if handler.request_streaming else _one
+        return rebuilt(handler, parsing(handler.request_deserializer, behaviour_of(handler)),
+                       request_deserializer=None)
 
 
 def _parsed(parse: Callable[[bytes], object], data: bytes, context: grpc.ServicerContext):

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
+from api.grpc.handlers import behaviour_of, rebuilt
 from api.metrics import LATENCY_BUCKETS
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -61,17 +62,9 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method.lstrip("/")
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._unary(method, handler.unary_unary),
-                                                       handler.request_deserializer, handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._unary(method, handler.stream_unary),
-                                                        handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._streaming(method, handler.unary_stream),
-                                                        handler.request_deserializer, handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(self._streaming(method, handler.stream_stream),
-                                                     handler.request_deserializer, handler.response_serializer)
+        counting = self._streaming if handler.response_streaming else self._unary
+        return rebuilt(handler, counting(method, behaviour_of(handler)),
+                       request_deserializer=handler.request_deserializer)
 
     def _unary(self, method: str, behaviour: Callable) -> Callable:
         def counted(request, context: grpc.ServicerContext):
