@@ -260,7 +260,7 @@ end
 
 -- A queue's tenants with work: the ring (the next at the right), the set of its names, their deficits.
 local function ring_of(queue)
-  return queue .. ':tenants', queue .. ':tenants:set', queue .. ':tenant-deficit'
+  return queue .. 'TENANT_RING_SUFFIX', queue .. 'TENANT_MEMBERS_SUFFIX', queue .. 'TENANT_DEFICITS_SUFFIX'
 end
 
 local function drop_tenant(queue, tenant)
@@ -282,7 +282,7 @@ local function take_fair(queue)
     if not tenant then
       return false
     end
-    local list = queue .. '@' .. tenant
+    local list = queue .. 'TENANT_QUEUE_SEPARATOR' .. tenant
     local oldest = redis.call('LINDEX', list, -1)
     if not oldest then
       drop_tenant(queue, tenant)
@@ -309,8 +309,8 @@ end
 -- Messages waiting in a queue: its own list and its tenants'.
 local function waiting_in(queue)
   local count = redis.call('LLEN', queue)
-  for _, tenant in ipairs(redis.call('LRANGE', queue .. ':tenants', 0, -1)) do
-    count = count + redis.call('LLEN', queue .. '@' .. tenant)
+  for _, tenant in ipairs(redis.call('LRANGE', queue .. 'TENANT_RING_SUFFIX', 0, -1)) do
+    count = count + redis.call('LLEN', queue .. 'TENANT_QUEUE_SEPARATOR' .. tenant)
   end
   return count
 end
@@ -319,8 +319,8 @@ end
 local function oldest_in(queue)
   local oldest = redis.call('LINDEX', queue, -1)
   local at = oldest and queued_at(oldest) or nil
-  for _, tenant in ipairs(redis.call('LRANGE', queue .. ':tenants', 0, -1)) do
-    local head = redis.call('LINDEX', queue .. '@' .. tenant, -1)
+  for _, tenant in ipairs(redis.call('LRANGE', queue .. 'TENANT_RING_SUFFIX', 0, -1)) do
+    local head = redis.call('LINDEX', queue .. 'TENANT_QUEUE_SEPARATOR' .. tenant, -1)
     if head and (at == nil or queued_at(head) < at) then
       at = queued_at(head)
     end
@@ -402,7 +402,9 @@ redis.call('HSET', unacked, tag,
 redis.call('LPUSH', KEYS[2 * n + from], tag)
 return {raw, KEYS[from], left, left_first, dead, tag}
 """.replace("QUEUED_AT_HEADER", QUEUED_AT_HEADER).replace("ITEMS_HEADER", ITEMS_HEADER).replace(
-    "HEAD_CHARS", str(_HEAD_CHARS))
+    "HEAD_CHARS", str(_HEAD_CHARS)).replace("TENANT_RING_SUFFIX", tenant_ring("")).replace(
+    "TENANT_MEMBERS_SUFFIX", tenant_members("")).replace("TENANT_DEFICITS_SUFFIX", tenant_deficits("")).replace(
+    "TENANT_QUEUE_SEPARATOR", tenant_queue("", ""))
 
 # Removes a message from the unacknowledged hash and index (KEYS[1], KEYS[2]), as kombu's
 # QoS does on an ack, a reject or a restore, and its tag from its queue's in-flight list. The
