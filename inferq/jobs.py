@@ -209,10 +209,14 @@ local function publish_job_event(job_key)
 end
 """
 
-# Each job started adds its wait in the queue to its tenant's (``inferq.keys.tenant_waits``).
+# A batch's start in one round trip (:meth:`JobStore.start`): marks its queued jobs running, each
+# adding its wait in the queue to its tenant's (``inferq.keys.tenant_waits``), and answers the
+# positions (from 1) of those cancelled, so that a worker skips them without a look of its own.
 _START = _PUBLISH_JOB_EVENT + """
+local cancelled = {}
 for i, job in ipairs(KEYS) do
-  if redis.call('HGET', job, 'status') == 'queued' then
+  local status = redis.call('HGET', job, 'status')
+  if status == 'queued' then
     redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[1])
     publish_job_event(job)
     local tenant, created = unpack(redis.call('HMGET', job, 'tenant', 'created_at'))
@@ -221,26 +225,12 @@ for i, job in ipairs(KEYS) do
       redis.call('HINCRBY', waits, 'jobs', 1)
       redis.call('HINCRBYFLOAT', waits, 'seconds', math.max(0, tonumber(ARGV[1]) - tonumber(created)))
     end
-  end
-end
-""".replace("TENANT_WAITS", keys.tenant_waits(""))
-
-# A batch's start in one round trip (:meth:`JobStore.start`): marks its queued jobs running as _START
-# does, and answers the positions (from 1) of those cancelled, as _CANCELLED does, so that a worker
-# skips them without a look of its own before the batch.
-_START_UNLESS_CANCELLED = _PUBLISH_JOB_EVENT + """
-local cancelled = {}
-for i, job in ipairs(KEYS) do
-  local status = redis.call('HGET', job, 'status')
-  if status == 'queued' then
-    redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[1])
-    publish_job_event(job)
   elseif status == 'cancelled' then
     cancelled[#cancelled + 1] = i
   end
 end
 return cancelled
-"""
+""".replace("TENANT_WAITS", keys.tenant_waits(""))
 
 # KEYS: running jobs' keys. ARGV: each job's items done so far. Written while the job runs (a
 # job that ended, or whose start was refused, is left as it is), only forward: what a worker
@@ -686,7 +676,6 @@ class JobStore:
         self._depth_limits = dict(depth_limits)
         self._admit = client.register_script(_ADMIT)
         self._start = client.register_script(_START)
-        self._start_unless_cancelled = client.register_script(_START_UNLESS_CANCELLED)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
         self._withdraw = client.register_script(_WITHDRAW)
@@ -845,49 +834,16 @@ class JobStore:
             self._recount(keys=[keys.queued_images(*lane), unfinished])
         return forgotten
 
-    @contextlib.contextmanager
-    def running(self, job_ids: Sequence[str]) -> Iterator[None]:
-        """Mark the jobs running while the block runs.
-
-        The write is sent on entering and its reply read on leaving, so its round trip overlaps
-        the block's work (the model call) instead of coming before it. Redis errors propagate, but
-        for a Redis at maxmemory, which refuses the mark: the jobs then read ``queued`` until they
-        finish, and finishing them is what frees memory.
-        """
-        job_keys = [keys.job(job_id) for job_id in job_ids]
-        now = time.time()
-        pool = self._redis.connection_pool
-        connection = pool.get_connection()
-        try:
-            connection.send_command("EVALSHA", self._start.sha, len(job_keys), *job_keys, now)
-            yield
-            try:
-                try:
-                    connection.read_response()
-                except redis.exceptions.NoScriptError:  # Redis restarted and forgot it: load it, run it
-                    self._start(keys=job_keys, args=[now])
-            except redis.exceptions.ResponseError as exc:
-                if not refused_for_memory(exc):
-                    raise
-                log.warning("could not mark %d jobs running: %s", len(job_keys), exc)
-        except BaseException:
-            # A reply may still be on its way: never give the connection back with it unread.
-            connection.disconnect()
-            raise
-        finally:
-            pool.release(connection)
-
     def start(self, job_ids: Sequence[str]) -> set[str]:
         """Mark a batch's queued jobs running and answer those of them that were cancelled, which a
-        worker skips: one round trip, where :meth:`cancelled` before :meth:`running` took two. One
-        cancelled after it is run all the same: finishing it writes nothing over its cancellation.
-        A Redis at maxmemory refuses the mark, as it does :meth:`running`'s: the jobs then read
-        ``queued`` until they finish, and the cancelled ones are found by :meth:`cancelled`, which
-        writes nothing."""
+        worker skips, in one round trip. One cancelled after it is run all the same: finishing it
+        writes nothing over its cancellation. A Redis at maxmemory refuses the mark (Redis errors
+        otherwise propagate): the jobs then read ``queued`` until they finish, and finishing them is
+        what frees memory; the cancelled ones are found by :meth:`cancelled`, which writes nothing."""
         if not job_ids:
             return set()
         try:
-            positions = self._start_unless_cancelled(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
+            positions = self._start(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
         except redis.exceptions.ResponseError as exc:
             if not refused_for_memory(exc):
                 raise

@@ -18,7 +18,7 @@ TESTED_REDIS_PY = ("8.1",)
 #: ``tests/contracts/test_redis_py.py`` checks each as it is used, and fails naming these.
 REDIS_PY_LOW_LEVEL = (
     "Connection.send_command(*args) then read_response(), replies read in the order sent, a script "
-    "Redis lacks raising NoScriptError from read_response (inferq.jobs: running, progress_reports)",
+    "Redis lacks raising NoScriptError from read_response (inferq.jobs: progress_reports)",
     "Connection.pack_commands([...]) and send_packed_command(), then Redis.parse_response(connection, "
     "command_name) for each, a BLPOP that timed out read as None (inferq.broker: the claim)",
     "Connection.can_read(timeout=) and read_response(push_request=True) on a subscribed connection, "

@@ -83,8 +83,6 @@ def test_at_maxmemory_admission_is_refused_whole_and_finishing_frees_the_room(se
 
         for job_id in admitted:  # what a worker does with each batch, each while Redis is full
             assert store.start([job_id]) == set()  # the mark refused, the look for cancelled jobs made
-            with store.running([job_id]):
-                pass
             store.finish([Finished(job_id, 1, MODEL, BULK, "api", Outcome.done({"outputs": {"labels": [1]}}))],
                          stored=[job_id])
         assert all(store.get(job_id).status == DONE for job_id in admitted)

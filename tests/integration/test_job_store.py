@@ -19,23 +19,19 @@ def store(redis_url):
     return JobStore(redis.Redis.from_url(redis_url), result_ttl_s=60, depth_limits=Settings().depth_limits)
 
 
-def test_running_marks_the_jobs_and_leaves_no_reply_behind(store):
+def test_start_marks_the_jobs_running(store):
     store.admit([("j1", ["x"]), ("j2", ["y"])], model=MODEL, priority=INTERACTIVE)
-    with store.running(["j1"]):
-        pass
+    assert store.start(["j1"]) == set()
     assert store.get("j1").status == RUNNING
-    with pytest.raises(RuntimeError), store.running(["j2"]):
-        raise RuntimeError("the model failed")
-    # Every connection given back is clean: commands after both blocks get their own replies.
+    assert store.start(["j2", "j1"]) == set()  # one already running is left as it is
     assert [store.get(job).status for job in ("j1", "j2")] == [RUNNING, RUNNING]
     assert store.queued_images([MODEL]) == {MODEL: {INTERACTIVE: 2, BULK: 0}}
 
 
-def test_running_after_redis_forgot_the_script(store, redis_url):
+def test_start_after_redis_forgot_the_script(store, redis_url):
     store.admit([("j1", ["x"])], model=MODEL, priority=INTERACTIVE)
     redis.Redis.from_url(redis_url).script_flush()
-    with store.running(["j1"]):
-        pass
+    store.start(["j1"])
     assert store.get("j1").status == RUNNING
 
 
@@ -97,8 +93,7 @@ def test_a_job_queued_longer_than_the_result_ttl_is_still_queued_and_then_answer
     wait_for(lambda: store.get("canary") is None, 10, "the finished job's record to expire")
     assert store.get("waits").status == QUEUED
     assert store.stored_inputs(["waits"]) == [{"images": b"\x07" * 64}]
-    with store.running(["waits"]):
-        pass
+    store.start(["waits"])
     store.finish([Finished("waits", 1, MODEL, BULK, None, Outcome.done({"outputs": {"labels": [4]}}))],
                  stored=["waits"])
     assert store.get("waits").outcome == Outcome.done({"outputs": {"labels": [4]}})

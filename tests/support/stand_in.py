@@ -109,8 +109,7 @@ class InlineWorker:
         self.models += [model] * len(jobs)
         if not self.answer:
             return
-        with self.store.running([job.job_id for job in jobs]):
-            pass
+        self.store.start([job.job_id for job in jobs])
         specs = ModelCatalog(self.redis).models()[model]
         self.store.finish([Finished(job.job_id, job.count, model, job.priority, job.reply_to,
                                     self._outcome(job, specs))

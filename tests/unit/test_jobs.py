@@ -33,8 +33,7 @@ def test_a_job_goes_queued_running_done(store):
     assert store.get("j1").filenames == ["a.png", "b.png"]
     assert store.queued_images([M])[M][I] == 2
 
-    with store.running(["j1"]):
-        pass
+    store.start(["j1"])
     assert store.get("j1").status == RUNNING
 
     store.finish([Finished("j1", 2, M, I, None, Outcome.done(answer(3, 3)))])
@@ -75,27 +74,15 @@ def test_admission_pushes_nothing_and_records_nothing_when_a_job_is_refused(stor
 def test_jobs_are_marked_running_even_after_redis_forgot_the_script(store, fake_redis):
     store.admit([("j1", ["x"])], model=M, priority=I)
     fake_redis.script_flush()
-    with store.running(["j1"]):
-        pass
+    store.start(["j1"])
     assert store.get("j1").status == RUNNING
-
-
-def test_an_error_inside_the_running_block_propagates_and_the_store_still_works(store):
-    store.admit([("j1", ["x"]), ("j2", ["y"])], model=M, priority=I)
-    with pytest.raises(RuntimeError, match="the model failed"), store.running(["j1"]):
-        raise RuntimeError("the model failed")
-    with store.running(["j2"]):
-        pass
-    assert store.get("j2").status == RUNNING
-    assert store.queued_images([M])[M][I] == 2
 
 
 def test_the_first_outcome_is_final(store, fake_redis):
     store.admit([("j1", ["x"])], model=M, priority=I)
     store.finish([Finished("j1", 1, M, I, "api", Outcome.done(answer(3)))])
     # The same message delivered again, answered by a newer model, must not change the answer.
-    with store.running(["j1"]):
-        pass
+    store.start(["j1"])
     store.finish([Finished("j1", 1, M, I, "api", Outcome.failed("late"))])
     assert store.get("j1").status == DONE
     assert store.queued_images([M])[M][I] == 0
@@ -238,8 +225,7 @@ def test_admitting_the_same_jobs_again_counts_and_queues_nothing_again(store, fa
                            enqueue=Envelope("q", "message"), stored_inputs={"j2": {"images": b"\x01" * 8}})
 
     assert admit() == [None, None]
-    with store.running(["j1"]):
-        pass
+    store.start(["j1"])
     assert admit() == [None, None]
     assert store.queued_images([M])[M][I] == 5
     assert fake_redis.lrange("q", 0, -1) == [b"message"] and fake_redis.llen(bell("q")) == 1
@@ -275,8 +261,7 @@ def test_reconciling_brings_a_counter_that_drifted_back_to_the_jobs_still_unfini
     store.admit([("live", ["x"] * 4)], model=M, priority=I)
     store.admit([("running", ["x"])], model=M, priority=I)
     store.admit([("bulk", ["x"] * 5)], model=M, priority=BULK)
-    with store.running(["running"]):
-        pass
+    store.start(["running"])
     # Jobs that will never be finished here: one whose record is gone, one finished as of another
     # lane (its counter never counted it), and a counter pushed up by hand.
     fake_redis.delete(keys.job("lost"))
@@ -329,10 +314,8 @@ def test_each_change_of_a_job_is_published_once_and_progress_only_forward_while_
     channel.subscribe(keys.job_events(job_id))
     store.admit([(job_id, ["a", "b", "c", "d"])], model="m", priority=BULK)
     store.progress({job_id: 1})  # queued: not running yet, so no progress
-    with store.running([job_id]):
-        pass
-    with store.running([job_id]):  # a message delivered again: no change, no news
-        pass
+    store.start([job_id])
+    store.start([job_id])  # a message delivered again: no change, no news
     store.progress({job_id: 2})
     store.progress({job_id: 1})  # never backwards
     assert store.get(job_id).items_done == 2
