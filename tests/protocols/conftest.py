@@ -43,8 +43,8 @@ class WithoutProbabilities:
     def __init__(self, store) -> None:
         self.store = store
 
-    def running(self, job_ids):
-        return self.store.running(job_ids)
+    def start(self, job_ids):
+        return self.store.start(job_ids)
 
     def finish(self, finished) -> None:
         self.store.finish([dataclasses.replace(job, outcome=Outcome.done(_without_probabilities(job.outcome.answer)))
