@@ -22,7 +22,7 @@ from api.task_messages import TaskMessages
 from bench.redis_usage import RedisUsage
 from bench.systems import SERVED_MODEL, workers_only
 from inferq import keys, messages, mnist_contract, priorities
-from inferq.broker import bell
+from inferq.broker import backlog, bell
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.priorities import BULK
@@ -81,6 +81,7 @@ def drain(redis_url: str, model_dir: str, images: np.ndarray, count: int, per_me
         with client.pipeline(transaction=True) as pipe:
             pipe.rename(staging, queue)
             pipe.rename(bell(staging), bell(queue))
+            pipe.rename(backlog(staging), backlog(queue))
             pipe.execute()
         _wait(lambda: store.queued_images([SERVED_MODEL])[SERVED_MODEL][BULK] == 0, deadline,
               "the workers to drain the queue")

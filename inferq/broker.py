@@ -138,6 +138,15 @@ def tenant_deficits(queue: str) -> str:
     return f"{queue}:tenant-deficit"
 
 
+def backlog(queue: str) -> str:
+    """A list of one item a message waiting in ``queue``, its own list's and its tenants' lists'
+    together: what the autoscaler reads (KEDA's redis scaler reads one list's length, and a
+    tenant's work is in lists of names it cannot know). The API pushes an item with each message
+    it queues, and every claim sets the list to the count it makes of what is left, so that it
+    follows whatever else moved messages (kombu's restore, a take-back) by the next claim."""
+    return f"{queue}:backlog"
+
+
 def inflight(queue: str) -> str:
     """The list of delivery tags of ``queue``'s messages that workers hold unacknowledged: what
     the autoscaler reads as the demand of work in flight (a dead worker's included)."""
@@ -203,13 +212,33 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict,
 # queue has waited longer than ARGV[5] seconds (negative: no aging this time), that queue is taken
 # first. A message whose properties cannot be read goes to the dead-letter list (KEYS[3n+3]) as it
 # was, and the claim goes on with the next. Then leaves each queue with one bell per message, its
-# tenants' included (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on. Answers
+# tenants' included (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on; and its
+# backlog list (KEYS[3n+5..4n+4]) with one item per message, however many: what autoscalers read. Answers
 # the message, its queue, how many messages are left in all of them, how many in the interactive
 # ones, how many were dead-lettered, and the message's delivery tag; or nil when nothing was there.
 _CLAIM = r"""
 local now, n, max_bells, first = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_wait, quantum = tonumber(ARGV[5]), tonumber(ARGV[6]) or 64
 local index, unacked, dead_letters, weights = KEYS[3 * n + 1], KEYS[3 * n + 2], KEYS[3 * n + 3], KEYS[3 * n + 4]
+
+-- A list holding ``want`` items, by the fewest commands: trimmed from its old end, or pushed to in
+-- chunks (Lua's unpack takes a few thousand values at most).
+local function fill(list, have, want)
+  if want == 0 and have > 0 then
+    redis.call('DEL', list)
+  elseif have > want then
+    redis.call('LTRIM', list, 0, want - 1)
+  end
+  local ones = {}
+  while have < want do
+    local step = math.min(want - have, 1000)
+    for j = #ones + 1, step do
+      ones[j] = 1
+    end
+    redis.call('LPUSH', list, unpack(ones, 1, step))
+    have = have + step
+  end
+end
 
 -- Only the properties are needed, and decoding a bulk message whole would hold Redis up for
 -- milliseconds: they are the last key of every envelope (ours and kombu's), so the tail from the
@@ -378,14 +407,9 @@ for i = 1, n do
   if i <= first then
     left_first = left_first + queued
   end
-  local want, bells = math.min(queued, max_bells), redis.call('LLEN', KEYS[n + i])
-  if bells > want and want == 0 then
-    redis.call('DEL', KEYS[n + i])
-  elseif bells > want then
-    redis.call('LTRIM', KEYS[n + i], 0, want - 1)
-  end
-  for _ = bells + 1, want do
-    redis.call('LPUSH', KEYS[n + i], 1)
+  fill(KEYS[n + i], redis.call('LLEN', KEYS[n + i]), math.min(queued, max_bells))
+  if KEYS[3 * n + 4 + i] then
+    fill(KEYS[3 * n + 4 + i], redis.call('LLEN', KEYS[3 * n + 4 + i]), queued)
   end
 end
 if from == 0 then
@@ -568,7 +592,7 @@ class Channel(kombu_redis.Channel):
 
     def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
         keys = [*queues, *map(bell, queues), *map(inflight, queues), self.unacked_index_key, self.unacked_key,
-                keys_.DEAD_LETTERS, keys_.TENANT_WEIGHTS]
+                keys_.DEAD_LETTERS, keys_.TENANT_WEIGHTS, *map(backlog, queues)]
         interactive = sum(priorities.rank(queue) == 0 for queue in queues)
         max_wait = -1 if self.bulk_max_wait_s is None or self._aged_last else self.bulk_max_wait_s
         return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait, self.fair_share_quantum]

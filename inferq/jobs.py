@@ -42,7 +42,7 @@ import orjson
 import redis
 
 from inferq import keys
-from inferq.broker import Envelope, bell, tenant_members, tenant_ring
+from inferq.broker import Envelope, backlog, bell, tenant_members, tenant_ring
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
 from inferq.tenants import DEFAULT, DEFAULT_TENANT, Tenant
@@ -89,8 +89,8 @@ end
 """.replace("TENANT_QUEUED", keys.tenant_queued("")).replace("TENANT_FINISHED", keys.tenant_finished(""))
 
 # KEYS: the model's and priority's queued-images counter and its unfinished-jobs hash, one key per
-# job, one inputs hash per job, then the list to push a message onto and its queue's bell (or
-# neither; where the list is the tenant's list of the queue, then the queue's tenant ring and the
+# job, one inputs hash per job, then the list to push a message onto, its queue's bell and its
+# queue's backlog (or none; where the list is the tenant's list of the queue, then the queue's tenant ring and the
 # set of its names, ``inferq.broker``),
 # then the tenant's queued-items counter and its token bucket, then the lane's admitted-images counter.
 # ARGV: max depth, now, priority, job count, model, tenant, the tenant's max queued items and items
@@ -176,9 +176,10 @@ end
 if #KEYS > 5 + 2 * jobs then
   redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
   redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
+  redis.call('LPUSH', KEYS[5 + 2 * jobs], 1)
   -- The tenant onto its queue's ring, once: the claim takes it off when its list is empty.
-  if #KEYS > 7 + 2 * jobs and redis.call('SADD', KEYS[6 + 2 * jobs], tenant) == 1 then
-    redis.call('LPUSH', KEYS[5 + 2 * jobs], tenant)
+  if #KEYS > 8 + 2 * jobs and redis.call('SADD', KEYS[7 + 2 * jobs], tenant) == 1 then
+    redis.call('LPUSH', KEYS[6 + 2 * jobs], tenant)
   end
 end
 local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV - 1])
@@ -494,11 +495,12 @@ return 1
 """
 
 
-# KEYS: a tenant's list of a queue, the queue's bell, its tenant ring and the set of its names.
-# ARGV: the message, the tenant. What the admission script does with a tenant's message.
+# KEYS: a tenant's list of a queue, the queue's bell, its tenant ring, the set of its names and its
+# backlog. ARGV: the message, the tenant. What the admission script does with a tenant's message.
 _PUSH_TENANT = """
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[2], 1)
+redis.call('LPUSH', KEYS[5], 1)
 if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then
   redis.call('LPUSH', KEYS[3], ARGV[2])
 end
@@ -727,7 +729,7 @@ class JobStore:
             for name, data in stored.items():
                 args += [name, data]
         if enqueue is not None:
-            script_keys += [enqueue.queue_key, bell(enqueue.lane)]
+            script_keys += [enqueue.queue_key, bell(enqueue.lane), backlog(enqueue.lane)]
             if enqueue.tenant is not None:
                 assert enqueue.tenant == tenant.name, "a message carries its own tenant's jobs"
                 script_keys += [tenant_ring(enqueue.lane), tenant_members(enqueue.lane)]
@@ -786,13 +788,14 @@ class JobStore:
         push queues the message twice (its jobs' first outcome is final, but they run twice)."""
         def push(pipe: redis.client.Pipeline) -> None:
             if message.tenant is not None:  # its list, its bell and its tenant on the ring at once
-                pipe.eval(_PUSH_TENANT, 4, message.queue_key, bell(message.lane),
-                             tenant_ring(message.lane), tenant_members(message.lane), message.raw, message.tenant)
+                pipe.eval(_PUSH_TENANT, 5, message.queue_key, bell(message.lane), tenant_ring(message.lane),
+                          tenant_members(message.lane), backlog(message.lane), message.raw, message.tenant)
                 return
             # Not a transaction: the message goes first, and one left without its bell is still
             # found, at a worker's next wait timeout.
             pipe.lpush(message.queue_key, message.raw)
             pipe.lpush(bell(message.queue_key), 1)
+            pipe.lpush(backlog(message.queue_key), 1)
 
         self._writes.execute(push)
 

@@ -15,8 +15,10 @@ Tenants come from TENANTS_FILE, a JSON file (a Kubernetes Secret mounted as a vo
 Keys are kept only as SHA-256 digests (``python -m inferq.tenants hash``): the file gives no key
 away. A key given is hashed and compared with every digest in constant time
 (``hmac.compare_digest``, all of them, whatever matched), so how long an answer takes does not
-say how much of a guess matched or which tenant it was near. The file is read again when its
-modification time changes (checked at most once every ``check_every_s``); a file that no longer
+say how much of a guess matched or which tenant it was near. The file is read again when it
+changes (checked at most once every ``check_every_s``): its modification time, inode or size, of
+the file the path leads to, so that a Kubernetes Secret volume's update (a new file, swapped in by
+renaming the ``..data`` symlink, whatever its modification time) is seen; a file that no longer
 parses keeps the tenants read before, and says why in the log.
 
 API_KEY, as before tenants, is the key of the tenant ``default`` (weight 1, no limits). With
@@ -144,10 +146,10 @@ class TenantDirectory:
         self._lock = threading.Lock()
         self._pairs: list[tuple[bytes, Tenant]] = list(self._fixed)
         self._by_name: dict[str, Tenant] = {DEFAULT_TENANT: DEFAULT}
-        self._mtime: float | None = None
+        self._seen: tuple[int, int, int, int] | None = None
         self._checked_at = -float("inf")
         if path is not None:
-            self._load(os.stat(path).st_mtime, raise_errors=True)
+            self._load(_signature(path), raise_errors=True)
         else:
             self._announce()
 
@@ -193,14 +195,14 @@ class TenantDirectory:
                 return
             self._checked_at = time.monotonic()
             try:
-                mtime = os.stat(self._path).st_mtime
+                seen = _signature(self._path)
             except OSError as exc:
                 log.warning("tenants file %s unreadable, keeping the tenants read before: %s", self._path, exc)
                 return
-            if mtime != self._mtime:
-                self._load(mtime, raise_errors=False)
+            if seen != self._seen:
+                self._load(seen, raise_errors=False)
 
-    def _load(self, mtime: float, *, raise_errors: bool) -> None:
+    def _load(self, seen: tuple[int, int, int, int], *, raise_errors: bool) -> None:
         assert self._path is not None
         try:
             with open(self._path, encoding="utf-8") as file:
@@ -209,10 +211,10 @@ class TenantDirectory:
             if raise_errors:
                 raise TenantsFileError(f"TENANTS_FILE {self._path}: {exc}") from None
             log.warning("tenants file %s not reloaded, keeping the tenants read before: %s", self._path, exc)
-            self._mtime = mtime  # tried once: tried again when it changes
+            self._seen = seen  # tried once: tried again when it changes
             return
         by_name = {DEFAULT_TENANT: DEFAULT, **{tenant.name: tenant for _, tenant in pairs}}
-        self._pairs, self._by_name, self._mtime = [*self._fixed, *pairs], by_name, mtime
+        self._pairs, self._by_name, self._seen = [*self._fixed, *pairs], by_name, seen
         self._checked_at = time.monotonic()
         log.info("tenants file %s loaded: %d tenants", self._path, len(by_name))
         self._announce()
@@ -223,6 +225,13 @@ class TenantDirectory:
                 self._on_load(sorted(self._by_name.values(), key=lambda tenant: tenant.name))
             except Exception as exc:  # noqa: BLE001 (announced again at the next reload; the claim defaults weights)
                 log.warning("could not publish the tenants' weights: %s", exc)
+
+
+def _signature(path: str) -> tuple[int, int, int, int]:
+    """What tells a tenants file changed: of the file ``path`` leads to, symlinks followed (a
+    Secret volume's file is a link through ``..data`` to a directory kubelet replaces whole)."""
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_dev, stat.st_ino, stat.st_size
 
 
 def main(argv: Sequence[str]) -> int:

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import os
 import re
 import runpy
 import shutil
@@ -306,9 +307,11 @@ def test_each_worker_deployment_is_scaled_by_keda_on_its_queues_redis_list(objec
         assert "--queues" not in command
         assert [trigger["type"] for trigger in spec["triggers"]] == ["redis"] * len(spec["triggers"])
         queues = queues_of(settings, model)
-        # The queues, and the work in flight from each (a dead worker's too): nothing waits on luck.
+        # The messages waiting in each queue, every tenant's (tests/integration/test_fair_share.py
+        # holds the backlog to that), and the work in flight from each (a dead worker's too):
+        # nothing waits on luck.
         assert [trigger["metadata"]["listName"] for trigger in spec["triggers"]] == [
-            *queues, *map(broker.inflight, queues)]
+            *map(broker.backlog, queues), *map(broker.inflight, queues)]
         held_by_one_worker = make_celery(settings).conf.worker_prefetch_multiplier
         for trigger in spec["triggers"][len(queues):]:
             assert int(trigger["metadata"]["listLength"]) >= held_by_one_worker, (
@@ -320,6 +323,43 @@ def test_each_worker_deployment_is_scaled_by_keda_on_its_queues_redis_list(objec
             assert metadata["address"] == f"{redis_url.hostname}:{redis_url.port}"
             assert int(metadata.get("databaseIndex", "0")) == int(redis_url.path.lstrip("/") or 0)
             assert metadata.get("enableTLS", "false") == str(redis_url.scheme == "rediss").lower()
+
+
+def render_with_tenants(overlay: str, tmp_path) -> tuple[dict, ...]:
+    """``overlay`` with the tenants component, as a deployment's own overlay adds it."""
+    k8s = os.path.relpath(K8S, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [f"{k8s}/overlays/{overlay}"], "components": [f"{k8s}/components/tenants"]}))
+    result = subprocess.run([KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def test_the_tenants_component_mounts_the_tenants_secret_as_a_volume_in_both_api_containers(overlay, tmp_path):
+    plain = render(overlay)
+    objects = render_with_tenants(overlay, tmp_path)
+    api = named(objects, "Deployment", "inferq-api")["spec"]["template"]["spec"]
+    (volume,) = [v for v in api["volumes"] if v["name"] == "tenants"]
+    # Required, as API_KEY's Secret is: without it the pods wait rather than serve one tenant.
+    assert volume["secret"]["secretName"] == "inferq-tenants" and not volume["secret"].get("optional", False)
+    assert not volume["secret"].get("items"), "the file keeps its key's name, tenants.json"
+    for container in api["containers"]:
+        (path,) = [v["value"] for v in container["env"] if v["name"] == "TENANTS_FILE"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tenants"]
+        # A whole-volume mount, which kubelet updates in place; a subPath one is never updated.
+        assert "subPath" not in mount and mount["readOnly"]
+        assert os.path.dirname(path) == mount["mountPath"] and os.path.basename(path) == "tenants.json"
+        assert Settings.from_env({**settings_map(objects), "TENANTS_FILE": path}).tenants_file == path
+    assert {c["name"] for c in api["containers"]} == {"api", "grpc"}
+    # Nothing else changes, and no Secret is committed: each deployment creates its own.
+    assert not of_kind(objects, "Secret")
+    assert [obj for obj in objects if obj["metadata"]["name"] != "inferq-api"] == [
+        obj for obj in plain if obj["metadata"]["name"] != "inferq-api"]
+    # Without the component, one tenant: no TENANTS_FILE anywhere.
+    for _, pod in pod_templates(plain):
+        assert all(v["name"] != "TENANTS_FILE" for c in containers(pod) for v in c.get("env", []))
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(named(objects, "Deployment", "inferq-api"), version, strict=True)
 
 
 def test_the_redis_address_reaches_the_redis_service_from_another_namespace(objects):

@@ -113,3 +113,25 @@ def test_a_tenant_whose_list_emptied_under_it_leaves_the_ring(redis_url):
     client.lrem(taken_back.queue_key, 1, taken_back.raw)  # as JobStore.take_back does
     assert bodies(take(redis_url, 1)) == ["here-0"]
     assert client.llen(tenant_ring(BULK)) == 0 and client.scard(tenant_members(BULK)) == 0
+
+
+def test_the_backlog_an_autoscaler_reads_counts_every_tenants_messages_and_follows_the_claims(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    backlog = broker.backlog(BULK)
+    for n in range(6):
+        push_for(client, BULK, "flood", f"flood-{n}")
+    push_for(client, BULK, "small", "small-0")
+    push(client, BULK, "untenanted")  # a producer that knows no tenants: no backlog item of its own
+    # No worker yet (scaled to zero): what was pushed with the messages is what an autoscaler sees,
+    # though no list it could name holds them all.
+    assert client.llen(backlog) == 7
+    assert client.llen(BULK) + client.llen(tenant_queue(BULK, "flood")) + client.llen(
+        tenant_queue(BULK, "small")) == 8
+    client.lpush(backlog, *[1] * 5)  # items whose messages went elsewhere (a take-back, a hand)
+    taken = take(redis_url, 3)
+    assert client.llen(backlog) == 5 == taken[-1][3][broker.QUEUE_LENGTH]
+    client.delete(backlog)  # and the other way: messages whose items were lost
+    take(redis_url, 1)
+    assert client.llen(backlog) == 4
+    take(redis_url, 4)
+    assert not client.exists(backlog)

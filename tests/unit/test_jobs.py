@@ -7,9 +7,10 @@ import pytest
 import redis
 
 from inferq import keys
-from inferq.broker import Envelope, bell
+from inferq.broker import Envelope, backlog, bell, tenant_queue, tenant_ring
 from inferq.jobs import DONE, EXPIRED, FAILED, QUEUED, RUNNING, Finished, JobStore, Outcome, QueueFull
 from inferq.priorities import BULK, INTERACTIVE
+from inferq.tenants import Tenant
 
 I = INTERACTIVE  # noqa: E741 -- the priority most tests use
 
@@ -60,13 +61,23 @@ def test_admission_pushes_the_message_when_every_job_fits(store, fake_redis):
                        enqueue=Envelope("q", "message")) == [None, None]
     assert fake_redis.lrange("q", 0, -1) == [b"message"]
     assert fake_redis.llen(bell("q")) == 1  # what an idle worker waits on
+    assert fake_redis.llen(backlog("q")) == 1  # what the autoscaler reads
     assert store.get("j2").status == QUEUED
+
+
+def test_a_tenants_admitted_message_goes_on_its_list_and_the_queues_backlog(store, fake_redis):
+    tenant = Tenant("vision")
+    envelope = Envelope(tenant_queue("q", "vision"), "message", "q", "vision")
+    assert store.admit([("j1", ["x"] * 2)], model=M, priority=I, enqueue=envelope, tenant=tenant) == [None]
+    assert fake_redis.lrange(tenant_queue("q", "vision"), 0, -1) == [b"message"] and fake_redis.llen("q") == 0
+    assert fake_redis.llen(bell("q")) == fake_redis.llen(backlog("q")) == 1
+    assert fake_redis.lrange(tenant_ring("q"), 0, -1) == [b"vision"]
 
 
 def test_admission_pushes_nothing_and_records_nothing_when_a_job_is_refused(store, fake_redis):
     assert store.admit([("j1", ["x"] * 6), ("j2", ["x"] * 5)], model=M, priority=I,
                        enqueue=Envelope("q", "message")) == [None, 6]
-    assert fake_redis.llen("q") == 0 and fake_redis.llen(bell("q")) == 0
+    assert fake_redis.llen("q") == 0 and fake_redis.llen(bell("q")) == 0 and fake_redis.llen(backlog("q")) == 0
     assert store.get("j1") is None
     assert store.queued_images([M])[M][I] == 0
 

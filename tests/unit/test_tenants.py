@@ -72,6 +72,36 @@ def test_a_changed_file_is_read_again_and_a_broken_one_keeps_the_tenants_before(
     assert loaded == [["ads", DEFAULT_TENANT], ["ads", DEFAULT_TENANT]]
 
 
+def secret_version(volume, name: str, *tenants: dict):
+    """A Secret volume's update as kubelet writes it: the files in a new hidden directory, then the
+    ``..data`` symlink swapped to it by a rename, then the old directory removed."""
+    version = volume / name
+    version.mkdir()
+    write(version / "tenants.json", *tenants)
+    (volume / "..data_tmp").symlink_to(name)
+    os.replace(volume / "..data_tmp", volume / "..data")
+    return version / "tenants.json"
+
+
+def test_a_secret_volume_update_is_read_again_across_its_symlink_swap(tmp_path):
+    volume = tmp_path / "tenants"
+    volume.mkdir()
+    first = secret_version(volume, "..2026_12_07_17_00_00.1", {"name": "ads", "keys": [digest("k-ads")]})
+    (volume / "tenants.json").symlink_to("..data/tenants.json")
+    directory = TenantDirectory(str(volume / "tenants.json"), check_every_s=0)
+    assert directory.tenant_for_key("k-ads") == Tenant("ads")
+
+    second = secret_version(volume, "..2026_12_07_17_05_00.2", {"name": "ads", "keys": [digest("k-new")]})
+    assert second.stat().st_size == first.stat().st_size
+    # The same modification time and size as before: only the file the link leads to is new.
+    os.utime(second, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns))
+    for removed in sorted(first.parent.iterdir()):
+        removed.unlink()
+    first.parent.rmdir()
+    assert directory.tenant_for_key("k-ads") is None
+    assert directory.tenant_for_key("k-new") == Tenant("ads")
+
+
 def test_api_key_alone_is_the_default_tenant_and_no_key_at_all_is_open():
     directory = TenantDirectory(None, "s3cret")
     assert directory.tenant_for_authorization("Bearer s3cret") == DEFAULT
