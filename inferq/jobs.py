@@ -397,6 +397,52 @@ end
 return total
 """
 
+# KEYS: the unfinished-jobs hashes of every lane (of every model), then the hash of the tenants
+# the API announced (``inferq.keys.TENANT_WEIGHTS``). ARGV: the prefix of job records, the prefix of
+# tenants' queued-items counters. Sets each tenant's counter to the items of its jobs those hashes
+# hold (by each record's ``tenant``, as the scripts that end jobs count them down), whatever
+# drifted: an announced tenant with none, to none. In one script, so that no admission or finish
+# comes between the count and the write; reading a record per unfinished job, it is meant for now
+# and then. Answers ``[tenant, counter before, counter after, ...]`` of the counters it changed.
+# Deletions before sets: at maxmemory Redis refuses a script at its first write that may grow
+# memory, and a counter brought to zero is deleted.
+_RECOUNT_TENANTS = """
+local totals = {}
+for i = 1, #KEYS - 1 do
+  local entries = redis.call('HGETALL', KEYS[i])
+  for j = 1, #entries, 2 do
+    local tenant = redis.call('HGET', ARGV[1] .. entries[j], 'tenant')
+    if tenant then
+      totals[tenant] = (totals[tenant] or 0) + tonumber(entries[j + 1])
+    end
+  end
+end
+for _, tenant in ipairs(redis.call('HKEYS', KEYS[#KEYS])) do
+  totals[tenant] = totals[tenant] or 0
+end
+local changed, sets = {}, {}
+for tenant, total in pairs(totals) do
+  local key = ARGV[2] .. tenant
+  local was = redis.call('GET', key)
+  if tonumber(was or '0') ~= total or (was and total == 0) then
+    changed[#changed + 1] = {tenant, was or '0', tostring(total)}
+    if total == 0 then
+      redis.call('DEL', key)
+    else
+      sets[#sets + 1] = {key, total}
+    end
+  end
+end
+for _, set in ipairs(sets) do
+  redis.call('SET', set[1], set[2])
+end
+local flat = {}
+for _, change in ipairs(changed) do
+  flat[#flat + 1], flat[#flat + 2], flat[#flat + 3] = change[1], change[2], change[3]
+end
+return flat
+"""
+
 # KEYS: the job's record, its inputs hash, the counter and unfinished-jobs hash of its model and
 # priority, the reply list its waiter reads, its lane's finished-images counter, the due callbacks.
 # A cancelled job counts as ended in its lane, and its callback is queued, as a finished one's.
@@ -684,6 +730,7 @@ class JobStore:
         self._take_back = client.register_script(_TAKE_BACK)
         self._forget_ended = client.register_script(_FORGET_ENDED)
         self._recount = client.register_script(_RECOUNT)
+        self._recount_tenants = client.register_script(_RECOUNT_TENANTS)
         self._cancel = client.register_script(_CANCEL)
         self._cancelled = client.register_script(_CANCELLED)
         self._reserve_key = client.register_script(_RESERVE_KEY)
@@ -836,6 +883,21 @@ class JobStore:
                     break
             self._recount(keys=[keys.queued_images(*lane), unfinished])
         return forgotten
+
+    def recount_tenants(self, models: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """Bring each tenant's queued-items counter (``inferq.keys.tenant_queued``, what its
+        ``max_queued_items`` is held to) back to the items of its jobs still unfinished, in every
+        lane of ``models`` and of every model the catalog knows (the counter is of all of them).
+
+        Answers, by tenant, the counters it changed: (before, after). Best after :meth:`reconcile`,
+        which forgets the jobs that ended without their finish (their items are what a tenant's
+        counter is left holding): a counter left high would refuse the tenant's work for good, one
+        left low would let it past its limit.
+        """
+        known = {name.decode() for name in self._redis.hkeys(keys.MODELS)}
+        lanes = [keys.unfinished(model, priority) for model in sorted({*models, *known}) for priority in PRIORITIES]
+        flat = self._recount_tenants(keys=[*lanes, keys.TENANT_WEIGHTS], args=[keys.job(""), keys.tenant_queued("")])
+        return {flat[i].decode(): (int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)}
 
     def start(self, job_ids: Sequence[str]) -> set[str]:
         """Mark a batch's queued jobs running and answer those of them that were cancelled, which a

@@ -1,4 +1,5 @@
-"""Keeps the queued-items counters true: now and then, one worker of the fleet recounts them.
+"""Keeps the queued-items counters true: now and then, one worker of the fleet recounts them, each
+lane's and then each tenant's.
 
 Admission counts a job's items up and its finish counts them down, in the same scripts that record
 the job (``inferq.jobs``), so the counters stay right by themselves. This recount is for whatever
@@ -34,7 +35,11 @@ class CounterRecount:
         """Recount if this worker's interval has passed and no other worker took the turn."""
         if not self._turn.taken():
             return
-        for (model, priority), forgotten in self._store.reconcile(self._models()).items():
+        models = self._models()
+        for (model, priority), forgotten in self._store.reconcile(models).items():
             if forgotten:
                 log.warning("recounted %s %s: %d jobs counted as queued had ended or were gone",
                             model, priority, forgotten)
+        # After the lanes: the jobs forgotten there are what a tenant's counter still holds.
+        for tenant, (before, after) in self._store.recount_tenants(models).items():
+            log.warning("recounted tenant %s: %d items counted as queued, %d are", tenant, before, after)

@@ -72,3 +72,40 @@ def test_a_message_of_several_jobs_admits_those_that_fit_the_tenant_on_their_own
     assert fits is None and isinstance(refused, TenantOverQuota)
     assert store.get("m1") is None  # all or nothing: the sender tries the one that fits again alone
     assert store.admit([job("m1", 3)], model=MODEL, priority=BULK, tenant=small) == [None]
+
+
+def test_a_drifted_tenant_counter_is_recounted_from_its_unfinished_jobs_and_quotas_hold_to_it(store):
+    small, big = Tenant("small", max_queued_items=10), Tenant("big", max_queued_items=100)
+    store.redis.hset(keys.MODELS, "resnet", "[]")  # a model of another worker: the counter spans it
+    assert store.admit([job("a1", 3)], model=MODEL, priority=BULK, tenant=small) == [None]
+    assert store.admit([job("a2", 2)], model="resnet", priority=INTERACTIVE, tenant=small) == [None]
+    assert store.admit([job("b1", 7)], model=MODEL, priority=BULK, tenant=big) == [None]
+    store.start(["a1"])  # running: still counted, until it ends
+
+    # Left high (a finish that never counted down): the tenant is refused room it has.
+    store.redis.set(keys.tenant_queued("small"), 10)
+    [refusal] = store.admit([job("a3", 1)], model=MODEL, priority=BULK, tenant=small)
+    assert refusal.limit == QUEUED_LIMIT and refusal.queued == 10
+    assert store.recount_tenants([MODEL]) == {"small": (10, 5)}
+    assert int(store.redis.get(keys.tenant_queued("big"))) == 7  # right already: untouched
+    assert store.admit([job("a3", 5)], model=MODEL, priority=BULK, tenant=small) == [None]
+    assert store.admit([job("a4", 1)], model=MODEL, priority=BULK, tenant=small)[0].limit == QUEUED_LIMIT
+
+    # Left low: the tenant would get past its limit.
+    store.redis.set(keys.tenant_queued("small"), 0)
+    assert store.recount_tenants([MODEL]) == {"small": (0, 10)}
+    assert store.admit([job("a4", 1)], model=MODEL, priority=BULK, tenant=small)[0].limit == QUEUED_LIMIT
+    assert store.recount_tenants([MODEL]) == {}  # nothing drifted: nothing written
+
+
+def test_a_tenant_whose_jobs_were_lost_gets_its_room_back_by_the_lanes_and_tenants_recount(store):
+    small = Tenant("small", max_queued_items=4)
+    store.publish_tenants([small, Tenant("idle")])
+    assert store.admit([job("lost", 4)], model=MODEL, priority=BULK, tenant=small) == [None]
+    store.redis.delete(keys.job("lost"))  # its record gone by hand: it will never finish
+    store.redis.set(keys.tenant_queued("idle"), 3)  # and a tenant with no work left counted
+    assert store.admit([job("next", 1)], model=MODEL, priority=BULK, tenant=small)[0].limit == QUEUED_LIMIT
+    assert store.reconcile([MODEL]) == {(MODEL, INTERACTIVE): 0, (MODEL, BULK): 1}
+    assert store.recount_tenants([MODEL]) == {"small": (4, 0), "idle": (3, 0)}
+    assert not store.redis.exists(keys.tenant_queued("idle"))
+    assert store.admit([job("next", 4)], model=MODEL, priority=BULK, tenant=small) == [None]

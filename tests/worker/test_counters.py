@@ -7,8 +7,9 @@ import time
 import pytest
 
 from inferq import keys
-from inferq.jobs import JobStore
+from inferq.jobs import QUEUED_LIMIT, JobStore
 from inferq.priorities import BULK, INTERACTIVE
+from inferq.tenants import Tenant
 from worker.counters import CounterRecount
 
 M = "mnist"
@@ -57,3 +58,15 @@ def test_a_worker_recounts_again_only_once_its_interval_has_passed(store, fake_r
     monkeypatch.setattr("inferq.fleet_turns.time.monotonic", lambda: clock)
     recount.maybe_run()
     assert store.queued_images([M])[M][INTERACTIVE] == 0
+
+
+def test_a_recount_gives_a_tenant_back_the_room_its_job_that_never_ends_took(store, fake_redis):
+    vision = Tenant("vision", max_queued_items=10)
+    store.publish_tenants([vision])  # as the API does with its tenants: who the recount looks at
+    store.admit([("lost", ["x"] * 10)], model=M, priority=BULK, tenant=vision)
+    fake_redis.delete(keys.job("lost"))
+    assert store.admit([("refused", ["x"])], model=M, priority=BULK, tenant=vision)[0].limit == QUEUED_LIMIT
+    CounterRecount(fake_redis, store, lambda: [M], worker="w1", interval_s=60).maybe_run()
+
+    assert not fake_redis.exists(keys.tenant_queued("vision"))
+    assert store.admit([("next", ["x"] * 10)], model=M, priority=BULK, tenant=vision) == [None]
