@@ -46,6 +46,7 @@ compose-test: setup
 # packages, installed here when missing and we may.
 # MODEL=<path or name> benchmarks that model alone (python -m bench --help says which names).
 # The tensor path also runs on NVIDIA PyTriton (bench.peers), from .venv-pytriton, built the first time.
+# Last, two bulk tenants share the bulk lane (bench.tenants): QUICK=1 makes that part two short rounds.
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk"; exit 1; }

@@ -9,7 +9,9 @@ the same SavedModel under the same HTTP server; ``--servers`` names the HTTP ser
 sweeps run side by side. The tensor path also runs on NVIDIA PyTriton (``bench.peers``), the server
 users would pick instead, with the same model, load and batching limits. Load comes from wrk
 (Debian's package), which costs far less CPU than the servers it drives; the tensor path's, over
-HTTP and gRPC alike, from h2load (``bench.tensors``).
+HTTP and gRPC alike, from h2load (``bench.tensors``). Last, two bulk tenants share the bulk lane
+(``bench.tenants``, on the original MLP): each one's share while both have work, and their total
+against one tenant alone, in alternating rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import models, peers, report
+from bench import tenants as bench_tenants
 from bench.bodies import one_image_bodies, test_digits
 from bench.scenarios import ModelRun, Plan, run_model
 from bench.systems import redis_server
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default=",".join(API_SERVERS),
                         help="HTTP servers to measure inferq and the reference under, side by side; the first "
                              "for every scenario, the others for the sync sweeps (default: %(default)s)")
+    parser.add_argument("--no-tenants", action="store_true",
+                        help="leave out the two bulk tenants' fair share (bench.tenants)")
     parser.add_argument("--no-pytriton", action="store_true",
                         help="leave out the peer, NVIDIA PyTriton on the tensor path (bench.peers builds its venv "
                              "the first time: about 1 GB)")
@@ -73,13 +78,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench: {model.name} ({model.regime}): {model.origin}", flush=True)
                 runs.append(run_model(model, redis_url, plan, images, labels, bodies, work, with_mixed=index == 0,
                                      peer=peer))
+        tenants = None if args.no_tenants else bench_tenants.fair_share(settings, quick=args.quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     print("\n\n".join(report.model_report(run) for run in runs))
     report.save({"when": stamp, "quick": args.quick,
-                 "models": {run.model.name: {**dataclasses.asdict(run), "summary": run.summary()} for run in runs}},
+                 "models": {run.model.name: {**dataclasses.asdict(run), "summary": run.summary()} for run in runs},
+                 "tenants": tenants},
                 RESULTS / f"{stamp}.json")
     plots = [report.plot(run, RESULTS / f"{stamp}-{run.model.name}.png") for run in runs]
     print(f"results: {RESULTS / stamp}.json, plots: {', '.join(map(str, plots))}")

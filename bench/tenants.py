@@ -16,7 +16,11 @@ Goals: each tenant at least 45% of the bulk rate while both have work; their tot
 tenant alone (and at least 75% of it with interactive load beside); interactive p99 at most 2x its
 idle p99 + 5 ms, with no failure.
 
-``python -m bench.tenants [--quick]``.
+``python -m bench.tenants [--quick]``. ``make bench`` runs :func:`fair_share` instead (``--alternating
+ROUNDS`` here): one tenant alone and both tenants, in turn, ROUNDS times in one process on one
+running system, so that a shared machine's drift falls on both alike; it reports each tenant's
+share while both had work and the two tenants' total against one alone, round by round, with the
+spread of that ratio over the rounds.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -53,9 +58,9 @@ TENANTS = ("flood", "small")
 PEOPLE = "people"
 
 
-def tenants_file(path: Path) -> Path:
+def tenants_file(path: Path, depth: int = TENANT_DEPTH) -> Path:
     path.write_text(json.dumps({"tenants": [
-        *({"name": name, "max_queued_items": TENANT_DEPTH, "keys": ["sha256:" + key_digest(f"key-{name}").hex()]}
+        *({"name": name, "max_queued_items": depth, "keys": ["sha256:" + key_digest(f"key-{name}").hex()]}
           for name in TENANTS),
         {"name": PEOPLE, "keys": ["sha256:" + key_digest(f"key-{PEOPLE}").hex()]}]}))
     return path
@@ -107,12 +112,13 @@ class WorkShare:
             self._stop.wait(0.05)
 
 
-def wait_queued(client: redis.Redis, tenants: tuple[str, ...], timeout_s: float = 120) -> None:
+def wait_queued(client: redis.Redis, tenants: tuple[str, ...], timeout_s: float = 120, *,
+                depth: int = TENANT_DEPTH) -> None:
     """Until each tenant has at least half its limit queued."""
     deadline = time.monotonic() + timeout_s
-    while any(int(client.get(keys.tenant_queued(t)) or 0) < TENANT_DEPTH // 2 for t in tenants):
+    while any(int(client.get(keys.tenant_queued(t)) or 0) < depth // 2 for t in tenants):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the producers did not queue half of {TENANT_DEPTH} images each in {timeout_s:g} s")
+            raise RuntimeError(f"the producers did not queue half of {depth} images each in {timeout_s:g} s")
         time.sleep(0.05)
 
 
@@ -208,6 +214,112 @@ def interleaved(base_url: str, redis_url: str, images, seconds: float, rounds: i
     return measured
 
 
+@dataclasses.dataclass
+class Round:
+    """One round of :func:`alternating`: one tenant alone, then both."""
+
+    #: Images/s of ``flood`` alone.
+    alone_images_per_s: float
+    #: Images/s of each tenant, both flooding.
+    both_by_tenant_images_per_s: dict[str, float]
+    #: The share of the both-tenants window in which each tenant had work queued (sampled).
+    had_work: dict[str, float]
+
+    @property
+    def both_images_per_s(self) -> float:
+        return sum(self.both_by_tenant_images_per_s.values())
+
+    @property
+    def ratio(self) -> float:
+        """Both tenants' total against one tenant alone."""
+        return self.both_images_per_s / self.alone_images_per_s if self.alone_images_per_s else float("nan")
+
+    def shares(self) -> dict[str, float]:
+        whole = self.both_images_per_s
+        return {tenant: (rate / whole if whole else float("nan"))
+                for tenant, rate in self.both_by_tenant_images_per_s.items()}
+
+
+def alternating(base_url: str, redis_url: str, images, seconds: float, rounds: int, *,
+                depth: int = TENANT_DEPTH) -> list[Round]:
+    """As :func:`interleaved`, each tenant's images/s and when it had work kept: :class:`Round` each;
+    ``depth``: each tenant's ``max_queued_items``, as its tenants file says."""
+    client = redis.Redis.from_url(redis_url)
+    measured = []
+    for _ in range(rounds):
+        with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
+            wait_queued(client, ("flood",), depth=depth)
+            window = Window(time.time(), time.time() + seconds)
+            time.sleep(seconds)
+            one = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
+        wait_drained(client)
+        with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
+              BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
+            wait_queued(client, TENANTS, depth=depth)
+            with WorkShare(client) as share:
+                window = Window(time.time(), time.time() + seconds)
+                time.sleep(seconds)
+            two = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
+        wait_drained(client)
+        measured.append(Round(one, two, share.had_work))
+    return measured
+
+
+def fair_share_goals(rounds: list[Round]) -> dict[str, bool]:
+    """The issue's two bulk goals over every round: each tenant at least 45% while both have work
+    (in the worst round), and the total within 5% of one tenant alone (the rounds' mean ratio)."""
+    ratios = [r.ratio for r in rounds]
+    mean = sum(ratios) / len(ratios)
+    return {"each tenant >= 45% of bulk": all(share >= 0.45 for r in rounds for share in r.shares().values()),
+            "two tenants' bulk within 5% of one tenant alone": abs(mean - 1) <= 0.05}
+
+
+def fair_share_table(rounds: list[Round]) -> str:
+    lines = ["| round | one tenant alone, images/s | both, images/s | flood | small | both / alone | "
+             "had work (flood, small) |", "| ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for number, r in enumerate(rounds, 1):
+        shares = r.shares()
+        lines.append(f"| {number} | {r.alone_images_per_s:,.0f} | {r.both_images_per_s:,.0f} | "
+                     f"{shares['flood']:.1%} | {shares['small']:.1%} | {r.ratio:.3f} | "
+                     f"{r.had_work.get('flood', 0):.0%}, {r.had_work.get('small', 0):.0%} |")
+    ratios = [r.ratio for r in rounds]
+    mean = sum(ratios) / len(ratios)
+    smallest = min(share for r in rounds for share in r.shares().values())
+    goals = ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in fair_share_goals(rounds).items())
+    return "\n".join([*lines, "", f"Both / alone over {len(rounds)} rounds: mean {mean:.3f}, spread "
+                      f"{min(ratios):.3f} to {max(ratios):.3f}; the smaller tenant's least share {smallest:.1%}.",
+                      f"Goals: {goals}."])
+
+
+def fair_share(settings: Settings, *, quick: bool, job_images: int = 1024) -> dict | None:
+    """``make bench``'s run: :func:`alternating` on a system of its own, printed; its figures, or
+    None where there is no trained model to serve."""
+    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
+    if model_dir is None:
+        return None
+    # Quick: shallower queues, so that filling and draining them between windows takes little.
+    rounds, seconds, depth = (2, 2.0, 64 * job_images) if quick else (4, 8.0, TENANT_DEPTH)
+    images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
+    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
+    path = tenants_file(work / "tenants.json", depth)
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    try:
+        with (systems.redis_server(work) as redis_url,
+              systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
+                                       TENANTS_FILE=str(path)) as running):
+            measured = alternating(running.base_url, redis_url, images[:job_images], seconds, rounds, depth=depth)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()
+    print(f"bench.tenants: two bulk tenants of equal weight, flood {FLOOD_PRODUCERS} producers and small "
+          f"{SMALL_PRODUCERS}, {job_images}-image jobs, each tenant's max_queued_items {depth:,}, {seconds:g} s windows, {time.monotonic() - started:.0f} s in "
+          f"all; load average (1, 5, 15 min) before {load_before}, after {load_after}")
+    print(fair_share_table(measured))
+    return {"rounds": [dataclasses.asdict(r) for r in measured], "goals": fair_share_goals(measured),
+            "seconds": seconds, "depth": depth, "load_before": load_before, "load_after": load_after}
+
+
 def table(result: TenantsResult) -> str:
     total = result.total_images_per_s
     lines = ["| run | interactive p50 ms | p99 ms | failed | bulk images/s |", "| --- | ---: | ---: | ---: | ---: |",
@@ -241,8 +353,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="images a bulk job (default 1,024): what one bulk message holds")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS", default=0,
                         help="instead: one tenant alone and both tenants, ROUNDS times in turn, nothing beside")
+    parser.add_argument("--alternating", action="store_true",
+                        help="instead: make bench's run (one tenant alone and both in turn, with shares)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    if args.alternating:
+        return 0 if fair_share(settings, quick=args.quick, job_images=args.job_images) is not None else 1
     model_dir = models.trained_mnist_dir(settings, "bench.tenants")
     if model_dir is None:
         return 1

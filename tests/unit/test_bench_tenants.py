@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bench.open_loop import OpenLoop, OpenLoopResult
-from bench.tenants import TenantsResult, table
+from bench.tenants import Round, TenantsResult, fair_share_goals, fair_share_table, table
 
 
 class SlowHandler(http.server.BaseHTTPRequestHandler):
@@ -62,3 +62,17 @@ def test_the_goals_are_the_issues():
     assert not goals["bulk beside interactive >= 75% of alone"]
     assert not goals["interactive p99 <= 2x idle + 5 ms"] and not goals["no interactive failure"]
     assert "small 100 images/s (10%" in table(unfair)
+
+
+def test_make_benchs_rounds_report_shares_and_the_spread_of_both_against_alone():
+    rounds = [Round(1000.0, {"flood": 520.0, "small": 500.0}, {"flood": 1.0, "small": 1.0}),
+              Round(1100.0, {"flood": 530.0, "small": 510.0}, {"flood": 1.0, "small": 0.9})]
+    assert all(fair_share_goals(rounds).values())
+    text = fair_share_table(rounds)
+    assert "mean 0.983, spread 0.945 to 1.020" in text and "least share 49.0%" in text
+    assert "| 2 | 1,100 | 1,040 | 51.0% | 49.0% | 0.945 | 100%, 90% |" in text
+
+    skewed = [Round(1000.0, {"flood": 800.0, "small": 100.0}, {"flood": 1.0, "small": 1.0})]
+    goals = fair_share_goals(skewed)
+    assert not goals["each tenant >= 45% of bulk"] and not goals["two tenants' bulk within 5% of one tenant alone"]
+    assert "NOT met" in fair_share_table(skewed)
