@@ -16,7 +16,7 @@ from inferq.jobs import JobStore
 from inferq.model_spec import ModelSpec
 from inferq.redis_connection import connect
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from worker.callback_delivery import CallbackDeliverer
 from worker.counters import CounterRecount
 from worker.heartbeat import Heartbeat

@@ -21,7 +21,7 @@ import redis
 
 from inferq import messages
 from inferq.catalog import ModelCatalog
-from inferq.workers import WorkerRegistry, WorkerStatus
+from inferq.worker_registry import WorkerRegistry, WorkerStatus
 from worker.metrics import WorkerMetrics
 from worker.served_models import ServedModels
 

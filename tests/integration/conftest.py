@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api import create_app
+from api.app import create_app
 from inferq.settings import Settings
 from tests.support.processes import WorkerProcess, worker_env
 from tests.support.seed_model import build_seed_model

@@ -45,10 +45,10 @@ class Launcher:
 
 def grpc_labels(port: int, png: bytes) -> list[int]:
     """The default model's labels for ``png`` over gRPC (tritonclient.grpc): its pixels as the image
-    routes decode them (``api.images``), as a tensor."""
+    routes decode them (``api.images.decoding``), as a tensor."""
     import tritonclient.grpc as triton_grpc
 
-    from api.images import decode
+    from api.images.decoding import decode
 
     pixels = decode(png, max_pixels=10**6).astype(np.float32).reshape(1, 784)
     tensor = triton_grpc.InferInput("inputdata", [1, 784], "FP32")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import redis
 
-from api import create_app
+from api.app import create_app
 from inferq import broker, keys, priorities
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import API_SERVERS, Settings

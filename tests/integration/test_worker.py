@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import redis
 
-from api.task_messages import TaskMessages
 from inferq import broker, keys, messages, priorities
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.settings import Settings
+from inferq.task_messages import TaskMessages
 from tests.conftest import png_bytes
 from tests.support.models import build_model
 from tests.support.seed_model import seed_style_predict

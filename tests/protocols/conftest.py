@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from werkzeug.serving import make_server
 
-from api import create_app
+from api.app import create_app
 from inferq.jobs import Outcome
 from inferq.settings import Settings
 from launcher import grpc_command

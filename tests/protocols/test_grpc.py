@@ -708,7 +708,7 @@ def test_tls_only_when_a_certificate_is_set(make_app, serve, certificate):
 
 
 def test_an_unexpected_error_is_internal_and_tells_nothing(stand_in, triton, monkeypatch):
-    from api import open_inference
+    from api.kserve import open_inference
 
     def broken(name, version=None):
         raise RuntimeError("failed reading /work/models/mnist/secret")

@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
 
-from api.image_inputs import image_input, to_model_values
-from api.image_preprocessing import decode_for
+from api.images.inputs import image_input, to_model_values
+from api.images.preprocessing import decode_for
 from inferq import model_config
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import redis
 
-from api.submitter import SendFailed, Submitter
+from api.errors import SendFailed
+from api.queue.submitter import Submitter
 from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull

@@ -7,7 +7,7 @@ import shutil
 
 from inferq.catalog import ModelCatalog
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from tests.worker.fake_loading import add_version
 from worker.heartbeat import Heartbeat
 from worker.metrics import WorkerMetrics

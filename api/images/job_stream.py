@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from flask import Response, request
 
-from api.job_watch import changes
+from api.queue.job_watch import changes
 from api.runtime import runtime
 from inferq.job_view import progress
 from inferq.jobs import DONE, FINAL, JobRecord

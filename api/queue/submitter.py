@@ -24,17 +24,14 @@ from collections.abc import Callable, Sequence
 
 import redis
 
-from api.task_messages import TaskMessages
+from api.errors import SendFailed
 from inferq import messages
 from inferq.broker import Envelope
 from inferq.jobs import QUEUE_FULL, JobStore, QueueFull, TenantOverQuota
+from inferq.task_messages import TaskMessages
 from inferq.tenants import DEFAULT, Tenant
 
 log = logging.getLogger(__name__)
-
-
-class SendFailed(Exception):
-    """Redis did not take the message (or did not answer)."""
 
 
 @dataclasses.dataclass

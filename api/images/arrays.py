@@ -1,6 +1,6 @@
 """Bulk uploads: many images in one file, as MNIST ships them (IDX) or as NumPy saves them (.npy).
 
-Each holds 8-bit pixels already at the model's size (``api.image_inputs``): an IDX file of
+Each holds 8-bit pixels already at the model's size (``api.images.inputs``): an IDX file of
 unsigned bytes shaped ``[N, H, W]`` (MNIST's ``t10k-images-idx3-ubyte`` for a 28x28 model) or a
 ``.npy`` of uint8 shaped ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, H*W*C]``, N at least 1. Nothing is
 decoded per image, so a client with thousands of images sends them for a fraction of the cost of as
@@ -20,8 +20,8 @@ import math
 import numpy as np
 from numpy.lib.format import MAGIC_PREFIX as NPY_PREFIX
 
-from api.image_errors import ImageError, TooManyPixels
-from api.image_inputs import ImageInput
+from api.images.errors import ImageError, TooManyPixels
+from api.images.inputs import ImageInput
 from inferq import idx
 
 #: numpy's own bound on a header it reads without allow_pickle.

@@ -23,7 +23,7 @@ from api.errors import ApiError, unavailable
 from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.model_spec import ModelSpec, TensorSpec
-from inferq.workers import WorkerRegistry, WorkerStatus, served_versions
+from inferq.worker_registry import WorkerRegistry, WorkerStatus, served_versions
 
 
 class ModelName(BaseConverter):

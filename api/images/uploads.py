@@ -1,11 +1,11 @@
 """The images of a multipart upload, within the request limits, decoded for the model they are for.
 
 Each model that takes images says how through its input's shape and its config
-(``api.image_inputs``): the images become that input's tensor here, so that what is queued is
+(``api.images.inputs``): the images become that input's tensor here, so that what is queued is
 what the model takes.
 
 Each ``image`` field is one image file (PNG, JPEG, GIF, BMP, WebP); each ``images`` field is a bulk
-file of many (IDX or .npy, see ``api.image_arrays``), whose images are named ``<file>#<index>``.
+file of many (IDX or .npy, see ``api.images.arrays``), whose images are named ``<file>#<index>``.
 Images keep the order of their fields, grouped by field name in the order each name first comes
 (werkzeug's form keeps each name's parts together): a request that mixes ``image`` and ``images``
 fields is answered all of the first name's images, then the other's. Filenames are the client's
@@ -22,19 +22,19 @@ from typing import TypeVar
 import numpy as np
 from flask import Request
 
-from api import offload
-from api.errors import ApiError, image_error_status
-from api.image_arrays import decode_array
-from api.image_errors import ImageError
-from api.image_inputs import ImageInput, ImageInputError, image_input, to_model_values
-from api.image_preprocessing import decode_for
-from api.images import open_image
-from api.served_models import Served
+from api.errors import ApiError
+from api.images import offload
+from api.images.arrays import decode_array
+from api.images.decoding import open_image
+from api.images.errors import ImageError, image_error_status
+from api.images.inputs import ImageInput, ImageInputError, image_input, to_model_values
+from api.images.preprocessing import decode_for
+from api.queue.model_lookup import Served
 from inferq.settings import Settings
 
 FIELD = "image"
 BULK_FIELD = "images"
-#: Pixels of images decoded in one go off the event loop (``api.offload``): enough that a thousand
+#: Pixels of images decoded in one go off the event loop (``api.images.offload``): enough that a thousand
 #: small images cost a handful of hand-offs, few enough that another request waits on one chunk
 #: at most (a single image at the pixel limit is a chunk of its own).
 CHUNK_PIXELS = 1 << 20

@@ -8,7 +8,7 @@ perf_analyzer and other v2 clients can point at inferq unchanged.
 - ``POST /v2/repository/index``: every model and version, and whether it can answer.
 - ``POST /v2/models/<name>[/versions/<n>]/infer``: every input of the model's signature, of its
   datatype, as JSON ``data`` or binary; every output, or those asked for, as JSON or binary
-  (``api.tensor_codec``).
+  (``api.kserve.codec``).
 
 Binary data follows the JSON header in the body, its length in ``Inference-Header-Content-Length``:
 tritonclient sends and asks for tensors that way by default.
@@ -20,12 +20,13 @@ import json
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import open_inference
-from api.errors import ApiError, error_response
+from api.error_responses import error_response
+from api.errors import ApiError
+from api.kserve import open_inference
+from api.kserve.codec import encode_outputs
+from api.queue.dispatch import json_object
+from api.queue.scheduling import from_request, triton_timeout_s
 from api.runtime import runtime
-from api.scheduling import from_request, triton_timeout_s
-from api.tensor_codec import encode_outputs
-from api.tensors import json_object
 from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("kserve", __name__)

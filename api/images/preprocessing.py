@@ -1,6 +1,6 @@
 """Uploaded image files to the pixels a model's image input takes: uint8 ``[H, W, C]``.
 
-``mnist`` preprocessing is ``api.images``' (a white digit on black, fitted and centred as MNIST
+``mnist`` preprocessing is ``api.images.decoding``' (a white digit on black, fitted and centred as MNIST
 was made), unchanged. ``standard`` is the usual classifier preprocessing (decode, convert, resize),
 with the image taken as a person sees it:
 
@@ -28,9 +28,9 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
-from api import images
-from api.image_errors import ImageError
-from api.image_inputs import ImageInput
+from api.images import decoding as images
+from api.images.errors import ImageError
+from api.images.inputs import ImageInput
 
 FILTER = Image.Resampling.BILINEAR
 

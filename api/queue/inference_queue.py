@@ -2,7 +2,7 @@
 
 Every route that queues work for a model (the image routes, the TF Serving and KServe routes) goes
 through here, so they share admission, backpressure and the batching path. Each model and priority
-has its own sender (``api.submitter``), made on first use. A full queue or
+has its own sender (``api.queue.submitter``), made on first use. A full queue or
 an unreachable Redis is raised as such (``QueueFull``, ``SendFailed``, redis-py's errors) and
 rendered as a 503 by ``api.errors``.
 """
@@ -20,10 +20,10 @@ import numpy as np
 import redis
 
 from api.errors import ApiError
-from api.hand_back import HandedBack
-from api.replies import ReplyListener, Waiter
-from api.served_models import Served
-from api.submitter import Submitter
+from api.queue.hand_back import HandedBack
+from api.queue.model_lookup import Served
+from api.queue.replies import ReplyListener, Waiter
+from api.queue.submitter import Submitter
 from inferq import drain, messages
 from inferq.jobs import CANCELLED, EXPIRED, QUEUED, RATE_LIMIT, JobRecord, JobStore, Outcome, QueueFull, TenantOverQuota
 from inferq.tenants import DEFAULT_TENANT
@@ -79,7 +79,7 @@ class InferenceQueue:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
         (checked before) to POST the job's final record to; ``tenant``: whose job it is. ``job_id``:
-        the job's id where the caller chose it (a UUID; ``api.idempotency`` reserves its key for it
+        the job's id where the caller chose it (a UUID; ``api.queue.idempotency`` reserves its key for it
         first).
 
         The job is not run once ``timeout_s`` has passed, nor, when it is waited on, once the

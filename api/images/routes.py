@@ -4,21 +4,22 @@ Every model that takes images has both, under ``/models/<name>/``; ``POST /recog
 ``POST /jobs`` are the default model's (DEFAULT_MODEL). The original Go server's answer is kept:
 one image gives ``{"filename": ..., "labels": [label], ...}``; several give ``{"results": [one such
 object per image, in upload order]}`` (``inferq.answers``). ``.../recognize`` is interactive work and
-``.../jobs`` bulk work unless the request says otherwise (``api.scheduling``). Both take an
-``Idempotency-Key`` (``api.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
+``.../jobs`` bulk work unless the request says otherwise (``api.queue.scheduling``). Both take an
+``Idempotency-Key`` (``api.queue.idempotency``); ``DELETE /jobs/<id>`` cancels a job (``JobStore.cancel``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from api import callback_field, idempotency, job_stream
 from api.errors import ApiError
-from api.job_watch import until_final, wait_parameter
+from api.images import callback_field, job_stream
+from api.images.uploads import read_upload
+from api.queue import idempotency
+from api.queue.dispatch import check_version, served_model, submit, submit_and_wait
+from api.queue.job_watch import until_final, wait_parameter
+from api.queue.scheduling import from_request
 from api.runtime import runtime
-from api.scheduling import from_request
-from api.tensors import check_version, served_model, submit, submit_and_wait
-from api.uploads import read_upload
 from inferq.answers import item_answers
 from inferq.job_view import job_view
 from inferq.jobs import FAILED, QUEUED, JobRecord

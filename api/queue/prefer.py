@@ -1,7 +1,7 @@
 """The ``Prefer`` request header (RFC 7240), as far as inferq applies it: ``respond-async`` and ``wait``.
 
 ``Prefer: respond-async, wait=10`` asks a route that waits for its answer to give it if it is ready
-within 10 s, else to answer ``202 Accepted`` with where to find the job (``api.hand_back``).
+within 10 s, else to answer ``202 Accepted`` with where to find the job (``api.queue.hand_back``).
 Preferences are hints (RFC 7240, section 2): a malformed one, an unknown one or a value out of range
 is ignored, never refused, and a request without ``respond-async`` is answered as if it had no
 header.

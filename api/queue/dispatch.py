@@ -1,8 +1,8 @@
 """What every route that runs a model shares: the model looked up, a job queued, its answer as tensors.
 
 The image routes, TF Serving's and KServe's all queue one job per request through the same queue
-(``api.inference_queue``), batched with everyone else's. A job's inputs are validated against the
-model's signature before this point (``api.tensor_codec``, ``api.tfserving_codec``, the image
+(``api.queue.inference_queue``), batched with everyone else's. A job's inputs are validated against the
+model's signature before this point (``api.kserve.codec``, ``api.tfserving.codec``, the image
 preprocessing), so nothing queued can fail for its shape.
 """
 
@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from flask import request
 
-from api import idempotency
 from api.errors import ApiError, unavailable
-from api.hand_back import HandedBack
-from api.inference_queue import Submitted, answered
-from api.job_watch import until_final
+from api.queue import idempotency
+from api.queue.hand_back import HandedBack
+from api.queue.inference_queue import Submitted, answered
+from api.queue.job_watch import until_final
+from api.queue.model_lookup import Served
+from api.queue.scheduling import Scheduling
 from api.runtime import runtime
-from api.scheduling import Scheduling
-from api.served_models import Served
 from inferq.jobs import FAILED, Outcome
 from inferq.model_spec import TensorSpec
 
@@ -50,7 +50,7 @@ def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence
     """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it),
     its final record POSTed to ``callback`` (a checked URL) if given. A job waited on (``reply``) is
     handed back when its wait is over where the request prefers it (``Scheduling.hand_back_after_s``:
-    HTTP's ``Prefer: respond-async``, ``api.prefer``)."""
+    HTTP's ``Prefer: respond-async``, ``api.queue.prefer``)."""
     rt = runtime()
     hand_back_after_s = scheduling.hand_back_after_s if reply else None
     submitted = rt.queue.submit(served, inputs, filenames, reply=reply, priority=scheduling.priority,
@@ -63,7 +63,7 @@ def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence
 def submit_and_wait(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str],
                     scheduling: Scheduling) -> tuple[str, Outcome]:
     """Queue one job and wait for its outcome (``InferenceQueue.wait``): its id and outcome, done or
-    failed. With an ``Idempotency-Key`` (``api.idempotency``), a request whose key made a job
+    failed. With an ``Idempotency-Key`` (``api.queue.idempotency``), a request whose key made a job
     before is not queued again: it waits for that job's outcome, as long as it would have waited
     for its own (its ``Prefer`` wait, else SYNC_TIMEOUT_S), and is handed back or answered 504
     as it would have been."""

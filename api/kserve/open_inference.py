@@ -1,5 +1,5 @@
 """The Open Inference Protocol's (KServe v2's) operations, whatever carries them: HTTP
-(``api.kserve``) or gRPC (``api.grpc.servicer``).
+(``api.kserve.routes``) or gRPC (``api.grpc.servicer``).
 
 Each answer is the protocol's message as a dict, field names as both carriers spell them, and each
 refusal an :class:`api.errors.ApiError` with its HTTP status, which the gRPC front end maps to a
@@ -13,15 +13,15 @@ import importlib.metadata
 
 import redis
 
-from api import tensors
 from api.errors import ApiError
+from api.kserve.codec import decode_inputs, parameters_of, requested_outputs
+from api.kserve.triton_config import IndexEntry, model_config, repository_index
+from api.queue import dispatch as tensors
+from api.queue.dispatch import Answer, served_model
+from api.queue.scheduling import Scheduling
 from api.runtime import runtime
-from api.scheduling import Scheduling
-from api.tensor_codec import decode_inputs, parameters_of, requested_outputs
-from api.tensors import Answer, served_model
-from api.triton_config import IndexEntry, model_config, repository_index
 from inferq.model_spec import TensorSpec
-from inferq.workers import served_versions
+from inferq.worker_registry import served_versions
 
 EXTENSIONS = ["binary_tensor_data", "schedule_policy", "model_configuration", "model_repository"]
 PLATFORM = "tensorflow_savedmodel"
@@ -61,7 +61,7 @@ def _metadata(tensor: TensorSpec) -> dict:
 
 
 def model_configuration(name: str, version: int | None = None) -> dict:
-    """Triton's ``ModelConfig`` of the model as served (``api.triton_config``)."""
+    """Triton's ``ModelConfig`` of the model as served (``api.kserve.triton_config``)."""
     spec = served_model(name, version).spec
     settings = runtime().settings
     return model_config(spec, spec.config.batch_size_or(settings.max_batch_size),
@@ -102,5 +102,5 @@ def decode_request(name: str, version: int | None, body: dict, binary: bytes) ->
 
 
 def infer(request: InferRequest, scheduling: Scheduling) -> Answer:
-    """Queue the request as one job, and wait for its answer (``api.tensors.infer``)."""
+    """Queue the request as one job, and wait for its answer (``api.queue.dispatch.infer``)."""
     return tensors.infer(request.served, request.inputs, [tensor for tensor, _ in request.wanted], scheduling)

@@ -8,21 +8,20 @@
   ``{"results": [[[class, score], ...], ...]}``, for a model with one output that scores its classes.
 
 Bodies and errors (``{"error": ...}``) are as https://www.tensorflow.org/tfx/serving/api_rest has them;
-the bodies' tensors are read and written by ``api.tfserving_codec``.
+the bodies' tensors are read and written by ``api.tfserving.codec``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api import tfserving_codec as codec
-from api import tfserving_metadata as metadata
 from api.errors import ApiError
+from api.queue.dispatch import infer, json_object, served_model
+from api.queue.model_lookup import Served
+from api.queue.scheduling import Scheduling, from_request
 from api.runtime import runtime
-from api.scheduling import Scheduling, from_request
-from api.served_models import Served
-from api.tensors import infer, json_object, served_model
-from api.tfserving_classify import classifications, not_a_classifier
+from api.tfserving import codec, metadata
+from api.tfserving.classify import classifications, not_a_classifier
 from inferq.priorities import INTERACTIVE
 
 blueprint = Blueprint("tfserving", __name__)

@@ -14,8 +14,8 @@ import math
 
 from flask import Request, g
 
-from api import prefer
 from api.errors import ApiError
+from api.queue import prefer
 from api.runtime import runtime
 from inferq import priorities
 from inferq.tenants import DEFAULT_TENANT
@@ -27,7 +27,7 @@ class Scheduling:
     #: Seconds past which the job is not worth running, if the client said.
     timeout_s: float | None
     #: Seconds a waited-on job is waited for before it is handed back to be polled, where the request
-    #: prefers that (HTTP's ``Prefer: respond-async``, ``api.prefer``); None: waited for to the end.
+    #: prefers that (HTTP's ``Prefer: respond-async``, ``api.queue.prefer``); None: waited for to the end.
     hand_back_after_s: float | None = None
     #: Whose work it is (``inferq.tenants``): its share and limits.
     tenant: str = DEFAULT_TENANT

@@ -2,7 +2,7 @@
 
 The job store's scripts publish each change of a job (running, progress, its outcome) on the job's
 channel (``inferq.keys.job_events``). A request that waits for a job to change (a long poll, an
-event stream: ``api.job_watch``) registers a :class:`Watch`; the process's one connection is
+event stream: ``api.queue.job_watch``) registers a :class:`Watch`; the process's one connection is
 subscribed to the channels of the jobs watched, and one thread reads it and wakes the watches of
 each channel that has news. A watching request so costs no Redis connection of its own, and a
 quiet wait costs no Redis call.
@@ -10,7 +10,7 @@ quiet wait costs no Redis call.
 A message says that the record changed, nothing more: the watcher reads the record, which is the
 truth. Pub/sub delivers at most once: a watch is woken whenever the connection is made again (it
 may have missed a change), and its watcher re-reads the record now and then however quiet the
-channel (``api.job_watch.RECHECK_S``).
+channel (``api.queue.job_watch.RECHECK_S``).
 
 The connection is written (SUBSCRIBE, UNSUBSCRIBE) by the requests, under a lock, and read by the
 thread alone. Redis confirms subscriptions in the order they were sent, so each confirmation is

@@ -15,3 +15,11 @@ class TooManyPixels(ImageError):
 
 class UnsupportedImageType(ImageError):
     """An image of a format that is not taken."""
+
+
+def image_error_status(error: ImageError) -> int:
+    if isinstance(error, TooManyPixels):
+        return 413
+    if isinstance(error, UnsupportedImageType):
+        return 415
+    return 400

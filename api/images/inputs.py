@@ -5,7 +5,7 @@ A model takes images when it has one numeric input shaped ``[-1, H, W]``, ``[-1,
 (28x28x1) or when ``config.json`` says it takes images: then it is square, of ``image.channels``
 (else 1) channels. Which pixels to make comes from ``config.json``'s ``image``; without one, a
 28x28 grayscale input gets MNIST's own preprocessing (so the MNIST model needs no config) and any
-other the standard steps at 0..255. Decoding is the API's (``api.image_preprocessing``); this module
+other the standard steps at 0..255. Decoding is the API's (``api.images.preprocessing``); this module
 is NumPy only, so that the API and the worker agree on it without either importing the other.
 """
 

@@ -1,7 +1,7 @@
 """Waiting on a job's record: until it ends (``GET /jobs/<id>?wait=S``), or change by change
 (``GET /jobs/<id>/events``).
 
-Both wait on the job's channel (``api.job_events``) and read the record when it says the job
+Both wait on the job's channel (``api.queue.job_events``) and read the record when it says the job
 changed, and once more after subscribing: a job that ended before the subscription is seen then,
 not missed. A quiet channel is no proof that nothing changed (pub/sub delivers at most once), so
 the record is also read every ``RECHECK_S``.
@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import redis
 
 from api.errors import ApiError
-from api.inference_queue import InferenceQueue
-from api.job_events import JobEvents
+from api.queue.inference_queue import InferenceQueue
+from api.queue.job_events import JobEvents
 from inferq.jobs import FINAL, JobRecord
 
 #: Seconds between reads of a watched job's record when its channel is quiet.

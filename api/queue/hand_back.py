@@ -1,7 +1,7 @@
 """A waiting request's job handed back to its client: ``202 Accepted`` where to poll for it.
 
 A route that waits for its answer (``/recognize``, KServe's ``infer``, TF Serving's ``:predict`` and
-``:classify``) and was asked ``Prefer: respond-async, wait=N`` (``api.prefer``) answers as usual if
+``:classify``) and was asked ``Prefer: respond-async, wait=N`` (``api.queue.prefer``) answers as usual if
 the answer comes within N seconds; else the queue raises :class:`HandedBack` and the request is
 answered here, as ``POST /jobs`` answers: ``{"job_id", "status", "model", "priority", "images",
 "location"}``, the ``Location`` of the job and the ``Preference-Applied`` it honoured. The job runs
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify, url_for
 
-from api import prefer
+from api.queue import prefer
 
 
 class HandedBack(Exception):

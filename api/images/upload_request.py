@@ -2,7 +2,7 @@
 
 Werkzeug writes the file parts of a request over 500 KB to a temporary file, so that a large
 upload need not sit in memory. Here that only costs: every file part is read whole into memory
-straight after parsing (``api.uploads``), and MAX_REQUEST_BYTES bounds the request. Creating,
+straight after parsing (``api.images.uploads``), and MAX_REQUEST_BYTES bounds the request. Creating,
 writing and reading back the file was about a fifth of the API's CPU on bulk uploads
 (docs/benchmarks.md).
 

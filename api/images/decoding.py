@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
+from api.images.errors import ImageError, TooManyPixels, UnsupportedImageType
 from inferq.mnist_contract import IMAGE_SIDE
 
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
@@ -40,7 +40,7 @@ def decode(data: bytes, *, max_pixels: int) -> np.ndarray:
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """``data`` opened lazily (pixels not yet decompressed), its size checked against ``max_pixels``;
-    shared with ``api.image_preprocessing`` so that every decoder refuses the same files the same way."""
+    shared with ``api.images.preprocessing`` so that every decoder refuses the same files the same way."""
     if not data:
         raise ImageError("the uploaded file is empty")
     try:

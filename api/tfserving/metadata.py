@@ -8,7 +8,7 @@ The gRPC services (``api.grpc.tfserving``) parse these same JSON values into TF 
 from __future__ import annotations
 
 from api.errors import ApiError
-from api.served_models import Served
+from api.queue.model_lookup import Served
 from inferq.model_config import DEFAULT_SIGNATURE
 from inferq.model_spec import TensorSpec
 

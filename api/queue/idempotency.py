@@ -29,7 +29,7 @@ import redis
 from flask import Request, has_request_context
 
 from api.errors import ApiError
-from api.scheduling import Scheduling
+from api.queue.scheduling import Scheduling
 from inferq import keys
 from inferq.jobs import JobStore
 
