@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     replies = ReplyListener(store, on_skipped=metrics.replies_skipped.inc)
 
     def make_submitter(model: str, priority: str, max_items: int, tenant: str) -> Submitter:
-        return Submitter(task_messages, store, model=model, priority=priority, max_images_per_message=max_items,
+        return Submitter(task_messages, store, model=model, priority=priority, max_items_per_message=max_items,
                          tenant=lambda: tenants.tenant(tenant),
                          # Shares only where there are tenants to share among: else as before them.
                          fair_share=settings.tenants_file is not None,

@@ -56,8 +56,8 @@ Group = tuple[str, int | None]
 DEFAULT_MAX_BATCH_SIZE = Settings.max_batch_size
 
 
-def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
-              legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
+                 legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
     """``legacy_model``: the model that messages of the first releases' format are for;
     ``max_batch_size``: the items of one model call where the model's config does not say."""
     started = time.perf_counter()

@@ -19,7 +19,7 @@ import struct
 
 from api.errors import ApiError
 from api.grpc.protos import grpc_service_pb2 as pb
-from api.queue.dispatch import Answer
+from api.queue.dispatch import ModelOutputs
 from inferq.dtypes import BY_KSERVE
 
 #: The typed contents field of each datatype (model_config.proto's ``InferTensorContents``).
@@ -81,7 +81,7 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
 
 
 def response(request: pb.ModelInferRequest, outputs: list[dict], blobs: list[bytes],
-             answer: Answer) -> pb.ModelInferResponse:
+             answer: ModelOutputs) -> pb.ModelInferResponse:
     """The answer, each output as raw data (``outputs`` and ``blobs`` from
     ``api.kserve.codec.encode_outputs``, every output as binary)."""
     return pb.ModelInferResponse(

@@ -17,7 +17,7 @@ from api.errors import ApiError
 from api.kserve.codec import decode_inputs, parameters_of, requested_outputs
 from api.kserve.triton_config import IndexEntry, model_config, repository_index
 from api.queue import dispatch as tensors
-from api.queue.dispatch import Answer, served_model
+from api.queue.dispatch import ModelOutputs, served_model
 from api.queue.scheduling import Scheduling
 from api.runtime import runtime
 from inferq.model_spec import TensorSpec
@@ -101,6 +101,6 @@ def decode_request(name: str, version: int | None, body: dict, binary: bytes) ->
     return InferRequest(name, served, inputs, requested_outputs(body, served.spec), parameters_of(body, "the request"))
 
 
-def infer(request: InferRequest, scheduling: Scheduling) -> Answer:
+def infer(request: InferRequest, scheduling: Scheduling) -> ModelOutputs:
     """Queue the request as one job, and wait for its answer (``api.queue.dispatch.infer``)."""
     return tensors.infer(request.served, request.inputs, [tensor for tensor, _ in request.wanted], scheduling)

@@ -19,7 +19,7 @@ from flask import request
 from api.errors import ApiError, unavailable
 from api.queue import idempotency
 from api.queue.hand_back import HandedBack
-from api.queue.inference_queue import Submitted, answered
+from api.queue.inference_queue import QueuedJob, answered
 from api.queue.job_watch import until_final
 from api.queue.model_lookup import Served
 from api.queue.scheduling import Scheduling
@@ -46,7 +46,7 @@ def json_object(raw: bytes, what: str) -> dict:
 
 
 def submit(served: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
-           scheduling: Scheduling, callback: str | None = None, job_id: str | None = None) -> Submitted:
+           scheduling: Scheduling, callback: str | None = None, job_id: str | None = None) -> QueuedJob:
     """Queue one job of ``served``'s validated ``inputs`` (as ``job_id``, where the caller chose it),
     its final record POSTed to ``callback`` (a checked URL) if given. A job waited on (``reply``) is
     handed back when its wait is over where the request prefers it (``Scheduling.hand_back_after_s``:
@@ -68,7 +68,7 @@ def submit_and_wait(served: Served, inputs: Mapping[str, np.ndarray], filenames:
     for its own (its ``Prefer`` wait, else SYNC_TIMEOUT_S), and is handed back or answered 504
     as it would have been."""
     rt = runtime()
-    submitted: Submitted | None = None
+    submitted: QueuedJob | None = None
 
     def create(job_id: str | None) -> str:
         nonlocal submitted
@@ -95,7 +95,7 @@ def submit_and_wait(served: Served, inputs: Mapping[str, np.ndarray], filenames:
 
 
 @dataclasses.dataclass(frozen=True)
-class Answer:
+class ModelOutputs:
     """The version that answered, and each output's values, one row per item."""
 
     version: int
@@ -103,7 +103,7 @@ class Answer:
 
 
 def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[TensorSpec],
-          scheduling: Scheduling) -> Answer:
+          scheduling: Scheduling) -> ModelOutputs:
     """Queue ``inputs`` as one job, wait for its answer, and give the ``outputs`` asked for as arrays."""
     job_id, outcome = submit_and_wait(served, inputs, [], scheduling)
     if outcome.status == FAILED:
@@ -116,7 +116,7 @@ def infer(served: Served, inputs: Mapping[str, np.ndarray], outputs: Sequence[Te
     if missing:
         raise unavailable(f"model version {version} answered without {', '.join(map(repr, missing))}: the served "
                           "model changed; try again")
-    return Answer(int(version), {tensor.name: as_array(values[tensor.name], tensor) for tensor in outputs})
+    return ModelOutputs(int(version), {tensor.name: as_array(values[tensor.name], tensor) for tensor in outputs})
 
 
 def check_version(served: Served, version: object) -> None:

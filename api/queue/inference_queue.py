@@ -29,7 +29,7 @@ from inferq.jobs import CANCELLED, EXPIRED, QUEUED, RATE_LIMIT, JobRecord, JobSt
 from inferq.tenants import DEFAULT_TENANT
 
 
-class Submitted:
+class QueuedJob:
     """A job in the queue; :meth:`InferenceQueue.wait` gives its outcome if it was sent to be waited on."""
 
     def __init__(self, job_id: str, waiter: Waiter | None, wait_s: float | None, *,
@@ -75,7 +75,7 @@ class InferenceQueue:
     def submit(self, model: Served, inputs: Mapping[str, np.ndarray], filenames: Sequence[str], *, reply: bool,
                priority: str, timeout_s: float | None = None, hand_back_after_s: float | None = None,
                callback: str | None = None, job_id: str | None = None,
-               tenant: str = DEFAULT_TENANT) -> Submitted:
+               tenant: str = DEFAULT_TENANT) -> QueuedJob:
         """Queue one job of ``model``'s ``inputs`` (validated, each ``[items, ...]``), to be waited on
         if ``reply``. ``filenames`` name the items (uploads), or are empty. ``callback``: a URL
         (checked before) to POST the job's final record to; ``tenant``: whose job it is. ``job_id``:
@@ -107,9 +107,9 @@ class InferenceQueue:
         except BaseException:
             self._replies.forget(job_id)
             raise
-        return Submitted(job_id, waiter, wait_s, hand_back=hand_back)
+        return QueuedJob(job_id, waiter, wait_s, hand_back=hand_back)
 
-    def wait(self, submitted: Submitted) -> Outcome:
+    def wait(self, submitted: QueuedJob) -> Outcome:
         """The job's outcome, done or failed; a 504 when it did not come in time or expired, and
         :class:`HandedBack` for a job to be handed back when its wait is over."""
         assert submitted.waiter is not None and submitted.wait_s is not None, "nobody waits for this job"

@@ -49,7 +49,7 @@ class _Pending:
 
 class Submitter:
     def __init__(self, task_messages: TaskMessages, store: JobStore, *, model: str, priority: str,
-                 max_images_per_message: int, send_timeout_s: float = 15.0,
+                 max_items_per_message: int, send_timeout_s: float = 15.0,
                  store_large: Callable[[], bool] = lambda: False,
                  tenant: Callable[[], Tenant] = lambda: DEFAULT, fair_share: bool = False) -> None:
         """Sends jobs of one ``model``, ``priority`` and ``tenant``: a message goes on that model's
@@ -65,7 +65,7 @@ class Submitter:
         self._fair_share = fair_share
         self._priority = priority
         self._store = store
-        self._max_images = max_images_per_message
+        self._max_items = max_items_per_message
         self._timeout = send_timeout_s
         self._pending: collections.deque[_Pending] = collections.deque()
         self._sending = threading.Lock()
@@ -114,7 +114,7 @@ class Submitter:
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
         images = 0
-        while images < self._max_images:
+        while images < self._max_items:
             try:
                 pending = self._pending.popleft()
             except IndexError:

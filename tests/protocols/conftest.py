@@ -34,7 +34,7 @@ from tests.support.waiting import wait_for
 
 MODEL_NAME = "mnist"
 #: A model built as the original Go server loaded it: no signature, labels only.
-SEED_SPEC = go_server_spec(STAND_IN_VERSION)
+GO_SERVER_SPEC = go_server_spec(STAND_IN_VERSION)
 
 
 class WithoutProbabilities:

@@ -79,7 +79,7 @@ class FakeStore:
 
 def submitter_on(store: FakeStore, built: FakeMessages | None = None, **options) -> Submitter:
     return Submitter(built or FakeMessages(), store, model=MODEL, priority=BULK,
-                     **{"max_images_per_message": 64, **options})
+                     **{"max_items_per_message": 64, **options})
 
 
 def job(job_id: str, images: int = 1) -> messages.JobInput:
@@ -132,9 +132,9 @@ def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the
     assert store.admitted == [["first"], ["b", "c", "d"]]
 
 
-def test_a_message_holds_at_most_max_images():
+def test_a_message_holds_at_most_max_items():
     store = FakeStore()
-    submitter = submitter_on(store, max_images_per_message=3)
+    submitter = submitter_on(store, max_items_per_message=3)
     errors = submit_during_a_send(submitter, store, ("b", "c", "d", "e"))
     assert errors == {}
     assert [ids for ids, _ in store.sent] == [["first"], ["b", "c", "d"], ["e"]]

@@ -13,7 +13,7 @@ from worker.metrics import WorkerMetrics
 
 
 class FakeModels:
-    """What the heartbeat asks of ``ServedModels``."""
+    """What the heartbeat asks of ``LoadedModels``."""
 
     def __init__(self, specs, gone=(), fail: Exception | None = None, failures=()) -> None:
         self._specs = list(specs)

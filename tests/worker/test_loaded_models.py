@@ -10,7 +10,7 @@ import pytest
 from inferq.repository import models_to_serve
 from inferq.settings import Settings
 from tests.worker.fake_loading import add_version
-from worker.served_models import ServedModels
+from worker.loaded_models import LoadedModels
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def repo(tmp_path):
     return root
 
 
-def served_from(repo, **settings) -> ServedModels:
-    return ServedModels(Settings(model_repository=str(repo), tf_intra_op_threads=2, **settings))
+def served_from(repo, **settings) -> LoadedModels:
+    return LoadedModels(Settings(model_repository=str(repo), tf_intra_op_threads=2, **settings))
 
 
 def test_every_model_of_the_repository_is_served_at_its_newest_version(loader, repo):
@@ -48,7 +48,7 @@ def test_worker_models_limits_what_is_served(loader, repo):
 
 def test_model_dir_is_served_as_one_model_named_model_name(loader, tmp_path):
     add_version(tmp_path / "digits", 3)
-    served = ServedModels(Settings(model_dir=str(tmp_path / "digits"), model_name="digits"))
+    served = LoadedModels(Settings(model_dir=str(tmp_path / "digits"), model_name="digits"))
     served.refresh()
     assert served.model("digits", None).version == 3
     assert served.model("digits", None).path == str(tmp_path / "digits" / "3")

@@ -1,4 +1,4 @@
-"""The batching policy of ImageBatches, with celery-batches' buffering and pool stubbed out."""
+"""The batching policy of ItemBatches, with celery-batches' buffering and pool stubbed out."""
 
 from types import SimpleNamespace
 
@@ -8,11 +8,11 @@ from celery_batches import Batches
 
 from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER, MODEL_HEADER
-from worker.image_batches import BATCH_DONE, ImageBatches
+from worker.item_batches import BATCH_DONE, ItemBatches
 
 
-class Policy(ImageBatches):
-    max_images = 8
+class Policy(ItemBatches):
+    max_items = 8
 
 
 class Timer:
@@ -158,7 +158,7 @@ class Pool:
 
 @pytest.mark.parametrize(("outcome", "acked"), [("done", True), ("raised", False), ("lost", False)])
 def test_messages_are_acked_once_their_batch_ran_else_delivered_again(monkeypatch, outcome, acked):
-    monkeypatch.setattr("worker.image_batches.SimpleRequest.from_request", lambda request: request)
+    monkeypatch.setattr("worker.item_batches.SimpleRequest.from_request", lambda request: request)
     task = Policy()
     task._pool = Pool(outcome)
     requests = [Request(), Request()]
@@ -233,10 +233,10 @@ def test_a_batch_waits_as_long_as_its_first_model_says(batches):
 def test_a_message_without_a_model_header_counts_with_the_tasks_own_limits(batches):
     task, deliver = batches
     asked = []
-    task.batch_limits = lambda model: asked.append(model) or (Policy.max_images, Policy.max_wait_s)
+    task.batch_limits = lambda model: asked.append(model) or (Policy.max_items, Policy.max_wait_s)
     task.backlog = [100]
     assert not deliver(7, model=None)
-    assert deliver(1, model=None)  # 8: Policy.max_images
+    assert deliver(1, model=None)  # 8: Policy.max_items
     assert asked == ["", ""]
 
 

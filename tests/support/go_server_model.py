@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 
-def build_seed_model(export_dir: Path, images: np.ndarray, labels: np.ndarray, steps: int = 50) -> Path:
+def build_go_server_model(export_dir: Path, images: np.ndarray, labels: np.ndarray, steps: int = 50) -> Path:
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -51,7 +51,7 @@ def build_seed_model(export_dir: Path, images: np.ndarray, labels: np.ndarray, s
     return export_dir
 
 
-def seed_style_predict(export_dir: Path, pixels: np.ndarray) -> np.ndarray:
+def go_server_predict(export_dir: Path, pixels: np.ndarray) -> np.ndarray:
     """Labels as the seed's Go server got them: load with tags ["model"], feed inputdata, fetch inference."""
     import tensorflow as tf
 

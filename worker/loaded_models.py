@@ -22,7 +22,7 @@ from worker.model_holder import ModelHolder
 log = logging.getLogger(__name__)
 
 
-class ServedModels:
+class LoadedModels:
     def __init__(self, settings: Settings, *, on_load_failure: Callable[[str, int], None] | None = None,
                  **holder_options: Any) -> None:
         self._settings = settings

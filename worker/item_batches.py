@@ -63,11 +63,11 @@ CELERY_BATCHES_INTERNALS = (
 BATCH_DONE = "done"
 
 
-class ImageBatches(Batches):
+class ItemBatches(Batches):
     abstract = True
 
     #: Images of one model in a batch at which it is run, where the model does not say.
-    max_images = 64
+    max_items = 64
     #: Seconds after its first message at which a batch is run however full, unless more are
     #: queued, where the model does not say.
     max_wait_s = 0.005
@@ -76,7 +76,7 @@ class ImageBatches(Batches):
 
     def batch_limits(self, model: str) -> tuple[int, float]:
         """A model's batch size and wait; the app replaces it with the models' configs."""
-        return self.max_images, self.max_wait_s
+        return self.max_items, self.max_wait_s
 
     # celery-batches' own triggers, off: batches are counted in images and timed per batch, below.
     flush_every = sys.maxsize
@@ -98,9 +98,9 @@ class ImageBatches(Batches):
             buffer_message(message, *args, **kwargs)
             model = str(message.headers.get(MODEL_HEADER, ""))
             images = self._images[model] = self._images.get(model, 0) + int(message.headers.get(IMAGES_HEADER, 1))
-            max_images, max_wait_s = self.batch_limits(model)
+            max_items, max_wait_s = self.batch_limits(model)
             self._interactive = self._interactive or self._is_interactive(message)
-            if (images >= max_images or self._nothing_more_queued(message)
+            if (images >= max_items or self._nothing_more_queued(message)
                     or (self._interactive and message.delivery_info.get(INTERACTIVE_LEFT) == 0)):
                 self._do_flush()
             elif self._deadline is None:
