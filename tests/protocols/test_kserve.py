@@ -172,7 +172,7 @@ def test_json_outputs_are_plain_json(client):
     assert response.get_json()["outputs"][0]["data"] == stand_in_labels(images)
 
 
-def test_a_seed_model_has_labels_alone(make_app, serve, labels_only):
+def test_a_go_server_model_has_labels_alone(make_app, serve, labels_only):
     serve(spec=GO_SERVER_SPEC)
     app, worker = make_app()
     labels_only(worker)

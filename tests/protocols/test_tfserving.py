@@ -88,7 +88,7 @@ def test_values_are_the_inputs_type_sent_as_they_are(client, worker):
     assert response.get_json()["predictions"][0]["labels"] == fake_label(sent[0])
 
 
-def test_a_seed_model_answers_labels_alone(make_app, serve, labels_only):
+def test_a_go_server_model_answers_labels_alone(make_app, serve, labels_only):
     serve(spec=GO_SERVER_SPEC)
     app, worker = make_app()
     labels_only(worker)
