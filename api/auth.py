@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 
-from api.errors import ApiError, error_response
+from api.error_responses import error_response
+from api.errors import ApiError
 from inferq.tenants import TenantDirectory
 
 #: Probes that orchestrators call without credentials, and the web page and its assets (``static``,

@@ -1,4 +1,4 @@
-"""Errors as values: raised where they are found, rendered once, always as JSON.
+"""Errors as values: raised where they are found, rendered once (``api.error_responses``), always as JSON.
 
 Every error response is ``{"error": "<what went wrong, for a person>", ...}`` with its status:
 never an HTML page, never a traceback. Errors of other layers (Redis out of reach, a full queue,
@@ -12,11 +12,7 @@ import re
 from collections.abc import Callable
 
 import redis
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
 
-from api.image_errors import ImageError, TooManyPixels, UnsupportedImageType
-from api.submitter import SendFailed
 from inferq.jobs import QueueFull, TenantOverQuota
 
 log = logging.getLogger(__name__)
@@ -24,6 +20,10 @@ log = logging.getLogger(__name__)
 #: Seconds a client refused for an unreachable Redis is asked to wait, and for a full queue where no
 #: drain rate is known yet.
 RETRY_AFTER_S = 1
+
+
+class SendFailed(Exception):
+    """Redis did not take the message (or did not answer)."""
 
 
 class ApiError(Exception):
@@ -72,14 +72,6 @@ def queue_error(error: Exception, retry_after_s: RetryAfter | None = None) -> Ap
 QUEUE_ERRORS = (QueueFull, TenantOverQuota, SendFailed, redis.RedisError)
 
 
-def image_error_status(error: ImageError) -> int:
-    if isinstance(error, TooManyPixels):
-        return 413
-    if isinstance(error, UnsupportedImageType):
-        return 415
-    return 400
-
-
 #: What of the server's own a library's exception text may carry into a message: a file's path (a
 #: library's own source, a model's file) or an object's address. Routes are never under these roots.
 _INTERNAL = re.compile(r"(?<![\w./])/(?:home|usr|srv|opt|tmp|work|var|app|root|etc|proc|mnt|lib)(?:/[^\s'\"():,;]*)?"
@@ -90,56 +82,3 @@ def client_text(message: str) -> str:
     """``message`` as a client may read it: without the server's paths or object addresses (the
     log keeps the full text)."""
     return _INTERNAL.sub("<internal>", message)
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None,
-                   **details: object) -> Response:
-    shown = client_text(message)
-    if shown != message:
-        log.info("error text shown without internal paths: %s", message)
-    response = jsonify({"error": shown, **details})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-def _render(error: ApiError) -> Response:
-    return error_response(error.status, error.message, error.headers, **error.details)
-
-
-def register_error_handlers(app: Flask, retry_after_s: RetryAfter | None = None) -> None:
-    """``retry_after_s(error, fallback)``: a full queue's Retry-After (default: the fallback)."""
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError) -> Response:
-        return _render(error)
-
-    @app.errorhandler(redis.RedisError)
-    @app.errorhandler(SendFailed)
-    @app.errorhandler(QueueFull)
-    @app.errorhandler(TenantOverQuota)
-    def refused_by_the_queue(error: Exception) -> Response:
-        return _render(queue_error(error, retry_after_s))
-
-    @app.errorhandler(ImageError)
-    def bad_image(error: ImageError) -> Response:
-        return error_response(image_error_status(error), str(error))
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> Response:
-        # Werkzeug's own: unknown route, wrong method, request too large, malformed request.
-        headers = dict(error.get_headers()) if error.code == 405 else {}
-        headers.pop("Content-Type", None)
-        return error_response(error.code or 500, _HTTP_MESSAGES.get(error.code, error.description or ""), headers)
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception) -> Response:
-        log.exception("unhandled error")
-        return error_response(500, "internal error; the server log has the details")
-
-
-_HTTP_MESSAGES = {
-    400: "malformed request",
-    404: "no such route",
-    405: "method not allowed on this route",
-    413: "request too large",
-}

@@ -86,7 +86,7 @@ def serve(settings: Settings) -> None:
 
 def frozen_app() -> Flask:
     """The app, built in a worker, with what its start-up loaded frozen (as gunicorn's post_worker_init)."""
-    from api import create_app
+    from api.app import create_app
 
     app = create_app()
     # Everything loaded so far lives as long as the process: out of the collector's sight, full

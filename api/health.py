@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from api.errors import ApiError, error_response
+from api.error_responses import error_response
+from api.errors import ApiError
+from api.queue.dispatch import served_model
 from api.runtime import runtime
-from api.tensors import served_model
 from inferq.model_spec import ModelSpec
-from inferq.workers import WorkerStatus, served_versions
+from inferq.worker_registry import WorkerStatus, served_versions
 
 blueprint = Blueprint("health", __name__)
 

@@ -17,11 +17,11 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
-from api.served_models import ServedModels
+from api.queue.model_lookup import ServedModels
 from inferq.jobs import JobStore
 from inferq.metric_snapshots import merge
 from inferq.tenants import TenantDirectory
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 
 log = logging.getLogger(__name__)
 

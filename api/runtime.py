@@ -1,6 +1,6 @@
 """What an app's routes share: settings, the queue, the workers' registry, metrics.
 
-Built once per app by :func:`api.create_app` and kept in ``app.extensions``, so tests can build
+Built once per app by :func:`api.app.create_app` and kept in ``app.extensions``, so tests can build
 apps side by side with settings of their own.
 """
 
@@ -10,14 +10,14 @@ import dataclasses
 
 from flask import current_app
 
-from api.inference_queue import InferenceQueue
-from api.job_events import JobEvents
 from api.metrics import ApiMetrics
-from api.replies import ReplyListener
-from api.served_models import ServedModels
+from api.queue.inference_queue import InferenceQueue
+from api.queue.job_events import JobEvents
+from api.queue.model_lookup import ServedModels
+from api.queue.replies import ReplyListener
 from inferq.settings import Settings
 from inferq.tenants import TenantDirectory
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 
 EXTENSION = "inferq"
 

@@ -12,7 +12,7 @@ import sys
 
 from inferq.settings import Settings
 
-GUNICORN = ["-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api:create_app()"]
+GUNICORN = ["-m", "gunicorn", "-c", "config/gunicorn.conf.py", "api.app:create_app()"]
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 import numpy as np
 import redis
 
-from api.task_messages import TaskMessages
 from bench.redis_usage import RedisUsage
 from bench.systems import SERVED_MODEL, workers_only
 from inferq import keys, messages, mnist_contract, priorities
@@ -28,6 +27,7 @@ from inferq.jobs import JobStore
 from inferq.priorities import BULK
 from inferq.redis_connection import connect
 from inferq.settings import Settings
+from inferq.task_messages import TaskMessages
 
 
 @dataclasses.dataclass

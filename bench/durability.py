@@ -27,12 +27,12 @@ import numpy as np
 import redis
 from PIL import Image
 
-from api import create_app
+from api.app import create_app
 from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.settings import APPENDFSYNC_POLICIES, Settings
-from inferq.workers import WorkerRegistry, WorkerStatus
+from inferq.worker_registry import WorkerRegistry, WorkerStatus
 from launcher.redis_server import embedded_redis
 
 MNIST = ModelSpec(Settings().default_model, 1, "serving_default",

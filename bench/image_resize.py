@@ -2,7 +2,7 @@
 
 A 1024x768 JPEG (gradients, noise and hard-edged discs, quality 90) to 224x224 RGB, one image at a
 time on one core: the numbers behind the filter and the JPEG draft decode in
-``api.image_preprocessing``. Each line is the best of 5 runs of 40, in ms per image.
+``api.images.preprocessing``. Each line is the best of 5 runs of 40, in ms per image.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import timeit
 import numpy as np
 from PIL import Image
 
-from api.image_inputs import ImageInput
-from api.image_preprocessing import decode_for
+from api.images.inputs import ImageInput
+from api.images.preprocessing import decode_for
 from inferq.model_config import ImageConfig
 from inferq.model_spec import ANY, TensorSpec
 

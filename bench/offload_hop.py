@@ -1,9 +1,9 @@
 """What handing an image's decode to a native thread costs under gevent: ``python -m bench.offload_hop``.
 
 Decodes one MNIST digit (28 x 28) and one 252 x 252 image, each in place and through
-``api.offload`` (gevent's ThreadPool: a hand-off to a native thread and a wake-up of the hub
+``api.images.offload`` (gevent's ThreadPool: a hand-off to a native thread and a wake-up of the hub
 back), in turn, in a process patched as gunicorn's gevent worker patches itself: what
-``api.uploads.INLINE_PIXELS`` weighs.
+``api.images.uploads.INLINE_PIXELS`` weighs.
 """
 
 from gevent import monkey
@@ -18,7 +18,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from api import offload  # noqa: E402
+from api.images import offload  # noqa: E402
 from bench.bodies import png, test_digits  # noqa: E402
 from inferq.settings import Settings  # noqa: E402
 from trainer import mnist_files  # noqa: E402

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from api.task_messages import TaskMessages
 from inferq import messages, mnist_contract
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.priorities import BULK
 from inferq.settings import Settings
+from inferq.task_messages import TaskMessages
 from launcher.processes import free_port, redis_answers
 from launcher.redis_server import embedded_redis_command
 

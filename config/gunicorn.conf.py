@@ -1,4 +1,4 @@
-"""gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api:create_app()'``, which
+"""gunicorn settings for the API (``gunicorn -c config/gunicorn.conf.py 'api.app:create_app()'``, which
 ``python -m api.serve`` runs when API_SERVER is gunicorn; api/granian_server.py is granian's).
 
 Processes, worker class, threads and connections come from API_PROCESSES, API_WORKER_CLASS,

@@ -196,7 +196,7 @@ return {fits, depth, tenant_depth, left}
 
 # Every script that changes a job's status or progress says so on the job's channel
 # (``keys.job_events``), after its write: what the API's long polls and event streams wake on
-# (``api.job_events``). A PUBLISH is no write: Redis never refuses it at maxmemory. One function,
+# (``api.queue.job_events``). A PUBLISH is no write: Redis never refuses it at maxmemory. One function,
 # put before each such script's own text, so that every change (a cancel's too) is announced alike.
 _PUBLISH_JOB_EVENT = f"""
 local function publish_job_event(job_key)
@@ -450,7 +450,7 @@ end
 return found
 """
 
-# Idempotency keys (``api.idempotency``): each a JSON {fingerprint, job_id, state}, ``pending`` while
+# Idempotency keys (``api.queue.idempotency``): each a JSON {fingerprint, job_id, state}, ``pending`` while
 # its first request is being admitted (expiring, so that a request that died frees it), then
 # ``bound`` to the job, living and expiring with the job's record.
 #

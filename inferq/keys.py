@@ -60,7 +60,7 @@ def replies(listener: str) -> str:
 
 def idempotency(scope: str) -> str:
     """One ``Idempotency-Key`` of one caller for one model (``scope``: a hash of the three, made by
-    ``api.idempotency``): JSON of the request's fingerprint and the job it made. Bound to the job
+    ``api.queue.idempotency``): JSON of the request's fingerprint and the job it made. Bound to the job
     once it is admitted, it expires with the job's record."""
     return f"{PREFIX}:idempotency:{scope}"
 

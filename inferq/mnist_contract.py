@@ -1,7 +1,7 @@
 """The MNIST model's own contract: what inferq's trainer writes, and what the original Go server loaded.
 
 Any other model is described by its signature alone (``inferq.model_spec``); these names and sizes
-belong to the ``mnist`` model, its trainer, its preprocessing (``api.images``) and the worker's
+belong to the ``mnist`` model, its trainer, its preprocessing (``api.images.decoding``) and the worker's
 loading of a Go server graph, which has no signature. Versions live in the repository as every
 model's do (``inferq.repository``).
 

@@ -22,7 +22,7 @@ REDIS_PY_LOW_LEVEL = (
     "Connection.pack_commands([...]) and send_packed_command(), then Redis.parse_response(connection, "
     "command_name) for each, a BLPOP that timed out read as None (inferq.broker: the claim)",
     "Connection.can_read(timeout=) and read_response(push_request=True) on a subscribed connection, "
-    "returning [b'message', channel, data] lists (api.job_events)",
+    "returning [b'message', channel, data] lists (api.queue.job_events)",
 )
 #: The scheme of a Sentinel's address in REDIS_URL, as kombu spells it.
 SENTINEL_SCHEME = "sentinel"

@@ -56,7 +56,7 @@ def write_saved_model(model: keras.Model, export_dir: Path) -> None:
         builder.save()
 
 
-def run_seed_style(export_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_go_server_style(export_dir: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Load ``export_dir`` as the seed's Go server did (tags ["model"], feed ``inputdata``, fetch
     ``inference``) and return those labels with the ``serving_default`` probabilities for ``images``."""
     graph = tf.Graph()

@@ -51,7 +51,7 @@ def train_and_export(params: TrainParams, *, verbose: bool = True) -> Path:
     try:
         with publish.staging_dir(model_dir) as staged:
             export.write_saved_model(trained.model, staged)
-            labels, probabilities = export.run_seed_style(staged, testing.images)
+            labels, probabilities = export.run_go_server_style(staged, testing.images)
             _check_export(labels, probabilities, keras_labels, params.n_classes)
             metrics = report.classification_metrics(testing.labels, labels, params.n_classes)
             say(f"Accuracy: {metrics['test_accuracy']:.4f}", flush=True)

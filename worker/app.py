@@ -15,7 +15,7 @@ from inferq.messages import TASK_NAME
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from worker.engine import Engine
-from worker.image_batches import BATCH_DONE, ImageBatches
+from worker.item_batches import BATCH_DONE, ItemBatches
 from worker.model_queues import ModelQueues
 
 
@@ -27,7 +27,7 @@ def create_worker_app(settings: Settings) -> Celery:
     engine = Engine(settings)
     engine.answer_interactive_first(app.connection_for_read, lambda: model_queues.names)
 
-    @app.task(name=TASK_NAME, base=ImageBatches, max_images=settings.max_batch_size,
+    @app.task(name=TASK_NAME, base=ItemBatches, max_items=settings.max_batch_size,
               max_wait_s=settings.max_batch_wait_ms / 1000)
     def infer_batch(requests: Sequence[SimpleRequest]) -> str:
         engine.run_batch([request.args[0] for request in requests])

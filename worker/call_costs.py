@@ -47,13 +47,13 @@ def threads_label(threads: int) -> str:
     return str(threads) if threads else f"{os.cpu_count()} (all)"
 
 
-def batch_inputs(spec, batch: int, seed: int = 0) -> dict:
+def batch_inputs(spec, batch: int, random_seed: int = 0) -> dict:
     """Inputs of ``batch`` items for a model of ``spec`` (its :class:`~inferq.model_spec.ModelSpec`)."""
     import numpy as np
 
     from inferq.model_spec import ANY
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_seed)
     inputs = {}
     for tensor in spec.inputs:
         shape = (batch, *(1 if size == ANY else size for size in tensor.shape[1:]))

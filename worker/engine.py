@@ -17,14 +17,14 @@ from inferq.jobs import JobStore
 from inferq.model_spec import ModelSpec
 from inferq.redis_connection import connect
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from worker.callback_delivery import CallbackDeliverer
 from worker.counters import CounterRecount
 from worker.heartbeat import Heartbeat
-from worker.inference import run_batch
+from worker.inference import answer_batch
 from worker.interactive_first import InteractiveFirst
+from worker.loaded_models import LoadedModels
 from worker.metrics import WorkerMetrics
-from worker.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Engine:
         client = self._client = connect(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         self.store = JobStore(client, result_ttl_s=settings.result_ttl_s, depth_limits=settings.depth_limits)
         self.metrics = WorkerMetrics()
-        self.models = ServedModels(settings, on_load_failure=self.metrics.record_load_failure)
+        self.models = LoadedModels(settings, on_load_failure=self.metrics.record_load_failure)
         self._registry = WorkerRegistry(client, heartbeat_interval_s=settings.heartbeat_interval_s)
         self._catalog = ModelCatalog(client)
         self._interval_s = settings.heartbeat_interval_s
@@ -93,9 +93,9 @@ class Engine:
 
     def run_batch(self, bodies: Sequence[object]) -> None:
         between_calls = self._interactive_first.between_calls if self._interactive_first is not None else None
-        run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
-                  max_batch_size=self._max_batch_size, between_calls=between_calls)
+        answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
+                     max_batch_size=self._max_batch_size, between_calls=between_calls)
 
     def _answer_interactive(self, bodies: Sequence[object]) -> None:
-        run_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
-                  max_batch_size=self._max_batch_size)
+        answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
+                     max_batch_size=self._max_batch_size)

@@ -21,15 +21,15 @@ import redis
 
 from inferq import messages
 from inferq.catalog import ModelCatalog
-from inferq.workers import WorkerRegistry, WorkerStatus
+from inferq.worker_registry import WorkerRegistry, WorkerStatus
+from worker.loaded_models import LoadedModels
 from worker.metrics import WorkerMetrics
-from worker.served_models import ServedModels
 
 log = logging.getLogger(__name__)
 
 
 class Heartbeat:
-    def __init__(self, registry: WorkerRegistry, catalog: ModelCatalog, models: ServedModels,
+    def __init__(self, registry: WorkerRegistry, catalog: ModelCatalog, models: LoadedModels,
                  metrics: WorkerMetrics, interval_s: float, *, chores: Sequence[Callable[[], None]] = ()) -> None:
         """``chores``: what else the repository thread does once an interval, each on its own
         terms (the counters' recount)."""

@@ -56,9 +56,9 @@ Group = tuple[str, int | None]
 DEFAULT_MAX_BATCH_SIZE = Settings.max_batch_size
 
 
-def run_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
-              legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-              between_calls: Callable[[], None] | None = None) -> None:
+def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
+                 legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 between_calls: Callable[[], None] | None = None) -> None:
     """``legacy_model``: the model that messages of the first releases' format are for;
     ``max_batch_size``: the items of one model call where the model's config does not say;
     ``between_calls``: called between two model calls of a group (``worker.interactive_first``)."""
@@ -159,7 +159,7 @@ def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], fin
 def call_limit(spec: ModelSpec, max_batch_size: int) -> int | None:
     """The items one call of a model may hold: its config's ``max_batch_size``, else the worker's.
     None for a model whose tensors do not all begin with a batch dimension of any size: as Triton
-    serves one of ``max_batch_size`` 0 (``api/triton_config.py``), each job is a call of its own,
+    serves one of ``max_batch_size`` 0 (``api/kserve/triton_config.py``), each job is a call of its own,
     whole (its shape is the model's)."""
     if not all(tensor.shape and tensor.shape[0] == ANY for tensor in (*spec.inputs, *spec.outputs)):
         return None

@@ -1,8 +1,8 @@
-"""What the queue costs a batch, beside its model call: the worker's own batch path (``run_batch``) on
+"""What the queue costs a batch, beside its model call: the worker's own batch path (``answer_batch``) on
 a real Redis, fed as the API feeds it, with the model's answers replayed instead of computed.
 
 A round admits ``n`` one-item jobs as the API does (``JobStore.admit``, a message each, a listener
-waiting for each), then runs their ``n`` messages through :func:`worker.inference.run_batch`: the
+waiting for each), then runs their ``n`` messages through :func:`worker.inference.answer_batch`: the
 decode, the look for cancelled jobs, the running mark, the outcomes written and the listeners
 answered. The model there is the real one's spec with the outputs a real call gave for that batch
 (:class:`ReplayedModel`), so what is timed is everything a batch costs but the call. A straight
@@ -26,7 +26,7 @@ from inferq.jobs import JobStore
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
 from worker.call_costs import batch_inputs
-from worker.inference import run_batch
+from worker.inference import answer_batch
 from worker.metrics import WorkerMetrics
 
 #: Batch sizes the line is drawn through, and rounds of each.
@@ -51,7 +51,7 @@ class QueueCost:
 
 
 class ReplayedModel:
-    """A loaded model as ``run_batch`` uses one (its spec, ``predict``), answering with what the real
+    """A loaded model as ``answer_batch`` uses one (its spec, ``predict``), answering with what the real
     model gave for the same batch size, without calling it."""
 
     def __init__(self, model) -> None:
@@ -117,8 +117,8 @@ def measure(model, redis_url: str, *, sizes: Sequence[int] = SIZES, rounds: int 
                     admits.append(time.perf_counter() - started)
                     bodies.append(body)
                 started = time.perf_counter()
-                run_batch(bodies, lambda _name, _version: replayed, store, WorkerMetrics(),
-                          max_batch_size=max(size, Settings.max_batch_size))
+                answer_batch(bodies, lambda _name, _version: replayed, store, WorkerMetrics(),
+                             max_batch_size=max(size, Settings.max_batch_size))
                 samples.append(time.perf_counter() - started)
                 client.flushdb()
                 on_round()

@@ -6,10 +6,10 @@ Its own process (``python -m api.grpc``) beside the HTTP API. One module a conce
 lays out its protocols:
 
 - ``server``: the process: a grpcio server on a thread pool, TLS, the services it serves.
-- ``servicer``: each RPC, done by ``api.open_inference`` as the HTTP route does it.
+- ``servicer``: each RPC, done by ``api.kserve.open_inference`` as the HTTP route does it.
 - ``calls``: what every servicer's RPC shares: the app's context, refusals as statuses, the deadline.
 - ``tfserving``: TF Serving's services, done as its REST routes do them, with their own protos.
-- ``codec``: the protocol's messages to and from what ``api.open_inference`` takes and gives.
+- ``codec``: the protocol's messages to and from what ``api.kserve.open_inference`` takes and gives.
 - ``status``: an :class:`api.errors.ApiError` as a gRPC status, with the HTTP route's message.
 - ``auth``: the API key, as ``authorization: Bearer <key>`` metadata.
 - ``health``: ``grpc.health.v1``, for Kubernetes' gRPC probes.

@@ -1,6 +1,6 @@
-"""KServe v2's gRPC messages to and from what ``api.open_inference`` takes and gives.
+"""KServe v2's gRPC messages to and from what ``api.kserve.open_inference`` takes and gives.
 
-A ``ModelInferRequest`` becomes the request the HTTP route decodes (``api.tensor_codec``), so that a
+A ``ModelInferRequest`` becomes the request the HTTP route decodes (``api.kserve.codec``), so that a
 tensor is checked, and refused, by the same code whichever way it came:
 
 - ``raw_input_contents`` (what tritonclient sends) are the binary data of the HTTP route: one entry
@@ -19,7 +19,7 @@ import struct
 
 from api.errors import ApiError
 from api.grpc.protos import grpc_service_pb2 as pb
-from api.tensors import Answer
+from api.queue.dispatch import ModelOutputs
 from inferq.dtypes import BY_KSERVE
 
 #: The typed contents field of each datatype (model_config.proto's ``InferTensorContents``).
@@ -81,9 +81,9 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
 
 
 def response(request: pb.ModelInferRequest, outputs: list[dict], blobs: list[bytes],
-             answer: Answer) -> pb.ModelInferResponse:
+             answer: ModelOutputs) -> pb.ModelInferResponse:
     """The answer, each output as raw data (``outputs`` and ``blobs`` from
-    ``api.tensor_codec.encode_outputs``, every output as binary)."""
+    ``api.kserve.codec.encode_outputs``, every output as binary)."""
     return pb.ModelInferResponse(
         model_name=request.model_name, model_version=str(answer.version), id=request.id,
         outputs=[pb.ModelInferResponse.InferOutputTensor(name=output["name"], datatype=output["datatype"],

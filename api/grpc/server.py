@@ -9,7 +9,7 @@ thread while it waits for its answer through the queue, as a sync HTTP request d
 threads all the same.) Each process serves:
 
 - ``inference.GRPCInferenceService`` (``api.grpc.servicer``), on the app's runtime: the queue,
-  models and settings that ``api.create_app`` builds for the HTTP API, none of its routes served;
+  models and settings that ``api.app.create_app`` builds for the HTTP API, none of its routes served;
 - TF Serving's ``tensorflow.serving.PredictionService`` and ``ModelService``
   (``api.grpc.tfserving``), on the same runtime;
 - ``grpc.health.v1.Health`` (``api.grpc.health``);
@@ -155,7 +155,7 @@ def _serve_processes(settings: Settings, metrics_dir: str) -> int:
 
 def serve_one(settings: Settings, reuse_port: bool = False, exported: bool = False) -> None:
     """One server process, until SIGTERM or SIGINT (``exported``: serving its metrics too)."""
-    from api import create_app
+    from api.app import create_app
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,7 @@
-"""``inference.GRPCInferenceService``: each RPC done by ``api.open_inference``, as the HTTP route does it.
+"""``inference.GRPCInferenceService``: each RPC done by ``api.kserve.open_inference``, as the HTTP route does it.
 
 Every call runs in the app's context (the queue, the served models and the settings of
-``api.create_app``: the HTTP API's own), and every refusal is the HTTP route's, as a gRPC status
+``api.app.create_app``: the HTTP API's own), and every refusal is the HTTP route's, as a gRPC status
 (``api.grpc.status``). The call's deadline is the job's (as HTTP's ``timeout`` parameter): work
 whose caller has stopped waiting is never run. ``ModelStreamInfer`` answers a stream's requests
 one after another, each refusal as the stream's ``error_message`` (as Triton does), the stream
@@ -15,15 +15,15 @@ import grpc
 from flask import Flask
 from google.protobuf import json_format
 
-from api import open_inference
 from api.errors import ApiError, client_text
 from api.grpc import codec
 from api.grpc.calls import answered, refusal_of, tenant, timeout_s
 from api.grpc.protos import grpc_service_pb2 as pb
 from api.grpc.protos import grpc_service_pb2_grpc
+from api.kserve import open_inference
+from api.kserve.codec import encode_outputs
+from api.queue.scheduling import chosen, triton_timeout_s
 from api.runtime import runtime
-from api.scheduling import chosen, triton_timeout_s
-from api.tensor_codec import encode_outputs
 from inferq.priorities import INTERACTIVE
 
 

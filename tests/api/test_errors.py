@@ -5,7 +5,7 @@ import redis
 from flask import Flask
 from redis.sentinel import MasterNotFoundError, SlaveNotFoundError
 
-from api.errors import register_error_handlers
+from api.error_responses import register_error_handlers
 from inferq.replication import NotReplicated
 from tests.support.stand_in import BROKER_UNREACHABLE
 

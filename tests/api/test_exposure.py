@@ -110,7 +110,7 @@ def test_a_failing_route_answers_500_without_the_servers_paths(make_app, caplog)
 
 
 def test_a_librarys_error_text_reaches_the_client_without_the_servers_paths(make_app, fake_redis, monkeypatch):
-    from api import images
+    from api.images import decoding as images
 
     def failing(data, max_pixels):
         raise images.ImageError("the image is corrupt: cannot read '/usr/lib/python3/site-packages/PIL/x.py' "

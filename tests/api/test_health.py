@@ -4,12 +4,12 @@ import time
 import pytest
 import redis
 
-from api import create_app
+from api.app import create_app
 from inferq import keys
 from inferq.catalog import ModelCatalog
 from inferq.jobs import JobStore
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from tests.support.specs import CIFAR_LABELS, image_classifier_spec, mnist_spec, pair_spec, tabular_spec
 from tests.support.stand_in import InlineWorker, StandInStore, publish_heartbeat
 from tests.support.waiting import wait_for

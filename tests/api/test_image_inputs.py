@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from api.image_inputs import ImageInput, ImageInputError, image_input, to_model_values
+from api.images.inputs import ImageInput, ImageInputError, image_input, to_model_values
 from inferq.model_config import ImageConfig, ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from tests.support.specs import mnist_spec

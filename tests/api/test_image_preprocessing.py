@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from api import images
-from api.errors import image_error_status
-from api.image_errors import ImageError
-from api.image_inputs import ImageInput, image_input, to_model_values
-from api.image_preprocessing import decode_for
+from api.images import decoding as images
+from api.images.errors import ImageError, image_error_status
+from api.images.inputs import ImageInput, image_input, to_model_values
+from api.images.preprocessing import decode_for
 from inferq.model_config import ImageConfig
 from inferq.model_spec import ANY, TensorSpec
 from tests.conftest import png_bytes

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from api import images
-from api.errors import image_error_status
-from api.image_errors import ImageError
+from api.images import decoding as images
+from api.images.errors import ImageError, image_error_status
 from tests.conftest import png_bytes
 
 LIMIT = 4096 * 4096

@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from api import images
-from api.errors import image_error_status
-from api.image_arrays import decode_array
-from api.image_errors import ImageError
-from api.image_inputs import image_input
+from api.images import decoding as images
+from api.images.arrays import decode_array
+from api.images.errors import ImageError, image_error_status
+from api.images.inputs import image_input
 from tests.support.specs import mnist_spec
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from api.job_events import JobEvents
+from api.queue.job_events import JobEvents
 from inferq import keys
 from inferq.redis_connection import connect
 from tests.support.waiting import wait_for

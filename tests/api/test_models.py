@@ -37,8 +37,8 @@ def top_of(index: int) -> list[dict]:
     return [{"label": CIFAR_LABELS[k], "score": row[k]} for k in ranked]
 
 
-def rgb(count: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+def rgb(count: int, random_seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(random_seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
 
 
 def files(*images: np.ndarray, names: list[str] | None = None) -> dict:
@@ -99,7 +99,7 @@ def test_scores_that_are_not_numbers_rank_last_and_are_null(repository):
 
 def test_a_bulk_file_of_rgb_images(repository):
     client, worker = repository
-    images = rgb(4, seed=1)
+    images = rgb(4, random_seed=1)
     buffer = io.BytesIO()
     np.save(buffer, images)
     body = client.post("/models/cifar/recognize", data={"images": [(io.BytesIO(buffer.getvalue()), "b.npy")]})

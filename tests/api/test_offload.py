@@ -1,4 +1,4 @@
-"""api.offload: CPU-heavy work runs off a gevent process's hub, and on the caller's thread elsewhere."""
+"""api.images.offload: CPU-heavy work runs off a gevent process's hub, and on the caller's thread elsewhere."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from api import offload
+from api.images import offload
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ UNDER_GEVENT = """
 from gevent import monkey
 monkey.patch_all()
 import threading, time, gevent
-from api import offload
+from api.images import offload
 
 seen = []
 def work():
@@ -54,7 +54,7 @@ def test_small_images_are_decoded_in_place_and_large_ones_handed_off(client, mon
 
     import numpy as np
 
-    from api import uploads
+    from api.images import uploads
     from tests.conftest import png_bytes
 
     handed: list[int] = []

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.prefer import Preferences, applied, hand_back_after_s, parse, preferences
+from api.queue.prefer import Preferences, applied, hand_back_after_s, parse, preferences
 
 
 @pytest.mark.parametrize(("headers", "expected"), [

@@ -6,7 +6,7 @@ import orjson
 import pytest
 import redis
 
-from api.replies import ReplyListener
+from api.queue.replies import ReplyListener
 from inferq import keys
 from inferq.jobs import JobStore, Outcome
 

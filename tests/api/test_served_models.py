@@ -8,11 +8,11 @@ import fakeredis
 import pytest
 
 from api.errors import ApiError
-from api.served_models import ServedModels
+from api.queue.model_lookup import ServedModels
 from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from tests.support.specs import image_classifier_spec, mnist_spec
 from tests.support.stand_in import publish_heartbeat
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from api.errors import ApiError
-from api.tensor_codec import decode_inputs, encode_outputs, requested_outputs
+from api.kserve.codec import decode_inputs, encode_outputs, requested_outputs
 from api.tensor_values import NUMPY
 from inferq.dtypes import BY_KSERVE, BY_NAME
 from inferq.model_spec import ModelSpec, TensorSpec

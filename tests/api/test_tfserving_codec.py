@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 from api.errors import ApiError
 from api.tensor_values import NUMPY
-from api.tfserving_classify import classifications, not_a_classifier
-from api.tfserving_codec import columnar_outputs, decode_columns, decode_examples, decode_instances, predictions
+from api.tfserving.classify import classifications, not_a_classifier
+from api.tfserving.codec import columnar_outputs, decode_columns, decode_examples, decode_instances, predictions
 from inferq.dtypes import BY_NAME
 from inferq.model_config import ModelConfig
 from inferq.model_spec import ModelSpec, TensorSpec

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from api.triton_config import IndexEntry, model_config, repository_index
+from api.kserve.triton_config import IndexEntry, model_config, repository_index
 from inferq.dtypes import BY_NAME
 from inferq.model_config import ModelConfig, VersionPolicy
 from inferq.model_spec import ModelSpec, TensorSpec

@@ -164,11 +164,12 @@ def test_a_fortran_ordered_npy_reads_as_numpy_would(client, worker, mnist_test):
 
 def test_a_requests_image_pixels_past_its_budget_are_a_413_before_any_is_decoded(make_app, serve, digit_104,
                                                                                  monkeypatch):
-    import api.uploads
+    import api.images.uploads
 
     decoded = []
-    real = api.uploads.decode_for
-    monkeypatch.setattr(api.uploads, "decode_for", lambda *args, **kwargs: decoded.append(1) or real(*args, **kwargs))
+    real = api.images.uploads.decode_for
+    monkeypatch.setattr(api.images.uploads, "decode_for",
+                        lambda *args, **kwargs: decoded.append(1) or real(*args, **kwargs))
     serve()
     app, worker = make_app(max_request_pixels=2 * 28 * 28)
     response = app.test_client().post("/recognize", data=files(*[(f"{i}.png", digit_104) for i in range(3)]))

@@ -8,9 +8,9 @@ from PIL import Image
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from api import images as api_images
-from api.served_models import Served
-from api.uploads import read_upload
+from api.images import decoding as api_images
+from api.images.uploads import read_upload
+from api.queue.model_lookup import Served
 from inferq.client import routes, uploads
 from inferq.settings import Settings
 from tests.client.fake_service import numbered_images

@@ -1,4 +1,4 @@
-"""worker/image_batches.py relies on celery-batches' internals: this fails, naming them, when it moves."""
+"""worker/item_batches.py relies on celery-batches' internals: this fails, naming them, when it moves."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import celery
 from celery_batches import Batches
 from celery_batches.trace import apply_batches_task
 
-from worker.image_batches import CELERY_BATCHES_INTERNALS, TESTED_CELERY_BATCHES
+from worker.item_batches import CELERY_BATCHES_INTERNALS, TESTED_CELERY_BATCHES
 
 INSTALLED = importlib.metadata.version("celery-batches")
-RECHECK = (f"worker/image_batches.py was written for celery-batches {', '.join(TESTED_CELERY_BATCHES)} and "
+RECHECK = (f"worker/item_batches.py was written for celery-batches {', '.join(TESTED_CELERY_BATCHES)} and "
            f"relies on {'; '.join(CELERY_BATCHES_INTERNALS)}; celery-batches {INSTALLED} is installed: "
            "re-check those, then extend TESTED_CELERY_BATCHES")
 
@@ -69,7 +69,7 @@ def test_strategy_keeps_the_consumers_pool_on_the_task():
 
 
 def test_flush_runs_apply_batches_task_on_the_pool_it_kept():
-    """ImageBatches.flush does what Batches.flush does, with its own callbacks: the pool kept by the
+    """ItemBatches.flush does what Batches.flush does, with its own callbacks: the pool kept by the
     strategy runs apply_batches_task with (task, ([SimpleRequest, ...],), loglevel, logfile)."""
     app = celery.Celery("contract", set_as_current=False)
 

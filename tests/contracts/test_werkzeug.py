@@ -1,4 +1,4 @@
-"""api/upload_request.py overrides a werkzeug hook that is private by name: this fails, naming it,
+"""api/images/upload_request.py overrides a werkzeug hook that is private by name: this fails, naming it,
 when werkzeug changes it."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import io
 
 from flask import Flask, Request, request
 
-from api.upload_request import TESTED_WERKZEUG, WERKZEUG_INTERNALS, UploadRequest
+from api.images.upload_request import TESTED_WERKZEUG, WERKZEUG_INTERNALS, UploadRequest
 from bench.bodies import BOUNDARY, multipart
 
 INSTALLED = importlib.metadata.version("werkzeug")
-RECHECK = (f"api/upload_request.py was written for werkzeug {', '.join(TESTED_WERKZEUG)} and relies on "
+RECHECK = (f"api/images/upload_request.py was written for werkzeug {', '.join(TESTED_WERKZEUG)} and relies on "
            f"{'; '.join(WERKZEUG_INTERNALS)}; werkzeug {INSTALLED} is installed: re-check it, then extend "
            "TESTED_WERKZEUG")
 #: Past werkzeug's 500 KB, where its own hook spools the part to a temporary file.
@@ -50,4 +50,5 @@ def test_a_large_upload_is_held_in_memory_and_read_back_whole():
 def test_werkzeug_itself_would_spool_it():
     # What the override saves: were werkzeug's default an in-memory stream, the seam could go.
     stream, _ = _parsed(Request, b"x" * LARGE)
-    assert not isinstance(stream, io.BytesIO), "werkzeug no longer spools large uploads: drop api/upload_request.py"
+    assert not isinstance(stream, io.BytesIO), \
+        "werkzeug no longer spools large uploads: drop api/images/upload_request.py"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from api import create_app
+from api.app import create_app
 from inferq.settings import Settings
+from tests.support.go_server_model import build_go_server_model
 from tests.support.processes import WorkerProcess, worker_env
-from tests.support.seed_model import build_seed_model
 
 
 def pytest_collection_modifyitems(items):
@@ -20,9 +20,9 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def seed_model_dir(tmp_path_factory, mnist_train_sample) -> Path:
+def go_server_model_dir(tmp_path_factory, mnist_train_sample) -> Path:
     root = tmp_path_factory.mktemp("seed-models")
-    build_seed_model(root / "1", *mnist_train_sample)
+    build_go_server_model(root / "1", *mnist_train_sample)
     return root
 
 

@@ -14,7 +14,7 @@ from email.message import Message
 import numpy as np
 import pytest
 
-from api import job_stream
+from api.images import job_stream
 from inferq.client import Client
 from inferq.client.job import POLL_WAIT_S
 from launcher.processes import free_port

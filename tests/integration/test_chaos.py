@@ -30,9 +30,9 @@ from inferq.repository import newest_version
 from inferq.settings import Settings
 from launcher.processes import free_port
 from tests.conftest import png_bytes
+from tests.support.go_server_model import go_server_predict
 from tests.support.http_load import BOUNDARY, Answer, HttpLoad, multipart_body
 from tests.support.processes import ApiProcess, RedisProcess, WorkerProcess, worker_env
-from tests.support.seed_model import seed_style_predict
 from tests.support.waiting import wait_for
 
 QUEUE = "chaos"
@@ -303,7 +303,7 @@ def test_nothing_accepted_is_lost_whatever_arrives_and_whatever_dies(tmp_path, t
                                                                      capsys):
     images, truth = mnist_test
     version = newest_version(trained_model_dir)
-    expected = seed_style_predict(trained_model_dir / str(version), images.reshape(-1, 784))
+    expected = go_server_predict(trained_model_dir / str(version), images.reshape(-1, 784))
     sync_uploads = [[("image", f"{i}.png", png_bytes(images[i]))] for i in range(SYNC_FIRST, SYNC_FIRST + SYNC_COUNT)]
     bulk_uploads = [[("images", f"bulk-{k}.npy", npy(images[k * BULK_IMAGES:(k + 1) * BULK_IMAGES]))]
                     for k in range(BULK_FILES)]

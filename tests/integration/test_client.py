@@ -30,9 +30,9 @@ from inferq.client.state import state_path
 from inferq.repository import newest_version
 from launcher.processes import free_port
 from tests.conftest import MNIST_DIR, REPO, png_bytes
+from tests.support.go_server_model import go_server_predict
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 from tests.support.scored_outputs import assert_same_answers, assert_same_items, read_jsonl
-from tests.support.seed_model import seed_style_predict
 from tests.support.waiting import wait_for
 
 INFERQ = Path(sys.executable).parent / "inferq"
@@ -84,7 +84,7 @@ def digits(mnist_test, trained_model_dir, tmp_path_factory) -> tuple[Path, np.nd
     images, truth = mnist_test
     path = tmp_path_factory.mktemp("client-data") / "t10k.npy"
     np.save(path, images)
-    offline = seed_style_predict(trained_model_dir / str(newest_version(trained_model_dir)), images)
+    offline = go_server_predict(trained_model_dir / str(newest_version(trained_model_dir)), images)
     return path, offline, truth
 
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from api import create_app
+from api.app import create_app
 from inferq import keys
 from inferq.jobs import Outcome
 from inferq.priorities import PRIORITIES

@@ -17,7 +17,7 @@ import pytest
 import redis
 import yaml
 
-from api import create_app
+from api.app import create_app
 from inferq import keys, priorities
 from inferq.settings import Settings
 from tests.conftest import REPO

@@ -45,10 +45,10 @@ class Launcher:
 
 def grpc_labels(port: int, png: bytes) -> list[int]:
     """The default model's labels for ``png`` over gRPC (tritonclient.grpc): its pixels as the image
-    routes decode them (``api.images``), as a tensor."""
+    routes decode them (``api.images.decoding``), as a tensor."""
     import tritonclient.grpc as triton_grpc
 
-    from api.images import decode
+    from api.images.decoding import decode
 
     pixels = decode(png, max_pixels=10**6).astype(np.float32).reshape(1, 784)
     tensor = triton_grpc.InferInput("inputdata", [1, 784], "FP32")
@@ -110,7 +110,7 @@ def test_make_up_serves_every_model_of_its_repository(tmp_path, digit_104):
     repo = tmp_path / "repo"
     build_model(repo / "mnist", 1, label=6)
     saved_models.build_tabular(repo)
-    features = saved_models.sample_inputs("tabular", 3, seed=2)["features"]
+    features = saved_models.sample_inputs("tabular", 3, random_seed=2)["features"]
     expected = saved_models.offline_outputs(repo / "tabular" / "1", {"features": features})
     up = Launcher(tmp_path, port=free_port(), model_repository=repo)
     try:

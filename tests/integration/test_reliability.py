@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import redis
 
-from api import create_app
+from api.app import create_app
 from inferq import broker, keys, priorities
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import API_SERVERS, Settings
 from launcher.processes import free_port, redis_answers
 from launcher.redis_server import embedded_redis_command
 from tests.conftest import png_bytes
+from tests.support.go_server_model import go_server_predict
 from tests.support.models import build_model
 from tests.support.processes import ApiProcess, WorkerProcess, worker_env
-from tests.support.seed_model import seed_style_predict
 from tests.support.waiting import wait_for
 
 
@@ -88,7 +88,7 @@ def assert_every_accepted_job_answered_right(client: redis.Redis, load: Load, mo
     wait_for(lambda: all(status == b"done" for status in statuses(client, ids)), timeout_s,
              f"all {len(ids)} accepted jobs to finish")
     images = load.images.reshape(-1, 784)
-    expected = seed_style_predict(model_dir / "1", images[: max(i for idx in load.accepted.values() for i in idx) + 1])
+    expected = go_server_predict(model_dir / "1", images[: max(i for idx in load.accepted.values() for i in idx) + 1])
     app_client = load.app.test_client()
     for job_id in ids:
         results = app_client.get(f"/jobs/{job_id}").get_json()["result"]["results"]

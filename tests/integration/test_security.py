@@ -53,7 +53,7 @@ def test_the_system_runs_over_tls_with_a_password(tls_redis, tmp_path, mnist_tes
     worker = WorkerProcess(worker_env(url, tmp_path / "models", "q"), tmp_path / "worker.log")
     try:
         worker.wait_serving()
-        from api import create_app
+        from api.app import create_app
 
         client = create_app(Settings(redis_url=url, queue_name="q")).test_client()
         answer = client.post("/recognize", data={"image": [(io.BytesIO(png_bytes(mnist_test[0][0])), "a.png")]})

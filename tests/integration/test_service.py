@@ -139,7 +139,7 @@ def test_backpressure_on_a_real_redis(make_client, redis_url, digit_104):
 
 
 def test_the_api_answers_503_while_redis_is_down_and_recovers_by_itself(tmp_path, digit_104):
-    from api import create_app
+    from api.app import create_app
     from inferq.settings import Settings
     from launcher.redis_server import embedded_redis_command
 

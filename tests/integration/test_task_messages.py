@@ -7,11 +7,11 @@ import json
 import numpy as np
 import redis
 
-from api.task_messages import TaskMessages
 from inferq import messages
 from inferq.celery_app import make_celery
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
+from inferq.task_messages import TaskMessages
 
 QUEUE = "published"
 MODEL = "mnist"

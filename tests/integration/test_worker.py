@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import redis
 
-from api.task_messages import TaskMessages
 from inferq import broker, keys, messages, priorities
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
 from inferq.settings import Settings
+from inferq.task_messages import TaskMessages
 from tests.conftest import png_bytes
+from tests.support.go_server_model import go_server_predict
 from tests.support.models import build_model
-from tests.support.seed_model import seed_style_predict
 from tests.support.specs import mnist_spec, publish
 from tests.support.waiting import wait_for
 
@@ -35,12 +35,12 @@ def job_status(client, job_id: str) -> str:
     return client.get(f"/jobs/{job_id}").get_json()["status"]
 
 
-def test_a_model_built_as_the_seed_built_it_is_served(start_worker, make_client, seed_model_dir, mnist_test):
-    start_worker(seed_model_dir)
+def test_a_model_built_as_the_seed_built_it_is_served(start_worker, make_client, go_server_model_dir, mnist_test):
+    start_worker(go_server_model_dir)
     client = make_client()
     images = mnist_test[0][:20]
     body = client.post("/recognize", data=files(*images)).get_json()
-    assert [r["labels"][0] for r in body["results"]] == seed_style_predict(seed_model_dir / "1", images).tolist()
+    assert [r["labels"][0] for r in body["results"]] == go_server_predict(go_server_model_dir / "1", images).tolist()
     assert all(r["probabilities"] is None and r["model_version"] == 1 for r in body["results"])
     spec = client.get("/models/mnist").get_json()
     assert (spec["versions"], spec["ready_versions"]) == ([1], [1])

@@ -21,7 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from werkzeug.serving import make_server
 
-from api import create_app
+from api.app import create_app
 from inferq.jobs import Outcome
 from inferq.settings import Settings
 from launcher import grpc_command
@@ -34,7 +34,7 @@ from tests.support.waiting import wait_for
 
 MODEL_NAME = "mnist"
 #: A model built as the original Go server loaded it: no signature, labels only.
-SEED_SPEC = go_server_spec(STAND_IN_VERSION)
+GO_SERVER_SPEC = go_server_spec(STAND_IN_VERSION)
 
 
 class WithoutProbabilities:

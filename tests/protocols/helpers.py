@@ -7,9 +7,9 @@ import numpy as np
 from tests.support.stand_in import fake_label
 
 
-def digits(count: int, seed: int = 0) -> np.ndarray:
+def digits(count: int, random_seed: int = 0) -> np.ndarray:
     """``count`` random 28x28 uint8 images."""
-    return np.random.default_rng(seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    return np.random.default_rng(random_seed).integers(0, 256, (count, 28, 28), dtype=np.uint8)
 
 
 def stand_in_labels(images: np.ndarray) -> list[int]:

@@ -146,7 +146,7 @@ def test_infer_through_the_queue(stand_in, triton, datatype, shape):
 
 
 def test_only_the_outputs_asked_for_in_the_order_asked(triton):
-    images = digits(2, seed=2).astype(np.float32)
+    images = digits(2, random_seed=2).astype(np.float32)
     outputs = [triton_grpc.InferRequestedOutput("probabilities"), triton_grpc.InferRequestedOutput("labels")]
     response = triton.infer("mnist", [infer_input(images.reshape(2, 784))], outputs=outputs).get_response()
     assert [output.name for output in response.outputs] == ["probabilities", "labels"]
@@ -249,7 +249,7 @@ def test_every_datatype_but_fp16_as_typed_contents(every_type, serve):
 
 
 def test_async_infer_with_a_callback(triton):
-    images = digits(2, seed=7).reshape(2, 784).astype(np.float32)
+    images = digits(2, random_seed=7).reshape(2, 784).astype(np.float32)
     done: list = []
     triton.async_infer("mnist", [infer_input(images)], callback=lambda result, error: done.append((result, error)))
     deadline = time.monotonic() + 10
@@ -263,7 +263,7 @@ def test_async_infer_with_a_callback(triton):
 def test_the_asyncio_client(stand_in):
     import asyncio
 
-    images = digits(2, seed=8).reshape(2, 784).astype(np.float32)
+    images = digits(2, random_seed=8).reshape(2, 784).astype(np.float32)
 
     async def call(address: str):
         async with triton_aio.InferenceServerClient(address) as client:
@@ -278,7 +278,7 @@ def test_the_asyncio_client(stand_in):
 def test_a_stream_answers_each_request_in_turn_and_its_refusals_in_the_stream(triton):
     answers: queue.Queue = queue.Queue()
     triton.start_stream(callback=lambda result, error: answers.put((result, error)))
-    images = digits(2, seed=9).reshape(2, 784).astype(np.float32)
+    images = digits(2, random_seed=9).reshape(2, 784).astype(np.float32)
     wrong = triton_grpc.InferInput("inputdata", [1, 784], "INT32")
     wrong.set_data_from_numpy(np.zeros((1, 784), np.int32))
     triton.async_stream_infer("mnist", [infer_input(images)], request_id="s-1")
@@ -708,7 +708,7 @@ def test_tls_only_when_a_certificate_is_set(make_app, serve, certificate):
 
 
 def test_an_unexpected_error_is_internal_and_tells_nothing(stand_in, triton, monkeypatch):
-    from api import open_inference
+    from api.kserve import open_inference
 
     def broken(name, version=None):
         raise RuntimeError("failed reading /work/models/mnist/secret")

@@ -103,7 +103,7 @@ def test_predict_through_the_queue(stand_in, stub, dtype, shape):
 
 def test_typed_values_as_tensorflow_reads_them(stand_in, stub):
     """``float_val`` and ``int_val`` (UINT8), as hand-built requests send them, not tensor_content."""
-    images = digits(2, seed=4).reshape(2, 784)
+    images = digits(2, random_seed=4).reshape(2, 784)
     floats = tf.make_tensor_proto(images.astype(np.float32))
     floats.ClearField("tensor_content")
     floats.float_val.extend(images.ravel().astype(float).tolist())

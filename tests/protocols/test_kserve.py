@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
 
-from tests.protocols.conftest import SEED_SPEC
+from tests.protocols.conftest import GO_SERVER_SPEC
 from tests.protocols.helpers import digits, stand_in_labels
 
 INFER = "/v2/models/mnist/infer"
@@ -106,13 +106,13 @@ def test_infer_with_json_tensors(client, worker, datatype, shape):
 
 
 def test_nested_json_data_is_taken_in_row_major_order(client):
-    images = digits(2, seed=1)
+    images = digits(2, random_seed=1)
     request = {"inputs": [{"name": "inputdata", "shape": [2, 784], "datatype": "UINT8", "data": images.tolist()}]}
     assert client.post(INFER, json=request).get_json()["outputs"][0]["data"] == stand_in_labels(images)
 
 
 def test_only_the_outputs_asked_for_in_the_order_asked(client):
-    images = digits(2, seed=2)
+    images = digits(2, random_seed=2)
     request = {"inputs": [tensor(images)], "outputs": [{"name": "probabilities"}, {"name": "labels"}]}
     outputs = client.post(INFER, json=request).get_json()["outputs"]
     assert [output["name"] for output in outputs] == ["probabilities", "labels"]
@@ -138,7 +138,7 @@ def parse(response):
 
 @pytest.mark.parametrize("datatype", ["FP32", "UINT8"])
 def test_binary_tensors_both_ways(client, worker, datatype):
-    images = digits(5, seed=3)
+    images = digits(5, random_seed=3)
     body, headers = triton_request(images, datatype, binary_in=True)
     assert HEADER_LENGTH in headers
     response = client.post(INFER, data=body, headers=headers)
@@ -153,7 +153,7 @@ def test_binary_tensors_both_ways(client, worker, datatype):
 
 
 def test_binary_and_json_outputs_mix(client):
-    images = digits(2, seed=4)
+    images = digits(2, random_seed=4)
     outputs = [InferRequestedOutput("labels", binary_data=False), InferRequestedOutput("probabilities")]
     body, headers = triton_request(images.reshape(2, 784), "UINT8", binary_in=False, outputs=outputs)
     assert headers == {}
@@ -172,8 +172,8 @@ def test_json_outputs_are_plain_json(client):
     assert response.get_json()["outputs"][0]["data"] == stand_in_labels(images)
 
 
-def test_a_seed_model_has_labels_alone(make_app, serve, labels_only):
-    serve(spec=SEED_SPEC)
+def test_a_go_server_model_has_labels_alone(make_app, serve, labels_only):
+    serve(spec=GO_SERVER_SPEC)
     app, worker = make_app()
     labels_only(worker)
     client = app.test_client()

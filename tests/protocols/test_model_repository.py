@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 from tritonclient.http import InferenceServerClient, InferInput, InferRequestedOutput
 
-from api.image_inputs import image_input, to_model_values
-from api.image_preprocessing import decode_for
+from api.images.inputs import image_input, to_model_values
+from api.images.preprocessing import decode_for
 from inferq import model_config
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
@@ -107,7 +107,7 @@ def as_json(values: np.ndarray) -> object:
 
 @pytest.mark.parametrize("name", TENSOR_MODELS)
 def test_tf_serving_rows_and_columns_answer_as_the_model_itself(address, repository, name):
-    inputs = saved_models.sample_inputs(name, 3, seed=1)
+    inputs = saved_models.sample_inputs(name, 3, random_seed=1)
     expected = saved_models.offline_outputs(repository / name / "1", inputs)
     if len(inputs) == 1:  # TF Serving names the input only where there are several
         (only,) = inputs.values()
@@ -139,7 +139,7 @@ def _strings_back(values: object) -> object:
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 @pytest.mark.parametrize("name", TENSOR_MODELS)
 def test_kserve_v2_through_tritonclient_answers_as_the_model_itself(address, repository, name, binary):
-    inputs = saved_models.sample_inputs(name, 4, seed=2)
+    inputs = saved_models.sample_inputs(name, 4, random_seed=2)
     expected = saved_models.offline_outputs(repository / name / "1", inputs)
     spec = spec_of(address, name)
     with InferenceServerClient(address) as triton:
@@ -222,7 +222,7 @@ def test_models_added_and_removed_while_the_system_runs(address, repository):
         return {model["name"] for model in call(address, "/models")[1]["models"]}
 
     wait_for(lambda: "tabular_copy" in listed_names(), 30, "the added model to be served")
-    inputs = saved_models.sample_inputs("tabular", 2, seed=4)
+    inputs = saved_models.sample_inputs("tabular", 2, random_seed=4)
     expected = saved_models.offline_outputs(repository / "tabular" / "1", inputs)
     status, answer = call(address, "/v1/models/tabular_copy:predict", {"inputs": as_json(inputs["features"])})
     assert status == 200, answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.protocols.conftest import SEED_SPEC
+from tests.protocols.conftest import GO_SERVER_SPEC
 from tests.protocols.helpers import digits, stand_in_labels
 from tests.support.specs import mnist_spec
 from tests.support.stand_in import BROKER_UNREACHABLE, STAND_IN_VERSION, fake_label
@@ -61,7 +61,7 @@ def test_row_format_answers_an_object_per_instance(client, worker, shape):
 
 
 def test_row_format_instances_may_name_the_input(client):
-    images = digits(2, seed=1)
+    images = digits(2, random_seed=1)
     body = {"signature_name": "serving_default",
             "instances": [{"inputdata": image.tolist()} for image in images]}
     predictions = client.post(PREDICT, json=body).get_json()["predictions"]
@@ -70,7 +70,7 @@ def test_row_format_instances_may_name_the_input(client):
 
 @pytest.mark.parametrize("named", [False, True], ids=["list", "named"])
 def test_column_format_answers_a_column_per_output(client, named):
-    images = digits(4, seed=2)
+    images = digits(4, random_seed=2)
     inputs = images.reshape(4, 784).tolist()
     response = client.post(PREDICT, json={"inputs": {"inputdata": inputs} if named else inputs})
     assert response.get_json() == {"outputs": {"labels": stand_in_labels(images),
@@ -88,12 +88,12 @@ def test_values_are_the_inputs_type_sent_as_they_are(client, worker):
     assert response.get_json()["predictions"][0]["labels"] == fake_label(sent[0])
 
 
-def test_a_seed_model_answers_labels_alone(make_app, serve, labels_only):
-    serve(spec=SEED_SPEC)
+def test_a_go_server_model_answers_labels_alone(make_app, serve, labels_only):
+    serve(spec=GO_SERVER_SPEC)
     app, worker = make_app()
     labels_only(worker)
     client = app.test_client()
-    images = digits(3, seed=3)
+    images = digits(3, random_seed=3)
     assert client.post(PREDICT, json={"instances": images.tolist()}).get_json() == {
         "predictions": stand_in_labels(images)}
     assert client.post(PREDICT, json={"inputs": images.tolist()}).get_json() == {"outputs": stand_in_labels(images)}

@@ -151,9 +151,9 @@ def build_all(repo: Path) -> dict[str, Path]:
     return {name: build(repo, 1) for name, build in BUILDERS.items()}
 
 
-def sample_inputs(name: str, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """``n`` rows of valid input for model ``name``, the same for the same seed."""
-    rng = np.random.default_rng(seed)
+def sample_inputs(name: str, n: int, random_seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` rows of valid input for model ``name``, the same for the same random_seed."""
+    rng = np.random.default_rng(random_seed)
     if name == "mnist_like":
         return {"image": rng.integers(0, 256, (n, 28, 28, 1), np.uint8)}
     if name == "cifar_like":

@@ -23,13 +23,13 @@ import orjson
 import pytest
 import redis
 
-from api import create_app
+from api.app import create_app
 from inferq import keys, messages, priorities
 from inferq.catalog import ModelCatalog
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_spec import ModelSpec
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry, WorkerStatus
+from inferq.worker_registry import WorkerRegistry, WorkerStatus
 from tests.support.specs import mnist_spec
 from worker.metrics import WorkerMetrics
 

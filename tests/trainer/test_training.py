@@ -35,7 +35,7 @@ def test_split(mnist_dir: Path) -> data.Split:
     return data.load_idx_split(mnist_dir, "testing")
 
 
-def seed_style_labels(export_dir: Path, images: np.ndarray) -> np.ndarray:
+def go_server_style_labels(export_dir: Path, images: np.ndarray) -> np.ndarray:
     """What the seed's Go server did: load with tags ["model"], feed ``inputdata``, fetch ``inference``."""
     import tensorflow as tf
 
@@ -52,8 +52,8 @@ def test_first_run_publishes_version_1_and_nothing_else(version_1: Path, tiny_pa
     assert [entry.name for entry in model_dir.iterdir()] == ["1"]
 
 
-def test_seed_style_load_answers_digits_from_raw_pixels(version_1: Path, test_split: data.Split) -> None:
-    labels = seed_style_labels(version_1, test_split.images[:1000])
+def test_go_server_style_load_answers_digits_from_raw_pixels(version_1: Path, test_split: data.Split) -> None:
+    labels = go_server_style_labels(version_1, test_split.images[:1000])
     assert labels.shape == (1000,)
     assert labels.dtype == np.int64
     assert np.mean(labels == test_split.labels[:1000]) > 0.8
@@ -96,7 +96,7 @@ def test_serve_tag_signature_gives_probabilities_that_agree_with_the_labels(
 
 def test_metrics_json_describes_the_version(version_1: Path, tiny_params: TrainParams, test_split: data.Split) -> None:
     metrics = json.loads((version_1 / mnist_contract.METRICS_FILE).read_text())
-    labels = seed_style_labels(version_1, test_split.images)
+    labels = go_server_style_labels(version_1, test_split.images)
     assert metrics["version"] == 1
     assert metrics["test_accuracy"] == pytest.approx(float(np.mean(labels == test_split.labels)))
     matrix = np.array(metrics["confusion_matrix"])

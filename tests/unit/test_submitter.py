@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import redis
 
-from api.submitter import SendFailed, Submitter
+from api.errors import SendFailed
+from api.queue.submitter import Submitter
 from inferq import messages, priorities
 from inferq.broker import Envelope
 from inferq.jobs import QueueFull
@@ -78,7 +79,7 @@ class FakeStore:
 
 def submitter_on(store: FakeStore, built: FakeMessages | None = None, **options) -> Submitter:
     return Submitter(built or FakeMessages(), store, model=MODEL, priority=BULK,
-                     **{"max_images_per_message": 64, **options})
+                     **{"max_items_per_message": 64, **options})
 
 
 def job(job_id: str, images: int = 1) -> messages.JobInput:
@@ -131,9 +132,9 @@ def test_jobs_queued_during_a_send_go_out_together_sent_by_the_oldest_not_by_the
     assert store.admitted == [["first"], ["b", "c", "d"]]
 
 
-def test_a_message_holds_at_most_max_images():
+def test_a_message_holds_at_most_max_items():
     store = FakeStore()
-    submitter = submitter_on(store, max_images_per_message=3)
+    submitter = submitter_on(store, max_items_per_message=3)
     errors = submit_during_a_send(submitter, store, ("b", "c", "d", "e"))
     assert errors == {}
     assert [ids for ids, _ in store.sent] == [["first"], ["b", "c", "d"], ["e"]]

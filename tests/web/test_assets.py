@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from api import create_app
+from api.app import create_app
 from inferq.jobs import JobStore
 from inferq.settings import Settings
 

@@ -24,8 +24,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
-from api import create_app
-from api.images import decode
+from api.app import create_app
+from api.images.decoding import decode
 from inferq.settings import Settings
 from tests.support.processes import WorkerProcess, worker_env
 from tests.web.shape_model import HORIZONTAL, VERTICAL, build_shape_model, expected_label

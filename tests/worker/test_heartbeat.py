@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from inferq.catalog import ModelCatalog
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from tests.support.specs import go_server_spec, mnist_spec
 from tests.support.waiting import wait_for
 from worker.heartbeat import Heartbeat
@@ -13,7 +13,7 @@ from worker.metrics import WorkerMetrics
 
 
 class FakeModels:
-    """What the heartbeat asks of ``ServedModels``."""
+    """What the heartbeat asks of ``LoadedModels``."""
 
     def __init__(self, specs, gone=(), fail: Exception | None = None, failures=()) -> None:
         self._specs = list(specs)

@@ -1,4 +1,4 @@
-"""One batch through ``run_batch``: jobs grouped by model and version, one model call per group, with
+"""One batch through ``answer_batch``: jobs grouped by model and version, one model call per group, with
 small fake models (a spec and ``predict``), no TensorFlow."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from inferq.model_config import ModelConfig
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import Settings
-from worker.inference import plan_calls, run_batch
+from worker.inference import answer_batch, plan_calls
 from worker.metrics import WorkerMetrics
 from worker.model_errors import InputMismatch
 
@@ -139,7 +139,7 @@ def test_the_jobs_of_all_messages_of_a_model_go_through_one_model_call(store):
     jobs = [job("a", [3]), job("b", [14, 25], reply_to="api-1"), job("c", [6])]
     admit(store, "mnist", *jobs)
     model, metrics = FakeModel(), WorkerMetrics()
-    run_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, metrics)
+    answer_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, metrics)
 
     assert model.call_sizes == [4]
     assert model.calls[0]["x"][:, 0].tolist() == [3, 14, 25, 6]
@@ -163,8 +163,8 @@ def test_two_models_in_one_batch_get_one_call_each(store):
     admit(store, "resnet", *texts)
     mnist, resnet, metrics = FakeModel("mnist", 7), FakeModel("resnet", 2), WorkerMetrics()
     served = Served(mnist, resnet)
-    run_batch([message("mnist", digits[0]), message("resnet", texts[0]), message("mnist", digits[1]),
-               message("resnet", texts[1])], served, store, metrics)
+    answer_batch([message("mnist", digits[0]), message("resnet", texts[0]), message("mnist", digits[1]),
+                  message("resnet", texts[1])], served, store, metrics)
 
     assert (mnist.call_sizes, resnet.call_sizes) == ([3], [2])
     assert sorted(served.asked) == [("mnist", None), ("resnet", None)]
@@ -185,8 +185,8 @@ def test_a_model_that_fails_fails_only_its_own_jobs_saying_so_and_logging_the_re
     admit(store, "mnist", *digits)
     admit(store, "resnet", *texts)
     metrics = WorkerMetrics()
-    run_batch([message("mnist", *digits), message("resnet", *texts)],
-              Served(FakeModel("mnist", 7, fail="out of memory"), FakeModel("resnet", 2)), store, metrics)
+    answer_batch([message("mnist", *digits), message("resnet", *texts)],
+                 Served(FakeModel("mnist", 7, fail="out of memory"), FakeModel("resnet", 2)), store, metrics)
 
     ids = {error_with_id(store, job_id, caplog, "model 'mnist' version 7 failed on this batch", "out of memory")
            for job_id in ("d1", "d2")}
@@ -204,9 +204,9 @@ def test_a_model_not_served_fails_its_jobs_saying_so_and_the_others_are_answered
     admit(store, "gone", job("g", [1], reply_to="api-1"))
     admit(store, "mnist", job("pinned", [2], version=9), job("newest", [3]))
     metrics = WorkerMetrics()
-    run_batch([message("gone", job("g", [1], reply_to="api-1")),
-               message("mnist", job("pinned", [2], version=9), job("newest", [3]))],
-              Served(FakeModel("mnist", 7)), store, metrics)
+    answer_batch([message("gone", job("g", [1], reply_to="api-1")),
+                  message("mnist", job("pinned", [2], version=9), job("newest", [3]))],
+                 Served(FakeModel("mnist", 7)), store, metrics)
 
     assert error(store, "g") == "model 'gone' is not served by this worker (removed from the repository?)"
     assert error(store, "pinned") == \
@@ -226,7 +226,7 @@ def test_a_model_that_cannot_be_loaded_fails_its_jobs_without_its_paths_and_not_
             raise OSError("/models/broken/1/saved_model.pb: no such file")
         return Served(FakeModel())(name, version)
 
-    run_batch([message("broken", job("b", [1])), message("mnist", job("m", [2]))], find, store, WorkerMetrics())
+    answer_batch([message("broken", job("b", [1])), message("mnist", job("m", [2]))], find, store, WorkerMetrics())
     error_with_id(store, "b", caplog, "model 'broken' could not be loaded", "/models/broken/1/saved_model.pb")
     assert store.get("m").status == DONE
 
@@ -236,7 +236,7 @@ def test_jobs_pinned_to_a_version_run_on_it_in_a_group_of_their_own(store):
     admit(store, "mnist", *jobs)
     v1, v2 = FakeModel("mnist", 1), FakeModel("mnist", 2)
     served = Served(v1, v2)
-    run_batch([message("mnist", *jobs[:2]), message("mnist", *jobs[2:])], served, store, WorkerMetrics())
+    answer_batch([message("mnist", *jobs[:2]), message("mnist", *jobs[2:])], served, store, WorkerMetrics())
 
     assert served.asked == [("mnist", 1), ("mnist", None), ("mnist", 2)]  # one look a group
     assert v1.call_sizes == [2] and v1.calls[0]["x"][:, 0].tolist() == [1, 4]
@@ -251,7 +251,7 @@ def test_items_of_different_shapes_or_types_run_in_separate_calls(store):
             job("float", [6], width=3, dtype="float32")]
     admit(store, "mnist", *jobs)
     model = FakeModel()
-    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+    answer_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
 
     assert [(len(call["x"]), call["x"].shape[1], call["x"].dtype.name) for call in model.calls] == \
         [(3, 3, "uint8"), (2, 5, "uint8"), (1, 3, "float32")]
@@ -267,7 +267,7 @@ def test_a_model_of_several_inputs_gets_each_stacked_by_name(store):
     jobs = [two([1, 2], 0.5, "a"), two([3], 2.0, "b")]
     admit(store, "pair", *jobs)
     model = FakeModel("pair", 1, inputs=("image", "scale"))
-    run_batch([message("pair", *jobs)], Served(model), store, WorkerMetrics())
+    answer_batch([message("pair", *jobs)], Served(model), store, WorkerMetrics())
 
     [call] = model.calls
     assert call["image"].tolist() == [[1, 0], [2, 0], [3, 0]] and call["scale"].ravel().tolist() == [0.5, 0.5, 2.0]
@@ -286,7 +286,7 @@ def test_outputs_of_every_kind_come_back_split_per_job(store):
 
     jobs = [job("a", [1, 2]), job("b", [3])]
     admit(store, "mnist", *jobs)
-    run_batch([message("mnist", *jobs)], Served(FakeModel(answer=every_kind)), store, WorkerMetrics())
+    answer_batch([message("mnist", *jobs)], Served(FakeModel(answer=every_kind)), store, WorkerMetrics())
 
     assert outputs(store, "a") == {"text": ["cat", {"b64": "//4="}], "unicode": ["x", "y"], "flags": [True, False],
                                    "half": [[0.5, 0.5], [0.5, 0.5]], "big": [0, 1],
@@ -305,8 +305,8 @@ def test_an_answer_that_does_not_fit_fails_only_that_models_jobs(store, caplog, 
     jobs = [job("a", [1, 2]), job("b", [3])]
     admit(store, "odd", *jobs)
     admit(store, "mnist", job("m", [4]))
-    run_batch([message("odd", *jobs), message("mnist", job("m", [4]))],
-              Served(FakeModel("odd", 1, answer=answer), FakeModel()), store, WorkerMetrics())
+    answer_batch([message("odd", *jobs), message("mnist", job("m", [4]))],
+                 Served(FakeModel("odd", 1, answer=answer), FakeModel()), store, WorkerMetrics())
     assert error_with_id(store, "a", caplog, "model 'odd' version 1 failed on this batch", reason) == \
         error_with_id(store, "b", caplog, "model 'odd' version 1 failed on this batch", reason)
     assert store.get("m").status == DONE
@@ -316,22 +316,22 @@ def test_an_answer_that_does_not_fit_fails_only_that_models_jobs(store, caplog, 
 def test_a_message_that_is_not_ours_is_dropped_and_the_others_answered(store):
     admit(store, "mnist", job("a", [1]))
     metrics = WorkerMetrics()
-    run_batch([{"something": "else"}, {"v": 1, "jobs": []}, message("mnist", job("a", [1]))],
-              Served(FakeModel()), store, metrics)
+    answer_batch([{"something": "else"}, {"v": 1, "jobs": []}, message("mnist", job("a", [1]))],
+                 Served(FakeModel()), store, metrics)
     assert store.get("a").status == DONE
     assert metrics.registry.get_sample_value("inferq_worker_messages_total") == 3
 
 
 def test_a_batch_of_nothing_but_messages_not_ours_writes_nothing(store):
     model = FakeModel()
-    run_batch([{"something": "else"}], Served(model), store, WorkerMetrics())
+    answer_batch([{"something": "else"}], Served(model), store, WorkerMetrics())
     assert model.calls == []
 
 
 def test_redis_out_of_reach_propagates_so_the_batch_is_delivered_again(unreachable_redis):
     store = JobStore(unreachable_redis, result_ttl_s=60, depth_limits=Settings().depth_limits)
     with pytest.raises(redis.ConnectionError):
-        run_batch([message("mnist", job("a", [1]))], Served(FakeModel()), store, WorkerMetrics())
+        answer_batch([message("mnist", job("a", [1]))], Served(FakeModel()), store, WorkerMetrics())
 
 
 def test_jobs_past_their_deadline_end_expired_unrun_and_the_others_are_answered(store):
@@ -339,7 +339,7 @@ def test_jobs_past_their_deadline_end_expired_unrun_and_the_others_are_answered(
     on_time = job("on-time", [2], priority=BULK, deadline=time.time() + 60)
     admit(store, "mnist", late, on_time)
     model, metrics = FakeModel(), WorkerMetrics()
-    run_batch([message("mnist", late, on_time)], Served(model), store, metrics)
+    answer_batch([message("mnist", late, on_time)], Served(model), store, metrics)
 
     assert model.call_sizes == [1]  # the expired job's image never reached the model
     record = store.get("late")
@@ -357,7 +357,7 @@ def test_a_batch_of_expired_jobs_calls_no_model(store):
     admit(store, "mnist", late)
     model, metrics = FakeModel(), WorkerMetrics()
     served = Served(model)
-    run_batch([message("mnist", late)], served, store, metrics)
+    answer_batch([message("mnist", late)], served, store, metrics)
     assert model.calls == [] and served.asked == [] and store.get("late").status == EXPIRED
     assert metrics.batches == 0
 
@@ -367,8 +367,8 @@ def test_queue_waits_are_measured_by_model_and_priority(store):
     admit(store, "mnist", *jobs)
     admit(store, "resnet", job("r", [3]))
     metrics = WorkerMetrics()
-    run_batch([message("mnist", *jobs), message("resnet", job("r", [3]))],
-              Served(FakeModel(), FakeModel("resnet", 1)), store, metrics)
+    answer_batch([message("mnist", *jobs), message("resnet", job("r", [3]))],
+                 Served(FakeModel(), FakeModel("resnet", 1)), store, metrics)
     wait = metrics.registry.get_sample_value
     for model, priority in (("mnist", "interactive"), ("mnist", "bulk"), ("resnet", "interactive")):
         assert wait("inferq_worker_queue_wait_seconds_count", {"model": model, "priority": priority}) == 1
@@ -382,7 +382,7 @@ def test_inputs_stored_beside_the_message_are_read_for_the_call_and_deleted_with
     admit(store, "mnist", big, small)
     assert messages.stored_inputs([big, small]).keys() == {"big"}
     model = FakeModel()
-    run_batch([message("mnist", big, small)], Served(model), store, WorkerMetrics(), max_batch_size=rows + 1)
+    answer_batch([message("mnist", big, small)], Served(model), store, WorkerMetrics(), max_batch_size=rows + 1)
     assert model.call_sizes == [rows + 1]
     assert outputs(store, "big")["labels"] == [n % 256 % 10 for n in range(rows)]
     assert outputs(store, "small")["labels"] == [5]
@@ -397,7 +397,7 @@ def test_a_job_whose_stored_inputs_are_gone_fails_and_one_delivered_again_after_
     admit(store, "mnist", gone, kept, other)
     fake_redis.delete(keys.job_inputs("gone"))
     batch = [message("mnist", gone, kept, other)]
-    run_batch(batch, Served(FakeModel()), store, WorkerMetrics())
+    answer_batch(batch, Served(FakeModel()), store, WorkerMetrics())
     assert "no longer stored" in error(store, "gone")
     finished = {job_id: store.get(job_id).outcome for job_id in ("kept", "o")}
     assert outputs(store, "kept")["labels"] == [2] * rows
@@ -405,7 +405,7 @@ def test_a_job_whose_stored_inputs_are_gone_fails_and_one_delivered_again_after_
     # The batch delivered again after its outcomes were written (the worker died before its ack):
     # nothing is run on inputs that are gone, and no outcome changes.
     model = FakeModel()
-    run_batch(batch, Served(model), store, WorkerMetrics())
+    answer_batch(batch, Served(model), store, WorkerMetrics())
     assert model.call_sizes == [1]
     assert {job_id: store.get(job_id).outcome for job_id in ("kept", "o")} == finished
     assert "no longer stored" in error(store, "gone") and idle(store, "mnist")
@@ -417,7 +417,7 @@ def test_a_job_of_no_items_fails_alone_and_the_other_jobs_of_its_message_are_ans
     first, empty, last = job("a", [1, 2], reply_to="api-1"), job("empty", [], reply_to="api-1"), job("c", [3])
     admit(store, "mnist", first, empty, last)
     model, metrics = FakeModel(), WorkerMetrics()
-    run_batch([message("mnist", first, empty, last)], Served(model), store, metrics)
+    answer_batch([message("mnist", first, empty, last)], Served(model), store, metrics)
 
     assert outputs(store, "a")["labels"] == [1, 2] and outputs(store, "c")["labels"] == [3]
     assert error(store, "empty") == "the worker could not read this job: it has no items"
@@ -435,7 +435,7 @@ def test_a_job_whose_inputs_cannot_be_read_is_counted_down_by_what_its_admission
     body["jobs"][1]["inputs"]["x"]["data"] = "not base64!"
     body["jobs"][1]["priority"] = "urgent"  # the record, not the message, says which counter it is in
     body["jobs"][2]["inputs"]["x"]["shape"] = ["two", 4]
-    run_batch([body], Served(FakeModel()), store, WorkerMetrics())
+    answer_batch([body], Served(FakeModel()), store, WorkerMetrics())
 
     assert outputs(store, "good")["labels"] == [1]
     assert error(store, "bad").startswith("the worker could not read this job: ")
@@ -448,8 +448,8 @@ def test_a_message_not_ours_is_logged_and_the_jobs_it_names_are_failed(store, ca
     future = message("mnist", job("future", [1], reply_to="api-1")) | {"v": 99}  # of a later release
     nameless = message("mnist", job("nameless", [2]))
     del nameless["model"]  # its counter is found from the job's record
-    run_batch([future, nameless, [b"junk"], message("mnist", job("kept", [3]))], Served(FakeModel()), store,
-              WorkerMetrics())
+    answer_batch([future, nameless, [b"junk"], message("mnist", job("kept", [3]))], Served(FakeModel()), store,
+                 WorkerMetrics())
 
     for job_id in ("future", "nameless"):
         assert error(store, job_id) == "the worker could not read this job: not an inferq v2 message"
@@ -480,7 +480,7 @@ def test_no_model_call_holds_more_than_the_models_max_batch_size_and_answers_kee
              for n in (3, 7, 5)]
     admit(store, "mnist", bulk, *small)
     model, metrics = FakeModel(config=ModelConfig(max_batch_size=8)), WorkerMetrics()
-    run_batch([message("mnist", bulk), message("mnist", *small)], Served(model), store, metrics, max_batch_size=64)
+    answer_batch([message("mnist", bulk), message("mnist", *small)], Served(model), store, metrics, max_batch_size=64)
 
     assert max(model.call_sizes) == 8 and sum(model.call_sizes) == 1024 + 15
     assert len(model.call_sizes) == 130  # packed full: 1,039 items in 130 calls of 8, the last of 7
@@ -494,7 +494,7 @@ def test_a_models_config_that_says_nothing_is_bounded_by_the_workers_max_batch_s
     jobs = [job("a", list(range(10))), job("b", [4, 5])]
     admit(store, "mnist", *jobs)
     model = FakeModel()
-    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics(), max_batch_size=4)
+    answer_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics(), max_batch_size=4)
     assert model.call_sizes == [4, 4, 4]
     assert outputs(store, "a")["labels"] == list(range(10)) and outputs(store, "b")["labels"] == [4, 5]
 
@@ -504,7 +504,7 @@ def test_a_model_without_a_batch_dimension_gets_each_job_whole_in_a_call_of_its_
     jobs = [job("a", [1, 2]), job("b", [3, 4])]
     admit(store, "fixed", *jobs)
     model = FakeModel("fixed", 1, shape=(2, 4), config=ModelConfig(max_batch_size=1))
-    run_batch([message("fixed", *jobs)], Served(model), store, WorkerMetrics())
+    answer_batch([message("fixed", *jobs)], Served(model), store, WorkerMetrics())
     assert model.call_sizes == [2, 2]
     assert outputs(store, "a")["labels"] == [1, 2] and outputs(store, "b")["labels"] == [3, 4]
 
@@ -518,7 +518,7 @@ def test_a_call_that_fails_fails_the_jobs_it_held_and_no_others(store, caplog):
     jobs = [job("a", [1, 2, 3]), job("b", [4, 5, 99, 6, 7, 8, 9]), job("c", [1, 2]), job("d", [3, 4, 5, 6])]
     admit(store, "mnist", *jobs)
     model = FakeModel(answer=refuses_99, config=ModelConfig(max_batch_size=4))
-    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+    answer_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
 
     # Calls a1-3 b4, b5 99 6 7 (fails: a is answered already, b fails), b8 9 c1 2 (run: c needs it), d.
     assert model.call_sizes == [4, 4, 4, 4]
@@ -531,7 +531,7 @@ def test_a_call_that_fails_fails_the_jobs_it_held_and_no_others(store, caplog):
 def test_inputs_that_do_not_fit_the_signature_are_the_clients_own_and_said_as_they_are(store):
     admit(store, "mnist", job("a", [1]))
     mismatch = InputMismatch("input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)")
-    run_batch([message("mnist", job("a", [1]))], Served(FakeModel(fail=mismatch)), store, WorkerMetrics())
+    answer_batch([message("mnist", job("a", [1]))], Served(FakeModel(fail=mismatch)), store, WorkerMetrics())
     assert error(store, "a") == "model 'mnist' version 7 refused this batch's inputs: " \
                                 "input 'x' takes shape [-1, 784], got [1, 4] (-1: any size)"
 
@@ -543,8 +543,8 @@ def test_cancelled_jobs_are_skipped_unrun_and_the_others_of_their_messages_answe
     admit(store, "mnist", *jobs)
     assert store.cancel("gone") == store.cancel("gone-big") == "queued"
     model = FakeModel()
-    run_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, WorkerMetrics(),
-              max_batch_size=rows + 4)
+    answer_batch([message("mnist", *jobs[:2]), message("mnist", jobs[2])], Served(model), store, WorkerMetrics(),
+                 max_batch_size=rows + 4)
     assert model.call_sizes == [1]  # the cancelled jobs' items were not run
     assert outputs(store, "kept") == {"labels": [3], "sums": [3.0]}
     for cancelled in ("gone", "gone-big"):
@@ -561,7 +561,7 @@ def test_a_batch_of_cancelled_jobs_calls_no_model(store):
     for one in jobs:
         store.cancel(one.job_id)
     model = FakeModel()
-    run_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
+    answer_batch([message("mnist", *jobs)], Served(model), store, WorkerMetrics())
     assert model.calls == []
     assert [store.get(one.job_id).status for one in jobs] == ["cancelled", "cancelled"]
 
@@ -581,7 +581,7 @@ def test_a_job_over_several_calls_has_its_progress_written_after_each_call_and_a
         seen.append(store.get(big).items_done)  # as the record reads while the call runs
         return first_and_sum(inputs)
 
-    run_batch([message("mnist", *jobs)], Served(FakeModel(answer=answer)), store, WorkerMetrics(), max_batch_size=4)
+    answer_batch([message("mnist", *jobs)], Served(FakeModel(answer=answer)), store, WorkerMetrics(), max_batch_size=4)
     # Calls of 4: a's 2 and big's first 2, then big's 2..6, then 6..10; big's outcome is its last word.
     assert seen == [0, 2, 6]
     # Six events are due: read until they are in (or a deadline passes), not until a pause, which a

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from inferq import keys
-from inferq.workers import WorkerRegistry, WorkerStatus
+from inferq.worker_registry import WorkerRegistry, WorkerStatus
 from tests.conftest import REPO
 from tests.support.specs import mnist_spec
 from worker import liveness

@@ -7,12 +7,12 @@ import shutil
 
 from inferq.catalog import ModelCatalog
 from inferq.settings import Settings
-from inferq.workers import WorkerRegistry
+from inferq.worker_registry import WorkerRegistry
 from tests.worker.fake_loading import add_version
 from worker.heartbeat import Heartbeat
+from worker.loaded_models import LoadedModels
 from worker.metrics import WorkerMetrics
 from worker.model_holder import RETRY_FIRST_S, ModelHolder
-from worker.served_models import ServedModels
 
 
 class Clock:
@@ -27,7 +27,7 @@ def test_a_version_that_fails_to_load_shows_in_status_and_metrics_until_a_retry_
         loader, make_app, fake_redis, tmp_path):
     add_version(tmp_path / "mnist", 1)
     clock, metrics = Clock(), WorkerMetrics()
-    models = ServedModels(Settings(model_repository=str(tmp_path)), on_load_failure=metrics.record_load_failure,
+    models = LoadedModels(Settings(model_repository=str(tmp_path)), on_load_failure=metrics.record_load_failure,
                           clock=clock)
     beat = Heartbeat(WorkerRegistry(fake_redis, heartbeat_interval_s=2), ModelCatalog(fake_redis), models, metrics, 2)
     api = make_app()[0].test_client()

@@ -12,8 +12,8 @@ from inferq import model_config
 from inferq.model_config import ModelConfig
 from inferq.model_spec import TensorSpec
 from tests.support import saved_models
+from tests.support.go_server_model import build_go_server_model, go_server_predict
 from tests.support.models import build_model
-from tests.support.seed_model import build_seed_model, seed_style_predict
 from worker.model import LoadedModel, ModelCallError, ModelLoadError, load_version
 from worker.model_errors import InputMismatch
 
@@ -45,7 +45,7 @@ def load(repo: Path, name: str, **config: object) -> LoadedModel:
 def test_each_model_answers_as_tensorflow_2_does(repository: Path, name: str) -> None:
     model = load(repository, name)
     for batch in (1, 7):
-        inputs = saved_models.sample_inputs(name, batch, seed=batch)
+        inputs = saved_models.sample_inputs(name, batch, random_seed=batch)
         got = model.predict(inputs)
         expected = saved_models.offline_outputs(repository / name / "1", inputs)
         assert set(got) == set(expected)
@@ -93,7 +93,7 @@ def test_strings_go_in_as_bytes_or_str_and_come_back_as_bytes(repository: Path) 
 
 def test_each_input_is_cast_to_its_type(repository: Path) -> None:
     model = load(repository, "two_inputs")
-    inputs = saved_models.sample_inputs("two_inputs", 3, seed=1)
+    inputs = saved_models.sample_inputs("two_inputs", 3, random_seed=1)
     as_given = {"ids": inputs["ids"].astype(np.int32), "weights": inputs["weights"].astype(np.float64)}
     np.testing.assert_array_equal(model.predict(as_given)["count"], model.predict(inputs)["count"])
 
@@ -213,7 +213,7 @@ def test_the_trainers_export_is_loaded_by_its_serve_meta_graph(tmp_path: Path) -
     pixels = np.random.default_rng(1).integers(0, 256, (6, 784), np.uint8)
     got = model.predict({"inputdata": pixels})
     # The meta graph tagged ``model`` (the Go server's) answers the same from the same variables.
-    np.testing.assert_array_equal(got["labels"], seed_style_predict(model_dir / "1", pixels))
+    np.testing.assert_array_equal(got["labels"], go_server_predict(model_dir / "1", pixels))
 
 
 def test_a_model_whose_batch_fails_gives_tensorflows_message_alone(tmp_path: Path) -> None:
@@ -228,14 +228,14 @@ def test_a_model_whose_batch_fails_gives_tensorflows_message_alone(tmp_path: Pat
 def test_the_seed_go_servers_model_still_serves(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     images, labels = rng.integers(0, 256, (200, 28, 28), np.uint8), rng.integers(0, 10, 200)
-    build_seed_model(tmp_path / "1", images, labels, steps=3)
+    build_go_server_model(tmp_path / "1", images, labels, steps=3)
     model = load_version(tmp_path, "mnist", 1)
     assert (model.tag, model.spec.signature) == ("model", None)
     assert model.spec.inputs == (TensorSpec("inputdata", "float32", (-1, 784), "inputdata:0"),)
     assert model.spec.outputs == (TensorSpec("labels", "int64", (-1,), "inference:0"),)
     pixels = images[:9].reshape(-1, 784)
     np.testing.assert_array_equal(model.predict({"inputdata": pixels})["labels"],
-                                  seed_style_predict(tmp_path / "1", pixels))
+                                  go_server_predict(tmp_path / "1", pixels))
 
 
 def test_a_graph_with_neither_a_signature_nor_the_go_servers_tensors_is_refused(tmp_path: Path) -> None:

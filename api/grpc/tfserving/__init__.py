@@ -1,6 +1,6 @@
 """TF Serving's gRPC API (``tensorflow.serving.PredictionService`` and ``ModelService``), so that its
 clients (``tensorflow_serving.apis.prediction_service_pb2_grpc``) work unchanged, on the same queue
-and with the same checks as its REST routes (``api.tfserving``). Served by ``api.grpc.server``
+and with the same checks as its REST routes (``api.tfserving.routes``). Served by ``api.grpc.server``
 beside KServe's ``inference.GRPCInferenceService``. One module a concept:
 
 - ``servicer``: each RPC, done as the REST route does it.

@@ -1,5 +1,5 @@
 """``ClassificationRequest.input``'s tf.Examples as the REST route's ``examples`` and ``context``
-(``{feature: [values]}``), so that ``api.tfserving_codec.decode_examples`` checks them, and refuses
+(``{feature: [values]}``), so that ``api.tfserving.codec.decode_examples`` checks them, and refuses
 them, in the same words whichever way they came.
 
 A ``bytes_list`` value is text where it is UTF-8, else ``{"b64": ...}``, as a REST client sends it.

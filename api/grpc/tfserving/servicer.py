@@ -1,7 +1,7 @@
 """TF Serving's ``tensorflow.serving.PredictionService`` (Predict, Classify, GetModelMetadata) and
-``ModelService`` (GetModelStatus), each RPC done as the REST route does it (``api.tfserving``):
+``ModelService`` (GetModelStatus), each RPC done as the REST route does it (``api.tfserving.routes``):
 the same model lookup, signature check, input checks (``api.grpc.tfserving.tensors``,
-``api.tfserving_codec``) and queue (``api.tensors.infer``), every refusal the REST route's as a
+``api.tfserving.codec``) and queue (``api.queue.dispatch.infer``), every refusal the REST route's as a
 gRPC status (``api.grpc.calls``). The call's deadline is the job's, as over KServe's gRPC.
 
 Regress, MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED, grpcio's default: no
@@ -16,7 +16,6 @@ import grpc
 from flask import Flask
 from google.protobuf import json_format, wrappers_pb2
 
-from api import tfserving_codec
 from api.errors import ApiError
 from api.grpc.calls import answered, tenant, timeout_s
 from api.grpc.tfserving import examples, tensors
@@ -29,12 +28,13 @@ from api.grpc.tfserving.protos.tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
+from api.queue.dispatch import infer, served_model
+from api.queue.model_lookup import Served
+from api.queue.scheduling import Scheduling, chosen
 from api.runtime import runtime
-from api.scheduling import Scheduling, chosen
-from api.served_models import Served
-from api.tensors import infer, served_model
-from api.tfserving_classify import classifications, not_a_classifier
-from api.tfserving_metadata import check_signature, signature_def_map, signature_name, version_status
+from api.tfserving import codec as tfserving_codec
+from api.tfserving.classify import classifications, not_a_classifier
+from api.tfserving.metadata import check_signature, signature_def_map, signature_name, version_status
 from inferq.model_spec import ModelSpec, TensorSpec
 from inferq.priorities import INTERACTIVE
 

@@ -1,5 +1,5 @@
 """TF Serving's ``TensorProto`` to and from arrays, checked against the model's spec as the REST
-route checks its JSON (``api.tfserving_codec``, ``api.tensor_values``), with the REST route's messages.
+route checks its JSON (``api.tfserving.codec``, ``api.tensor_values``), with the REST route's messages.
 
 A tensor's values come one of two ways, as ``tf.make_tensor_proto`` writes them:
 
@@ -26,7 +26,7 @@ import numpy as np
 from api.errors import ApiError
 from api.grpc.tfserving.protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from api.tensor_values import fit_shape, from_json, same_batch, shape_text
-from api.tfserving_codec import check_names
+from api.tfserving.codec import check_names
 from inferq.dtypes import BY_NAME
 from inferq.model_spec import ModelSpec, TensorSpec
 

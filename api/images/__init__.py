@@ -1,0 +1,2 @@
+"""The image protocol: ``POST /recognize`` and ``/jobs`` (uploads, decoding, the job's stream).
+"""
