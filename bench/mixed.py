@@ -26,7 +26,10 @@ while every producer waits, and "bulk alone" measures the producer, not the syst
 measured here queues up to MIXED_QUEUE_DEPTH bulk images, and each bulk measurement reports the
 share of its time the bulk queue stood empty: the premise holds where that share is near zero.
 
-Run by ``make bench`` or alone: ``python -m bench.mixed [--quick]``, which also prints the cores
+Each open-loop measurement also splits its requests' time by stage (``OpenLoop.stages``): where
+an interactive request waits beside bulk work.
+
+Run by ``make bench`` or alone: ``python -m bench.mixed [--quick] [--rate N]``, which also prints the cores
 the API, the worker and Redis took in each measurement (``bench.cpu``): the goals ask both lanes to
 keep most of their rate alone, which they can only where their costs fit the machine.
 """
@@ -38,6 +41,7 @@ import contextlib
 import dataclasses
 import http.client
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -200,6 +204,8 @@ class MixedResult:
     open_loop_idle: OpenLoopResult | None = None
     open_loop_mixed: OpenLoopResult | None = None
     open_loop_bulk_images_per_s: float | None = None
+    #: Each open-loop measurement's requests, stage by stage (``OpenLoop.stages``).
+    open_loop_stages: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)
 
     def goals(self) -> dict[str, bool]:
         goals = {
@@ -220,8 +226,9 @@ class MixedResult:
 
 
 def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bodies: list[Path],
-          seconds: float, roles: Roles | None = None) -> MixedResult:
-    """``roles``: the system's processes by role, to measure the cores each takes (none: not measured)."""
+          seconds: float, roles: Roles | None = None, rate: float = OPEN_LOOP_RATE) -> MixedResult:
+    """``roles``: the system's processes by role, to measure the cores each takes (none: not measured);
+    ``rate``: the open-loop yardstick's interactive requests a second."""
     client = redis.Redis.from_url(redis_url)
     cores: dict[str, dict[str, float]] = {}
     empty: dict[str, float] = {}
@@ -240,7 +247,7 @@ def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bo
     wrk(base_url, CLIENTS, 2, bodies)  # warm up: the yardstick is the warm system, not its first calls
     with measured("interactive alone", bulk=False):
         alone = wrk(base_url, CLIENTS, seconds, bodies)
-    with measured("open-loop interactive alone", bulk=False), OpenLoop(base_url, OPEN_LOOP_RATE, bodies) as idle:
+    with measured("open-loop interactive alone", bulk=False), OpenLoop(base_url, rate, bodies) as idle:
         time.sleep(seconds)
     with BulkProducer(base_url, images) as producer:
         wait_full(client, bulk_limit)
@@ -250,7 +257,7 @@ def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bo
         bulk_alone = bulk_images_per_s(client, list(producer.accepted), window)
 
         started = time.time()
-        with measured("open-loop interactive beside bulk"), OpenLoop(base_url, OPEN_LOOP_RATE, bodies) as beside:
+        with measured("open-loop interactive beside bulk"), OpenLoop(base_url, rate, bodies) as beside:
             time.sleep(seconds)
         open_loop_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
 
@@ -265,8 +272,9 @@ def mixed(base_url: str, redis_url: str, bulk_limit: int, images: np.ndarray, bo
             unprioritised = wrk(base_url, CLIENTS, seconds, bodies, path=f"/recognize?priority={BULK}")
         unprioritised_bulk = bulk_images_per_s(client, list(producer.accepted), Window(started, time.time()))
     wait_drained(client)
+    stages = {"open loop alone": idle.stages(client), "open loop beside bulk": beside.stages(client)}
     return MixedResult(alone, bulk_alone, prioritised, prioritised_bulk, unprioritised, unprioritised_bulk,
-                       producer.refused, cores, empty, idle.result(), beside.result(), open_loop_bulk)
+                       producer.refused, cores, empty, idle.result(), beside.result(), open_loop_bulk, stages)
 
 
 def table(result: MixedResult) -> str:
@@ -291,7 +299,20 @@ def table(result: MixedResult) -> str:
     goals = ", ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in result.goals().items())
     empty = ", ".join(f"{name} {share:.0%}" for name, share in result.bulk_queue_empty.items())
     return "\n".join([*lines, "", f"Goals: {goals}.", *([f"Bulk queue empty: {empty} of the time."] if empty else []),
-                      *_cores_table(result.cores)])
+                      *_cores_table(result.cores), *stages_table(result.open_loop_stages)])
+
+
+def stages_table(stages: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Each measurement's interactive requests by stage (``OpenLoop.stages``): p50 / p99 ms."""
+    if not stages:
+        return []
+    names = list(next(iter(stages.values())))
+
+    def cells(by_stage: dict[str, dict[str, float]]) -> str:
+        return " | ".join(f"{by_stage[name]['p50_ms']:.1f} / {by_stage[name]['p99_ms']:.1f}" for name in names)
+
+    return ["", f"| open-loop run: p50 / p99 ms | {' | '.join(names)} |", f"| --- |{' ---: |' * len(names)}",
+            *(f"| {run} | {cells(by_stage)} |" for run, by_stage in stages.items())]
 
 
 def _cores_table(cores: dict[str, dict[str, float]]) -> list[str]:
@@ -314,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    parser.add_argument("--rate", type=float, default=OPEN_LOOP_RATE, metavar="N",
+                        help=f"the open-loop yardstick's interactive requests a second (default {OPEN_LOOP_RATE:g})")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     model_dir = models.trained_mnist_dir(settings, "bench.mixed")
@@ -322,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
     work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))
     bodies = one_image_bodies(images, labels, 200, work / "bodies")
+    load_before = os.getloadavg()
     with (systems.redis_server(work) as redis_url,
           systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as running):
         result = mixed(running.base_url, redis_url, MIXED_QUEUE_DEPTH, images, bodies,
-                       4 if args.quick else 10, roles=lambda: {**running.pids(), **_local_redis(redis_url)})
+                       4 if args.quick else 10, roles=lambda: {**running.pids(), **_local_redis(redis_url)},
+                       rate=args.rate)
+    print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
     print(table(result))
     print(json.dumps(dataclasses.asdict(result)))
     return 0

@@ -5,18 +5,25 @@ a slow system is sent less and its queueing never shows (coordinated omission), 
 that saturate the API measure the API, not what bulk work does to a person's request. Here requests
 are due at a fixed rate whatever the answers, each sent by whichever sender thread is free, and
 its latency runs from when it was due: a request that waits for a free sender counts that wait.
+
+:meth:`OpenLoop.stages` splits each answered request's time by where it went, from its job's record
+(``created_at``, ``started_at``, ``finished_at``): what an interactive request waits behind.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import http.client
+import json
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
+import redis
+
 from bench.bodies import BOUNDARY
+from inferq import keys
 
 #: Senders: enough that a few slow answers do not hold the schedule up at the rates used here.
 SENDERS = 16
@@ -47,6 +54,9 @@ class OpenLoop:
         self._next = 0
         self._started = 0.0
         self._latencies_s: list[float] = []
+        #: Each answered request's (due, sent, answered) in unix seconds, and its job id.
+        self._answered: list[tuple[float, float, float, str]] = []
+        self._unix_offset = time.time() - time.monotonic()
         self._errors = 0
         self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(senders)]
 
@@ -73,10 +83,11 @@ class OpenLoop:
             index, due = self._due()
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 return
+            sent = time.monotonic()
             try:
                 connection.request("POST", self._path, self._bodies[index % len(self._bodies)], self._headers)
                 answer = connection.getresponse()
-                answer.read()
+                body = answer.read()
                 ok = answer.status == 200
             except (OSError, http.client.HTTPException):
                 connection.close()
@@ -84,7 +95,12 @@ class OpenLoop:
                 ok = False
             with self._lock:
                 if ok:
-                    self._latencies_s.append(time.monotonic() - due)
+                    answered = time.monotonic()
+                    self._latencies_s.append(answered - due)
+                    job_id = _job_id(body)
+                    if job_id is not None:
+                        offset = self._unix_offset
+                        self._answered.append((due + offset, sent + offset, answered + offset, job_id))
                 else:
                     self._errors += 1
 
@@ -94,6 +110,42 @@ class OpenLoop:
             errors = self._errors
         return OpenLoopResult(self._rate, len(latencies) + errors, _percentile(latencies, 0.5) * 1000,
                               _percentile(latencies, 0.99) * 1000, errors)
+
+
+    def stages(self, client: redis.Redis) -> dict[str, dict[str, float]]:
+        """p50 and p99 in ms of each stage of the answered requests: waiting for a sender; sent to
+        admitted (the API reading, decoding and admitting it); admitted to started (the message
+        pushed, waiting in its queue, claimed, the batch decoded); started to finished (the batch's
+        model calls and the outcome written); finished to answered (the reply to the API, the HTTP
+        answer). Worker and API stamp the record with their own clocks: one machine's, here."""
+        with self._lock:
+            answered = list(self._answered)
+        with client.pipeline(transaction=False) as pipe:
+            for *_, job_id in answered:
+                pipe.hmget(keys.job(job_id), "created_at", "started_at", "finished_at")
+            records = pipe.execute()
+        spans: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        for (due, sent, done, _), stamps in zip(answered, records, strict=True):
+            if None in stamps:
+                continue
+            created, started, finished = (float(stamp) for stamp in stamps)
+            for stage, span in zip(STAGES, (sent - due, created - sent, started - created, finished - started,
+                                           done - finished), strict=True):
+                spans[stage].append(span)
+        return {stage: {"p50_ms": _percentile(sorted(values), 0.5) * 1000,
+                        "p99_ms": _percentile(sorted(values), 0.99) * 1000} for stage, values in spans.items()}
+
+
+#: The stages of :meth:`OpenLoop.stages`, in order.
+STAGES = ("sender", "API to admitted", "queued to started", "batch run", "reply")
+
+
+def _job_id(body: bytes) -> str | None:
+    try:
+        job_id = json.loads(body).get("job_id")
+    except (ValueError, AttributeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
 
 
 def _percentile(values: list[float], share: float) -> float:

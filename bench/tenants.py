@@ -40,7 +40,7 @@ import redis
 
 from bench import models, systems
 from bench.bodies import one_image_bodies, test_digits
-from bench.mixed import BulkProducer, Window
+from bench.mixed import BulkProducer, Window, stages_table
 from bench.open_loop import OpenLoop, OpenLoopResult
 from inferq import keys
 from inferq.settings import Settings
@@ -140,6 +140,8 @@ class TenantsResult:
     by_tenant_images_per_s: dict[str, float]
     interactive_with_tenants: OpenLoopResult
     had_work: dict[str, float]
+    #: The interactive requests idle and beside both tenants, stage by stage (``OpenLoop.stages``).
+    stages: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)
 
     @property
     def shared_images_per_s(self) -> float:
@@ -165,11 +167,12 @@ class TenantsResult:
         }
 
 
-def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: float) -> TenantsResult:
+def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: float,
+        rate: float = INTERACTIVE_RATE) -> TenantsResult:
     client = redis.Redis.from_url(redis_url)
-    with OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)):
+    with OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)):
         time.sleep(2)  # warm up: the yardstick is the warm system, not its first calls
-    with OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)) as idle:
+    with OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as idle:
         time.sleep(seconds)
     with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
         wait_queued(client, ("flood",))
@@ -183,12 +186,13 @@ def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: floa
         window = Window(time.time(), time.time() + seconds)
         time.sleep(seconds)
         shared = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
-        with WorkShare(client) as share, OpenLoop(base_url, INTERACTIVE_RATE, bodies, headers=auth(PEOPLE)) as beside:
+        with WorkShare(client) as share, OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as beside:
             window = Window(time.time(), time.time() + seconds)
             time.sleep(seconds)
         by_tenant = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
     wait_drained(client)
-    return TenantsResult(idle.result(), bulk_alone, shared, by_tenant, beside.result(), share.had_work)
+    stages = {"interactive alone": idle.stages(client), "two tenants flooding": beside.stages(client)}
+    return TenantsResult(idle.result(), bulk_alone, shared, by_tenant, beside.result(), share.had_work, stages)
 
 
 def interleaved(base_url: str, redis_url: str, images, seconds: float, rounds: int) -> list[tuple[float, float]]:
@@ -342,13 +346,16 @@ def table(result: TenantsResult) -> str:
     alone = shares(result.shared_by_tenant_images_per_s, result.shared_images_per_s)
     beside = shares(result.by_tenant_images_per_s, total)
     return "\n".join([*lines, "", f"By tenant, nothing beside: {alone}; interactive beside: {beside} (each had "
-                      f"work queued: {had_work} of the time).", f"Goals: {goals}."])
+                      f"work queued: {had_work} of the time).", f"Goals: {goals}.",
+                      *stages_table(result.stages)])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
+    parser.add_argument("--rate", type=float, default=INTERACTIVE_RATE, metavar="N",
+                        help=f"interactive requests a second (default {INTERACTIVE_RATE:g})")
     parser.add_argument("--job-images", type=int, default=1024, metavar="N",
                         help="images a bulk job (default 1,024): what one bulk message holds")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS", default=0,
@@ -374,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.interleaved:
             rounds = interleaved(running.base_url, redis_url, images, 4 if args.quick else 10, args.interleaved)
         else:
-            result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10)
+            result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10, args.rate)
     print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
     if args.interleaved:
         print("| round | one tenant alone, images/s | two tenants, images/s | two / one |")

@@ -15,6 +15,8 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   write and runs the moment BLPOP returns: one round trip a message, as with BRPOP. Only Redis
   2.0's commands are used. The script also tells how many messages are left behind this one
   (``delivery_info["queue_length"]``), which the batcher uses to decide whether to wait for more.
+  kombu's synchronous get (``Queue.get``, :meth:`Channel.basic_get`) takes by the same script:
+  a worker takes interactive work that way between a long batch's model calls.
   Bulk work is aged: once the oldest bulk message has waited longer than ``bulk_max_wait_s``, it
   is taken before interactive work, one claim in two at most (``docs/design.md``). A message whose
   properties cannot be read is set aside in ``inferq.keys.DEAD_LETTERS`` instead of being lost.
@@ -596,6 +598,41 @@ class Channel(kombu_redis.Channel):
         interactive = sum(priorities.rank(queue) == 0 for queue in queues)
         max_wait = -1 if self.bulk_max_wait_s is None or self._aged_last else self.bulk_max_wait_s
         return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait, self.fair_share_quantum]
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: object) -> virtual.Message | None:
+        """kombu's synchronous get (``kombu.Queue.get``), by the claim script, which kombu's would
+        not use: one message of ``queue`` (its own list, then its tenants' in their shares) taken
+        and recorded as unacknowledged in one step, so that a worker killed before it acknowledges
+        the message loses nothing. Its ``delivery_info`` tells what is left, as a consumed
+        message's does. None when the queue is empty."""
+        keys, args = self._claim_call([queue])
+        claimed = self._claim()(keys=keys, args=args)
+        if not claimed:
+            return None
+        raw, _, left, interactive_left, dead, tag = claimed
+        if dead:
+            log.warning("set %d message(s) whose properties cannot be read aside in %s", dead, keys_.DEAD_LETTERS)
+        if raw is None:
+            return None
+        tag = tag.decode() if isinstance(tag, bytes) else tag
+        try:
+            payload = loads(raw)
+            payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("set message %s from %s aside in %s: it is not JSON", tag, queue, keys_.DEAD_LETTERS)
+            self._set_aside(raw, tag)
+            return None
+        message = self.Message(payload, channel=self)
+        if no_ack:
+            with self.qos.pipe_or_acquire() as pipe:
+                self.qos._remove_from_indices(tag, pipe).execute()
+            return message
+        self.claims_unacked = True
+        try:
+            self.qos.append(message, message.delivery_tag)
+        finally:
+            self.claims_unacked = False
+        return message
 
     def _restore(self, message: virtual.Message, leftmost: bool = False) -> None:
         # kombu's would delete the unacked entry alone, leaving its index and in-flight entries.

@@ -25,6 +25,7 @@ def create_worker_app(settings: Settings) -> Celery:
     # A pool process loads TensorFlow and the models before it reports ready.
     app.conf.worker_proc_alive_timeout = 120
     engine = Engine(settings)
+    engine.answer_interactive_first(app.connection_for_read, lambda: model_queues.names)
 
     @app.task(name=TASK_NAME, base=ItemBatches, max_items=settings.max_batch_size,
               max_wait_s=settings.max_batch_wait_ms / 1000)

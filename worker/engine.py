@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from inferq.catalog import ModelCatalog
 from inferq.drain import DrainMeter
@@ -21,6 +22,7 @@ from worker.callback_delivery import CallbackDeliverer
 from worker.counters import CounterRecount
 from worker.heartbeat import Heartbeat
 from worker.inference import answer_batch
+from worker.interactive_first import InteractiveFirst
 from worker.loaded_models import LoadedModels
 from worker.metrics import WorkerMetrics
 
@@ -45,6 +47,13 @@ class Engine:
         self._heartbeat: Heartbeat | None = None
         self._deliverer = CallbackDeliverer(client, self.store, settings, self._spec_of)
         self._stop = threading.Event()
+        self._interactive_first: InteractiveFirst | None = None
+
+    def answer_interactive_first(self, connect: Callable[[], Any], queues: Callable[[], Sequence[str]]) -> None:
+        """Between a batch's model calls, answer the interactive work queued in ``queues`` first
+        (``worker.interactive_first``), taken over a kombu connection from ``connect``."""
+        self._interactive_first = InteractiveFirst(self._client, connect, queues, self._answer_interactive,
+                                                   self._max_batch_size)
 
     def start(self) -> None:
         """Load the models, waiting for one to appear, then start the heartbeat (in this process)."""
@@ -71,6 +80,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._interactive_first is not None:
+            self._interactive_first.close()
         self._deliverer.stop()
         if self._heartbeat is not None:
             self._heartbeat.stop()
@@ -81,5 +92,10 @@ class Engine:
         return max(versions, key=lambda spec: spec.version) if versions else None
 
     def run_batch(self, bodies: Sequence[object]) -> None:
+        between_calls = self._interactive_first.between_calls if self._interactive_first is not None else None
+        answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
+                     max_batch_size=self._max_batch_size, between_calls=between_calls)
+
+    def _answer_interactive(self, bodies: Sequence[object]) -> None:
         answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
                      max_batch_size=self._max_batch_size)

@@ -57,9 +57,11 @@ DEFAULT_MAX_BATCH_SIZE = Settings.max_batch_size
 
 
 def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
-                 legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+                 legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+                 between_calls: Callable[[], None] | None = None) -> None:
     """``legacy_model``: the model that messages of the first releases' format are for;
-    ``max_batch_size``: the items of one model call where the model's config does not say."""
+    ``max_batch_size``: the items of one model call where the model's config does not say;
+    ``between_calls``: called between two model calls of a group (``worker.interactive_first``)."""
     started = time.perf_counter()
     metrics.messages.inc(len(bodies))
     groups, rejected = _decode(bodies, legacy_model)
@@ -85,7 +87,8 @@ def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStor
     if live:
         with store.progress_reports() as report:
             for (model, version), jobs in live.items():
-                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report)
+                finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report,
+                                      between_calls)
     store.finish(finished, stored=stored)
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
@@ -134,7 +137,8 @@ ReportProgress = Callable[[dict[str, int]], None]
 
 
 def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], find_model: FindModel,
-              metrics: WorkerMetrics, max_batch_size: int, report: ReportProgress) -> list[Finished]:
+              metrics: WorkerMetrics, max_batch_size: int, report: ReportProgress,
+              between_calls: Callable[[], None] | None = None) -> list[Finished]:
     try:
         model = find_model(name, version)
     except Exception:  # a load on demand that failed: the model's jobs fail, not the batch
@@ -148,7 +152,7 @@ def _outcomes(name: str, version: int | None, jobs: list[messages.JobInput], fin
     limit = call_limit(model.spec, max_batch_size)
     finished = []
     for same_shapes in _by_item_shape(jobs):
-        finished += _run(model, same_shapes, limit, metrics, report)
+        finished += _run(model, same_shapes, limit, metrics, report, between_calls)
     return finished
 
 
@@ -191,14 +195,18 @@ def plan_calls(counts: Sequence[int], limit: int | None) -> list[list[Piece]]:
 
 
 def _run(model: LoadedModel, jobs: list[messages.JobInput], limit: int | None,
-         metrics: WorkerMetrics, report: ReportProgress) -> list[Finished]:
+         metrics: WorkerMetrics, report: ReportProgress,
+         between_calls: Callable[[], None] | None = None) -> list[Finished]:
     name, version = model.spec.name, model.spec.version
     # Each job's outputs, one dict a call it had items in (most jobs: one); the error of a job that failed.
     parts: list[list[dict[str, np.ndarray]]] = [[] for _ in jobs]
     errors: dict[int, str] = {}
-    for pieces in plan_calls([job.count for job in jobs], limit):
+    for number, pieces in enumerate(plan_calls([job.count for job in jobs], limit)):
         if all(index in errors for index, _, _ in pieces):
             continue  # every job it holds has failed already: its answer would be thrown away
+        if number and between_calls is not None:
+            # A big job's calls leave room for work waiting on a person (worker.interactive_first).
+            between_calls()
         try:
             outputs = _call(model, [(jobs[index], start, stop) for index, start, stop in pieces], metrics)
         except Exception as exc:

@@ -275,3 +275,28 @@ def test_acks_held_together_reach_redis_in_one_transaction_as_the_block_ends(red
         assert client.hlen("unacked") == 0 and client.llen(inflight(BULK)) == 0
     assert client.llen(BULK) == 0  # none given back when the channel closed: all were acknowledged
     assert broker.acks_together(object()).__enter__() is None  # another transport's channel: nothing held
+
+
+def test_a_synchronous_get_claims_as_the_consumer_does_recorded_unacknowledged_and_in_flight_until_acked(redis_url):
+    """kombu's ``Queue.get`` (how a worker takes interactive work between a long batch's calls)
+    takes by the claim script: tenants' lists included, never unrecorded, with what is left."""
+    client = redis.Redis.from_url(redis_url)
+    push(client, INTERACTIVE, "own-list")
+    tenant = broker.envelope(INTERACTIVE, [["tenant-list"], {}, {}], headers={}, properties={}, tenant="people",
+                             items=1)
+    client.lpush(tenant.queue_key, tenant.raw)
+    client.lpush(broker.tenant_ring(INTERACTIVE), "people")
+    client.sadd(broker.tenant_members(INTERACTIVE), "people")
+    options = {"priority_steps": [0], "body_encoding": None}
+    with Connection(redis_url, transport=broker.Transport, transport_options=options) as connection:
+        queue = Queue(INTERACTIVE, channel=connection.default_channel)
+        first, second = queue.get(accept=["json"]), queue.get(accept=["json"])
+        assert queue.get(accept=["json"]) is None
+        assert [json.loads(message.body)[0][0] for message in (first, second)] == ["own-list", "tenant-list"]
+        assert [message.delivery_info[broker.INTERACTIVE_LEFT] for message in (first, second)] == [1, 0]
+        assert set(client.hkeys("unacked")) == {first.delivery_tag.encode(), second.delivery_tag.encode()}
+        assert client.llen(inflight(INTERACTIVE)) == 2
+        first.ack()
+        second.reject(requeue=True)
+        assert client.hkeys("unacked") == [] and client.llen(inflight(INTERACTIVE)) == 0
+        assert client.llen(INTERACTIVE) == 1  # the rejected one, back on the queue
