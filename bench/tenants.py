@@ -26,6 +26,7 @@ spread of that ratio over the rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -167,6 +169,30 @@ class TenantsResult:
         }
 
 
+#: Each tenant's bulk producers while it floods.
+PRODUCERS = {"flood": FLOOD_PRODUCERS, "small": SMALL_PRODUCERS}
+
+
+@contextlib.contextmanager
+def flooding(base_url: str, images, client: redis.Redis, tenants: tuple[str, ...],
+             depth: int = TENANT_DEPTH) -> Iterator[dict[str, BulkProducer]]:
+    """``tenants``' bulk producers, each tenant with at least half its ``depth`` queued."""
+    with contextlib.ExitStack() as stack:
+        producers = {tenant: stack.enter_context(BulkProducer(base_url, images, PRODUCERS[tenant],
+                                                              headers=auth(tenant)))
+                     for tenant in tenants}
+        wait_queued(client, tenants, depth=depth)
+        yield producers
+    wait_drained(client)
+
+
+def bulk_images_per_s(client: redis.Redis, producers: dict[str, BulkProducer], seconds: float) -> dict[str, float]:
+    """Each flooding tenant's bulk images/s over the next ``seconds``."""
+    window = Window(time.time(), time.time() + seconds)
+    time.sleep(seconds)
+    return images_by_tenant(client, {tenant: list(p.accepted) for tenant, p in producers.items()}, window)
+
+
 def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: float,
         rate: float = INTERACTIVE_RATE) -> TenantsResult:
     client = redis.Redis.from_url(redis_url)
@@ -174,48 +200,20 @@ def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: floa
         time.sleep(2)  # warm up: the yardstick is the warm system, not its first calls
     with OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as idle:
         time.sleep(seconds)
-    with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
-        wait_queued(client, ("flood",))
-        window = Window(time.time(), time.time() + seconds)
-        time.sleep(seconds)
-        bulk_alone = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
-    wait_drained(client)
-    with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
-          BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
-        wait_queued(client, TENANTS)
-        window = Window(time.time(), time.time() + seconds)
-        time.sleep(seconds)
-        shared = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
+    with flooding(base_url, images, client, ("flood",)) as alone:
+        bulk_alone = bulk_images_per_s(client, alone, seconds)["flood"]
+    with flooding(base_url, images, client, TENANTS) as both:
+        shared = bulk_images_per_s(client, both, seconds)
         with WorkShare(client) as share, OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as beside:
-            window = Window(time.time(), time.time() + seconds)
-            time.sleep(seconds)
-        by_tenant = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
-    wait_drained(client)
+            by_tenant = bulk_images_per_s(client, both, seconds)
     stages = {"interactive alone": idle.stages(client), "two tenants flooding": beside.stages(client)}
     return TenantsResult(idle.result(), bulk_alone, shared, by_tenant, beside.result(), share.had_work, stages)
 
 
 def interleaved(base_url: str, redis_url: str, images, seconds: float, rounds: int) -> list[tuple[float, float]]:
-    """One tenant alone, then both, ``rounds`` times over on the same system, nothing beside: the
-    bulk images/s of each, round by round, so that a shared machine's drift hits both alike."""
-    client = redis.Redis.from_url(redis_url)
-    measured = []
-    for _ in range(rounds):
-        with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
-            wait_queued(client, ("flood",))
-            window = Window(time.time(), time.time() + seconds)
-            time.sleep(seconds)
-            one = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
-        wait_drained(client)
-        with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
-              BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
-            wait_queued(client, TENANTS)
-            window = Window(time.time(), time.time() + seconds)
-            time.sleep(seconds)
-            two = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
-        wait_drained(client)
-        measured.append((one, sum(two.values())))
-    return measured
+    """:func:`alternating`'s rounds as (one tenant alone, both tenants) bulk images/s."""
+    return [(r.alone_images_per_s, r.both_images_per_s)
+            for r in alternating(base_url, redis_url, images, seconds, rounds)]
 
 
 @dataclasses.dataclass
@@ -251,20 +249,10 @@ def alternating(base_url: str, redis_url: str, images, seconds: float, rounds: i
     client = redis.Redis.from_url(redis_url)
     measured = []
     for _ in range(rounds):
-        with BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as alone:
-            wait_queued(client, ("flood",), depth=depth)
-            window = Window(time.time(), time.time() + seconds)
-            time.sleep(seconds)
-            one = images_by_tenant(client, {"flood": list(alone.accepted)}, window)["flood"]
-        wait_drained(client)
-        with (BulkProducer(base_url, images, FLOOD_PRODUCERS, headers=auth("flood")) as flood,
-              BulkProducer(base_url, images, SMALL_PRODUCERS, headers=auth("small")) as small):
-            wait_queued(client, TENANTS, depth=depth)
-            with WorkShare(client) as share:
-                window = Window(time.time(), time.time() + seconds)
-                time.sleep(seconds)
-            two = images_by_tenant(client, {"flood": list(flood.accepted), "small": list(small.accepted)}, window)
-        wait_drained(client)
+        with flooding(base_url, images, client, ("flood",), depth) as alone:
+            one = bulk_images_per_s(client, alone, seconds)["flood"]
+        with flooding(base_url, images, client, TENANTS, depth) as both, WorkShare(client) as share:
+            two = bulk_images_per_s(client, both, seconds)
         measured.append(Round(one, two, share.had_work))
     return measured
 
@@ -317,8 +305,9 @@ def fair_share(settings: Settings, *, quick: bool, job_images: int = 1024) -> di
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
     print(f"bench.tenants: two bulk tenants of equal weight, flood {FLOOD_PRODUCERS} producers and small "
-          f"{SMALL_PRODUCERS}, {job_images}-image jobs, each tenant's max_queued_items {depth:,}, {seconds:g} s windows, {time.monotonic() - started:.0f} s in "
-          f"all; load average (1, 5, 15 min) before {load_before}, after {load_after}")
+          f"{SMALL_PRODUCERS}, {job_images}-image jobs, each tenant's max_queued_items {depth:,}, "
+          f"{seconds:g} s windows, {time.monotonic() - started:.0f} s in all; "
+          f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     print(fair_share_table(measured))
     return {"rounds": [dataclasses.asdict(r) for r in measured], "goals": fair_share_goals(measured),
             "seconds": seconds, "depth": depth, "load_before": load_before, "load_after": load_after}

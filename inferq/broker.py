@@ -607,25 +607,13 @@ class Channel(kombu_redis.Channel):
         message's does. None when the queue is empty."""
         keys, args = self._claim_call([queue])
         claimed = self._claim()(keys=keys, args=args)
-        if not claimed:
-            return None
-        raw, _, left, interactive_left, dead, tag = claimed
-        if dead:
-            log.warning("set %d message(s) whose properties cannot be read aside in %s", dead, keys_.DEAD_LETTERS)
-        if raw is None:
-            return None
-        tag = tag.decode() if isinstance(tag, bytes) else tag
-        try:
-            payload = loads(raw)
-            payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
-        except (ValueError, TypeError, KeyError, AttributeError):
-            log.warning("set message %s from %s aside in %s: it is not JSON", tag, queue, keys_.DEAD_LETTERS)
-            self._set_aside(raw, tag)
+        payload = self._payload(claimed) if claimed else None
+        if payload is None:
             return None
         message = self.Message(payload, channel=self)
         if no_ack:
             with self.qos.pipe_or_acquire() as pipe:
-                self.qos._remove_from_indices(tag, pipe).execute()
+                self.qos._remove_from_indices(message.delivery_tag, pipe).execute()
             return message
         self.claims_unacked = True
         try:
@@ -633,6 +621,25 @@ class Channel(kombu_redis.Channel):
         finally:
             self.claims_unacked = False
         return message
+
+    def _payload(self, claimed: list) -> dict | None:
+        """A claim's message, its ``delivery_info`` telling what is left in its queue; None when
+        the claim took nothing or took a message that is not JSON (set aside as a dead letter)."""
+        raw, queue, left, interactive_left, dead, tag = claimed
+        if dead:
+            log.warning("set %d message(s) whose properties cannot be read aside in %s", dead, keys_.DEAD_LETTERS)
+        if raw is None:
+            return None
+        try:
+            payload = loads(raw)
+            payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
+        except (ValueError, TypeError, KeyError, AttributeError):
+            # Properties readable from the tail, but not a message as a whole.
+            log.warning("set message %s from %s aside in %s: it is not JSON", _text(tag), _text(queue),
+                        keys_.DEAD_LETTERS)
+            self._set_aside(raw, _text(tag))
+            return None
+        return payload
 
     def _restore(self, message: virtual.Message, leftmost: bool = False) -> None:
         # kombu's would delete the unacked entry alone, leaving its index and in-flight entries.
@@ -683,23 +690,13 @@ class Channel(kombu_redis.Channel):
         if claimed is None:
             self._left = 0
             raise Empty()  # nothing came, or a worker beside us took it first
-        raw, queue, left, interactive_left, dead, tag = claimed
-        self._left = left
-        if dead:
-            log.warning("set %d message(s) whose properties cannot be read aside in %s", dead, keys_.DEAD_LETTERS)
-        if raw is None:
+        self._left = claimed[2]
+        queue = _text(claimed[1])
+        if claimed[0] is not None:  # a message was taken, to be delivered or set aside
+            self._aged_last = priorities.rank(queue) > 0 and claimed[3] > 0
+        payload = self._payload(claimed)
+        if payload is None:
             raise Empty()
-        queue = queue.decode() if isinstance(queue, bytes) else queue
-        tag = tag.decode() if isinstance(tag, bytes) else tag
-        self._aged_last = priorities.rank(queue) > 0 and interactive_left > 0
-        try:
-            payload = loads(raw)
-            payload["properties"]["delivery_info"].update({QUEUE_LENGTH: left, INTERACTIVE_LEFT: interactive_left})
-        except (ValueError, TypeError, KeyError, AttributeError):
-            # Properties readable from the tail, but not a message as a whole.
-            log.warning("set message %s from %s aside in %s: it is not JSON", tag, queue, keys_.DEAD_LETTERS)
-            self._set_aside(raw, tag)
-            raise Empty() from None
         self._queue_cycle.rotate(queue)
         self.claims_unacked = True
         try:
@@ -707,6 +704,10 @@ class Channel(kombu_redis.Channel):
         finally:
             self.claims_unacked = False
         return True
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Transport(kombu_redis.Transport):

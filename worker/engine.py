@@ -52,7 +52,7 @@ class Engine:
     def answer_interactive_first(self, connect: Callable[[], Any], queues: Callable[[], Sequence[str]]) -> None:
         """Between a batch's model calls, answer the interactive work queued in ``queues`` first
         (``worker.interactive_first``), taken over a kombu connection from ``connect``."""
-        self._interactive_first = InteractiveFirst(self._client, connect, queues, self._answer_interactive,
+        self._interactive_first = InteractiveFirst(self._client, connect, queues, self._answer,
                                                    self._max_batch_size)
 
     def start(self) -> None:
@@ -92,10 +92,9 @@ class Engine:
         return max(versions, key=lambda spec: spec.version) if versions else None
 
     def run_batch(self, bodies: Sequence[object]) -> None:
-        between_calls = self._interactive_first.between_calls if self._interactive_first is not None else None
+        first = self._interactive_first
+        self._answer(bodies, first.between_calls if first is not None else None)
+
+    def _answer(self, bodies: Sequence[object], between_calls: Callable[[], None] | None = None) -> None:
         answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
                      max_batch_size=self._max_batch_size, between_calls=between_calls)
-
-    def _answer_interactive(self, bodies: Sequence[object]) -> None:
-        answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
-                     max_batch_size=self._max_batch_size)

@@ -43,35 +43,30 @@ class InteractiveFirst:
     """``between_calls()``, called between two model calls of a batch: answers the interactive
     work queued for this worker, if any. ``connect``: a kombu connection to the broker (the Celery
     app's ``connection_for_read``); ``queues``: the queues this worker consumes; ``answer``: runs
-    a batch of message bodies to their outcomes; ``max_images``: the items taken at most at once."""
+    a batch of message bodies to their outcomes, with no ``between_calls`` of its own, so that
+    nothing is taken while interactive work is answered; ``max_items``: the items taken at most
+    at once."""
 
     def __init__(self, client: redis.Redis, connect: Callable[[], Any], queues: Callable[[], Sequence[str]],
-                 answer: Callable[[list[object]], None], max_images: int) -> None:
+                 answer: Callable[[list[object]], None], max_items: int) -> None:
         self._redis = client
         self._connect = connect
         self._queues = queues
         self._answer = answer
-        self._max_images = max_images
+        self._max_items = max_items
         self._connection: Any = None
         #: The Redis connection looks go on, held by this object, and whether a reply is unread on it.
         self._look: Any = None
         self._pending = False
-        self._answering = False
 
     def between_calls(self) -> None:
-        if self._answering:  # the interactive batch's own calls: nothing waits behind them
-            return
         queues = [queue for queue in self._queues() if priorities.rank(queue) == 0]
         if not queues:
             return
         if not self._pending:  # the first look: answered at once
             self._send_look(queues)
         if self._read_look():
-            self._answering = True
-            try:
-                self._take_and_answer(queues)
-            finally:
-                self._answering = False
+            self._take_and_answer(queues)
         self._send_look(queues)
 
     def close(self) -> None:
@@ -119,14 +114,14 @@ class InteractiveFirst:
     def _take_and_answer(self, queues: list[str]) -> None:
         channel = self._channel()
         taken: list[Any] = []
-        images = 0
+        items = 0
         for queue in queues:
-            while images < self._max_images:
+            while items < self._max_items:
                 message = channel.basic_get(queue)
                 if message is None:
                     break
                 taken.append(message)
-                images += int(message.headers.get(IMAGES_HEADER, 1))
+                items += int(message.headers.get(IMAGES_HEADER, 1))
                 if message.delivery_info.get(INTERACTIVE_LEFT) == 0:
                     break
         if not taken:
