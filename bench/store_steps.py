@@ -4,6 +4,8 @@ Times, on the job store as the API and a worker call it: the worker's look for c
 a batch runs (one script a batch, of 1, 16 and 64 jobs); a batch's start as it was (that look, then
 the mark running) against ``JobStore.start`` (one script), in turn; a batch's acks as kombu sends
 them (a transaction a message) against one transaction (``inferq.broker.acks_together``), in turn;
+a batch's finish followed by its acks in one transaction against the finish that acknowledges its
+messages itself (``JobStore.finish(acks=...)``), in turn;
 and a one-job admission alone against one with an ``Idempotency-Key`` reserved before and settled
 after. Empties the database it is given, before and after.
 """
@@ -19,7 +21,8 @@ from collections.abc import Callable
 import redis
 
 from inferq import keys
-from inferq.jobs import JobStore
+from inferq.broker import HeldMessages
+from inferq.jobs import Finished, JobStore, Outcome
 from inferq.priorities import BULK, INTERACTIVE
 
 ROUNDS = 2000
@@ -78,6 +81,23 @@ def main(url: str) -> None:
                                        lambda tags=tags: _acks(client, tags, together=True))
             print(f"acks of {messages:2d} messages: one each median {before[0]:4.0f} us (p99 {before[1]:4.0f}), "
                   f"together median {after[0]:4.0f} us (p99 {after[1]:4.0f})")
+
+        for messages in (1, 16):
+            ids = [str(uuid.uuid4()) for _ in range(messages)]
+            store.admit([(job_id, ["f"]) for job_id in ids], model="m", priority=INTERACTIVE)
+            finished = [Finished(job_id, 1, "m", INTERACTIVE, None, Outcome.done({"outputs": {"labels": [1]}}))
+                        for job_id in ids]
+            tags = [str(uuid.uuid4()) for _ in range(messages)]
+            held = HeldMessages("bench:unacked", "bench:unacked_index", tuple(tags), ("bench:inflight",) * messages)
+
+            def finish_then_ack(finished=finished, tags=tags) -> None:
+                store.finish(finished)
+                _acks(client, tags, together=True)
+
+            before, after = timed_pair(finish_then_ack, lambda finished=finished, held=held: store.finish(
+                finished, acks=held))
+            print(f"finish and acks of {messages:2d} messages: then acks median {before[0]:4.0f} us (p99 "
+                  f"{before[1]:4.0f}), acks in the finish median {after[0]:4.0f} us (p99 {after[1]:4.0f})")
 
         def admit() -> str:
             job_id = str(uuid.uuid4())

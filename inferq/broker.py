@@ -33,7 +33,10 @@ The internals used are listed in :data:`KOMBU_INTERNALS`.
   (ack, reject, restore) taking from it: the demand a dead worker's messages make, for an
   autoscaler that reads list lengths.
 - **Acks.** kombu sends each ack to Redis on its own; :meth:`QoS.acks_together` sends the acks
-  of a batch's messages in one round trip.
+  of a batch's messages in one round trip, and :func:`acking` makes a script of the worker's (the
+  one that writes a batch's outcomes) acknowledge them itself, so that outcomes and acks are one
+  step: :func:`held_messages` names what the script removes, :func:`acked_already` keeps kombu's
+  ack from removing it again.
 - **Clients.** kombu builds a new ``redis.Redis`` for every ack and bookkeeping call, and redis-py
   fills its response-callback table in each client's constructor. The clients share one
   connection pool, so one client serves every call; it is rebuilt when kombu replaces the pool
@@ -54,7 +57,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from queue import Empty
 
 import kombu
@@ -88,6 +91,8 @@ KOMBU_INTERNALS = (
     "QoS._delivered (this channel's messages by tag, still there while they are removed)",
     "QoS.pipe_or_acquire", "QoS.ack (kombu's: the unacked entry's removal, then virtual.QoS.ack's bookkeeping)",
     "QoS.restore_by_tag", "QoS.restore_visible (the periodic sweep)", "Channel._restore",
+    "an ack's removal from Redis: the unacked hash's entry and its index's (QoS._remove_from_indices), "
+    "re-made by the scripts acking wraps",
     "the unacked hash's [message, exchange, routing key] layout",
     "the message layout in the queue (envelope)",
     "SentinelChannel._get_pool and ._sentinel_managed_pool (its connections to the Sentinels' master), "
@@ -448,6 +453,59 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('HDEL', KEYS[1], ARGV[1])
 """.replace("INFLIGHT_SUFFIX", inflight(""))
 
+
+@dataclasses.dataclass(frozen=True)
+class HeldMessages:
+    """Messages a worker holds unacknowledged, as a script acknowledges them (:func:`acking`): kombu's
+    unacked hash and its index, and each message's delivery tag with its queue's in-flight list."""
+
+    unacked_key: str
+    unacked_index_key: str
+    tags: tuple[str, ...]
+    inflight_keys: tuple[str, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        """What goes after the wrapped script's own KEYS."""
+        return [self.unacked_key, self.unacked_index_key, *self.inflight_keys]
+
+    @property
+    def args(self) -> list[object]:
+        """What goes after the wrapped script's own ARGV."""
+        return [*self.tags, len(self.tags)]
+
+
+# What acking() puts around a script. Before it: the acks' keys and arguments are taken off the
+# ends of KEYS and ARGV, so that the script reads its own layout as it always does. After it, once
+# the script has written everything (an error before leaves the messages unacknowledged, to be
+# delivered again): each message removed as _remove_from_indices removes it on kombu's ack. No
+# command here grows memory: the script runs at maxmemory as before.
+_ACKING_BEFORE = r"""
+local ack_count = tonumber(table.remove(ARGV))
+local ack_tags, ack_inflight = {}, {}
+for i = ack_count, 1, -1 do
+  ack_tags[i] = table.remove(ARGV)
+  ack_inflight[i] = table.remove(KEYS)
+end
+local ack_index = table.remove(KEYS)
+local ack_unacked = table.remove(KEYS)
+"""
+_ACKING_AFTER = r"""
+for i = 1, ack_count do
+  redis.call('LREM', ack_inflight[i], -1, ack_tags[i])
+  redis.call('ZREM', ack_index, ack_tags[i])
+  redis.call('HDEL', ack_unacked, ack_tags[i])
+end
+"""
+
+
+def acking(script: str) -> str:
+    """``script`` that also acknowledges the messages of a :class:`HeldMessages` passed after its keys
+    and arguments, in the same step, once it has run to its end (one that returns early, or fails,
+    leaves them unacknowledged: delivered again, not lost)."""
+    return _ACKING_BEFORE + script + _ACKING_AFTER
+
+
 # Takes out of the in-flight lists (KEYS[1..n-1]) the tags the unacknowledged hash (KEYS[n]) no
 # longer holds: left by whatever removed them without _RELEASE (a worker of an older release
 # during an upgrade, a hand on Redis), they would hold workers up for ever. The claim and
@@ -481,6 +539,12 @@ def bell(queue: str) -> str:
 class QoS(kombu_redis.QoS):
     #: The pipeline acks go into while :meth:`acks_together` holds them; None: each ack is sent alone.
     _held_acks: redis.client.Pipeline | None = None
+    #: Tags whose unacked entries a script has removed, not yet acked here (:meth:`acked_already`).
+    _acked_already: set[str]
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked_already = set()
 
     @contextlib.contextmanager
     def acks_together(self) -> Iterator[None]:
@@ -501,12 +565,26 @@ class QoS(kombu_redis.QoS):
                 if len(pipe):
                     pipe.execute()
 
+    def acked_already(self, tags: Iterable[str]) -> None:
+        """The unacked entries of ``tags`` were removed by a script (:func:`acking`): their acks,
+        whenever they come (Celery's consumer makes them on its next loop, not at once), take them
+        off the in-memory books only. A channel's marks go with it when it closes."""
+        self._acked_already.update(tags)
+
     def ack(self, delivery_tag: str) -> None:
+        if delivery_tag in self._acked_already:
+            self._acked_already.discard(delivery_tag)
+            virtual.QoS.ack(self, delivery_tag)
+            return
         if self._held_acks is None:
             super().ack(delivery_tag)
             return
         self._remove_from_indices(delivery_tag, self._held_acks)
         virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self._acked_already.discard(delivery_tag)  # nothing of it is left in Redis to give back
+        super().reject(delivery_tag, requeue)
 
     def append(self, message: virtual.Message, delivery_tag: str) -> None:
         if self.channel.claims_unacked:
@@ -542,6 +620,27 @@ def acks_together(channel: object) -> contextlib.AbstractContextManager[None]:
     else nothing (each ack is sent alone, as its transport sends it)."""
     qos = getattr(channel, "qos", None)
     return qos.acks_together() if isinstance(qos, QoS) else contextlib.nullcontext()
+
+
+def held_messages(channel: object, tags: Sequence[str]) -> HeldMessages | None:
+    """The messages of ``tags`` that ``channel`` (a kombu message's) delivered, as a script acknowledges
+    them (:func:`acking`); None where the channel is not one of this transport's or does not hold
+    them all: they are then acknowledged as kombu does."""
+    qos = getattr(channel, "qos", None)
+    if not isinstance(qos, QoS) or not tags:
+        return None
+    delivered = [qos._delivered.get(tag) for tag in tags]
+    if any(message is None for message in delivered):
+        return None
+    return HeldMessages(qos.unacked_key, qos.unacked_index_key, tuple(tags),
+                        tuple(inflight(message.delivery_info["routing_key"]) for message in delivered))
+
+
+def acked_already(channel: object, tags: Iterable[str]) -> None:
+    """:meth:`QoS.acked_already` of ``channel``, where it is one of this transport's."""
+    qos = getattr(channel, "qos", None)
+    if isinstance(qos, QoS):
+        qos.acked_already(tags)
 
 
 class Channel(kombu_redis.Channel):

@@ -42,7 +42,7 @@ import orjson
 import redis
 
 from inferq import keys
-from inferq.broker import Envelope, backlog, bell, tenant_members, tenant_ring
+from inferq.broker import Envelope, HeldMessages, acking, backlog, bell, tenant_members, tenant_ring
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
 from inferq.tenants import DEFAULT, DEFAULT_TENANT, Tenant
@@ -726,6 +726,7 @@ class JobStore:
         self._start = client.register_script(_START)
         self._progress = client.register_script(_PROGRESS)
         self._finish = client.register_script(_FINISH)
+        self._finish_acking = client.register_script(acking(_FINISH))
         self._withdraw = client.register_script(_WITHDRAW)
         self._take_back = client.register_script(_TAKE_BACK)
         self._forget_ended = client.register_script(_FORGET_ENDED)
@@ -978,10 +979,13 @@ class JobStore:
                 pipe.hgetall(keys.job_inputs(job_id))
             return [{name.decode(): data for name, data in inputs.items()} for inputs in pipe.execute()]
 
-    def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = ()) -> None:
+    def finish(self, finished: Sequence[Finished], *, stored: Sequence[str] = (),
+               acks: HeldMessages | None = None) -> None:
         """Record the jobs' outcomes, answer whoever waits for them, count them ended in their lanes,
         queue their callbacks, and delete the stored inputs of the jobs ``stored`` names, all in one
-        round trip."""
+        round trip; and with ``acks``, acknowledge the batch's messages in the same step, once all
+        of that is written: a worker that dies after it leaves nothing to deliver again, and one
+        that dies before, or a finish that fails, leaves every message to be delivered again."""
         # Lua indexes KEYS from 1: the counters, their unfinished hashes, the jobs, then each reply
         # list once, the inputs, the counters' lanes and the due callbacks.
         counters = {counter: position + 1 for position, counter in
@@ -1001,7 +1005,10 @@ class JobStore:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
             args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
                      counters[job.model, job.priority]]
-        self._finish(keys=script_keys, args=[*args, len(stored)])
+        if acks is None:
+            self._finish(keys=script_keys, args=[*args, len(stored)])
+        else:
+            self._finish_acking(keys=[*script_keys, *acks.keys], args=[*args, len(stored), *acks.args])
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel a queued or running job: it leaves its queue's count at once, is never run if a

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from celery import Celery, signals
 from celery_batches import SimpleRequest
 
+from inferq.broker import HeldMessages
 from inferq.celery_app import make_celery
 from inferq.messages import TASK_NAME
 from inferq.redis_connection import connect
 from inferq.settings import Settings
 from worker.engine import Engine
-from worker.item_batches import BATCH_DONE, ItemBatches
+from worker.item_batches import BATCH_ACKED, BATCH_DONE, ItemBatches
 from worker.model_queues import ModelQueues
 
 
@@ -29,9 +30,9 @@ def create_worker_app(settings: Settings) -> Celery:
 
     @app.task(name=TASK_NAME, base=ItemBatches, max_items=settings.max_batch_size,
               max_wait_s=settings.max_batch_wait_ms / 1000)
-    def infer_batch(requests: Sequence[SimpleRequest]) -> str:
-        engine.run_batch([request.args[0] for request in requests])
-        return BATCH_DONE
+    def infer_batch(requests: Sequence[SimpleRequest], acks: HeldMessages | None = None) -> str:
+        acked = engine.run_batch([request.args[0] for request in requests], acks)
+        return BATCH_ACKED if acked else BATCH_DONE
 
     infer_batch.queue_length = model_queues.queue_length
     infer_batch.batch_limits = model_queues.batch_limits

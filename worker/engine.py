@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from inferq.broker import HeldMessages
 from inferq.catalog import ModelCatalog
 from inferq.drain import DrainMeter
 from inferq.jobs import JobStore
@@ -91,10 +92,13 @@ class Engine:
         versions = [spec for spec in self.models.specs() if spec.name == model]
         return max(versions, key=lambda spec: spec.version) if versions else None
 
-    def run_batch(self, bodies: Sequence[object]) -> None:
+    def run_batch(self, bodies: Sequence[object], acks: HeldMessages | None = None) -> bool:
+        """Answer a batch; with ``acks``, acknowledge its messages with its outcomes. Answers whether
+        they were acknowledged (``worker.inference.answer_batch``)."""
         first = self._interactive_first
-        self._answer(bodies, first.between_calls if first is not None else None)
+        return self._answer(bodies, first.between_calls if first is not None else None, acks)
 
-    def _answer(self, bodies: Sequence[object], between_calls: Callable[[], None] | None = None) -> None:
-        answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
-                     max_batch_size=self._max_batch_size, between_calls=between_calls)
+    def _answer(self, bodies: Sequence[object], between_calls: Callable[[], None] | None = None,
+                acks: HeldMessages | None = None) -> bool:
+        return answer_batch(bodies, self.models.model, self.store, self.metrics, legacy_model=self._legacy_model,
+                            max_batch_size=self._max_batch_size, between_calls=between_calls, acks=acks)

@@ -14,7 +14,8 @@
    model that fails fails only its own jobs. After each call, the jobs it answered part of (a big
    job's items over several calls) have their progress written: one round trip a call, which
    overlaps the next call.
-7. Write all outcomes, and delete the stored inputs, in one round trip.
+7. Write all outcomes, and delete the stored inputs, in one round trip; given the batch's messages
+   as they are held (``inferq.broker.held_messages``), acknowledge them in that same round trip.
 
 What goes back to a client says what happened without the worker's internals: a model's failure,
 or one to load it, is answered with an error id, and logged in full with the same id.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inferq import messages
+from inferq.broker import HeldMessages
 from inferq.jobs import Finished, JobStore, Outcome
 from inferq.model_spec import ANY, ModelSpec
 from inferq.settings import Settings
@@ -58,16 +60,18 @@ DEFAULT_MAX_BATCH_SIZE = Settings.max_batch_size
 
 def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStore, metrics: WorkerMetrics, *,
                  legacy_model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-                 between_calls: Callable[[], None] | None = None) -> None:
+                 between_calls: Callable[[], None] | None = None, acks: HeldMessages | None = None) -> bool:
     """``legacy_model``: the model that messages of the first releases' format are for;
     ``max_batch_size``: the items of one model call where the model's config does not say;
-    ``between_calls``: called between two model calls of a group (``worker.interactive_first``)."""
+    ``between_calls``: called between two model calls of a group (``worker.interactive_first``);
+    ``acks``: the batch's messages, acknowledged with its outcomes. Answers whether they were (not
+    when the batch held no job to finish: the caller then acknowledges them)."""
     started = time.perf_counter()
     metrics.messages.inc(len(bodies))
     groups, rejected = _decode(bodies, legacy_model)
     finished: list[Finished] = _rejected(rejected, store, metrics) if rejected else []
     if not groups and not finished:
-        return
+        return False
     now = time.time()
     live: dict[Group, list[messages.JobInput]] = {}
     for (model, version), jobs in groups.items():
@@ -89,8 +93,9 @@ def answer_batch(bodies: Sequence[object], find_model: FindModel, store: JobStor
             for (model, version), jobs in live.items():
                 finished += _outcomes(model, version, jobs, find_model, metrics, max_batch_size, report,
                                       between_calls)
-    store.finish(finished, stored=stored)
+    store.finish(finished, stored=stored, acks=acks)
     metrics.batch_seconds.observe(time.perf_counter() - started)
+    return acks is not None
 
 
 def _started(groups: dict[Group, list[messages.JobInput]],

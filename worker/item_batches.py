@@ -20,9 +20,13 @@ the last look has come in, so under load, when the queue is long, it is rarely a
 celery-batches buffers the requests and runs the batch in the pool; its own periodic flush is
 replaced by the per-batch deadline above.
 
-Messages are acknowledged once their batch has run and its outcomes are written, all in one round
-trip (``inferq.broker.acks_together``). If that fails, or
-the pool process running the batch dies, they are rejected back onto the queue for another try.
+Messages are acknowledged in the round trip that writes their batch's outcomes: the task is
+handed them as the broker holds them (``inferq.broker.held_messages``) and the job store's finish
+removes them from Redis with the outcomes, in one script; what is left, once the task returns
+:data:`BATCH_ACKED`, is kombu's in-memory bookkeeping. A batch that finished no job (nothing in it
+was ours) returns :data:`BATCH_DONE`, and its messages are acknowledged in one round trip
+(``inferq.broker.acks_together``). If the batch fails, or the pool process running it dies before
+its finish, they are rejected back onto the queue for another try.
 
 This module is the one place inferq relies on celery-batches' internals
 (:data:`CELERY_BATCHES_INTERNALS`), written for the versions in :data:`TESTED_CELERY_BATCHES`;
@@ -56,11 +60,14 @@ TESTED_CELERY_BATCHES = ("0.11",)
 CELERY_BATCHES_INTERNALS = (
     "Batches._do_flush() runs flush() on the buffered requests and empties the buffer",
     "Batches._pool, the consumer's pool, set by Batches.Strategy",
-    "celery_batches.trace.apply_batches_task(task, args, loglevel, logfile)",
+    "celery_batches.trace.apply_batches_task(task, args, loglevel, logfile), which calls task(*args) and "
+    "answers its result: the batch's held messages travel as args' second item",
 )
 
 #: What the task's ``run`` returns once its batch's outcomes are written.
 BATCH_DONE = "done"
+#: What it returns once its batch's outcomes are written and its messages acknowledged with them.
+BATCH_ACKED = "done and acknowledged"
 
 
 class ItemBatches(Batches):
@@ -150,10 +157,20 @@ class ItemBatches(Batches):
         super()._do_flush()
 
     def flush(self, requests: Collection[Request]) -> Any:
+        channel = _channel(requests)
+        tags = [request.message.delivery_tag for request in requests if getattr(request, "message", None)]
+        held = broker.held_messages(channel, tags) if len(tags) == len(requests) else None
+
         def on_return(result: object) -> None:
-            if result == BATCH_DONE:
+            if result == BATCH_ACKED and held is not None:
+                # The finish removed them from Redis with the outcomes: the in-memory books are left,
+                # for the acks the consumer makes on its next loop.
+                broker.acked_already(channel, held.tags)
+                for request in requests:
+                    request.acknowledge()
+            elif result in (BATCH_DONE, BATCH_ACKED):
                 # One round trip for the batch's acks, where kombu would make one a message.
-                with broker.acks_together(_channel(requests)):
+                with broker.acks_together(channel):
                     for request in requests:
                         request.acknowledge()
             else:
@@ -164,7 +181,7 @@ class ItemBatches(Batches):
             for request in requests:
                 request.reject(requeue=True)
 
-        batch = ([SimpleRequest.from_request(request) for request in requests],)
+        batch = ([SimpleRequest.from_request(request) for request in requests], held)
         return self._pool.apply_async(
             apply_batches_task, (self, batch, 0, None), callback=on_return, error_callback=requeue,
         )

@@ -87,3 +87,18 @@ def test_flush_runs_apply_batches_task_on_the_pool_it_kept():
 
 def test_apply_batches_task_takes_the_arguments_flush_passes():
     assert list(inspect.signature(apply_batches_task).parameters) == ["task", "args", "loglevel", "logfile"], RECHECK
+
+
+def test_apply_batches_task_calls_the_task_with_every_item_of_args_and_answers_its_result():
+    """The batch's held messages (inferq.broker.held_messages) travel as args' second item, and
+    the task's answer (BATCH_ACKED or BATCH_DONE) reaches flush's callback."""
+    app = celery.Celery("contract", set_as_current=False)
+    seen = []
+
+    @app.task(base=Batches, shared=False)
+    def batch(requests, held=None):
+        seen.append((requests, held))
+        return "answer"
+
+    assert apply_batches_task(batch, ([], "held"), 0, None) == "answer", RECHECK
+    assert seen == [([], "held")], RECHECK

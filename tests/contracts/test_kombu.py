@@ -141,3 +141,31 @@ def test_kombus_sweep_restores_a_dead_workers_message_and_empties_its_in_flight_
     assert client.llen(broker.inflight(QUEUE)) == 0 and client.hlen("unacked") == 0, RECHECK
     [restored] = client.lrange(QUEUE, 0, -1)
     assert json.loads(restored)["properties"]["delivery_tag"] == tag, RECHECK
+
+
+def test_an_ack_inside_a_script_removes_what_kombus_own_ack_removes(redis_url):
+    """``broker.acking`` re-makes kombu's ack in Lua (the unacked entry and its index's, with our
+    in-flight entry): after one message acknowledged each way, Redis holds the same for both."""
+    assert "unacked_index_key" in inspect.getsource(kombu_redis.QoS._remove_from_indices), RECHECK
+    assert "hdel(self.unacked_key" in inspect.getsource(kombu_redis.QoS._remove_from_indices), RECHECK
+    push(redis_url, "kombu acks", "a script acks")
+    client = connect(redis_url)
+    script = client.register_script(broker.acking(""))
+    options = {"priority_steps": [0], "body_encoding": None}
+    with Connection(redis_url, transport=broker.Transport, transport_options=options) as connection:
+        taken: list = []
+        with connection.Consumer(Queue(QUEUE), callbacks=[lambda _body, message: taken.append(message)],
+                                 accept=["json"]):
+            while len(taken) < 2:
+                connection.drain_events(timeout=5)
+            by_kombu, by_script = taken
+            before = {key: client.type(key) for key in client.keys("*")}
+            by_kombu.ack()
+            acks = broker.held_messages(by_script.channel, [by_script.delivery_tag])
+            script(keys=acks.keys, args=acks.args)
+            for key in ("unacked", "unacked_index", broker.inflight(QUEUE)):
+                assert before.get(key.encode()) is not None, RECHECK
+                assert not client.exists(key), RECHECK
+            broker.acked_already(by_script.channel, acks.tags)
+            by_script.ack()
+    assert client.llen(QUEUE) == 0, "nothing given back: both were acknowledged"

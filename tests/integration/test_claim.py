@@ -7,11 +7,13 @@ import contextlib
 import json
 import time
 
+import pytest
 import redis
 from kombu import Connection, Queue
 
 from inferq import broker, keys, priorities
 from inferq.broker import Envelope, bell, inflight
+from inferq.jobs import Finished, JobStore, Outcome
 
 BASE = "claimq"
 INTERACTIVE, BULK = priorities.queues(BASE)
@@ -300,3 +302,109 @@ def test_a_synchronous_get_claims_as_the_consumer_does_recorded_unacknowledged_a
         second.reject(requeue=True)
         assert client.hkeys("unacked") == [] and client.llen(inflight(INTERACTIVE)) == 0
         assert client.llen(INTERACTIVE) == 1  # the rejected one, back on the queue
+
+
+# --- acks inside the finish --------------------------------------------------------------------
+
+def hold(redis_url: str, client: redis.Redis, bodies: list[str], then) -> None:
+    """Claim a message per body as a worker does and call ``then(messages)``; then the worker dies
+    (its channel gives nothing back), whatever ``then`` did."""
+    for body in bodies:
+        push(client, INTERACTIVE, body)
+    held: list = []
+    options = {"priority_steps": [0], "body_encoding": None}
+    with (Connection(redis_url, transport=broker.Transport, transport_options=options) as connection,
+          connection.Consumer([Queue(INTERACTIVE)], callbacks=[lambda _body, message: held.append(message)],
+                              accept=["json"])):
+        while len(held) < len(bodies):
+            connection.drain_events(timeout=5)
+        try:
+            then(held)
+        finally:
+            connection.default_channel.do_restore = False
+
+
+def sweep(redis_url: str) -> None:
+    """Another worker's sweep, past the visibility timeout: what it finds unacknowledged goes back."""
+    options = {"priority_steps": [0], "body_encoding": None, "visibility_timeout": 0}
+    with Connection(redis_url, transport=broker.Transport, transport_options=options) as connection:
+        connection.default_channel.qos.restore_visible(num=10, interval=1)
+
+
+def finished(job_id: str) -> Finished:
+    return Finished(job_id, 1, "claimq", priorities.INTERACTIVE, None, Outcome.done({"outputs": {}}))
+
+
+def test_a_finish_that_acknowledges_leaves_nothing_to_deliver_again_when_its_worker_dies_after_it(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits={})
+
+    def finish(held: list) -> None:
+        acks = broker.held_messages(held[0].channel, [message.delivery_tag for message in held])
+        assert acks is not None
+        store.finish([finished("one"), finished("two")], acks=acks)
+        # Outcomes and acks in the same step: nothing of the batch is left unacknowledged.
+        assert client.hgetall(keys.job("one"))[b"status"] == b"done"
+        assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+        assert client.llen(inflight(INTERACTIVE)) == 0
+
+    hold(redis_url, client, ["first", "second"], finish)  # dies before kombu's own ack
+    sweep(redis_url)
+    assert client.llen(INTERACTIVE) == 0 and client.hlen("unacked") == 0
+
+
+def test_a_batch_whose_finish_fails_is_delivered_again_with_every_message(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits={})
+    client.set(keys.job("two"), "not a record")  # the script fails at its second job
+
+    def finish(held: list) -> None:
+        acks = broker.held_messages(held[0].channel, [message.delivery_tag for message in held])
+        with pytest.raises(redis.ResponseError):
+            store.finish([finished("one"), finished("two")], acks=acks)
+        assert client.hlen("unacked") == 2 and client.llen(inflight(INTERACTIVE)) == 2
+
+    hold(redis_url, client, ["first", "second"], finish)
+    sweep(redis_url)
+    assert sorted(json.loads(json.loads(raw)["body"])[0][0] for raw in client.lrange(INTERACTIVE, 0, -1)) == [
+        "first", "second"]
+    assert client.hlen("unacked") == 0
+
+
+def test_a_message_held_but_not_finished_is_delivered_again(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    hold(redis_url, client, ["unfinished"], lambda held: None)
+    sweep(redis_url)
+    assert client.llen(INTERACTIVE) == 1
+
+
+def test_acks_after_an_acknowledging_finish_only_take_the_messages_off_the_books(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    store = JobStore(client, result_ttl_s=60, depth_limits={})
+
+    def finish_then_ack(held: list) -> None:
+        channel = held[0].channel
+        acks = broker.held_messages(channel, [message.delivery_tag for message in held])
+        store.finish([finished("one")], acks=acks)
+        removals = client.info("commandstats").get("cmdstat_hdel", {}).get("calls", 0)
+        broker.acked_already(channel, acks.tags)
+        for message in held:
+            message.ack()
+        assert client.info("commandstats").get("cmdstat_hdel", {}).get("calls", 0) == removals
+        assert set(channel.qos._delivered) <= channel.qos._dirty  # off the books (kombu drops them lazily)
+        assert not channel.qos._acked_already
+        channel.do_restore = True  # a clean close: it gives back what it still holds, which is nothing
+
+    hold(redis_url, client, ["first", "second"], finish_then_ack)
+    assert client.llen(INTERACTIVE) == 0 and client.hlen("unacked") == 0
+
+
+def test_only_messages_this_transport_holds_are_acknowledged_by_a_script(redis_url):
+    assert broker.held_messages(object(), ["tag"]) is None  # another transport's channel
+    client = redis.Redis.from_url(redis_url)
+
+    def unknown_tag(held: list) -> None:
+        assert broker.held_messages(held[0].channel, [held[0].delivery_tag, "not-held"]) is None
+        held[0].ack()
+
+    hold(redis_url, client, ["first"], unknown_tag)

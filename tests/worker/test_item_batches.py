@@ -8,7 +8,7 @@ from celery_batches import Batches
 
 from inferq.broker import INTERACTIVE_LEFT, QUEUE_LENGTH
 from inferq.messages import IMAGES_HEADER, MODEL_HEADER
-from worker.item_batches import BATCH_DONE, ItemBatches
+from worker.item_batches import BATCH_ACKED, BATCH_DONE, ItemBatches
 
 
 class Policy(ItemBatches):
@@ -153,10 +153,12 @@ class Pool:
         if self.outcome == "lost":
             error_callback("WorkerLostError")
         else:
-            callback(BATCH_DONE if self.outcome == "done" else None)
+            callback({"done": BATCH_DONE, "acked": BATCH_ACKED}.get(self.outcome))
 
 
-@pytest.mark.parametrize(("outcome", "acked"), [("done", True), ("raised", False), ("lost", False)])
+# "acked": the task says its finish acknowledged them, but these requests came by no channel of
+# inferq.broker's, so nothing was handed to it to acknowledge: kombu's own acks are made.
+@pytest.mark.parametrize(("outcome", "acked"), [("done", True), ("acked", True), ("raised", False), ("lost", False)])
 def test_messages_are_acked_once_their_batch_ran_else_delivered_again(monkeypatch, outcome, acked):
     monkeypatch.setattr("worker.item_batches.SimpleRequest.from_request", lambda request: request)
     task = Policy()
@@ -242,3 +244,14 @@ def test_a_message_without_a_model_header_counts_with_the_tasks_own_limits(batch
 
 def test_without_the_apps_limits_every_model_has_the_tasks():
     assert Policy().batch_limits("anything") == (8, Policy.max_wait_s)
+
+
+def test_the_batch_task_is_handed_its_messages_as_held_only_where_the_broker_holds_them(monkeypatch):
+    monkeypatch.setattr("worker.item_batches.SimpleRequest.from_request", lambda request: request)
+    applied = []
+    task = Policy()
+    task._pool = type("Recording", (), {"apply_async": lambda self, target, args, **_: applied.append(args)})()
+    requests = [Request()]
+    task.flush(requests)
+    [(_, (simple, held), _, _)] = applied
+    assert simple == requests and held is None
