@@ -25,14 +25,12 @@ spread of that ratio over the rounds.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -40,14 +38,12 @@ from pathlib import Path
 
 import redis
 
-from bench import models, systems
-from bench.bodies import one_image_bodies, test_digits
+from bench import opening
 from bench.mixed import BulkProducer, Window, stages_table
 from bench.open_loop import OpenLoop, OpenLoopResult
 from inferq import keys
 from inferq.settings import Settings
 from inferq.tenants import key_digest
-from trainer import mnist_files
 
 #: The bulk lane's limit, and each tenant's (half of it): a few seconds of work each.
 LANE_DEPTH = 200_000
@@ -286,23 +282,21 @@ def fair_share_table(rounds: list[Round]) -> str:
 def fair_share(settings: Settings, *, quick: bool, job_images: int = 1024) -> dict | None:
     """``make bench``'s run: :func:`alternating` on a system of its own, printed; its figures, or
     None where there is no trained model to serve."""
-    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
-    if model_dir is None:
+    if (found := opening.trained("bench.tenants", settings)) is None:
         return None
+    model_dir, setup = found
     # Quick: shallower queues, so that filling and draining them between windows takes little.
     rounds, seconds, depth = (2, 2.0, 64 * job_images) if quick else (4, 8.0, TENANT_DEPTH)
-    images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
-    path = tenants_file(work / "tenants.json", depth)
+    path = tenants_file(setup.work / "tenants.json", depth)
     load_before = os.getloadavg()
     started = time.monotonic()
     try:
-        with (systems.redis_server(work) as redis_url,
-              systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
-                                       TENANTS_FILE=str(path)) as running):
-            measured = alternating(running.base_url, redis_url, images[:job_images], seconds, rounds, depth=depth)
+        with opening.service(setup.work, model_dir, MAX_QUEUE_DEPTH=LANE_DEPTH,
+                             TENANTS_FILE=str(path)) as (redis_url, running):
+            measured = alternating(running.base_url, redis_url, setup.images[:job_images], seconds, rounds,
+                                   depth=depth)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(setup.work, ignore_errors=True)
     load_after = os.getloadavg()
     print(f"bench.tenants: two bulk tenants of equal weight, flood {FLOOD_PRODUCERS} producers and small "
           f"{SMALL_PRODUCERS}, {job_images}-image jobs, each tenant's max_queued_items {depth:,}, "
@@ -340,8 +334,7 @@ def table(result: TenantsResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.tenants", __doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
     parser.add_argument("--rate", type=float, default=INTERACTIVE_RATE, metavar="N",
                         help=f"interactive requests a second (default {INTERACTIVE_RATE:g})")
@@ -355,18 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if args.alternating:
         return 0 if fair_share(settings, quick=args.quick, job_images=args.job_images) is not None else 1
-    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
-    if model_dir is None:
+    if (found := opening.trained("bench.tenants", settings)) is None:
         return 1
-    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
-    bodies = one_image_bodies(images, labels, 200, work / "bodies")
-    images = images[:args.job_images]  # a bulk job is the producer's first JOB_IMAGES of these, at most
-    path = tenants_file(work / "tenants.json")
+    model_dir, setup = found
+    bodies = setup.bodies()
+    images = setup.images[:args.job_images]  # a bulk job is the producer's first JOB_IMAGES of these, at most
+    path = tenants_file(setup.work / "tenants.json")
     load_before = os.getloadavg()
-    with (systems.redis_server(work) as redis_url,
-          systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
-                                   TENANTS_FILE=str(path)) as running):
+    with opening.service(setup.work, model_dir, MAX_QUEUE_DEPTH=LANE_DEPTH,
+                         TENANTS_FILE=str(path)) as (redis_url, running):
         if args.interleaved:
             rounds = interleaved(running.base_url, redis_url, images, 4 if args.quick else 10, args.interleaved)
         else:
