@@ -54,7 +54,7 @@ import numpy as np
 import redis
 
 from bench import models, systems
-from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
+from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, png, test_digits
 from bench.cpu import CpuMeter, Roles
 from bench.load import SyncPoint, wrk
 from bench.open_loop import OpenLoop, OpenLoopResult
@@ -78,13 +78,15 @@ OPEN_LOOP_RATE = 20.0
 
 class BulkProducer:
     """Threads that keep posting bulk jobs, each retrying its 503s (and a tenant's 429s) after
-    ``Retry-After``; ``headers``: sent with each (a tenant's key)."""
+    ``Retry-After``; ``headers``: sent with each (a tenant's key); ``pngs``: each image a PNG part of
+    its own (what the API parses and decodes image by image) instead of one IDX file."""
 
     def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, pngs: bool = False) -> None:
         self._extra_headers = dict(headers or {})
         self._address = urllib.parse.urlsplit(base_url)
-        self._body = multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))])
+        self._body = (multipart([("image", f"{i}.png", png(image)) for i, image in enumerate(images[:JOB_IMAGES])])
+                      if pngs else multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))]))
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.accepted: list[str] = []
