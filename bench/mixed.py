@@ -51,7 +51,7 @@ import numpy as np
 import redis
 
 from bench import opening, systems
-from bench.bodies import MULTIPART, idx_file, multipart
+from bench.bodies import MULTIPART, idx_file, multipart, png
 from bench.cpu import CpuMeter, Roles
 from bench.load import Poster, SyncPoint, ThreadedLoad, wrk
 from bench.open_loop import OpenLoop, OpenLoopResult
@@ -73,13 +73,15 @@ OPEN_LOOP_RATE = 20.0
 
 class BulkProducer(ThreadedLoad):
     """Threads that keep posting bulk jobs, each retrying its 503s (and a tenant's 429s) after
-    ``Retry-After``; ``headers``: sent with each (a tenant's key)."""
+    ``Retry-After``; ``headers``: sent with each (a tenant's key); ``pngs``: each image a PNG part of
+    its own (what the API parses and decodes image by image) instead of one IDX file."""
 
     def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, pngs: bool = False) -> None:
         super().__init__(["bulk"] * threads, base_url)
         self._headers = {**MULTIPART, **(headers or {})}
-        self._body = multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))])
+        self._body = (multipart([("image", f"{i}.png", png(image)) for i, image in enumerate(images[:JOB_IMAGES])])
+                      if pngs else multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))]))
         self.accepted: list[str] = []
         self.refused = 0
 
