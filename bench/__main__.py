@@ -16,29 +16,24 @@ against one tenant alone, in alternating rounds.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import models, peers, report
+from bench import models, opening, peers, report
 from bench import tenants as bench_tenants
-from bench.bodies import one_image_bodies, test_digits
 from bench.scenarios import ModelRun, Plan, run_model
 from bench.systems import redis_server
-from inferq.settings import API_SERVERS, Settings
-from trainer import mnist_files
+from inferq.settings import API_SERVERS
 
 RESULTS = Path("bench/results")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench", __doc__)
     parser.add_argument("--quick", action="store_true", help="one model, fewer and shorter points: about two minutes")
     parser.add_argument("--model", help="a model directory (versions under it), a SavedModel directory, the name of "
                         f"a model in MODEL_REPOSITORY, or one of {', '.join(models.REGIMES)}")
@@ -58,29 +53,25 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: h2load is missing; install it with `apt-get install nghttp2-client`", file=sys.stderr)
         return 1
 
-    settings = Settings.from_env()
-    data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix="inferq-bench-"))
+    setup = opening.setup("bench")
     try:
         try:
-            chosen = models.resolve(args.model or None, quick=args.quick, settings=settings, data_dir=data_dir,
-                                    work=work)
+            chosen = setup.models(args.model or None, quick=args.quick)
         except models.BenchModelError as exc:
             print(f"bench: {exc}", file=sys.stderr)
             return 1
         plan = Plan.for_run(args.quick, args.servers.split(","))
         peer = None if args.no_pytriton else _peer()
-        images, labels = test_digits(data_dir)
-        bodies = one_image_bodies(images, labels, 200, work / "bodies")
+        bodies = setup.bodies()
         runs: list[ModelRun] = []
-        with redis_server(work) as redis_url:
+        with redis_server(setup.work) as redis_url:
             for index, model in enumerate(chosen):
                 print(f"bench: {model.name} ({model.regime}): {model.origin}", flush=True)
-                runs.append(run_model(model, redis_url, plan, images, labels, bodies, work, with_mixed=index == 0,
-                                     peer=peer))
-        tenants = None if args.no_tenants else bench_tenants.fair_share(settings, quick=args.quick)
+                runs.append(run_model(model, redis_url, plan, setup.images, setup.labels, bodies, setup.work,
+                                      with_mixed=index == 0, peer=peer))
+        tenants = None if args.no_tenants else bench_tenants.fair_share(setup.settings, quick=args.quick)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(setup.work, ignore_errors=True)
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     print("\n\n".join(report.model_report(run) for run in runs))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from trainer.data import load_idx_split
 
 BOUNDARY = "inferqbenchboundary"
+#: The request header of a :func:`multipart` body.
+MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 def test_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +34,9 @@ def idx_file(images: np.ndarray) -> bytes:
     return struct.pack(">IIII", 0x00000803, len(images), 28, 28) + images.tobytes()
 
 
-def multipart(files: list[tuple[str, str, bytes]]) -> bytes:
-    """A multipart body of (field, filename, content) parts."""
+def multipart(files: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """A multipart body of (field, filename, content) parts, sent with :data:`MULTIPART`; every part
+    is ``application/octet-stream`` (the API reads a part by its content, whatever its type says)."""
     parts = [
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
         f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"

@@ -11,7 +11,6 @@ a call of one (what batching can buy), and what a second thread buys against a s
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -28,8 +27,9 @@ def measure(model_dir: str | Path, batches: list[int], threads: list[int]) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from bench import opening
+
+    parser = opening.parser("bench.calls", __doc__)
     parser.add_argument("model_dir", help="a directory of versions (the newest is measured)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     args = parser.parse_args(argv)

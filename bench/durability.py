@@ -11,7 +11,6 @@ changes affects both alike. Prints each setting's figures and a JSON line.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import io
@@ -28,6 +27,7 @@ import redis
 from PIL import Image
 
 from api.app import create_app
+from bench import opening
 from inferq import messages
 from inferq.catalog import ModelCatalog
 from inferq.model_spec import ANY, ModelSpec, TensorSpec
@@ -86,8 +86,7 @@ def from_threads(app, image: bytes, jobs: int, threads: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.durability", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.durability", __doc__)
     parser.add_argument("--jobs", type=int, default=200, help="jobs per block (default 200)")
     parser.add_argument("--threads", type=int, default=8, help="threads posting at once (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="blocks per setting (default 3)")

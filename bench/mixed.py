@@ -36,14 +36,11 @@ keep most of their rate alone, which they can only where their costs fit the mac
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import http.client
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -53,15 +50,13 @@ from pathlib import Path
 import numpy as np
 import redis
 
-from bench import models, systems
-from bench.bodies import BOUNDARY, idx_file, multipart, one_image_bodies, test_digits
+from bench import opening, systems
+from bench.bodies import MULTIPART, idx_file, multipart, png
 from bench.cpu import CpuMeter, Roles
-from bench.load import SyncPoint, wrk
+from bench.load import Poster, SyncPoint, ThreadedLoad, wrk
 from bench.open_loop import OpenLoop, OpenLoopResult
 from inferq import keys
 from inferq.priorities import BULK
-from inferq.settings import Settings
-from trainer import mnist_files
 
 JOB_IMAGES = 1024
 PRODUCERS = 4
@@ -76,47 +71,31 @@ SAMPLE_INTERVAL_S = 0.02
 OPEN_LOOP_RATE = 20.0
 
 
-class BulkProducer:
+class BulkProducer(ThreadedLoad):
     """Threads that keep posting bulk jobs, each retrying its 503s (and a tenant's 429s) after
-    ``Retry-After``; ``headers``: sent with each (a tenant's key)."""
+    ``Retry-After``; ``headers``: sent with each (a tenant's key); ``pngs``: each image a PNG part of
+    its own (what the API parses and decodes image by image) instead of one IDX file."""
 
     def __init__(self, base_url: str, images: np.ndarray, threads: int = PRODUCERS,
-                 headers: dict[str, str] | None = None) -> None:
-        self._extra_headers = dict(headers or {})
-        self._address = urllib.parse.urlsplit(base_url)
-        self._body = multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))])
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+                 headers: dict[str, str] | None = None, *, pngs: bool = False) -> None:
+        super().__init__(["bulk"] * threads, base_url)
+        self._headers = {**MULTIPART, **(headers or {})}
+        self._body = (multipart([("image", f"{i}.png", png(image)) for i, image in enumerate(images[:JOB_IMAGES])])
+                      if pngs else multipart([("images", "scoring.idx", idx_file(images[:JOB_IMAGES]))]))
         self.accepted: list[str] = []
         self.refused = 0
-        self._threads = [threading.Thread(target=self._post, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> BulkProducer:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def _post(self) -> None:
-        connection = http.client.HTTPConnection(self._address.hostname, self._address.port, timeout=60)
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", **self._extra_headers}
-        while not self._stop.is_set():
-            connection.request("POST", "/jobs", self._body, headers)
-            answer = connection.getresponse()
-            payload = answer.read()
-            if answer.status == 202:
-                with self._lock:
-                    self.accepted.append(answer.getheader("Location").rsplit("/", 1)[1])
-            elif answer.status in (429, 503):
-                with self._lock:
-                    self.refused += 1
-                self._stop.wait(float(answer.getheader("Retry-After", "1")))
-            else:
-                raise RuntimeError(f"POST /jobs answered {answer.status}: {payload[:200]!r}")
+    def send(self, lane: str, turn: int, poster: Poster) -> None:
+        reply = poster.post("/jobs", self._body, self._headers)
+        if reply.status == 202:
+            with self.lock:
+                self.accepted.append(reply.headers.get("Location").rsplit("/", 1)[1])
+        elif reply.status in (429, 503):
+            with self.lock:
+                self.refused += 1
+            self.stopping.wait(float(reply.headers.get("Retry-After", "1")))
+        else:
+            raise RuntimeError(f"POST /jobs answered {reply.status}: {reply.body[:200]!r}")
 
 
 class EmptyQueueShare:
@@ -332,23 +311,18 @@ def _local_redis(redis_url: str) -> dict[str, list[int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.mixed", __doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
     parser.add_argument("--rate", type=float, default=OPEN_LOOP_RATE, metavar="N",
                         help=f"the open-loop yardstick's interactive requests a second (default {OPEN_LOOP_RATE:g})")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    model_dir = models.trained_mnist_dir(settings, "bench.mixed")
-    if model_dir is None:
+    if (found := opening.trained("bench.mixed")) is None:
         return 1
-    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-mixed-"))
-    bodies = one_image_bodies(images, labels, 200, work / "bodies")
+    model_dir, setup = found
+    bodies = setup.bodies()
     load_before = os.getloadavg()
-    with (systems.redis_server(work) as redis_url,
-          systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as running):
-        result = mixed(running.base_url, redis_url, MIXED_QUEUE_DEPTH, images, bodies,
+    with opening.service(setup.work, model_dir, MAX_QUEUE_DEPTH=MIXED_QUEUE_DEPTH) as (redis_url, running):
+        result = mixed(running.base_url, redis_url, MIXED_QUEUE_DEPTH, setup.images, bodies,
                        4 if args.quick else 10, roles=lambda: {**running.pids(), **_local_redis(redis_url)},
                        rate=args.rate)
     print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")

@@ -13,16 +13,14 @@ its latency runs from when it was due: a request that waits for a free sender co
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
-import threading
 import time
-import urllib.parse
 from pathlib import Path
 
 import redis
 
-from bench.bodies import BOUNDARY
+from bench.bodies import MULTIPART
+from bench.load import Poster, ThreadedLoad
 from inferq import keys
 
 #: Senders: enough that a few slow answers do not hold the schedule up at the rates used here.
@@ -38,79 +36,50 @@ class OpenLoopResult:
     errors: int
 
 
-class OpenLoop:
+class OpenLoop(ThreadedLoad):
     """``with OpenLoop(url, rate, bodies) as load: ...; load.result()``: sync ``POST /recognize``
-    of the one-image ``bodies`` (``bench.bodies.one_image_bodies``) at ``rate_per_s``."""
+    of the one-image ``bodies`` (``bench.bodies.one_image_bodies``) at ``rate_per_s``: turn ``n`` is
+    due ``n / rate_per_s`` after the start, sent by whichever sender is free."""
 
     def __init__(self, base_url: str, rate_per_s: float, bodies: list[Path], *, path: str = "/recognize",
                  headers: dict[str, str] | None = None, senders: int = SENDERS) -> None:
-        self._address = urllib.parse.urlsplit(base_url)
+        super().__init__(["sync"] * senders, base_url, timeout_s=30, join_s=30)
         self._rate = rate_per_s
         self._bodies = [body.read_bytes() for body in bodies]
         self._path = path
-        self._headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", **(headers or {})}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._next = 0
+        self._headers = {**MULTIPART, **(headers or {})}
         self._started = 0.0
         self._latencies_s: list[float] = []
         #: Each answered request's (due, sent, answered) in unix seconds, and its job id.
         self._answered: list[tuple[float, float, float, str]] = []
         self._unix_offset = time.time() - time.monotonic()
         self._errors = 0
-        self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(senders)]
 
-    def __enter__(self) -> OpenLoop:
+    def start(self) -> None:
         self._started = time.monotonic()
-        for thread in self._threads:
-            thread.start()
-        return self
+        super().start()
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _due(self) -> tuple[int, float]:
-        with self._lock:
-            index = self._next
-            self._next += 1
-        return index, self._started + index / self._rate
-
-    def _send(self) -> None:
-        connection = http.client.HTTPConnection(self._address.hostname, self._address.port, timeout=30)
-        while True:
-            index, due = self._due()
-            if self._stop.wait(max(0.0, due - time.monotonic())):
-                return
-            sent = time.monotonic()
-            try:
-                connection.request("POST", self._path, self._bodies[index % len(self._bodies)], self._headers)
-                answer = connection.getresponse()
-                body = answer.read()
-                ok = answer.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection(self._address.hostname, self._address.port, timeout=30)
-                ok = False
-            with self._lock:
-                if ok:
-                    answered = time.monotonic()
-                    self._latencies_s.append(answered - due)
-                    job_id = _job_id(body)
-                    if job_id is not None:
-                        offset = self._unix_offset
-                        self._answered.append((due + offset, sent + offset, answered + offset, job_id))
-                else:
-                    self._errors += 1
+    def send(self, lane: str, turn: int, poster: Poster) -> None:
+        due = self._started + turn / self._rate
+        if self.stopping.wait(max(0.0, due - time.monotonic())):
+            return
+        reply = poster.post(self._path, self._bodies[turn % len(self._bodies)], self._headers)
+        with self.lock:
+            if reply.status == 200:
+                self._latencies_s.append(reply.at - due)
+                job_id = _job_id(reply.body)
+                if job_id is not None:
+                    offset = self._unix_offset
+                    self._answered.append((due + offset, reply.sent + offset, reply.at + offset, job_id))
+            else:
+                self._errors += 1
 
     def result(self) -> OpenLoopResult:
-        with self._lock:
+        with self.lock:
             latencies = sorted(self._latencies_s)
             errors = self._errors
         return OpenLoopResult(self._rate, len(latencies) + errors, _percentile(latencies, 0.5) * 1000,
                               _percentile(latencies, 0.99) * 1000, errors)
-
 
     def stages(self, client: redis.Redis) -> dict[str, dict[str, float]]:
         """p50 and p99 in ms of each stage of the answered requests: waiting for a sender; sent to
@@ -118,7 +87,7 @@ class OpenLoop:
         pushed, waiting in its queue, claimed, the batch decoded); started to finished (the batch's
         model calls and the outcome written); finished to answered (the reply to the API, the HTTP
         answer). Worker and API stamp the record with their own clocks: one machine's, here."""
-        with self._lock:
+        with self.lock:
             answered = list(self._answered)
         with client.pipeline(transaction=False) as pipe:
             for *_, job_id in answered:

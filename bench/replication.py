@@ -9,7 +9,6 @@ latency percentiles and a JSON line.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import statistics
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from bench import opening
 from inferq import messages, mnist_contract
 from inferq.celery_app import make_celery
 from inferq.jobs import JobStore
@@ -81,8 +81,7 @@ def admission_latencies(store: JobStore, task_messages: TaskMessages, pixels: np
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.replication", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.replication", __doc__)
     parser.add_argument("--admissions", type=int, default=2000, help="admissions per block (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="blocks per setting (default 3)")
     args = parser.parse_args(argv)

@@ -13,10 +13,8 @@ the counts are exact, the times a little longer than without it.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
-import tempfile
 import threading
 import time
 import urllib.request
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import redis
 
-from bench.bodies import BOUNDARY
+from bench.bodies import MULTIPART
 
 
 def socket_ports(pids: list[int]) -> set[int]:
@@ -93,8 +91,7 @@ def _name(command: str) -> str:
 
 
 def recognize(base: str, body: bytes) -> None:
-    request = urllib.request.Request(f"{base}/recognize", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    request = urllib.request.Request(f"{base}/recognize", data=body, headers=MULTIPART)
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 
@@ -130,27 +127,20 @@ def _batches(base: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import models, systems
-    from bench.bodies import one_image_bodies, test_digits
+    from bench import opening
     from bench.load import wrk
-    from inferq.settings import Settings
-    from trainer import mnist_files
 
-    parser = argparse.ArgumentParser(prog="python -m bench.round_trips", description=__doc__.splitlines()[0])
+    parser = opening.parser("bench.round_trips", __doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=1,
                         help="more than 1: wrk's clients for --seconds instead (no timeline): per request and batch")
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix="inferq-bench-round-trips-"))
-    (model,) = models.resolve(None, quick=True, settings=settings, data_dir=data_dir, work=work)
-    images, labels = test_digits(data_dir)
-    paths = one_image_bodies(images, labels, 20, work / "bodies")
+    setup = opening.setup("bench.round_trips")
+    (model,) = setup.models(None, quick=True)
+    paths = setup.bodies(20)
     body = paths[0].read_bytes()
-    with systems.redis_server(work) as redis_url, \
-            systems.inferq_processes(redis_url, model.model_dir, API_SERVER="gunicorn") as running:
+    with opening.service(setup.work, model.model_dir, API_SERVER="gunicorn") as (redis_url, running):
         for _ in range(50):  # warm up: connections, the first model calls
             recognize(running.base_url, body)
         ports = role_of_port(running.pids())

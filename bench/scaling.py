@@ -14,40 +14,31 @@ Redis is an embedded one, or REDIS_URL's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from bench import models, systems
-from bench.bodies import test_digits
+from bench import opening, systems
 from bench.drain import DrainResult, drain
-from inferq.settings import Settings
-from trainer import mnist_files
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.scaling", __doc__)
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (default 1,2)")
     parser.add_argument("--messages", type=int, default=3000, help="one-image messages a drain (default 3000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the worker counts (default 2)")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    model_dir = models.trained_mnist_dir(settings, "bench.scaling")
-    if model_dir is None:
+    if (found := opening.trained("bench.scaling")) is None:
         return 1
+    model_dir, setup = found
     counts = [int(count) for count in args.workers.split(",")]
-    images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
 
     results: list[DrainResult] = []
-    with systems.redis_server(Path(tempfile.mkdtemp(prefix="inferq-scaling-"))) as redis_url:
+    with systems.redis_server(setup.work) as redis_url:
         for _ in range(args.rounds):
             for workers in counts:
-                result = drain(redis_url, str(model_dir), images, count=args.messages, per_message=1,
+                result = drain(redis_url, str(model_dir), setup.images, count=args.messages, per_message=1,
                                workers=workers)
                 results.append(result)
                 frequent = ", ".join(f"{name} {calls:g}" for name, calls in result.drain_commands_by_name.items()

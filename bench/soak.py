@@ -11,22 +11,17 @@ mistakes, are counted but not judged. It exits 0 or 1 and ends with one JSON lin
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from bench import models, systems
-from bench.bodies import one_image_bodies, test_digits
-from bench.load import SCRIPT, wrk
-from inferq.settings import Settings
-from trainer import mnist_files
+from bench import opening, systems
+from bench.load import wrk, wrk_command, wrk_result
 
 CONNECTIONS = 16
 SEGMENT_S = 10.0
@@ -35,22 +30,18 @@ MEMORY_TOLERANCE = 0.10
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser = opening.parser("bench.soak", __doc__)
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--rps", type=float, help="requests a second (default: --fraction of measured capacity)")
     parser.add_argument("--fraction", type=float, default=0.7)
     parser.add_argument("--warmup", type=float, default=30, help="seconds before the memory baseline")
     args = parser.parse_args(argv)
 
-    settings = Settings.from_env()
-    model_dir = models.trained_mnist_dir(settings, "bench.soak")
-    if model_dir is None:
+    if (found := opening.trained("bench.soak")) is None:
         return 1
-    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-soak-"))
-    bodies = one_image_bodies(images, labels, 200, work / "bodies")
-    with systems.redis_server(work) as redis_url, \
-            systems.inferq_processes(redis_url, str(model_dir)) as running:
+    model_dir, setup = found
+    bodies = setup.bodies()
+    with opening.service(setup.work, model_dir) as (_, running):
         rps = args.rps or args.fraction * wrk(running.base_url, 64, 5, bodies).rps
         print(f"soak: {rps:.0f} requests/s for {args.seconds:g} s, {CONNECTIONS} clients", flush=True)
         started = time.monotonic()
@@ -58,13 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         results, samples = [], []
         while (left := args.seconds - (time.monotonic() - started)) > 1:
             load = subprocess.Popen(
-                ["wrk", "--threads", "2", "--connections", str(CONNECTIONS), "--timeout", "10s",
-                 "--duration", f"{min(left, SEGMENT_S):.0f}s", "--script", str(SCRIPT),
-                 f"{running.base_url}/recognize", "--", f"pace={pace_ms:.1f}", *map(str, bodies)],
+                wrk_command(running.base_url, CONNECTIONS, round(min(left, SEGMENT_S)), bodies,
+                            f"pace={pace_ms:.1f}", latency=False),
                 stdout=subprocess.PIPE, text=True)
             samples += _sample_until_done(load, running, started)
-            output = load.communicate()[0]
-            results.append(json.loads(re.search(r"^WRK_RESULT (.*)$", output, re.MULTILINE).group(1)))
+            results.append(wrk_result(load.communicate()[0]))
             # Each client sends once per (latency + pace): take out the latency the last run had.
             reached = results[-1]["answered"] / results[-1]["duration_s"]
             pace_ms = max(0.0, pace_ms + 1000 * CONNECTIONS * (1 / rps - 1 / reached))

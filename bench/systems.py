@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import peers
+from bench.bodies import MULTIPART
 from inferq.settings import Settings
 from launcher import api_command, grpc_command, grpc_serving, worker_command
 from launcher.processes import Child, descendants, free_port
@@ -207,8 +208,7 @@ def _answers(url: str) -> bool:
 
 
 def _recognizes(url: str, body: bytes) -> bool:
-    request = urllib.request.Request(url, data=body, headers={
-        "Content-Type": "multipart/form-data; boundary=inferqbenchboundary"})
+    request = urllib.request.Request(url, data=body, headers=MULTIPART)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status == 200

@@ -25,14 +25,12 @@ spread of that ratio over the rounds.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -40,14 +38,12 @@ from pathlib import Path
 
 import redis
 
-from bench import models, systems
-from bench.bodies import one_image_bodies, test_digits
+from bench import opening
 from bench.mixed import BulkProducer, Window, stages_table
 from bench.open_loop import OpenLoop, OpenLoopResult
 from inferq import keys
 from inferq.settings import Settings
 from inferq.tenants import key_digest
-from trainer import mnist_files
 
 #: The bulk lane's limit, and each tenant's (half of it): a few seconds of work each.
 LANE_DEPTH = 200_000
@@ -124,6 +120,15 @@ def wait_queued(client: redis.Redis, tenants: tuple[str, ...], timeout_s: float 
         time.sleep(0.05)
 
 
+def wait_accepted(producers: dict[str, BulkProducer], jobs: int, timeout_s: float = 120) -> None:
+    """Until each tenant's producers have had ``jobs`` jobs accepted."""
+    deadline = time.monotonic() + timeout_s
+    while any(len(producer.accepted) < jobs for producer in producers.values()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the producers did not have {jobs} jobs each accepted in {timeout_s:g} s")
+        time.sleep(0.05)
+
+
 def wait_drained(client: redis.Redis, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while any(int(client.get(keys.tenant_queued(t)) or 0) for t in TENANTS):
@@ -175,13 +180,18 @@ PRODUCERS = {"flood": FLOOD_PRODUCERS, "small": SMALL_PRODUCERS}
 
 @contextlib.contextmanager
 def flooding(base_url: str, images, client: redis.Redis, tenants: tuple[str, ...],
-             depth: int = TENANT_DEPTH) -> Iterator[dict[str, BulkProducer]]:
-    """``tenants``' bulk producers, each tenant with at least half its ``depth`` queued."""
+             depth: int = TENANT_DEPTH, *, pngs: bool = False) -> Iterator[dict[str, BulkProducer]]:
+    """``tenants``' bulk producers, each tenant with at least half its ``depth`` queued; ``pngs``:
+    their jobs as a PNG part an image (``BulkProducer``)."""
     with contextlib.ExitStack() as stack:
         producers = {tenant: stack.enter_context(BulkProducer(base_url, images, PRODUCERS[tenant],
-                                                              headers=auth(tenant)))
+                                                              headers=auth(tenant), pngs=pngs))
                      for tenant in tenants}
-        wait_queued(client, tenants, depth=depth)
+        if pngs:
+            # The API's decoding, not the worker, limits PNG jobs: their queue may never fill.
+            wait_accepted(producers, 2)
+        else:
+            wait_queued(client, tenants, depth=depth)
         yield producers
     wait_drained(client)
 
@@ -194,15 +204,15 @@ def bulk_images_per_s(client: redis.Redis, producers: dict[str, BulkProducer], s
 
 
 def run(base_url: str, redis_url: str, images, bodies: list[Path], seconds: float,
-        rate: float = INTERACTIVE_RATE) -> TenantsResult:
+        rate: float = INTERACTIVE_RATE, *, pngs: bool = False) -> TenantsResult:
     client = redis.Redis.from_url(redis_url)
     with OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)):
         time.sleep(2)  # warm up: the yardstick is the warm system, not its first calls
     with OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as idle:
         time.sleep(seconds)
-    with flooding(base_url, images, client, ("flood",)) as alone:
+    with flooding(base_url, images, client, ("flood",), pngs=pngs) as alone:
         bulk_alone = bulk_images_per_s(client, alone, seconds)["flood"]
-    with flooding(base_url, images, client, TENANTS) as both:
+    with flooding(base_url, images, client, TENANTS, pngs=pngs) as both:
         shared = bulk_images_per_s(client, both, seconds)
         with WorkShare(client) as share, OpenLoop(base_url, rate, bodies, headers=auth(PEOPLE)) as beside:
             by_tenant = bulk_images_per_s(client, both, seconds)
@@ -286,23 +296,21 @@ def fair_share_table(rounds: list[Round]) -> str:
 def fair_share(settings: Settings, *, quick: bool, job_images: int = 1024) -> dict | None:
     """``make bench``'s run: :func:`alternating` on a system of its own, printed; its figures, or
     None where there is no trained model to serve."""
-    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
-    if model_dir is None:
+    if (found := opening.trained("bench.tenants", settings)) is None:
         return None
+    model_dir, setup = found
     # Quick: shallower queues, so that filling and draining them between windows takes little.
     rounds, seconds, depth = (2, 2.0, 64 * job_images) if quick else (4, 8.0, TENANT_DEPTH)
-    images, _ = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
-    path = tenants_file(work / "tenants.json", depth)
+    path = tenants_file(setup.work / "tenants.json", depth)
     load_before = os.getloadavg()
     started = time.monotonic()
     try:
-        with (systems.redis_server(work) as redis_url,
-              systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
-                                       TENANTS_FILE=str(path)) as running):
-            measured = alternating(running.base_url, redis_url, images[:job_images], seconds, rounds, depth=depth)
+        with opening.service(setup.work, model_dir, MAX_QUEUE_DEPTH=LANE_DEPTH,
+                             TENANTS_FILE=str(path)) as (redis_url, running):
+            measured = alternating(running.base_url, redis_url, setup.images[:job_images], seconds, rounds,
+                                   depth=depth)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(setup.work, ignore_errors=True)
     load_after = os.getloadavg()
     print(f"bench.tenants: two bulk tenants of equal weight, flood {FLOOD_PRODUCERS} producers and small "
           f"{SMALL_PRODUCERS}, {job_images}-image jobs, each tenant's max_queued_items {depth:,}, "
@@ -340,13 +348,14 @@ def table(result: TenantsResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tenants", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.tenants", __doc__)
     parser.add_argument("--quick", action="store_true", help="a few seconds a measurement")
     parser.add_argument("--rate", type=float, default=INTERACTIVE_RATE, metavar="N",
                         help=f"interactive requests a second (default {INTERACTIVE_RATE:g})")
     parser.add_argument("--job-images", type=int, default=1024, metavar="N",
                         help="images a bulk job (default 1,024): what one bulk message holds")
+    parser.add_argument("--pngs", action="store_true",
+                        help="bulk jobs as one PNG part an image (multipart) instead of one IDX file")
     parser.add_argument("--interleaved", type=int, metavar="ROUNDS", default=0,
                         help="instead: one tenant alone and both tenants, ROUNDS times in turn, nothing beside")
     parser.add_argument("--alternating", action="store_true",
@@ -355,22 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if args.alternating:
         return 0 if fair_share(settings, quick=args.quick, job_images=args.job_images) is not None else 1
-    model_dir = models.trained_mnist_dir(settings, "bench.tenants")
-    if model_dir is None:
+    if (found := opening.trained("bench.tenants", settings)) is None:
         return 1
-    images, labels = test_digits(mnist_files.locate(Path(settings.mnist_data_dir)))
-    work = Path(tempfile.mkdtemp(prefix="inferq-tenants-"))
-    bodies = one_image_bodies(images, labels, 200, work / "bodies")
-    images = images[:args.job_images]  # a bulk job is the producer's first JOB_IMAGES of these, at most
-    path = tenants_file(work / "tenants.json")
+    model_dir, setup = found
+    bodies = setup.bodies()
+    images = setup.images[:args.job_images]  # a bulk job is the producer's first JOB_IMAGES of these, at most
+    path = tenants_file(setup.work / "tenants.json")
     load_before = os.getloadavg()
-    with (systems.redis_server(work) as redis_url,
-          systems.inferq_processes(redis_url, str(model_dir), MAX_QUEUE_DEPTH=LANE_DEPTH,
-                                   TENANTS_FILE=str(path)) as running):
+    with opening.service(setup.work, model_dir, MAX_QUEUE_DEPTH=LANE_DEPTH,
+                         TENANTS_FILE=str(path)) as (redis_url, running):
         if args.interleaved:
             rounds = interleaved(running.base_url, redis_url, images, 4 if args.quick else 10, args.interleaved)
         else:
-            result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10, args.rate)
+            result = run(running.base_url, redis_url, images, bodies, 4 if args.quick else 10, args.rate,
+                         pngs=args.pngs)
     print(f"load average (1, 5, 15 min): before {load_before}, after {os.getloadavg()}")
     if args.interleaved:
         print("| round | one tenant alone, images/s | two tenants, images/s | two / one |")

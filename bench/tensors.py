@@ -13,12 +13,10 @@ bench.tensors`` runs it alone; ``make bench`` as one of its scenarios (``bench.s
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import struct
 import subprocess
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,39 +173,32 @@ def table(results: dict[str, list[SyncPoint]]) -> str:
     return "\n".join(lines)
 
 
-def standalone(argv: list[str] | None, *, prog: str, description: str, clients: str,
+def standalone(argv: list[str] | None, *, program: str, description: str, clients: str,
                make_bodies: Callable[[np.ndarray, int, str, Path], object],
                run_sweep: Callable[..., dict[str, list[SyncPoint]]]) -> int:
     """A tensor-path benchmark run alone: the model ``--model`` names served by inferq with its gRPC
     front end, ``run_sweep(http_base, grpc_address, model, body, clients, seconds, work, roles)`` over
     the bodies ``make_bodies`` made of the first MNIST test digit, and the table printed."""
-    from bench import models, systems
-    from bench.bodies import test_digits
-    from inferq.settings import Settings
-    from trainer import mnist_files
+    from bench import opening, systems
 
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = opening.parser(program, description)
     parser.add_argument("--model", help="as `python -m bench --model` (default: the seed MLP)")
     parser.add_argument("--clients", default=clients)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix=f"inferq-{prog.split()[-1].replace('.', '-')}-"))
-    (model,) = models.resolve(args.model, quick=True, settings=settings, data_dir=data_dir, work=work)
-    images, labels = test_digits(data_dir)
-    body = make_bodies(images[0], int(labels[0]), systems.SERVED_MODEL, work)
-    with systems.redis_server(work) as redis_url, \
-            systems.inferq_processes(redis_url, model.model_dir, grpc=True) as running:
+    setup = opening.setup(program)
+    (model,) = setup.models(args.model, quick=True)
+    body = make_bodies(setup.images[0], int(setup.labels[0]), systems.SERVED_MODEL, setup.work)
+    with opening.service(setup.work, model.model_dir, grpc=True) as (_, running):
         results = run_sweep(running.base_url, running.grpc_address, systems.SERVED_MODEL, body,
-                            [int(n) for n in args.clients.split(",")], args.seconds, work, running.pids)
+                            [int(n) for n in args.clients.split(",")], args.seconds, setup.work, running.pids)
     print(f"== {model.name}: {model.origin}")
     print(table(results))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    return standalone(argv, prog="python -m bench.tensors", description=__doc__.splitlines()[0], clients="1,64",
+    return standalone(argv, program="bench.tensors", description=__doc__.splitlines()[0], clients="1,64",
                       make_bodies=bodies, run_sweep=sweep)
 
 

@@ -79,7 +79,7 @@ def sweep(http_base: str, grpc_address: str, model: str, body: Bodies, clients: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    return standalone(argv, prog="python -m bench.tfserving", description=__doc__.splitlines()[0], clients="1,16",
+    return standalone(argv, program="bench.tfserving", description=__doc__.splitlines()[0], clients="1,16",
                       make_bodies=bodies, run_sweep=sweep)
 
 

@@ -14,24 +14,20 @@ the workers proposed; the bulk scoring's rate is shown as a share of it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from bench import models, systems
-from bench.bodies import one_image_bodies, test_digits
+from bench import models, opening, systems
 from bench.client import ClientResult, client_score
 from bench.load import SyncPoint, wrk
 from inferq import model_config, repository
-from inferq.settings import Settings
 from worker import tune
 
 #: Sync clients each system is swept with: one alone (light load), and 64 (a full queue).
@@ -180,8 +176,7 @@ def table(comparison: TunedComparison) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tuned", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = opening.parser("bench.tuned", __doc__)
     parser.add_argument("--quick", action="store_true", help="the MLP alone, one round of each, short points")
     parser.add_argument("--model", help=f"one model: a directory of versions or one of {', '.join(models.REGIMES)}")
     parser.add_argument("--seconds", type=float, help="each sync point's length (default 3 quick, else 10)")
@@ -189,20 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("bench.tuned: wrk is missing; install it with `apt-get install wrk`", file=sys.stderr)
         return 1
-    from trainer import mnist_files
-
-    settings = Settings.from_env()
-    data_dir = mnist_files.locate(Path(settings.mnist_data_dir))
-    work = Path(tempfile.mkdtemp(prefix="inferq-bench-tuned-"))
+    setup = opening.setup("bench.tuned")
     comparisons = []
     try:
-        chosen = models.resolve(args.model or None, quick=args.quick, settings=settings, data_dir=data_dir, work=work)
-        images, labels = test_digits(data_dir)
-        bodies = one_image_bodies(images, labels, 200, work / "bodies")
-        with systems.redis_server(work) as redis_url:
+        chosen = setup.models(args.model or None, quick=args.quick)
+        bodies = setup.bodies()
+        with systems.redis_server(setup.work) as redis_url:
             for model in chosen:
                 print(f"bench.tuned: {model.name} ({model.regime}): {model.origin}", flush=True)
-                comparison = compare(model, redis_url, images, labels, bodies, work, quick=args.quick,
+                comparison = compare(model, redis_url, setup.images, setup.labels, bodies, setup.work, quick=args.quick,
                                      seconds=args.seconds or (3 if args.quick else 10))
                 print(table(comparison), flush=True)
                 comparisons.append(comparison)
@@ -210,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.tuned: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(setup.work, ignore_errors=True)
     print(json.dumps({comparison.model: comparison.summary() for comparison in comparisons}))
     return 0
 

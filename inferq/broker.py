@@ -69,6 +69,7 @@ from kombu.utils.json import loads
 
 from inferq import keys as keys_
 from inferq import priorities
+from inferq.lua import Layout
 from inferq.redis_connection import names_sentinels
 
 log = logging.getLogger(__name__)
@@ -214,19 +215,27 @@ def envelope(queue: str, body: object, *, headers: dict, properties: dict,
 # them) and records it as unacknowledged exactly as kombu's QoS.append does: index scored by time,
 # hash of [message, exchange, routing key] by delivery tag; and its tag in its queue's in-flight
 # list (KEYS[2n+1..3n]). A queue's own list comes first; then its tenants' lists, by deficit round
-# robin (below), the tenants' weights in KEYS[3n+4], a weight-1 tenant's quantum ARGV[6] items.
-# Aging: when an interactive queue (the first ARGV[4]) has work and the oldest message of a bulk
-# queue has waited longer than ARGV[5] seconds (negative: no aging this time), that queue is taken
+# robin (below), the tenants' weights in KEYS[3n+4], a weight-1 tenant's quantum ``quantum`` items.
+# Aging: when an interactive queue (the first ``first``) has work and the oldest message of a bulk
+# queue has waited longer than ``max_wait`` seconds (negative: no aging this time), that queue is taken
 # first. A message whose properties cannot be read goes to the dead-letter list (KEYS[3n+3]) as it
 # was, and the claim goes on with the next. Then leaves each queue with one bell per message, its
 # tenants' included (KEYS[n+1..2n]), up to MAX_BELLS: bells are what idle workers wait on; and its
 # backlog list (KEYS[3n+5..4n+4]) with one item per message, however many: what autoscalers read. Answers
 # the message, its queue, how many messages are left in all of them, how many in the interactive
 # ones, how many were dead-lettered, and the message's delivery tag; or nil when nothing was there.
-_CLAIM = r"""
-local now, n, max_bells, first = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_wait, quantum = tonumber(ARGV[5]), tonumber(ARGV[6]) or 64
-local index, unacked, dead_letters, weights = KEYS[3 * n + 1], KEYS[3 * n + 2], KEYS[3 * n + 3], KEYS[3 * n + 4]
+# ``n`` is the number of queues. In the layout, KEYS is one list (``per_queue``): its groups depend on
+# ``n``, so the script counts them from the list's start.
+_CLAIM_LAYOUT = Layout("claim", key_list="per_queue",
+                       args=("now", "n", "max_bells", "first", "max_wait", "quantum"),
+                       numbers={"now", "n", "max_bells", "first", "max_wait", "quantum"})
+_CLAIM = _CLAIM_LAYOUT.script(r"""
+quantum = quantum or 64
+-- The n queues, their bells, their in-flight lists, four keys of all of them, then their backlogs.
+local queues, bells, inflights = per_queue_offset, per_queue_offset + n, per_queue_offset + 2 * n
+local index, unacked, dead_letters, weights = KEYS[inflights + n + 1], KEYS[inflights + n + 2],
+  KEYS[inflights + n + 3], KEYS[inflights + n + 4]
+local backlogs = inflights + n + 4
 
 -- A list holding ``want`` items, by the fewest commands: trimmed from its old end, or pushed to in
 -- chunks (Lua's unpack takes a few thousand values at most).
@@ -368,13 +377,13 @@ local order = {}
 if max_wait >= 0 and first < n then
   local waiting = false
   for i = 1, first do
-    if waiting_in(KEYS[i]) > 0 then
+    if waiting_in(KEYS[queues + i]) > 0 then
       waiting = true
       break
     end
   end
   for i = first + 1, waiting and n or 0 do
-    local at = oldest_in(KEYS[i])
+    local at = oldest_in(KEYS[queues + i])
     if at and now - at > max_wait then
       order[1] = i
       break
@@ -390,7 +399,7 @@ for _, i in ipairs(order) do
   while true do
     -- The queue's own list first: what kombu restored (its tenant's oldest) and what producers
     -- that know no tenants pushed.
-    raw = redis.call('RPOP', KEYS[i]) or take_fair(KEYS[i])
+    raw = redis.call('RPOP', KEYS[queues + i]) or take_fair(KEYS[queues + i])
     if not raw then
       break
     end
@@ -409,14 +418,14 @@ end
 
 local left, left_first = 0, 0
 for i = 1, n do
-  local queued = waiting_in(KEYS[i])
+  local queued = waiting_in(KEYS[queues + i])
   left = left + queued
   if i <= first then
     left_first = left_first + queued
   end
-  fill(KEYS[n + i], redis.call('LLEN', KEYS[n + i]), math.min(queued, max_bells))
-  if KEYS[3 * n + 4 + i] then
-    fill(KEYS[3 * n + 4 + i], redis.call('LLEN', KEYS[3 * n + 4 + i]), queued)
+  fill(KEYS[bells + i], redis.call('LLEN', KEYS[bells + i]), math.min(queued, max_bells))
+  if KEYS[backlogs + i] then
+    fill(KEYS[backlogs + i], redis.call('LLEN', KEYS[backlogs + i]), queued)
   end
 end
 if from == 0 then
@@ -430,28 +439,29 @@ local info = properties['delivery_info']
 redis.call('ZADD', index, now, tag)
 redis.call('HSET', unacked, tag,
   '[' .. raw .. ',' .. cjson.encode(info['exchange']) .. ',' .. cjson.encode(info['routing_key']) .. ']')
-redis.call('LPUSH', KEYS[2 * n + from], tag)
-return {raw, KEYS[from], left, left_first, dead, tag}
+redis.call('LPUSH', KEYS[inflights + from], tag)
+return {raw, KEYS[queues + from], left, left_first, dead, tag}
 """.replace("QUEUED_AT_HEADER", QUEUED_AT_HEADER).replace("ITEMS_HEADER", ITEMS_HEADER).replace(
     "HEAD_CHARS", str(_HEAD_CHARS)).replace("TENANT_RING_SUFFIX", tenant_ring("")).replace(
     "TENANT_MEMBERS_SUFFIX", tenant_members("")).replace("TENANT_DEFICITS_SUFFIX", tenant_deficits("")).replace(
-    "TENANT_QUEUE_SEPARATOR", tenant_queue("", ""))
+    "TENANT_QUEUE_SEPARATOR", tenant_queue("", "")))
 
-# Removes a message from the unacknowledged hash and index (KEYS[1], KEYS[2]), as kombu's
+# Removes a message (its delivery tag) from the unacknowledged hash and index, as kombu's
 # QoS does on an ack, a reject or a restore, and its tag from its queue's in-flight list. The
 # queue is the routing key, the last item of the hash's [message, exchange, routing key]: read
 # from the entry's tail, so that the message is not decoded.
-_RELEASE = r"""
-local entry = redis.call('HGET', KEYS[1], ARGV[1])
+_RELEASE_LAYOUT = Layout("release", keys=("unacked", "index"), args=("tag",))
+_RELEASE = _RELEASE_LAYOUT.script(r"""
+local entry = redis.call('HGET', unacked, tag)
 if entry then
   local queue = string.match(string.sub(entry, -512), '"([^"]*)"%s*%]%s*$')
   if queue then
-    redis.call('LREM', queue .. 'INFLIGHT_SUFFIX', -1, ARGV[1])
+    redis.call('LREM', queue .. 'INFLIGHT_SUFFIX', -1, tag)
   end
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])
-""".replace("INFLIGHT_SUFFIX", inflight(""))
+redis.call('ZREM', index, tag)
+return redis.call('HDEL', unacked, tag)
+""".replace("INFLIGHT_SUFFIX", inflight("")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -506,21 +516,22 @@ def acking(script: str) -> str:
     return _ACKING_BEFORE + script + _ACKING_AFTER
 
 
-# Takes out of the in-flight lists (KEYS[1..n-1]) the tags the unacknowledged hash (KEYS[n]) no
+# Takes out of the in-flight lists (``inflights``) the tags the unacknowledged hash (``unacked``) no
 # longer holds: left by whatever removed them without _RELEASE (a worker of an older release
 # during an upgrade, a hand on Redis), they would hold workers up for ever. The claim and
 # _RELEASE keep both in one step each, so this never removes a tag a worker holds.
-_RECONCILE = r"""
-local removed, n = 0, #KEYS
-for i = 1, n - 1 do
+_RECONCILE_LAYOUT = Layout("reconcile", key_list="inflights", last_keys=("unacked",))
+_RECONCILE = _RECONCILE_LAYOUT.script(r"""
+local removed = 0
+for i = inflights_offset + 1, inflights_offset + inflights_count do
   for _, tag in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
-    if redis.call('HEXISTS', KEYS[n], tag) == 0 then
+    if redis.call('HEXISTS', unacked, tag) == 0 then
       removed = removed + redis.call('LREM', KEYS[i], 0, tag)
     end
   end
 end
 return removed
-"""
+""")
 
 #: Bells a queue keeps at most: enough to wake every idle worker; a busy one claims without one.
 MAX_BELLS = 256
@@ -599,7 +610,8 @@ class QoS(kombu_redis.QoS):
         queues = sorted(self.channel.active_queues)
         if queues:
             with self.channel.conn_or_acquire() as client:
-                client.eval(_RECONCILE, len(queues) + 1, *map(inflight, queues), self.unacked_key)
+                client.eval(_RECONCILE, *_RECONCILE_LAYOUT.command(inflights=[*map(inflight, queues)],
+                                                                    unacked=self.unacked_key))
 
     def _remove_from_indices(self, delivery_tag: str,
                              pipe: redis.client.Pipeline | None = None) -> redis.client.Pipeline:
@@ -608,7 +620,8 @@ class QoS(kombu_redis.QoS):
         message = self._delivered.get(delivery_tag)
         with self.pipe_or_acquire(pipe) as pipe:
             if message is None:  # another worker's, in a sweep: its queue is read from its entry
-                return pipe.eval(_RELEASE, 2, self.unacked_key, self.unacked_index_key, delivery_tag)
+                return pipe.eval(_RELEASE, *_RELEASE_LAYOUT.command(unacked=self.unacked_key,
+                                                                    index=self.unacked_index_key, tag=delivery_tag))
             # Ours (acks, rejects, the give-back at shutdown): its queue is known, and native
             # commands cost Redis a tenth of the script.
             return (pipe.lrem(inflight(message.delivery_info["routing_key"]), -1, delivery_tag)
@@ -691,12 +704,14 @@ class Channel(kombu_redis.Channel):
         assert self._claim_script is not None
         return self._claim_script
 
-    def _claim_call(self, queues: list[str]) -> tuple[list[str], list[object]]:
-        keys = [*queues, *map(bell, queues), *map(inflight, queues), self.unacked_index_key, self.unacked_key,
-                keys_.DEAD_LETTERS, keys_.TENANT_WEIGHTS, *map(backlog, queues)]
+    def _claim_call(self, queues: list[str]) -> tuple[list, list]:
+        # The per-queue groups in the order the script counts them (_CLAIM).
+        per_queue = [*queues, *map(bell, queues), *map(inflight, queues), self.unacked_index_key, self.unacked_key,
+                     keys_.DEAD_LETTERS, keys_.TENANT_WEIGHTS, *map(backlog, queues)]
         interactive = sum(priorities.rank(queue) == 0 for queue in queues)
         max_wait = -1 if self.bulk_max_wait_s is None or self._aged_last else self.bulk_max_wait_s
-        return keys, [time.time(), len(queues), MAX_BELLS, interactive, max_wait, self.fair_share_quantum]
+        return _CLAIM_LAYOUT.build(per_queue=per_queue, now=time.time(), n=len(queues), max_bells=MAX_BELLS,
+                                   first=interactive, max_wait=max_wait, quantum=self.fair_share_quantum)
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: object) -> virtual.Message | None:
         """kombu's synchronous get (``kombu.Queue.get``), by the claim script, which kombu's would

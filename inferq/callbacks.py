@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import redis
 
 from inferq import keys
+from inferq.lua import Layout
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 #: Longest callback URL taken.
@@ -128,41 +129,45 @@ def backoff_s(attempts: int, first_s: float) -> float:
 # then the job ids. Claims each job still due (another deliverer may have claimed it since it was
 # read): its due time becomes the lease's end, and the token is written on the job. A job whose
 # record is gone (expired) leaves the set. Answers the ids claimed.
-_CLAIM = """
-local now, lease, token, claimed = tonumber(ARGV[1]), ARGV[2], ARGV[3], {}
-for i = 4, #ARGV do
-  local id, key = ARGV[i], KEYS[i - 2]
-  local due = redis.call('ZSCORE', KEYS[1], id)
+_CLAIM_LAYOUT = Layout("claim_callbacks", keys=("due_set",), key_list="jobs", args=("now", "lease", "token"),
+                       arg_list="job_ids", numbers={"now"})
+_CLAIM = _CLAIM_LAYOUT.script("""
+local claimed = {}
+for j = 1, job_ids_count do
+  local id, key = ARGV[job_ids_offset + j], KEYS[jobs_offset + j]
+  local due = redis.call('ZSCORE', due_set, id)
   if due and tonumber(due) <= now then
     if redis.call('EXISTS', key) == 0 then
-      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', due_set, id)
     else
-      redis.call('ZADD', KEYS[1], 'XX', lease, id)
+      redis.call('ZADD', due_set, 'XX', lease, id)
       redis.call('HSET', key, 'callback_lease', token)
       claimed[#claimed + 1] = id
     end
   end
 end
 return claimed
-"""
+""")
 
 # KEYS: the due set and the job. ARGV: the job id, the claim's token, the status to record
-# (pending: tried again at ARGV[5]), the error ('' for none), the time of the next try. Only the
+# (pending: tried again at ``retry_at``), the error ('' for none), the time of the next try. Only the
 # claim's holder records; answers whether it did.
-_RECORD = """
-if redis.call('HGET', KEYS[2], 'callback_lease') ~= ARGV[2] then
+_RECORD_LAYOUT = Layout("record_callback", keys=("due_set", "job"),
+                        args=("job_id", "token", "status", "last_error", "retry_at"))
+_RECORD = _RECORD_LAYOUT.script("""
+if redis.call('HGET', job, 'callback_lease') ~= token then
   return 0
 end
-redis.call('HINCRBY', KEYS[2], 'callback_attempts', 1)
-redis.call('HSET', KEYS[2], 'callback_status', ARGV[3], 'callback_error', ARGV[4])
-redis.call('HDEL', KEYS[2], 'callback_lease')
-if ARGV[3] == 'pending' then
-  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+redis.call('HINCRBY', job, 'callback_attempts', 1)
+redis.call('HSET', job, 'callback_status', status, 'callback_error', last_error)
+redis.call('HDEL', job, 'callback_lease')
+if status == 'pending' then
+  redis.call('ZADD', due_set, retry_at, job_id)
 else
-  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZREM', due_set, job_id)
 end
 return 1
-"""
+""")
 
 
 class Deliveries:
@@ -180,7 +185,8 @@ class Deliveries:
         if not due:
             return []
         token = secrets.token_hex(8)
-        claimed = self._claim(keys=[keys.CALLBACKS_DUE, *map(keys.job, due)], args=[now, now + lease_s, token, *due])
+        claimed = _CLAIM_LAYOUT.call(self._claim, due_set=keys.CALLBACKS_DUE, jobs=[*map(keys.job, due)], now=now,
+                                     lease=now + lease_s, token=token, job_ids=due)
         return [(job_id.decode(), token) for job_id in claimed]
 
     def next_due(self) -> float | None:
@@ -193,5 +199,5 @@ class Deliveries:
         """Record an attempt's result under the claim ``token``: ``delivered``, ``failed`` for good,
         or ``pending`` to be tried again at ``retry_at``. False where the claim was lost (its lease
         ended and another deliverer took it)."""
-        return bool(self._record(keys=[keys.CALLBACKS_DUE, keys.job(job_id)],
-                                 args=[job_id, token, status, error or "", retry_at or 0]))
+        return bool(_RECORD_LAYOUT.call(self._record, due_set=keys.CALLBACKS_DUE, job=keys.job(job_id), job_id=job_id,
+                                        token=token, status=status, last_error=error or "", retry_at=retry_at or 0))

@@ -21,22 +21,25 @@ import orjson
 import redis
 
 from inferq import keys
+from inferq.lua import Layout
 from inferq.model_spec import ModelSpec
 
 # Deletes the models named whose announcement is still older than the cutoff: a worker that
 # announced one since it was read keeps it.
-_FORGET = """
+_FORGET_LAYOUT = Layout("forget_models", keys=("models", "announced"), args=("cutoff",), arg_list="names",
+                        numbers={"cutoff"})
+_FORGET = _FORGET_LAYOUT.script("""
 local forgotten = {}
-for i = 2, #ARGV do
-    local at = redis.call('HGET', KEYS[2], ARGV[i])
-    if at and tonumber(at) < tonumber(ARGV[1]) then
-        redis.call('HDEL', KEYS[1], ARGV[i])
-        redis.call('HDEL', KEYS[2], ARGV[i])
+for i = names_offset + 1, names_offset + names_count do
+    local at = redis.call('HGET', announced, ARGV[i])
+    if at and tonumber(at) < cutoff then
+        redis.call('HDEL', models, ARGV[i])
+        redis.call('HDEL', announced, ARGV[i])
         forgotten[#forgotten + 1] = ARGV[i]
     end
 end
 return forgotten
-"""
+""")
 
 
 class ModelCatalog:
@@ -85,6 +88,7 @@ class ModelCatalog:
             stale = [name for name, at in announced_at.items() if at < forget_before and name in models
                      and name not in keep]
             if stale:
-                for name in self._forget(keys=[keys.MODELS, keys.MODELS_ANNOUNCED], args=[forget_before, *stale]):
+                for name in _FORGET_LAYOUT.call(self._forget, models=keys.MODELS, announced=keys.MODELS_ANNOUNCED,
+                                                cutoff=forget_before, names=stale):
                     models.pop(name.decode(), None)
         return {name: [ModelSpec.from_json(spec) for spec in orjson.loads(raw)] for name, raw in sorted(models.items())}

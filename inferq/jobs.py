@@ -43,6 +43,7 @@ import redis
 
 from inferq import keys
 from inferq.broker import Envelope, HeldMessages, acking, backlog, bell, tenant_members, tenant_ring
+from inferq.lua import Layout
 from inferq.priorities import INTERACTIVE, PRIORITIES
 from inferq.replication import NotReplicated, ReplicatedWrites
 from inferq.tenants import DEFAULT, DEFAULT_TENANT, Tenant
@@ -104,6 +105,8 @@ end
 # The bucket holds a second's worth of items at most; a job larger than that is admitted from a
 # full bucket, which it leaves in debt.
 # Each new job's record keeps ``lane_mark``, the lane's admitted images before it.
+# In the layout, ``job_keys`` is the job keys, the inputs hashes and the queue's keys (if any), and
+# ``job_fields`` each job's fields, then the message (if any).
 #
 # All or nothing: the jobs are recorded, counted and their message pushed only if every one fits,
 # records and inputs before the message, so a worker never sees a job before them. A job already
@@ -112,11 +115,13 @@ end
 # new job pushes no message. Records and inputs have no expiry: they live until the job finishes.
 # Reads come first and the first write is an HSET: at maxmemory Redis refuses a script's first write
 # that may grow memory, so a full Redis refuses the whole admission before it wrote anything.
-_ADMIT = """
-local depth = tonumber(redis.call('GET', KEYS[1]) or '0')
-local max, now, priority, jobs, model = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local tenant, tenant_max, rate = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local tenant_queued, bucket = KEYS[#KEYS - 2], KEYS[#KEYS - 1]
+_ADMIT_LAYOUT = Layout(
+    "admit", keys=("queued_images", "unfinished"), key_list="job_keys",
+    last_keys=("tenant_queued", "bucket", "lane_admitted"),
+    args=("max_depth", "now", "priority", "jobs", "model", "tenant", "tenant_max", "rate"), arg_list="job_fields",
+    last_args=("callbacks", "waiting"), numbers={"max_depth", "jobs", "tenant_max", "rate"})
+_ADMIT = _ADMIT_LAYOUT.script("""
+local depth = tonumber(redis.call('GET', queued_images) or '0')
 local tenant_depth = tonumber(redis.call('GET', tenant_queued) or '0')
 local tokens = -1
 if rate >= 0 then
@@ -126,14 +131,14 @@ if rate >= 0 then
     tokens = math.min(rate, tonumber(held) + math.max(0, tonumber(now) - tonumber(at)) * rate)
   end
 end
-local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, 9
-local waiting = cjson.decode(ARGV[#ARGV])
+local fits, new, offsets, added, all, a = {}, {}, {}, 0, true, job_fields_offset + 1
+waiting = cjson.decode(waiting)
 for j = 1, jobs do
   local n, stored = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 3])
   offsets[j] = a
-  if redis.call('EXISTS', KEYS[2 + j]) == 1 then
+  if redis.call('EXISTS', KEYS[job_keys_offset + j]) == 1 then
     fits[j] = 1
-  elseif depth + added + n > max then
+  elseif depth + added + n > max_depth then
     fits[j] = 0
   elseif tenant_max >= 0 and tenant_depth + added + n > tenant_max then
     fits[j] = 2
@@ -156,44 +161,49 @@ end
 for _, j in ipairs(new) do
   local o = offsets[j]
   local id, n, stored = ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 3])
-  redis.call('HSET', KEYS[2 + j], 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
+  local job = KEYS[job_keys_offset + j]
+  redis.call('HSET', job, 'status', 'queued', 'n', n, 'created_at', now, 'priority', priority,
              'model', model, 'filenames', ARGV[o + 2], 'tenant', tenant)
   if waiting[id] then
-    redis.call('HSET', KEYS[2 + j], 'reply_to', waiting[id])
+    redis.call('HSET', job, 'reply_to', waiting[id])
   end
   for i = 1, stored do
-    redis.call('HSET', KEYS[2 + jobs + j], ARGV[o + 2 + 2 * i], ARGV[o + 3 + 2 * i])
+    redis.call('HSET', KEYS[job_keys_offset + jobs + j], ARGV[o + 2 + 2 * i], ARGV[o + 3 + 2 * i])
   end
-  redis.call('HSET', KEYS[2], id, n)
+  redis.call('HSET', unfinished, id, n)
 end
-depth = redis.call('INCRBY', KEYS[1], added)
+depth = redis.call('INCRBY', queued_images, added)
 tenant_depth = redis.call('INCRBY', tenant_queued, added)
 redis.call('INCRBY', 'TENANT_ADMITTED' .. tenant, added)
 if rate >= 0 then
   redis.call('HSET', bucket, 'tokens', left, 'at', now)
   redis.call('EXPIRE', bucket, 3600)
 end
-if #KEYS > 5 + 2 * jobs then
-  redis.call('LPUSH', KEYS[3 + 2 * jobs], ARGV[a])
-  redis.call('LPUSH', KEYS[4 + 2 * jobs], 1)
-  redis.call('LPUSH', KEYS[5 + 2 * jobs], 1)
+-- After the jobs' keys and inputs: the queue, its bell and backlog, then its tenant ring and names.
+local queue = job_keys_offset + 2 * jobs
+if job_keys_count > 2 * jobs then
+  redis.call('LPUSH', KEYS[queue + 1], ARGV[a])
+  redis.call('LPUSH', KEYS[queue + 2], 1)
+  redis.call('LPUSH', KEYS[queue + 3], 1)
   -- The tenant onto its queue's ring, once: the claim takes it off when its list is empty.
-  if #KEYS > 8 + 2 * jobs and redis.call('SADD', KEYS[7 + 2 * jobs], tenant) == 1 then
-    redis.call('LPUSH', KEYS[6 + 2 * jobs], tenant)
+  if job_keys_count > 2 * jobs + 3 and redis.call('SADD', KEYS[queue + 5], tenant) == 1 then
+    redis.call('LPUSH', KEYS[queue + 4], tenant)
   end
 end
-local mark, callbacks = tonumber(redis.call('GET', KEYS[#KEYS]) or '0'), cjson.decode(ARGV[#ARGV - 1])
+local mark = tonumber(redis.call('GET', lane_admitted) or '0')
+callbacks = cjson.decode(callbacks)
 for _, j in ipairs(new) do
-  redis.call('HSET', KEYS[2 + j], 'lane_mark', mark)
+  redis.call('HSET', KEYS[job_keys_offset + j], 'lane_mark', mark)
   mark = mark + tonumber(ARGV[offsets[j] + 1])
   local url = callbacks[ARGV[offsets[j]]]
   if url then
-    redis.call('HSET', KEYS[2 + j], 'callback_url', url, 'callback_status', 'pending', 'callback_attempts', 0)
+    redis.call('HSET', KEYS[job_keys_offset + j], 'callback_url', url, 'callback_status', 'pending',
+               'callback_attempts', 0)
   end
 end
-redis.call('INCRBY', KEYS[#KEYS], added)
+redis.call('INCRBY', lane_admitted, added)
 return {fits, depth, tenant_depth, left}
-""".replace("TENANT_ADMITTED", keys.tenant_admitted(""))
+""".replace("TENANT_ADMITTED", keys.tenant_admitted("")))
 
 # Every script that changes a job's status or progress says so on the job's channel
 # (``keys.job_events``), after its write: what the API's long polls and event streams wake on
@@ -213,47 +223,50 @@ end
 # A batch's start in one round trip (:meth:`JobStore.start`): marks its queued jobs running, each
 # adding its wait in the queue to its tenant's (``inferq.keys.tenant_waits``), and answers the
 # positions (from 1) of those cancelled, so that a worker skips them without a look of its own.
-_START = _PUBLISH_JOB_EVENT + """
+_START_LAYOUT = Layout("start", key_list="jobs", args=("now",))
+_START = _START_LAYOUT.script(_PUBLISH_JOB_EVENT + """
 local cancelled = {}
-for i, job in ipairs(KEYS) do
+for i = 1, jobs_count do
+  local job = KEYS[jobs_offset + i]
   local status = redis.call('HGET', job, 'status')
   if status == 'queued' then
-    redis.call('HSET', job, 'status', 'running', 'started_at', ARGV[1])
+    redis.call('HSET', job, 'status', 'running', 'started_at', now)
     publish_job_event(job)
     local tenant, created = unpack(redis.call('HMGET', job, 'tenant', 'created_at'))
     if tenant and created then
       local waits = 'TENANT_WAITS' .. tenant
       redis.call('HINCRBY', waits, 'jobs', 1)
-      redis.call('HINCRBYFLOAT', waits, 'seconds', math.max(0, tonumber(ARGV[1]) - tonumber(created)))
+      redis.call('HINCRBYFLOAT', waits, 'seconds', math.max(0, tonumber(now) - tonumber(created)))
     end
   elseif status == 'cancelled' then
     cancelled[#cancelled + 1] = i
   end
 end
 return cancelled
-""".replace("TENANT_WAITS", keys.tenant_waits(""))
+""".replace("TENANT_WAITS", keys.tenant_waits("")))
 
 # KEYS: running jobs' keys. ARGV: each job's items done so far. Written while the job runs (a
 # job that ended, or whose start was refused, is left as it is), only forward: what a worker
 # reports after each model call of a job that takes several.
-_PROGRESS = _PUBLISH_JOB_EVENT + """
-for i, job in ipairs(KEYS) do
-  local done = tonumber(ARGV[i])
+_PROGRESS_LAYOUT = Layout("progress", key_list="jobs", arg_list="items_done")
+_PROGRESS = _PROGRESS_LAYOUT.script(_PUBLISH_JOB_EVENT + """
+for i = 1, jobs_count do
+  local job, done = KEYS[jobs_offset + i], tonumber(ARGV[items_done_offset + i])
   if redis.call('HGET', job, 'status') == 'running'
      and done > tonumber(redis.call('HGET', job, 'items_done') or '0') then
     redis.call('HSET', job, 'items_done', done)
     publish_job_event(job)
   end
 end
-"""
+""")
 
-# KEYS: the queued-images counters the jobs count in (one a model and priority), their
+# KEYS (``batch``): the queued-images counters the jobs count in (one a model and priority), their
 # unfinished-jobs hashes in the same order, one key per job, the reply lists named by the jobs,
 # then the inputs hashes to delete, then each counter's lane-finished counter (in the counters'
-# order) and the set of due callbacks. ARGV: ttl, now, counter count, job count, then per job: status,
-# image count, outcome JSON, the position of its reply list among KEYS (0 when nobody waits), its
-# id and the position of its counter (from 1); last, the number of inputs hashes. Every reply list
-# gets one item: a JSON list of [job id, outcome] pairs.
+# order); last the set of due callbacks. ARGV: ttl, now, counter count, job count, then per job
+# (``outcomes``): status, image count, outcome JSON, the position of its reply list in ``batch``
+# (0 when nobody waits), its id and the position of its counter (from 1); last, the number of
+# inputs hashes. Every reply list gets one item: a JSON list of [job id, outcome] pairs.
 #
 # What frees memory comes first. Redis refuses at maxmemory only a script's first write that may
 # grow memory (one that has written already is never stopped halfway), and HDEL and DEL do not
@@ -263,29 +276,31 @@ end
 # counter by its unfinished entry, as it leaves the hash: by what its admission counted, whatever
 # image count the worker passes (kept in the layout for the log), and once however often it is
 # delivered.
-_FINISH = _PUBLISH_JOB_EVENT + _ENDED + """
-local ttl, now, counters, jobs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local lanes = #KEYS - counters - 1
+_FINISH_LAYOUT = Layout("finish", key_list="batch", last_keys=("callbacks_due",),
+                        args=("ttl", "now", "counters", "jobs"), arg_list="outcomes", last_args=("stored",),
+                        numbers={"counters", "jobs", "stored"})
+_FINISH = _FINISH_LAYOUT.script(_PUBLISH_JOB_EVENT + _ENDED + """
+local lanes = batch_offset + batch_count - counters
 -- Each job counts down by what its admission counted (its unfinished entry), whatever a message
 -- says, and only once: a batch delivered again finds no entry left.
 local left = {}
 for j = 1, jobs do
-  local a = 5 + (j - 1) * 6
-  local unfinished = KEYS[counters + tonumber(ARGV[a + 5])]
+  local a = outcomes_offset + 1 + (j - 1) * 6
+  local unfinished = KEYS[batch_offset + counters + tonumber(ARGV[a + 5])]
   left[j] = tonumber(redis.call('HGET', unfinished, ARGV[a + 4]) or '0')
   redis.call('HDEL', unfinished, ARGV[a + 4])
 end
-for i = lanes - tonumber(ARGV[#ARGV]) + 1, lanes do
+for i = lanes - stored + 1, lanes do
   redis.call('DEL', KEYS[i])
 end
 local finished, replies = {}, {}
 for j = 1, jobs do
-  local key, a = KEYS[2 * counters + j], 5 + (j - 1) * 6
+  local key, a = KEYS[batch_offset + 2 * counters + j], outcomes_offset + 1 + (j - 1) * 6
   local status = redis.call('HGET', key, 'status')
   if status ~= 'done' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
     redis.call('HSET', key, 'status', ARGV[a], 'outcome', ARGV[a + 2], 'finished_at', now)
     publish_job_event(key)
-    queue_callback(key, ARGV[a + 4], KEYS[#KEYS], now)
+    queue_callback(key, ARGV[a + 4], callbacks_due, now)
     local reply = tonumber(ARGV[a + 3])
     if reply > 0 then
       local pair = '[' .. cjson.encode(ARGV[a + 4]) .. ',' .. ARGV[a + 2] .. ']'
@@ -310,92 +325,100 @@ for j = 1, jobs do
   end
 end
 for reply, items in pairs(replies) do
-  redis.call('RPUSH', KEYS[reply], '[' .. items .. ']')
-  redis.call('EXPIRE', KEYS[reply], ttl)
+  redis.call('RPUSH', KEYS[batch_offset + reply], '[' .. items .. ']')
+  redis.call('EXPIRE', KEYS[batch_offset + reply], ttl)
 end
 for counter, images in pairs(finished) do
   -- Never below zero: jobs admitted under another counter (before an upgrade) must not leave
   -- headroom that was never taken.
-  if redis.call('DECRBY', KEYS[counter], images) < 0 then
-    redis.call('SET', KEYS[counter], 0)
+  if redis.call('DECRBY', KEYS[batch_offset + counter], images) < 0 then
+    redis.call('SET', KEYS[batch_offset + counter], 0)
   end
   count_ended(KEYS[lanes + counter], images)
 end
-"""
+""")
 
-# KEYS: the counter and unfinished-jobs hash of the jobs' model and priority, one key per job, one
-# inputs hash per job, then the lane-finished counter. ARGV: the job ids. Deletes were the first
-# writes, so this runs at maxmemory too; a job already gone is not counted down again.
-# KEYS: the queue and the jobs' counter, unfinished hash, records and inputs, and lane-finished
-# counter as for _WITHDRAW. ARGV: the message, then the job ids. Takes the message off its queue and
-# withdraws its jobs, or, if a worker has claimed it already, leaves everything as it is. Answers 1
-# if it took it back.
-_TAKE_BACK = _ENDED + """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+# KEYS: the queue and the jobs' counter, unfinished hash, records and inputs (``job_keys``), and
+# lane-finished counter as for _WITHDRAW. ARGV: the message, then the job ids. Takes the message off
+# its queue and withdraws its jobs, or, if a worker has claimed it already, leaves everything as it
+# is. Answers 1 if it took it back.
+_TAKE_BACK_LAYOUT = Layout("take_back", keys=("queue", "queued_images", "unfinished"), key_list="job_keys",
+                           last_keys=("lane_finished",), args=("message",), arg_list="job_ids")
+_TAKE_BACK = _TAKE_BACK_LAYOUT.script(_ENDED + """
+if redis.call('LREM', queue, 1, message) == 0 then
   return 0
 end
-local jobs = #ARGV - 1
+local jobs = job_ids_count
 for j = 1, jobs do
-  local n = redis.call('HGET', KEYS[3], ARGV[1 + j])
+  local id, job = ARGV[job_ids_offset + j], KEYS[job_keys_offset + j]
+  local n = redis.call('HGET', unfinished, id)
   if n then
-    redis.call('HDEL', KEYS[3], ARGV[1 + j])
-    if redis.call('DECRBY', KEYS[2], tonumber(n)) < 0 then
-      redis.call('SET', KEYS[2], 0)
+    redis.call('HDEL', unfinished, id)
+    if redis.call('DECRBY', queued_images, tonumber(n)) < 0 then
+      redis.call('SET', queued_images, 0)
     end
-    count_ended(KEYS[#KEYS], tonumber(n))
-    count_tenant_ended(KEYS[3 + j], tonumber(n))
+    count_ended(lane_finished, tonumber(n))
+    count_tenant_ended(job, tonumber(n))
   end
-  redis.call('DEL', KEYS[3 + j], KEYS[3 + jobs + j])
+  redis.call('DEL', job, KEYS[job_keys_offset + jobs + j])
 end
 return 1
-"""
+""")
 
-_WITHDRAW = _ENDED + """
-local jobs, images = #ARGV, 0
+# KEYS: the counter and unfinished-jobs hash of the jobs' model and priority, one key per job, one
+# inputs hash per job (``job_keys``), then the lane-finished counter. ARGV: the job ids. Deletes
+# are the first writes, so this runs at maxmemory too; a job already gone is not counted down again.
+_WITHDRAW_LAYOUT = Layout("withdraw", keys=("queued_images", "unfinished"), key_list="job_keys",
+                          last_keys=("lane_finished",), arg_list="job_ids")
+_WITHDRAW = _WITHDRAW_LAYOUT.script(_ENDED + """
+local jobs, images = job_ids_count, 0
 for j = 1, jobs do
-  local n = redis.call('HGET', KEYS[2], ARGV[j])
+  local id, job = ARGV[job_ids_offset + j], KEYS[job_keys_offset + j]
+  local n = redis.call('HGET', unfinished, id)
   if n then
-    redis.call('HDEL', KEYS[2], ARGV[j])
+    redis.call('HDEL', unfinished, id)
     images = images + tonumber(n)
-    count_tenant_ended(KEYS[2 + j], tonumber(n))
+    count_tenant_ended(job, tonumber(n))
   end
-  redis.call('DEL', KEYS[2 + j], KEYS[2 + jobs + j])
+  redis.call('DEL', job, KEYS[job_keys_offset + jobs + j])
 end
-if images > 0 and redis.call('DECRBY', KEYS[1], images) < 0 then
-  redis.call('SET', KEYS[1], 0)
+if images > 0 and redis.call('DECRBY', queued_images, images) < 0 then
+  redis.call('SET', queued_images, 0)
 end
-count_ended(KEYS[#KEYS], images)
+count_ended(lane_finished, images)
 return images
-"""
+""")
 
 # KEYS: a model's and priority's unfinished-jobs hash. ARGV: the prefix of job keys, then job ids
 # (some of the hash's). Drops those whose record is final or gone: their finish was lost, or
 # counted under another counter. Answers how many it dropped.
-_FORGET_ENDED = """
+_FORGET_ENDED_LAYOUT = Layout("forget_ended", keys=("unfinished",), args=("job_prefix",), arg_list="job_ids")
+_FORGET_ENDED = _FORGET_ENDED_LAYOUT.script("""
 local dropped = 0
-for i = 2, #ARGV do
-  local status = redis.call('HGET', ARGV[1] .. ARGV[i], 'status')
+for i = job_ids_offset + 1, job_ids_offset + job_ids_count do
+  local status = redis.call('HGET', job_prefix .. ARGV[i], 'status')
   if status ~= 'queued' and status ~= 'running' then
-    dropped = dropped + redis.call('HDEL', KEYS[1], ARGV[i])
+    dropped = dropped + redis.call('HDEL', unfinished, ARGV[i])
   end
 end
 return dropped
-"""
+""")
 
 # KEYS: a model's and priority's counter and its unfinished-jobs hash. Sets the counter to what the
 # hash adds up to, whatever drifted. A deletion first, so that the SET is not a first write, which
 # Redis refuses at maxmemory.
-_RECOUNT = """
+_RECOUNT_LAYOUT = Layout("recount", keys=("queued_images", "unfinished"))
+_RECOUNT = _RECOUNT_LAYOUT.script("""
 local total = 0
-for _, images in ipairs(redis.call('HVALS', KEYS[2])) do
+for _, images in ipairs(redis.call('HVALS', unfinished)) do
   total = total + tonumber(images)
 end
 -- A lane that never had work keeps no counter (absent reads as 0), so a recount writes none.
-if total > 0 or redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('SET', KEYS[1], total)
+if total > 0 or redis.call('EXISTS', queued_images) == 1 then
+  redis.call('SET', queued_images, total)
 end
 return total
-"""
+""")
 
 # KEYS: the unfinished-jobs hashes of every lane (of every model), then the hash of the tenants
 # the API announced (``inferq.keys.TENANT_WEIGHTS``). ARGV: the prefix of job records, the prefix of
@@ -406,23 +429,25 @@ return total
 # and then. Answers ``[tenant, counter before, counter after, ...]`` of the counters it changed.
 # Deletions before sets: at maxmemory Redis refuses a script at its first write that may grow
 # memory, and a counter brought to zero is deleted.
-_RECOUNT_TENANTS = """
+_RECOUNT_TENANTS_LAYOUT = Layout("recount_tenants", key_list="lanes", last_keys=("tenant_weights",),
+                                 args=("job_prefix", "queued_prefix"))
+_RECOUNT_TENANTS = _RECOUNT_TENANTS_LAYOUT.script("""
 local totals = {}
-for i = 1, #KEYS - 1 do
+for i = lanes_offset + 1, lanes_offset + lanes_count do
   local entries = redis.call('HGETALL', KEYS[i])
   for j = 1, #entries, 2 do
-    local tenant = redis.call('HGET', ARGV[1] .. entries[j], 'tenant')
+    local tenant = redis.call('HGET', job_prefix .. entries[j], 'tenant')
     if tenant then
       totals[tenant] = (totals[tenant] or 0) + tonumber(entries[j + 1])
     end
   end
 end
-for _, tenant in ipairs(redis.call('HKEYS', KEYS[#KEYS])) do
+for _, tenant in ipairs(redis.call('HKEYS', tenant_weights)) do
   totals[tenant] = totals[tenant] or 0
 end
 local changed, sets = {}, {}
 for tenant, total in pairs(totals) do
-  local key = ARGV[2] .. tenant
+  local key = queued_prefix .. tenant
   local was = redis.call('GET', key)
   if tonumber(was or '0') ~= total or (was and total == 0) then
     changed[#changed + 1] = {tenant, was or '0', tostring(total)}
@@ -441,7 +466,7 @@ for _, change in ipairs(changed) do
   flat[#flat + 1], flat[#flat + 2], flat[#flat + 3] = change[1], change[2], change[3]
 end
 return flat
-"""
+""")
 
 # KEYS: the job's record, its inputs hash, the counter and unfinished-jobs hash of its model and
 # priority, the reply list its waiter reads, its lane's finished-images counter, the due callbacks.
@@ -454,48 +479,52 @@ return flat
 # The job leaves its counter at once, by what its admission counted, and only once (its unfinished
 # entry goes with it): a worker's later finish of it counts nothing down and, finding it cancelled,
 # writes no outcome over it. Deletes come first, so that a Redis at maxmemory cancels too.
-_CANCEL = _PUBLISH_JOB_EVENT + _ENDED + """
-local status = redis.call('HGET', KEYS[1], 'status')
+_CANCEL_LAYOUT = Layout("cancel", keys=("job", "inputs", "queued_images", "unfinished", "reply_list", "lane_finished",
+                                         "callbacks_due"),
+                        args=("ttl", "now", "job_id", "outcome", "waiting"))
+_CANCEL = _CANCEL_LAYOUT.script(_PUBLISH_JOB_EVENT + _ENDED + """
+local status = redis.call('HGET', job, 'status')
 if not status then
   return false
 end
 if status ~= 'queued' and status ~= 'running' then
   return status
 end
-local n = tonumber(redis.call('HGET', KEYS[4], ARGV[3]) or '0')
-redis.call('HDEL', KEYS[4], ARGV[3])
-redis.call('DEL', KEYS[2])
-if n > 0 and redis.call('DECRBY', KEYS[3], n) < 0 then
-  redis.call('SET', KEYS[3], 0)
+local n = tonumber(redis.call('HGET', unfinished, job_id) or '0')
+redis.call('HDEL', unfinished, job_id)
+redis.call('DEL', inputs)
+if n > 0 and redis.call('DECRBY', queued_images, n) < 0 then
+  redis.call('SET', queued_images, 0)
 end
-count_ended(KEYS[6], n)
-count_tenant_ended(KEYS[1], n)
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'outcome', ARGV[4], 'finished_at', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-publish_job_event(KEYS[1])
-queue_callback(KEYS[1], ARGV[3], KEYS[7], ARGV[2])
-local idempotency = redis.call('HGET', KEYS[1], 'idempotency_key')
+count_ended(lane_finished, n)
+count_tenant_ended(job, n)
+redis.call('HSET', job, 'status', 'cancelled', 'outcome', outcome, 'finished_at', now)
+redis.call('EXPIRE', job, ttl)
+publish_job_event(job)
+queue_callback(job, job_id, callbacks_due, now)
+local idempotency = redis.call('HGET', job, 'idempotency_key')
 if idempotency then
-  redis.call('EXPIRE', idempotency, ARGV[1])
+  redis.call('EXPIRE', idempotency, ttl)
 end
-if ARGV[5] == '1' then
-  redis.call('RPUSH', KEYS[5], '[[' .. cjson.encode(ARGV[3]) .. ',' .. ARGV[4] .. ']]')
-  redis.call('EXPIRE', KEYS[5], ARGV[1])
+if waiting == '1' then
+  redis.call('RPUSH', reply_list, '[[' .. cjson.encode(job_id) .. ',' .. outcome .. ']]')
+  redis.call('EXPIRE', reply_list, ttl)
 end
 return status
-"""
+""")
 
 # KEYS: job records. Answers the positions (from 1) of those cancelled: one command for a batch,
 # however many jobs it holds.
-_CANCELLED = """
+_CANCELLED_LAYOUT = Layout("cancelled", key_list="jobs")
+_CANCELLED = _CANCELLED_LAYOUT.script("""
 local found = {}
-for i, job in ipairs(KEYS) do
-  if redis.call('HGET', job, 'status') == 'cancelled' then
+for i = 1, jobs_count do
+  if redis.call('HGET', KEYS[jobs_offset + i], 'status') == 'cancelled' then
     found[#found + 1] = i
   end
 end
 return found
-"""
+""")
 
 # Idempotency keys (``api.queue.idempotency``): each a JSON {fingerprint, job_id, state}, ``pending`` while
 # its first request is being admitted (expiring, so that a request that died frees it), then
@@ -505,52 +534,56 @@ return found
 # pending key holds, the prefix of job keys. Reserves the key for this request unless another holds
 # it (a bound key whose job's record is gone holds nothing). Answers {state, job id, fingerprint}
 # of whoever holds it: this request's own id if it was reserved now.
-_RESERVE_KEY = """
-local raw = redis.call('GET', KEYS[1])
+_RESERVE_KEY_LAYOUT = Layout("reserve_key", keys=("key",), args=("fingerprint", "job_id", "pending_ms", "job_prefix"))
+_RESERVE_KEY = _RESERVE_KEY_LAYOUT.script("""
+local raw = redis.call('GET', key)
 if raw then
   local held = cjson.decode(raw)
-  if held.state ~= 'bound' or redis.call('EXISTS', ARGV[4] .. held.job_id) == 1 then
+  if held.state ~= 'bound' or redis.call('EXISTS', job_prefix .. held.job_id) == 1 then
     return {held.state, held.job_id, held.fingerprint}
   end
 end
-redis.call('SET', KEYS[1], cjson.encode({fingerprint = ARGV[1], job_id = ARGV[2], state = 'pending'}),
-           'PX', ARGV[3])
-return {'pending', ARGV[2], ARGV[1]}
-"""
+redis.call('SET', key, cjson.encode({fingerprint = fingerprint, job_id = job_id, state = 'pending'}),
+           'PX', pending_ms)
+return {'pending', job_id, fingerprint}
+""")
 
 # KEYS: the key, the record of the job it was reserved for. ARGV: the job id, the fingerprint. Once
 # the request that reserved the key is over: a key whose job was admitted is bound to it (and
 # expires with its record, now or when the job ends); one whose job was not is freed, so that a
 # retry can create it. A key another request holds by now is left alone. Answers 1 if bound.
-_SETTLE_KEY = """
-local raw = redis.call('GET', KEYS[1])
-if not raw or cjson.decode(raw).job_id ~= ARGV[1] then
+_SETTLE_KEY_LAYOUT = Layout("settle_key", keys=("key", "job"), args=("job_id", "fingerprint"))
+_SETTLE_KEY = _SETTLE_KEY_LAYOUT.script("""
+local raw = redis.call('GET', key)
+if not raw or cjson.decode(raw).job_id ~= job_id then
   return 0
 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('DEL', KEYS[1])
+if redis.call('EXISTS', job) == 0 then
+  redis.call('DEL', key)
   return 0
 end
-redis.call('SET', KEYS[1], cjson.encode({fingerprint = ARGV[2], job_id = ARGV[1], state = 'bound'}))
-redis.call('HSET', KEYS[2], 'idempotency_key', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[2])
+redis.call('SET', key, cjson.encode({fingerprint = fingerprint, job_id = job_id, state = 'bound'}))
+redis.call('HSET', job, 'idempotency_key', key)
+local ttl = redis.call('PTTL', job)
 if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', key, ttl)
 end
 return 1
-"""
+""")
 
 
 # KEYS: a tenant's list of a queue, the queue's bell, its tenant ring, the set of its names and its
 # backlog. ARGV: the message, the tenant. What the admission script does with a tenant's message.
-_PUSH_TENANT = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LPUSH', KEYS[2], 1)
-redis.call('LPUSH', KEYS[5], 1)
-if redis.call('SADD', KEYS[4], ARGV[2]) == 1 then
-  redis.call('LPUSH', KEYS[3], ARGV[2])
+_PUSH_TENANT_LAYOUT = Layout("push_tenant", keys=("queue", "bell", "ring", "members", "backlog"),
+                             args=("message", "tenant"))
+_PUSH_TENANT = _PUSH_TENANT_LAYOUT.script("""
+redis.call('LPUSH', queue, message)
+redis.call('LPUSH', bell, 1)
+redis.call('LPUSH', backlog, 1)
+if redis.call('SADD', members, tenant) == 1 then
+  redis.call('LPUSH', ring, tenant)
 end
-"""
+""")
 
 
 class QueueFull(Exception):
@@ -766,31 +799,33 @@ class JobStore:
         """
         stored_inputs = stored_inputs or {}
         callbacks = callbacks or {}
-        script_keys = [keys.queued_images(model, priority), keys.unfinished(model, priority),
-                       *(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
-        args: list[object] = [self._depth_limits[priority], time.time(), priority, len(jobs), model, tenant.name,
-                              -1 if tenant.max_queued_items is None else tenant.max_queued_items,
-                              -1 if tenant.max_items_per_s is None else repr(tenant.max_items_per_s)]
+        job_keys = [*(keys.job(job_id) for job_id, _ in jobs), *(keys.job_inputs(job_id) for job_id, _ in jobs)]
+        job_fields: list[object] = []
         for job_id, filenames in jobs:
             stored = stored_inputs.get(job_id, {})
-            args += [job_id, len(filenames), json.dumps(list(filenames)), len(stored)]
+            job_fields += [job_id, len(filenames), json.dumps(list(filenames)), len(stored)]
             for name, data in stored.items():
-                args += [name, data]
+                job_fields += [name, data]
         if enqueue is not None:
-            script_keys += [enqueue.queue_key, bell(enqueue.lane), backlog(enqueue.lane)]
+            job_keys += [enqueue.queue_key, bell(enqueue.lane), backlog(enqueue.lane)]
             if enqueue.tenant is not None:
                 assert enqueue.tenant == tenant.name, "a message carries its own tenant's jobs"
-                script_keys += [tenant_ring(enqueue.lane), tenant_members(enqueue.lane)]
-            args.append(enqueue.raw)
-        script_keys += [keys.tenant_queued(tenant.name), keys.tenant_bucket(tenant.name),
-                        keys.lane_admitted(model, priority)]
-        # An object, not an array: cjson reads an empty table as either.
-        args.append(json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
-                               separators=(",", ":")) if callbacks else "{}")
-        args.append(json.dumps({job_id: keys.replies(listener) for job_id, listener in (reply_to or {}).items()}))
+                job_keys += [tenant_ring(enqueue.lane), tenant_members(enqueue.lane)]
+            job_fields.append(enqueue.raw)
+        command = _ADMIT_LAYOUT.command(
+            queued_images=keys.queued_images(model, priority), unfinished=keys.unfinished(model, priority),
+            job_keys=job_keys, tenant_queued=keys.tenant_queued(tenant.name),
+            bucket=keys.tenant_bucket(tenant.name), lane_admitted=keys.lane_admitted(model, priority),
+            max_depth=self._depth_limits[priority], now=time.time(), priority=priority, jobs=len(jobs), model=model,
+            tenant=tenant.name, tenant_max=-1 if tenant.max_queued_items is None else tenant.max_queued_items,
+            rate=-1 if tenant.max_items_per_s is None else repr(tenant.max_items_per_s), job_fields=job_fields,
+            # An object, not an array: cjson reads an empty table as either.
+            callbacks=json.dumps({job_id: callbacks[job_id] for job_id, _ in jobs if job_id in callbacks},
+                                 separators=(",", ":")) if callbacks else "{}",
+            waiting=json.dumps({job_id: keys.replies(listener) for job_id, listener in (reply_to or {}).items()}))
 
         def run_script(pipe: redis.client.Pipeline) -> None:
-            pipe.evalsha(self._admit.sha, len(script_keys), *script_keys, *args)
+            pipe.evalsha(self._admit.sha, *command)
 
         try:
             try:
@@ -836,8 +871,10 @@ class JobStore:
         push queues the message twice (its jobs' first outcome is final, but they run twice)."""
         def push(pipe: redis.client.Pipeline) -> None:
             if message.tenant is not None:  # its list, its bell and its tenant on the ring at once
-                pipe.eval(_PUSH_TENANT, 5, message.queue_key, bell(message.lane), tenant_ring(message.lane),
-                          tenant_members(message.lane), backlog(message.lane), message.raw, message.tenant)
+                pipe.eval(_PUSH_TENANT, *_PUSH_TENANT_LAYOUT.command(
+                    queue=message.queue_key, bell=bell(message.lane), ring=tenant_ring(message.lane),
+                    members=tenant_members(message.lane), backlog=backlog(message.lane), message=message.raw,
+                    tenant=message.tenant))
                 return
             # Not a transaction: the message goes first, and one left without its bell is still
             # found, at a worker's next wait timeout.
@@ -850,18 +887,20 @@ class JobStore:
     def take_back(self, message: Envelope, job_ids: Sequence[str], *, model: str, priority: str) -> bool:
         """Take ``message`` off its queue and withdraw its jobs, unless a worker has claimed it:
         then nothing changes. Answers whether it was taken back."""
-        return bool(self._take_back(
-            keys=[message.queue_key, keys.queued_images(model, priority), keys.unfinished(model, priority),
-                  *map(keys.job, job_ids), *map(keys.job_inputs, job_ids), keys.lane_finished(model, priority)],
-            args=[message.raw, *job_ids]))
+        return bool(_TAKE_BACK_LAYOUT.call(
+            self._take_back, queue=message.queue_key, queued_images=keys.queued_images(model, priority),
+            unfinished=keys.unfinished(model, priority),
+            job_keys=[*map(keys.job, job_ids), *map(keys.job_inputs, job_ids)],
+            lane_finished=keys.lane_finished(model, priority), message=message.raw, job_ids=list(job_ids)))
 
     def withdraw(self, job_ids: Iterable[str], *, model: str, priority: str) -> None:
         """Forget admitted jobs of ``model`` and ``priority`` that will not run, and count them down
         (once, however often they are withdrawn)."""
         job_ids = list(job_ids)
-        self._withdraw(keys=[keys.queued_images(model, priority), keys.unfinished(model, priority),
-                             *map(keys.job, job_ids), *map(keys.job_inputs, job_ids),
-                             keys.lane_finished(model, priority)], args=job_ids)
+        _WITHDRAW_LAYOUT.call(self._withdraw, queued_images=keys.queued_images(model, priority),
+                              unfinished=keys.unfinished(model, priority),
+                              job_keys=[*map(keys.job, job_ids), *map(keys.job_inputs, job_ids)],
+                              lane_finished=keys.lane_finished(model, priority), job_ids=job_ids)
 
     def reconcile(self, models: Sequence[str], *, chunk: int = 1000) -> dict[tuple[str, str], int]:
         """Bring each queued-images counter of ``models`` back to the images of its jobs still
@@ -879,10 +918,11 @@ class JobStore:
             while True:
                 cursor, entries = self._redis.hscan(unfinished, cursor, count=chunk)  # NOVALUES is Redis 7.4's
                 if entries:
-                    forgotten[lane] += self._forget_ended(keys=[unfinished], args=[keys.job(""), *entries])
+                    forgotten[lane] += _FORGET_ENDED_LAYOUT.call(self._forget_ended, unfinished=unfinished,
+                                                                 job_prefix=keys.job(""), job_ids=list(entries))
                 if not cursor:
                     break
-            self._recount(keys=[keys.queued_images(*lane), unfinished])
+            _RECOUNT_LAYOUT.call(self._recount, queued_images=keys.queued_images(*lane), unfinished=unfinished)
         return forgotten
 
     def recount_tenants(self, models: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -897,7 +937,8 @@ class JobStore:
         """
         known = {name.decode() for name in self._redis.hkeys(keys.MODELS)}
         lanes = [keys.unfinished(model, priority) for model in sorted({*models, *known}) for priority in PRIORITIES]
-        flat = self._recount_tenants(keys=[*lanes, keys.TENANT_WEIGHTS], args=[keys.job(""), keys.tenant_queued("")])
+        flat = _RECOUNT_TENANTS_LAYOUT.call(self._recount_tenants, lanes=lanes, tenant_weights=keys.TENANT_WEIGHTS,
+                                            job_prefix=keys.job(""), queued_prefix=keys.tenant_queued(""))
         return {flat[i].decode(): (int(flat[i + 1]), int(flat[i + 2])) for i in range(0, len(flat), 3)}
 
     def start(self, job_ids: Sequence[str]) -> set[str]:
@@ -909,7 +950,7 @@ class JobStore:
         if not job_ids:
             return set()
         try:
-            positions = self._start(keys=[keys.job(job_id) for job_id in job_ids], args=[time.time()])
+            positions = _START_LAYOUT.call(self._start, jobs=[keys.job(job_id) for job_id in job_ids], now=time.time())
         except redis.exceptions.ResponseError as exc:
             if not refused_for_memory(exc):
                 raise
@@ -921,7 +962,8 @@ class JobStore:
         """Record how many items of each running job (id -> items) the model has answered, and
         announce it, in one round trip."""
         if items_done:
-            self._progress(keys=[keys.job(job_id) for job_id in items_done], args=list(items_done.values()))
+            _PROGRESS_LAYOUT.call(self._progress, jobs=[keys.job(job_id) for job_id in items_done],
+                                  items_done=list(items_done.values()))
 
     @contextlib.contextmanager
     def progress_reports(self) -> Iterator[Callable[[Mapping[str, int]], None]]:
@@ -950,10 +992,9 @@ class JobStore:
                 read_reply()
             if connection is None:
                 connection = pool.get_connection()
-            job_keys = [keys.job(job_id) for job_id in items_done]
             try:
-                connection.send_command("EVALSHA", self._progress.sha, len(job_keys), *job_keys,
-                                        *items_done.values())
+                connection.send_command("EVALSHA", self._progress.sha, *_PROGRESS_LAYOUT.command(
+                    jobs=[keys.job(job_id) for job_id in items_done], items_done=list(items_done.values())))
             except redis.RedisError as exc:
                 log.warning("could not send the progress of %d jobs: %s", len(items_done), exc)
             else:
@@ -986,29 +1027,32 @@ class JobStore:
         round trip; and with ``acks``, acknowledge the batch's messages in the same step, once all
         of that is written: a worker that dies after it leaves nothing to deliver again, and one
         that dies before, or a finish that fails, leaves every message to be delivered again."""
-        # Lua indexes KEYS from 1: the counters, their unfinished hashes, the jobs, then each reply
-        # list once, the inputs, the counters' lanes and the due callbacks.
+        # Positions in ``batch`` count from 1, as Lua does: the counters, their unfinished hashes, the
+        # jobs, then each reply list once, the inputs and the counters' lanes.
         counters = {counter: position + 1 for position, counter in
                     enumerate(dict.fromkeys((job.model, job.priority) for job in finished))}
         reply_positions: dict[str, int] = {}
         for job in finished:
             if job.reply_to and job.reply_to not in reply_positions:
                 reply_positions[job.reply_to] = 2 * len(counters) + 1 + len(finished) + len(reply_positions)
-        script_keys = [*(keys.queued_images(*counter) for counter in counters),
-                       *(keys.unfinished(*counter) for counter in counters),
-                       *(keys.job(job.job_id) for job in finished),
-                       *(keys.replies(listener) for listener in reply_positions),
-                       *(keys.job_inputs(job_id) for job_id in stored),
-                       *(keys.lane_finished(*counter) for counter in counters), keys.CALLBACKS_DUE]
-        args: list[object] = [self._ttl, time.time(), len(counters), len(finished)]
+        batch = [*(keys.queued_images(*counter) for counter in counters),
+                 *(keys.unfinished(*counter) for counter in counters),
+                 *(keys.job(job.job_id) for job in finished),
+                 *(keys.replies(listener) for listener in reply_positions),
+                 *(keys.job_inputs(job_id) for job_id in stored),
+                 *(keys.lane_finished(*counter) for counter in counters)]
+        outcomes: list[object] = []
         for job in finished:
             reply = reply_positions[job.reply_to] if job.reply_to else 0
-            args += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
-                     counters[job.model, job.priority]]
+            outcomes += [job.outcome.status, job.count, job.outcome.to_json(), reply, job.job_id,
+                         counters[job.model, job.priority]]
+        script_keys, args = _FINISH_LAYOUT.build(
+            batch=batch, callbacks_due=keys.CALLBACKS_DUE, ttl=self._ttl, now=time.time(), counters=len(counters),
+            jobs=len(finished), outcomes=outcomes, stored=len(stored))
         if acks is None:
-            self._finish(keys=script_keys, args=[*args, len(stored)])
-        else:
-            self._finish_acking(keys=[*script_keys, *acks.keys], args=[*args, len(stored), *acks.args])
+            self._finish(keys=script_keys, args=args)
+        else:  # acking() takes the acks off the ends before the layout's prologue reads them
+            self._finish_acking(keys=[*script_keys, *acks.keys], args=[*args, *acks.args])
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel a queued or running job: it leaves its queue's count at once, is never run if a
@@ -1017,35 +1061,38 @@ class JobStore:
         job without a record."""
         fields = self._redis.hmget(keys.job(job_id), ["model", "priority", "reply_to"])
         model, priority, reply_to = (None if raw is None else raw.decode() for raw in fields)
-        script_keys = [keys.job(job_id), keys.job_inputs(job_id),
-                       keys.queued_images(model or "", priority or INTERACTIVE),
-                       keys.unfinished(model or "", priority or INTERACTIVE), reply_to or keys.replies(""),
-                       keys.lane_finished(model or "", priority or INTERACTIVE), keys.CALLBACKS_DUE]
+        lane = (model or "", priority or INTERACTIVE)
         outcome = Outcome.cancelled("cancelled (DELETE /jobs/<id>) before it finished; it has no answer")
-        status = self._cancel(keys=script_keys,
-                              args=[self._ttl, time.time(), job_id, outcome.to_json(), 1 if reply_to else 0])
+        status = _CANCEL_LAYOUT.call(
+            self._cancel, job=keys.job(job_id), inputs=keys.job_inputs(job_id), queued_images=keys.queued_images(*lane),
+            unfinished=keys.unfinished(*lane), reply_list=reply_to or keys.replies(""),
+            lane_finished=keys.lane_finished(*lane), callbacks_due=keys.CALLBACKS_DUE, ttl=self._ttl,
+            now=time.time(), job_id=job_id, outcome=outcome.to_json(), waiting=1 if reply_to else 0)
         return None if status is None else status.decode()
 
     def cancelled(self, job_ids: Sequence[str]) -> set[str]:
         """Those of the jobs that were cancelled, in one round trip: a worker skips them."""
         if not job_ids:
             return set()
-        return {job_ids[position - 1] for position in self._cancelled(keys=[keys.job(job_id) for job_id in job_ids])}
+        positions = _CANCELLED_LAYOUT.call(self._cancelled, jobs=[keys.job(job_id) for job_id in job_ids])
+        return {job_ids[position - 1] for position in positions}
 
     def reserve_key(self, key: str, fingerprint: str, job_id: str, *, pending_s: float) -> HeldKey:
         """Reserve idempotency ``key`` (a Redis key: ``inferq.keys.idempotency``) for a request of
         ``fingerprint`` that would create job ``job_id``, unless another request holds it: who holds
         it (``job_id`` itself if this one does now). A reservation lasts ``pending_s`` at most,
         until :meth:`settle_key`."""
-        state, held_by, held_for = self._reserve_key(
-            keys=[key], args=[fingerprint, job_id, max(1, int(pending_s * 1000)), keys.job("")])
+        state, held_by, held_for = _RESERVE_KEY_LAYOUT.call(
+            self._reserve_key, key=key, fingerprint=fingerprint, job_id=job_id,
+            pending_ms=max(1, int(pending_s * 1000)), job_prefix=keys.job(""))
         return HeldKey(state.decode(), held_by.decode(), held_for.decode())
 
     def settle_key(self, key: str, job_id: str, fingerprint: str) -> bool:
         """Once the request that reserved ``key`` for ``job_id`` is over, admitted or not: bind the key
         to the job if it was admitted (it then expires with the job's record), else free it for a
         retry. Answers whether it was bound."""
-        return bool(self._settle_key(keys=[key, keys.job(job_id)], args=[job_id, fingerprint]))
+        return bool(_SETTLE_KEY_LAYOUT.call(self._settle_key, key=key, job=keys.job(job_id), job_id=job_id,
+                                            fingerprint=fingerprint))
 
     def get(self, job_id: str) -> JobRecord | None:
         fields = {k.decode(): v for k, v in self._redis.hgetall(keys.job(job_id)).items()}

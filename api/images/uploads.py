@@ -15,7 +15,6 @@ words, echoed back in answers and never used as paths.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -89,6 +88,8 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
     if len(files) > settings.max_images_per_request:
         raise ApiError(413, f"{len(files)} images in one request, more than the "
                             f"{settings.max_images_per_request} allowed")
+    # A thousand parts' headers, read here on the request's greenlet, are many turns' worth of work.
+    turns = offload.Turns()
     parts = [_Part(index, field, file.filename or "", file.read()) for index, (field, file) in enumerate(files)]
     filenames: list[str] = []
     pixels: dict[int, np.ndarray] = {}
@@ -97,6 +98,7 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
     # Every file's header first, every image's pixels after: what the request costs to decode is
     # known, and refused past MAX_REQUEST_PIXELS, before any of it is decoded.
     for part in parts:
+        turns()
         if part.field == FIELD:
             width, height = _checked(part, _size, part.data, settings.max_image_pixels)
             request_pixels += width * height
@@ -114,8 +116,10 @@ def read_upload(request: Request, settings: Settings, served: Served) -> Upload:
         if len(filenames) > settings.max_images_per_request:
             raise ApiError(413, f"more than the {settings.max_images_per_request} images allowed in one request")
     for chunk, chunk_pixels in _chunks(images):
-        decode = _decode_chunk if chunk_pixels <= INLINE_PIXELS else functools.partial(offload.run, _decode_chunk)
-        for part, decoded in zip(chunk, decode(chunk, geometry, settings.max_image_pixels), strict=True):
+        limit = settings.max_image_pixels
+        decoded_chunk = (_decode_chunk(chunk, geometry, limit, turns) if chunk_pixels <= INLINE_PIXELS
+                         else offload.run(_decode_chunk, chunk, geometry, limit))
+        for part, decoded in zip(chunk, decoded_chunk, strict=True):
             pixels[part.index] = _checked(part, _raised, decoded)
     ordered = [pixels[part.index] for part in parts]
     stacked = ordered[0] if len(ordered) == 1 else np.concatenate(ordered)
@@ -158,10 +162,13 @@ def _chunks(images: list[tuple[_Part, int]]) -> Iterator[tuple[list[_Part], int]
         yield chunk, size
 
 
-def _decode_chunk(chunk: list[_Part], geometry: ImageInput, max_pixels: int) -> list[np.ndarray | ImageError]:
-    """Each image's pixels ``[1, H, W, C]``, or the error that says why it has none."""
+def _decode_chunk(chunk: list[_Part], geometry: ImageInput, max_pixels: int,
+                  turns: Callable[[], None] = lambda: None) -> list[np.ndarray | ImageError]:
+    """Each image's pixels ``[1, H, W, C]``, or the error that says why it has none; ``turns``
+    between images where it runs on the request's greenlet."""
     decoded: list[np.ndarray | ImageError] = []
     for part in chunk:
+        turns()
         try:
             decoded.append(decode_for(part.data, geometry, max_pixels=max_pixels)[np.newaxis])
         except ImageError as error:

@@ -183,7 +183,7 @@ def test_a_requests_image_pixels_past_its_budget_are_a_413_before_any_is_decoded
 
 
 def test_bulk_files_are_not_decoded_and_not_counted_in_the_pixel_budget(make_app, serve, mnist_test):
-    from tests.api.test_recognize import npy_file
+    from tests.api.test_image_routes import npy_file
 
     serve()
     app, _ = make_app(max_request_pixels=1)

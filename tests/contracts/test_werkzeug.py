@@ -9,7 +9,7 @@ import io
 
 from flask import Flask, Request, request
 
-from api.images.upload_request import TESTED_WERKZEUG, WERKZEUG_INTERNALS, UploadRequest
+from api.images.upload_request import TESTED_WERKZEUG, WERKZEUG_INTERNALS, CooperativeFormParser, UploadRequest
 from bench.bodies import BOUNDARY, multipart
 
 INSTALLED = importlib.metadata.version("werkzeug")
@@ -28,6 +28,31 @@ def test_the_hook_takes_the_arguments_werkzeug_passes():
     assert (list(inspect.signature(Request._get_file_stream).parameters)
             == list(inspect.signature(UploadRequest._get_file_stream).parameters)
             == ["self", "total_content_length", "content_type", "filename", "content_length"]), RECHECK
+
+
+def test_the_parser_overrides_werkzeugs_public_parse_with_its_arguments():
+    from werkzeug.formparser import FormDataParser
+
+    assert UploadRequest.form_data_parser_class is CooperativeFormParser
+    assert (list(inspect.signature(FormDataParser.parse).parameters)
+            == list(inspect.signature(CooperativeFormParser.parse).parameters)
+            == ["self", "stream", "mimetype", "content_length", "options"]), RECHECK
+
+
+def test_a_many_part_upload_parses_whole_in_slices():
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    parts = [("image", f"{i}.png", bytes([i]) * 5000) for i in range(40)]  # 200 KB: many slices
+    with app.test_request_context("/", method="POST", data=multipart(parts),
+                                  content_type=f"multipart/form-data; boundary={BOUNDARY}"):
+        assert [(f.filename, f.read()) for f in request.files.getlist("image")] == [(n, d) for _, n, d in parts]
+
+
+def test_a_urlencoded_form_past_a_slice_is_read_whole():
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    with app.test_request_context("/", method="POST", data={"text": "x" * 50_000}):
+        assert request.form["text"] == "x" * 50_000
 
 
 def _parsed(request_class: type[Request], data: bytes) -> tuple[object, bytes]:

@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def go_server_model_dir(tmp_path_factory, mnist_train_sample) -> Path:
-    root = tmp_path_factory.mktemp("seed-models")
+    root = tmp_path_factory.mktemp("go-server-models")
     build_go_server_model(root / "1", *mnist_train_sample)
     return root
 

@@ -25,13 +25,14 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from bench.bodies import MULTIPART, multipart
 from inferq import keys, priorities
 from inferq.repository import newest_version
 from inferq.settings import Settings
 from launcher.processes import free_port
 from tests.conftest import png_bytes
 from tests.support.go_server_model import go_server_predict
-from tests.support.http_load import BOUNDARY, Answer, HttpLoad, multipart_body
+from tests.support.http_load import Answer, HttpLoad
 from tests.support.processes import ApiProcess, RedisProcess, WorkerProcess, worker_env
 from tests.support.waiting import wait_for
 
@@ -47,7 +48,6 @@ BULK_IMAGES, BULK_FILES = 256, 8
 BULK_MAX_JOBS = 120
 #: Reported offenders per check.
 SHOWN = 5
-MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 JSON = {"Content-Type": "application/json"}
 
 
@@ -104,25 +104,25 @@ def many_big_pngs(limit_bytes: int, max_images: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     png = buffer.getvalue()
-    part = len(multipart_body([("image", "big-0000.png", png)])) - len(multipart_body([]))
-    count = min(max_images, (limit_bytes - len(multipart_body([]))) // part)
-    return multipart_body([("image", f"big-{i:04d}.png", png) for i in range(count)])
+    part = len(multipart([("image", "big-0000.png", png)])) - len(multipart([]))
+    count = min(max_images, (limit_bytes - len(multipart([]))) // part)
+    return multipart([("image", f"big-{i:04d}.png", png) for i in range(count)])
 
 
 def hostile_cases(settings: Settings) -> list[HostileCase]:
     kserve = f"/v2/models/{MODEL}/infer"
     return [
         HostileCase("zero-image .npy job", "POST", "/jobs",
-                    multipart_body([("images", "empty.npy", npy(np.zeros((0, 28, 28), np.uint8)))]), MULTIPART,
+                    multipart([("images", "empty.npy", npy(np.zeros((0, 28, 28), np.uint8)))]), MULTIPART,
                     also_fine=(202,)),
         HostileCase("zero-image IDX job", "POST", "/jobs",
-                    multipart_body([("images", "empty.idx", struct.pack(">IIII", 0x803, 0, 28, 28))]), MULTIPART,
+                    multipart([("images", "empty.idx", struct.pack(">IIII", 0x803, 0, 28, 28))]), MULTIPART,
                     also_fine=(202,)),
         HostileCase("zero-image .npy sync", "POST", "/recognize",
-                    multipart_body([("images", "empty.npy", npy(np.zeros((0, 28, 28), np.uint8)))]), MULTIPART,
+                    multipart([("images", "empty.npy", npy(np.zeros((0, 28, 28), np.uint8)))]), MULTIPART,
                     also_fine=(200,)),
         HostileCase(".npy declaring (2**40, 28, 28)", "POST", "/jobs",
-                    multipart_body([("images", "huge.npy", npy_header_declaring((2**40, 28, 28)))]), MULTIPART),
+                    multipart([("images", "huge.npy", npy_header_declaring((2**40, 28, 28)))]), MULTIPART),
         HostileCase("KServe BYTES [1, 10**13]", "POST", kserve,
                     json.dumps({"inputs": [{"name": "inputdata", "shape": [1, 10**13], "datatype": "BYTES",
                                             "data": ["x"]}]}).encode(), JSON),
@@ -451,7 +451,7 @@ def test_nothing_accepted_is_lost_whatever_arrives_and_whatever_dies(tmp_path, t
             problems.append(f"workers died without being killed: {dead}")
 
         last = list(range(9000, 9003))
-        status, body = http_json(api.base_url, "POST", "/jobs", multipart_body(
+        status, body = http_json(api.base_url, "POST", "/jobs", multipart(
             [("image", f"{i}.png", png_bytes(images[i])) for i in last]), MULTIPART)
         if status != 202:
             problems.append(f"a new job after it all was answered {status}: {str(body)[:200]}")

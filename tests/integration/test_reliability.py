@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import redis
 
 from api.app import create_app
+from bench.load import ThreadedLoad
 from inferq import broker, keys, priorities
 from inferq.priorities import BULK, INTERACTIVE
 from inferq.settings import API_SERVERS, Settings
@@ -27,46 +27,33 @@ from tests.support.processes import ApiProcess, WorkerProcess, worker_env
 from tests.support.waiting import wait_for
 
 
-class Load:
-    """Threads posting async jobs of real digits until stopped, of each priority in turn; remembers
-    what was accepted."""
+class Load(ThreadedLoad):
+    """Threads posting async jobs of real digits through the API app's test client until stopped, of
+    each priority in turn; remembers what was accepted."""
 
     def __init__(self, app, images: np.ndarray, threads: int = 4, priorities: tuple[str, ...] = (BULK,)) -> None:
+        super().__init__(["jobs"] * threads, join_s=30)
         self.app = app
         self.images = images
         self.priorities = priorities
         self.accepted: dict[str, list[int]] = {}  # job id -> indexes of its images
         self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._counter = itertools.count()
-        self._threads = [threading.Thread(target=self._post, daemon=True) for _ in range(threads)]
 
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
+    def connect(self):
+        return self.app.test_client()
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _post(self) -> None:
-        client = self.app.test_client()
-        while not self._stop.is_set():
-            turn = next(self._counter)
-            first = turn * 3 % (len(self.images) - 3)
-            indexes = [first, first + 1, first + 2][: 1 + first % 3]
-            data = {"image": [(io.BytesIO(png_bytes(self.images[i])), f"{i}.png") for i in indexes],
-                    "priority": self.priorities[turn % len(self.priorities)]}
-            response = client.post("/jobs", data=data)
-            with self._lock:
-                self.statuses.append(response.status_code)
-                if response.status_code == 202:
-                    self.accepted[response.get_json()["job_id"]] = indexes
-            if response.status_code != 202:
-                self._stop.wait(0.05)  # a refused client backs off, as Retry-After asks
+    def send(self, lane: str, turn: int, client) -> None:
+        first = turn * 3 % (len(self.images) - 3)
+        indexes = [first, first + 1, first + 2][: 1 + first % 3]
+        data = {"image": [(io.BytesIO(png_bytes(self.images[i])), f"{i}.png") for i in indexes],
+                "priority": self.priorities[turn % len(self.priorities)]}
+        response = client.post("/jobs", data=data)
+        with self.lock:
+            self.statuses.append(response.status_code)
+            if response.status_code == 202:
+                self.accepted[response.get_json()["job_id"]] = indexes
+        if response.status_code != 202:
+            self.stopping.wait(0.05)  # a refused client backs off, as Retry-After asks
 
 
 def statuses(client: redis.Redis, job_ids: list[str]) -> list[bytes | None]:
@@ -77,7 +64,7 @@ def statuses(client: redis.Redis, job_ids: list[str]) -> list[bytes | None]:
 
 
 def done_count(client: redis.Redis, load: Load) -> int:
-    with load._lock:
+    with load.lock:
         ids = list(load.accepted)
     return sum(status == b"done" for status in statuses(client, ids))
 

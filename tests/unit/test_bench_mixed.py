@@ -57,3 +57,23 @@ def test_the_open_loop_yardstick_has_goals_of_its_own():
     assert "| open loop beside bulk, 20/s | 20 | 6.0 | 26.0 | 0 | 800 |" in table(result)
     without = MixedResult(point, 1000.0, point, 900.0, point, 950.0, bulk_refusals=0)
     assert "no open-loop interactive failure" not in without.goals()
+
+
+def test_a_png_bulk_job_is_a_part_an_image_and_an_idx_job_one_file():
+    import numpy as np
+    from werkzeug.formparser import parse_form_data
+    from werkzeug.test import EnvironBuilder
+
+    from bench.bodies import BOUNDARY
+    from bench.mixed import BulkProducer
+
+    images = np.zeros((5, 28, 28), np.uint8)
+
+    def fields(producer: BulkProducer) -> list[str]:
+        body = producer._body
+        environ = EnvironBuilder(method="POST", data=body,
+                                 content_type=f"multipart/form-data; boundary={BOUNDARY}").get_environ()
+        return [name for name, _ in parse_form_data(environ)[2].items(multi=True)]
+
+    assert fields(BulkProducer("http://127.0.0.1:1", images, 0, pngs=True)) == ["image"] * 5
+    assert fields(BulkProducer("http://127.0.0.1:1", images, 0)) == ["images"]

@@ -1,3 +1,5 @@
+"""api.images.decoding: an uploaded file to MNIST's 28x28 white-on-black digit, and the files it refuses."""
+
 import io
 import struct
 import zlib

@@ -1,3 +1,6 @@
+"""The image routes (api/images/routes.py): ``POST /recognize`` and ``/jobs`` on the stand-in worker, from the
+Go server's curl call to bulk files, refusals and back-pressure."""
+
 import io
 import uuid
 
