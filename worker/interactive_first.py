@@ -12,7 +12,8 @@ batch where it left off:
 - **The take** is kombu's ``Queue.get``, which ``inferq.broker`` makes the consumer's own claim
   script: each message is recorded as unacknowledged as it is taken, up to the batch size in items
   (the first model's), stopping when no interactive work is left.
-- **Acks.** The interactive messages are acknowledged together once their outcomes are written,
+- **Acks.** The interactive messages are acknowledged in the step that writes their outcomes
+  (``inferq.broker.acking``), so a worker killed after it answered them never runs them again,
   or delivered again if answering them fails (the error then fails the long batch too, whose
   messages are delivered again as well). The long batch's messages stay unacknowledged until it
   ends, as before: its outputs so far are in memory only, so a worker that dies meanwhile leaves
@@ -48,7 +49,7 @@ class InteractiveFirst:
     at once."""
 
     def __init__(self, client: redis.Redis, connect: Callable[[], Any], queues: Callable[[], Sequence[str]],
-                 answer: Callable[[list[object]], None], max_items: int) -> None:
+                 answer: Callable[..., bool], max_items: int) -> None:
         self._redis = client
         self._connect = connect
         self._queues = queues
@@ -126,13 +127,20 @@ class InteractiveFirst:
                     break
         if not taken:
             return
+        held = broker.held_messages(channel, [message.delivery_tag for message in taken])
         try:
-            self._answer([_task_argument(message) for message in taken])
+            acked = self._answer([_task_argument(message) for message in taken], acks=held)
         except BaseException:
             log.warning("delivering %d interactive messages again: answering them failed", len(taken))
             for message in taken:
                 message.reject(requeue=True)
             raise
+        if acked and held is not None:
+            # Their finish removed them from Redis with the outcomes: only the in-memory books are left.
+            broker.acked_already(channel, held.tags)
+            for message in taken:
+                message.ack()
+            return
         with broker.acks_together(channel):
             for message in taken:
                 message.ack()
