@@ -15,18 +15,24 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from api.errors import ApiError
-from api.grpc.handlers import behaviour_of, rebuilt
+from api.grpc.handlers import Rebuilt, behaviour_of, rebuilt
 from api.grpc.status import status_of
 
 
 class DecodingInterceptor(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        self._rebuilt = Rebuilt(_parsing)
+
     def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parsing = _each if handler.request_streaming else _one
-        return rebuilt(handler, parsing(handler.request_deserializer, behaviour_of(handler)),
-                       request_deserializer=None)
+        return self._rebuilt(handler_call_details.method, handler)
+
+
+def _parsing(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    parsing = _each if handler.request_streaming else _one
+    return rebuilt(handler, parsing(handler.request_deserializer, behaviour_of(handler)), request_deserializer=None)
 
 
 def _parsed(parse: Callable[[bytes], object], data: bytes, context: grpc.ServicerContext):

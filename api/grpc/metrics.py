@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 
-from api.grpc.handlers import behaviour_of, rebuilt
+from api.grpc.handlers import Rebuilt, behaviour_of, rebuilt
 from api.metrics import LATENCY_BUCKETS
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -40,10 +40,21 @@ class GrpcMetrics:
                              registry=self.registry)
         self.latency = Histogram("inferq_grpc_request_seconds", "Time from a gRPC call's start to its status, "
                                  "by method.", ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        # Each label set's child, looked up once: ``labels()`` takes a lock and builds its key on
+        # every call. Bounded as the labels are: the methods served, the status codes.
+        self._counted: dict[tuple[str, grpc.StatusCode], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
 
     def record(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self.calls.labels(method, code.name).inc()
-        self.latency.labels(method).observe(time.perf_counter() - started)
+        elapsed_s = time.perf_counter() - started
+        counter = self._counted.get((method, code))
+        if counter is None:
+            counter = self._counted[(method, code)] = self.calls.labels(method, code.name)
+        timer = self._timed.get(method)
+        if timer is None:
+            timer = self._timed[method] = self.latency.labels(method)
+        counter.inc()
+        timer.observe(elapsed_s)
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):
@@ -56,12 +67,16 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, metrics: GrpcMetrics) -> None:
         self._metrics = metrics
+        self._rebuilt = Rebuilt(self._counting)
 
     def intercept_service(self, continuation, handler_call_details: grpc.HandlerCallDetails):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method.lstrip("/")
+        return self._rebuilt(handler_call_details.method, handler)
+
+    def _counting(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method = full_method.lstrip("/")
         counting = self._streaming if handler.response_streaming else self._unary
         return rebuilt(handler, counting(method, behaviour_of(handler)),
                        request_deserializer=handler.request_deserializer)
