@@ -36,6 +36,8 @@ _LENGTH = struct.Struct("<I")
 def parameters(holder) -> dict[str, object]:
     """A message's ``map<string, InferParameter>`` as plain values."""
     values: dict[str, object] = {}
+    if not holder:  # most requests have none: no items() to walk
+        return values
     for name, parameter in holder.items():
         which = parameter.WhichOneof("parameter_choice")
         values[name] = None if which is None else getattr(parameter, which)
@@ -52,7 +54,8 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
     inputs, chunks = [], []
     for index, tensor in enumerate(request.inputs):
         sent: dict[str, object] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
-        filled = [field.name for field, _ in tensor.contents.ListFields()]
+        # Most tensors come raw, with no contents at all: HasField says so cheaper than ListFields.
+        filled = [field.name for field, _ in tensor.contents.ListFields()] if tensor.HasField("contents") else []
         what = f"input {tensor.name!r}"
         if raw:
             if filled:
@@ -76,7 +79,7 @@ def request_body(request: pb.ModelInferRequest) -> tuple[dict, bytes]:
                 sent["data"] = list(values)  # none: the decoder counts them against the shape
         inputs.append(sent)
     body = {"inputs": inputs, "parameters": parameters(request.parameters),
-            "outputs": [{"name": output.name} for output in request.outputs]}
+            "outputs": [{"name": output.name} for output in request.outputs] if request.outputs else []}
     return body, chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
