@@ -92,7 +92,9 @@ def inferq_processes(redis_url: str, model_dir: str, *, workers: int = 1, grpc: 
     and the gRPC front end, on another."""
     port, grpc_port = free_port(), free_port()
     with serving_repository(model_dir) as repository:
-        env = _serving_env(repository, REDIS_URL=redis_url, PORT=port, GRPC_PORT=grpc_port, **settings)
+        # A free metrics port too: the default (8002) may be a running `make up`'s or another bench's.
+        env = _serving_env(repository, REDIS_URL=redis_url, PORT=port, GRPC_PORT=grpc_port,
+                           GRPC_METRICS_PORT=free_port(), **settings)
         config = Settings.from_env(env)
         children = [Child(f"worker {i}", worker_command(config, i), env) for i in range(workers)]
         children.append(Child("api", api_command(), env))
