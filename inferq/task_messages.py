@@ -32,8 +32,9 @@ class TaskMessages:
         # What Celery's logs and Flower show for a message, instead of its tensors.
         description = f"<{model}: {len(jobs)} jobs, {items} items>"
         body = messages.encode(model, jobs, store_large=store_large)
+        # kwargsrepr: what Celery would write for no kwargs, given so that it does not repr them each message.
         message = self._celery.amqp.as_task_v2(task_id, messages.TASK_NAME, args=[body], argsrepr=description,
-                                               ignore_result=True)
+                                               kwargsrepr="{}", ignore_result=True)
         queue = priorities.queue(self._settings.model_queue(model), priority)
         queued_at = min((job.queued_at for job in jobs if job.queued_at is not None), default=None)
         return broker.envelope(queue, message.body, properties=message.properties, queued_at=queued_at,

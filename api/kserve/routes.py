@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from api.error_responses import error_response
@@ -97,9 +98,20 @@ def infer(name: str, version: int | None = None) -> Response:
     response["outputs"], blobs = encode_outputs(answer.values, decoded.wanted)
     if not blobs:
         return jsonify(response)
-    head = json.dumps(response).encode()
+    head = _head(response)
     return Response(head + b"".join(blobs), content_type="application/octet-stream",
                     headers={HEADER_LENGTH: str(len(head))})
+
+
+def _head(response: dict) -> bytes:
+    """The JSON header of a binary answer. By orjson, but for an ``id`` other than a string, which
+    is echoed as the json module writes it (orjson writes NaN as null, refuses ints past 64 bits)."""
+    if isinstance(response.get("id", ""), str):
+        try:
+            return orjson.dumps(response)
+        except TypeError:  # a string orjson cannot write (a lone surrogate)
+            pass
+    return json.dumps(response).encode()
 
 
 def _split_body() -> tuple[bytes, bytes]:

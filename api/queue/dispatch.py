@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import orjson
 from flask import request
 
 from api.errors import ApiError, unavailable
@@ -37,9 +38,14 @@ def served_model(name: str, version: int | None = None) -> Served:
 
 def json_object(raw: bytes, what: str) -> dict:
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
-        raise ApiError(400, f"{what} is not JSON: {exc}") from None
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson takes only strict UTF-8 JSON, ints of 64 bits and no NaN: the json module reads
+        # what it refuses as before, and words the refusals of what neither reads.
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser goes
+            raise ApiError(400, f"{what} is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"{what} must be a JSON object")
     return body
