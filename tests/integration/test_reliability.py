@@ -96,7 +96,11 @@ def test_no_accepted_job_is_lost_when_a_pool_process_then_the_whole_worker_is_ki
         worker.kill()
         wait_for(lambda: len(load.accepted) >= before + 150, 60, "jobs accepted while no worker runs")
         start_worker(trained_model_dir, visibility_timeout_s=3)
-        wait_for(lambda: done_count(client, load) >= len(load.accepted) - 20, 120, "the second worker to catch up")
+        # The second worker works while the load goes on; whether it also overtakes the load is the
+        # machine's speed (on one core it does not), so every accepted job is waited for once the
+        # load has stopped, below, and the dead worker's messages are among them.
+        restarted = done_count(client, load)
+        wait_for(lambda: done_count(client, load) >= restarted + 50, 120, "the second worker to work")
     assert set(load.statuses) == {202}
     assert_every_accepted_job_answered_right(client, load, trained_model_dir, 120)
     assert client.hlen("unacked") == 0
