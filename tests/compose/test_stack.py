@@ -263,15 +263,17 @@ def test_three_workers_each_take_batches(stack, mnist_test):
 
 
 def test_a_worker_killed_mid_backlog_loses_nothing(stack, mnist_test):
-    # Queued with the workers stopped, so that the backlog is still there when one of them is killed.
+    # Queued with the workers stopped, so that the backlog is still there when one of them is killed:
+    # 90,000 images, near the bulk lane's 100,000, as three workers drained 40,000 before a kill
+    # landed once their batches got faster.
     stack.run("stop", "worker", timeout=300)
-    jobs = _backlog(stack, mnist_test, 40)
+    jobs = _backlog(stack, mnist_test, 90)
     stack.run("start", "worker", timeout=300)
     victim = stack.containers("worker")[0]
     queued = len(jobs) * 1000
     # /status is cheap to poll: reading the jobs themselves would take longer than the backlog lasts.
     wait_for(lambda: 0 < stack.status().get("queued_images", queued) < queued, JOB_TIMEOUT_S,
-             "the workers to start on the backlog", interval_s=0.1)
+             "the workers to start on the backlog", interval_s=0.05)
     assert subprocess.run(["docker", "kill", "-s", "KILL", victim], capture_output=True).returncode == 0
     assert stack.status()["queued_images"] > 0, "the backlog ended before the kill: it proves nothing"
     for job_id, labels in jobs:
