@@ -23,7 +23,7 @@ from typing import IO
 from flask import Request
 from werkzeug.formparser import FormDataParser
 
-from api.images.offload import Turns, under_gevent
+from api.images.offload import Turns
 
 #: Bytes of the body parsed between two turns (``api.images.offload.Turns``): a thousand-part
 #: upload of small images has a part header every few hundred bytes, and werkzeug's parser works
@@ -37,14 +37,12 @@ WERKZEUG_INTERNALS = ("Request._get_file_stream(total_content_length, content_ty
 
 
 class CooperativeFormParser(FormDataParser):
-    """werkzeug's parser (its public ``parse``), fed a multipart body under gevent at most
-    :data:`PARSE_SLICE_BYTES` a read, with a turn for the other requests between reads."""
+    """werkzeug's parser (its public ``parse``), fed the body at most :data:`PARSE_SLICE_BYTES` a read
+    with a turn for the other requests between reads."""
 
     def parse(self, stream: IO[bytes], mimetype: str, content_length: int | None,
               options: dict[str, str] | None = None):
-        # A urlencoded form is read whole, in one read; under threads the interpreter's switch
-        # interval already shares the GIL, and smaller reads would only cost.
-        if mimetype != "multipart/form-data" or not under_gevent():
+        if mimetype != "multipart/form-data":  # a urlencoded form is read whole, in one read
             return super().parse(stream, mimetype, content_length, options)
         _, form, files = super().parse(_Sliced(stream), mimetype, content_length, options)
         return stream, form, files
